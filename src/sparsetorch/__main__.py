@@ -1,0 +1,3 @@
+from sparsetorch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""The ``sparsetorch`` command line.
+
+Each subcommand lives in its own module in this package and defines ``COMMAND``, a
+:class:`Command`. Modules are discovered, so adding a subcommand is adding one file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+    description: str | None = None
+
+
+def discover() -> dict[str, Command]:
+    commands: dict[str, Command] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        command = getattr(module, "COMMAND", None)
+        if isinstance(command, Command):
+            commands[command.name] = command
+    return dict(sorted(commands.items()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sparsetorch import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="sparsetorch",
+        description="Sparse neural networks for PyTorch: pruning, lottery tickets, "
+        "sparse training, sparse attention, sparse formats.",
+    )
+    parser.add_argument("--version", action="version", version=f"sparsetorch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in discover().values():
+        p = sub.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description or command.help,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        command.add_arguments(p)
+        p.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        if os.environ.get("SPARSETORCH_DEBUG"):
+            raise
+        print(f"sparsetorch {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

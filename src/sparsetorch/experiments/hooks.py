@@ -1,0 +1,59 @@
+"""The plug-in points of the training loop. Sparsity algorithms are hooks, never special cases
+in the loop.
+
+Order within one training step (``step`` counts optimizer steps from 0)::
+
+    loss.backward()
+    hook.after_backward(ctx, step)   # param.grad is the dense gradient of the effective weight
+    optimizer.step()                 # masks enforced by sparsetorch.masks' optimizer hooks
+    hook.after_step(ctx, step)       # topology updates (GMP prune, RigL/SET drop+grow) go here
+                                     # or in after_backward when they need the dense gradient
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class TrainContext:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    data: Any  # sparsetorch.data.Dataset
+    total_steps: int
+    steps_per_epoch: int
+    seed: int
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    hparams: Any = None  # the run's hparams dataclass
+    # a sample batch (x, y) from the training set, for algorithms that score on data (SNIP...)
+    sample_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+    # extra per-step metrics a hook wants logged (merged into metrics.jsonl at eval steps)
+    logs: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainHook:
+    """Base class: override what you need. ``state_dict``/``load_state_dict`` make a hook
+    resumable (the runner saves them with its checkpoints)."""
+
+    def on_train_start(self, ctx: TrainContext) -> None:
+        """Before the first step (also after resuming: then ``load_state_dict`` ran first)."""
+
+    def after_backward(self, ctx: TrainContext, step: int) -> None:
+        """After ``loss.backward()``, before ``optimizer.step()``."""
+
+    def after_step(self, ctx: TrainContext, step: int) -> None:
+        """After ``optimizer.step()``."""
+
+    def on_train_end(self, ctx: TrainContext) -> None:
+        """After the last step."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} has no state to load, got {sorted(state)}")

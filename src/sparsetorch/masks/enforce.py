@@ -1,0 +1,84 @@
+"""Keep masks enforced under any torch.optim optimizer.
+
+Two global optimizer hooks (installed once, on import of ``sparsetorch.masks``):
+
+* before ``step()``: gradients of masked parameters are multiplied by their masks, so no
+  optimizer moves a pruned weight and no momentum/Adam moment builds up there;
+* after ``step()``: masked parameters are multiplied by their masks again (exact zeros whatever
+  the optimizer does), and when a mask changed since this optimizer last saw it, the
+  optimizer's per-parameter state tensors (momentum, exp_avg, exp_avg_sq, ...) are zeroed at
+  masked positions, so stale moments never leak into weights that are grown back later.
+
+Between ``backward()`` and ``step()``, ``param.grad`` is the dense gradient of the effective
+weight: algorithms that grow connections (RigL) read it there.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
+
+from sparsetorch.masks.module_masks import OWNER_ATTR, SUFFIX
+
+
+def mask_of(param: torch.Tensor) -> tuple[torch.Tensor, int] | None:
+    """The live mask of ``param`` and its version, or None when it is not masked."""
+    owner = getattr(param, OWNER_ATTR, None)
+    if owner is None:
+        return None
+    module, name = owner
+    if module._parameters.get(name) is not param or name not in getattr(
+        module, "_sparsetorch_masked", ()
+    ):
+        return None
+    return module._buffers[name + SUFFIX], module._sparsetorch_version
+
+
+def _masked_params(optimizer: torch.optim.Optimizer):
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            found = mask_of(param)
+            if found is not None:
+                yield param, found[0], found[1]
+
+
+@torch.no_grad()
+def _before_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+    for param, mask, _ in _masked_params(optimizer):
+        grad = param.grad
+        if grad is not None and not grad.is_sparse:
+            grad.masked_fill_(~mask, 0)
+
+
+@torch.no_grad()
+def _after_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+    seen = optimizer.__dict__.setdefault("_sparsetorch_seen", {})
+    for param, mask, version in _masked_params(optimizer):
+        param.masked_fill_(~mask, 0)
+        key = (id(param), id(mask))
+        if seen.get(key) != version:
+            for value in optimizer.state.get(param, {}).values():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                    value.masked_fill_(~mask, 0)
+            seen[key] = version
+
+
+_HANDLES = (
+    register_optimizer_step_pre_hook(_before_step),
+    register_optimizer_step_post_hook(_after_step),
+)
+
+
+@torch.no_grad()
+def mask_gradients_(model: torch.nn.Module) -> None:
+    """Mask the gradients now (e.g. before ``clip_grad_norm_``, which otherwise counts the
+    dense gradient at pruned positions)."""
+    from sparsetorch.masks.module_masks import named_masked
+
+    for _, module, name in named_masked(model):
+        grad = module._parameters[name].grad
+        if grad is not None and not grad.is_sparse:
+            grad.masked_fill_(~module._buffers[name + SUFFIX], 0)

@@ -1,0 +1,156 @@
+"""Masks on nn.Modules: one mechanism, used by every algorithm.
+
+How it works (docs/architecture.md has the trade-offs and measurements):
+
+* A mask is a bool buffer ``<param>_mask`` registered on the module that owns the parameter
+  (True = kept). Buffers travel with ``state_dict``/``load_state_dict``, ``deepcopy``, pickling,
+  ``.to(device)`` and ``.half()`` (bool buffers keep their dtype).
+* The parameter itself holds exact zeros where the mask is False. No reparametrisation: the
+  weight *is* the effective weight, so ``param.grad`` after ``backward()`` is the dense gradient
+  of the effective weight (what RigL grows on), and the state_dict keys are the plain model's.
+* Enforcement is in ``enforce.py``: global optimizer hooks mask gradients before every
+  ``torch.optim`` step and re-zero weights (and optimizer moments at masked positions) after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+SUFFIX = "_mask"
+# attribute set on a masked Parameter: (owning module, parameter name); see enforce.py
+OWNER_ATTR = "_sparsetorch_owner"
+
+
+def _mask_names(module: nn.Module) -> list[str]:
+    return list(getattr(module, "_sparsetorch_masked", ()))
+
+
+def _bind(module: nn.Module, name: str) -> None:
+    """Point the parameter at its owner so optimizer hooks can find its mask."""
+    param = module._parameters.get(name)
+    if param is not None and getattr(param, OWNER_ATTR, (None,))[0] is not module:
+        setattr(param, OWNER_ATTR, (module, name))
+
+
+def _bind_hook(module: nn.Module, args: object) -> None:
+    # Forward pre-hook: re-binds after deepcopy (which drops attributes of Parameters).
+    # Skipped under torch.compile, where binding already happened eagerly.
+    if torch.compiler.is_compiling():
+        return
+    for name in _mask_names(module):
+        _bind(module, name)
+
+
+def _rezero_after_load(module: nn.Module, incompatible_keys: object) -> None:
+    with torch.no_grad():
+        for name in _mask_names(module):
+            module._parameters[name].masked_fill_(~module._buffers[name + SUFFIX], 0)
+
+
+def _check_mask(param: torch.Tensor, mask: torch.Tensor, where: str) -> None:
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask for {where} must be a torch.Tensor, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask for {where} must have dtype torch.bool, got {mask.dtype}")
+    if mask.shape != param.shape:
+        raise ValueError(
+            f"mask for {where} has shape {tuple(mask.shape)}, parameter has {tuple(param.shape)}"
+        )
+
+
+def attach_mask(module: nn.Module, name: str, mask: torch.Tensor) -> None:
+    """Attach (or replace) the mask of ``module.<name>`` and zero the pruned entries in place."""
+    param = module._parameters.get(name)
+    if param is None:
+        raise ValueError(f"{type(module).__name__} has no parameter {name!r}")
+    _check_mask(param, mask, f"{type(module).__name__}.{name}")
+    mask = mask.to(device=param.device).clone()
+    buffer_name = name + SUFFIX
+    if name in _mask_names(module):
+        module._buffers[buffer_name].copy_(mask)
+    else:
+        module.register_buffer(buffer_name, mask)
+        if not hasattr(module, "_sparsetorch_masked"):
+            module._sparsetorch_masked = []
+            module.register_forward_pre_hook(_bind_hook)
+            module.register_load_state_dict_post_hook(_rezero_after_load)
+        module._sparsetorch_masked.append(name)
+    module._sparsetorch_version = getattr(module, "_sparsetorch_version", 0) + 1
+    with torch.no_grad():
+        param.masked_fill_(~module._buffers[buffer_name], 0)
+    _bind(module, name)
+
+
+def detach_mask(module: nn.Module, name: str) -> None:
+    """Remove the mask of ``module.<name>``; the weight keeps its zeros (pruning is permanent)."""
+    if name not in _mask_names(module):
+        raise ValueError(f"{type(module).__name__}.{name} has no mask")
+    del module._buffers[name + SUFFIX]
+    module._sparsetorch_masked.remove(name)
+    param = module._parameters[name]
+    if hasattr(param, OWNER_ATTR):
+        delattr(param, OWNER_ATTR)
+    if not module._sparsetorch_masked:
+        # remove our hooks by identity (handles would not survive deepcopy)
+        for hooks, fn in (
+            (module._forward_pre_hooks, _bind_hook),
+            (module._load_state_dict_post_hooks, _rezero_after_load),
+        ):
+            for key in [k for k, h in hooks.items() if getattr(h, "hook", h) is fn]:
+                del hooks[key]
+        del module._sparsetorch_masked
+
+
+def named_masked(model: nn.Module) -> Iterator[tuple[str, nn.Module, str]]:
+    """Yield (full parameter name, owning module, parameter name) for every masked parameter."""
+    for module_name, module in model.named_modules():
+        for name in _mask_names(module):
+            yield (f"{module_name}.{name}" if module_name else name), module, name
+
+
+def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """{full parameter name: bool mask} of every masked parameter (the live buffers)."""
+    return {full: module._buffers[name + SUFFIX] for full, module, name in named_masked(model)}
+
+
+def _resolve(model: nn.Module, full_name: str) -> tuple[nn.Module, str]:
+    module_name, _, name = full_name.rpartition(".")
+    try:
+        module = model.get_submodule(module_name) if module_name else model
+    except AttributeError as exc:
+        raise ValueError(f"model has no module {module_name!r} (for mask {full_name!r})") from exc
+    if name not in module._parameters:
+        raise ValueError(f"model has no parameter {full_name!r}")
+    return module, name
+
+
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
+    """Attach a saved set of masks ({full parameter name: bool tensor}); all checked first."""
+    resolved = []
+    for full, mask in masks.items():
+        module, name = _resolve(model, full)
+        _check_mask(module._parameters[name], mask, full)
+        resolved.append((module, name, mask))
+    for module, name, mask in resolved:
+        attach_mask(module, name, mask)
+    return model
+
+
+def remove_masks(model: nn.Module) -> nn.Module:
+    """Make pruning permanent: drop every mask, keep the zeros. The state_dict is then the
+    plain architecture's."""
+    for _, module, name in list(named_masked(model)):
+        detach_mask(module, name)
+    return model
+
+
+def masks_from_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The masks stored in a masked model's state_dict, keyed by parameter name."""
+    return {
+        key[: -len(SUFFIX)]: value
+        for key, value in state_dict.items()
+        if key.endswith(SUFFIX) and value.dtype == torch.bool
+    }
