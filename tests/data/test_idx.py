@@ -88,7 +88,7 @@ def test_fallback_to_digits_warns(monkeypatch):
 
 
 def test_unknown_dataset_lists_known():
-    with pytest.raises(ValueError, match="known: .*digits.*fashion-mnist"):
+    with pytest.raises(ValueError, match=r"known: .*digits.*fashion-mnist"):
         data.load("cifar-1000")
 
 
