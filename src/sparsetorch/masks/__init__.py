@@ -19,8 +19,10 @@ from sparsetorch.masks.module_masks import (
     named_masked,
     remove_masks,
 )
+from sparsetorch.masks.prunable import PRUNABLE_TYPES, prunable_parameters
 
 __all__ = [
+    "PRUNABLE_TYPES",
     "SUFFIX",
     "apply_masks",
     "attach_mask",
@@ -30,6 +32,7 @@ __all__ = [
     "mask_of",
     "masks_from_state_dict",
     "named_masked",
+    "prunable_parameters",
     "remove_masks",
 ]
 

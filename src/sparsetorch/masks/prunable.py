@@ -1,0 +1,47 @@
+"""Which parameters are prunable by default: the weights of Linear, Conv and Embedding layers.
+
+Biases, norm parameters and everything else are not. ``exclude`` (module or parameter names,
+e.g. ``["fc1"]`` or ``["fc1.weight"]``) and ``filter_fn(full_name, module, param_name) -> bool``
+narrow the default set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from torch import nn
+
+PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.Embedding,
+)
+
+FilterFn = Callable[[str, nn.Module, str], bool]
+
+
+def prunable_parameters(
+    model: nn.Module,
+    exclude: Iterable[str] | None = None,
+    filter_fn: FilterFn | None = None,
+) -> list[tuple[str, nn.Module, str]]:
+    """(full parameter name, owning module, parameter name) for every prunable weight, in
+    ``named_modules`` order."""
+    excluded = set(exclude or ())
+    found = []
+    for module_name, module in model.named_modules():
+        if not isinstance(module, PRUNABLE_TYPES) or module._parameters.get("weight") is None:
+            continue
+        full = f"{module_name}.weight" if module_name else "weight"
+        if module_name in excluded or full in excluded:
+            continue
+        if filter_fn is not None and not filter_fn(full, module, "weight"):
+            continue
+        found.append((full, module, "weight"))
+    known = {name for name, _ in model.named_modules()} | {n for n, _ in model.named_parameters()}
+    unknown = excluded - known
+    if unknown:
+        raise ValueError(f"exclude names no module or parameter of the model: {sorted(unknown)}")
+    return found
