@@ -48,6 +48,13 @@ class Registry(Generic[T]):
             return False
         return name in self._named or any(rx.fullmatch(name) for rx, _, _ in self._parsed)
 
+    def lookup(self, name: str) -> Callable[..., T]:
+        """The factory registered under a plain ``name`` (not called)."""
+        key = name.strip().lower()
+        if key not in self._named:
+            raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+        return self._named[key]
+
     def build(self, spec: Any, **kwargs: Any) -> T:
         """Resolve ``spec`` (a name, or an already-built object) to an object."""
         if not isinstance(spec, str):

@@ -1,0 +1,16 @@
+"""Deployment: swap trained sparse weights for real sparse compute paths (``sparsify_``)."""
+
+from sparsetorch.deploy.dispatch import Dispatcher, m_bucket
+from sparsetorch.deploy.paths import PATHS
+from sparsetorch.deploy.sparse_linear import SparseLinear
+from sparsetorch.deploy.sparsify import CONFIGS, SparsifyReport, sparsify_
+
+__all__ = [
+    "CONFIGS",
+    "PATHS",
+    "Dispatcher",
+    "SparseLinear",
+    "SparsifyReport",
+    "m_bucket",
+    "sparsify_",
+]

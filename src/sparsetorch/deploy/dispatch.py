@@ -1,0 +1,106 @@
+"""Measured dispatch: per (weight shape, dtype, device, format, M bucket) time every path that
+can run, once, and use the fastest. Dense is always a candidate, so a sparsified layer is never
+slower than dense beyond measurement noise.
+
+Decisions are cached on disk (JSON) under a key of the device name and library versions, so a
+second process on the same machine does not measure again. ``timer`` is injectable (tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path as FsPath
+
+import torch
+
+DEFAULT_CACHE = (
+    FsPath(os.environ.get("SPARSETORCH_CACHE", FsPath.home() / ".cache" / "sparsetorch"))
+    / "dispatch.json"
+)
+
+Timer = Callable[[Callable[[], object]], float]
+
+
+def m_bucket(m: int) -> int:
+    """Inputs are grouped by the next power of two of their row count M."""
+    return 1 << max(0, m - 1).bit_length()
+
+
+def default_timer(fn: Callable[[], object], repeats: int = 25, warmup: int = 5) -> float:
+    """Median seconds of ``fn`` (CUDA events on GPU, perf_counter on CPU)."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def environment_key(device: torch.device) -> str:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        cslt = getattr(torch.backends.cusparselt, "version", lambda: None)()
+        return f"{name}|torch {torch.__version__}|cusparselt {cslt}"
+    return f"cpu {os.cpu_count()} cores|torch {torch.__version__}"
+
+
+class Dispatcher:
+    """Chooses a compute path per (layer key, M bucket) by measurement."""
+
+    def __init__(
+        self,
+        timer: Timer = default_timer,
+        cache_file: str | os.PathLike | None = DEFAULT_CACHE,
+        margin: float = 1.0,
+    ) -> None:
+        self.timer = timer
+        self.cache_file = FsPath(cache_file) if cache_file else None
+        self.margin = margin  # a sparse path must be at least this much faster than dense
+        self.decisions: dict[str, dict] = self._read()
+
+    def _read(self) -> dict[str, dict]:
+        if self.cache_file is None or not self.cache_file.exists():
+            return {}
+        try:
+            return json.loads(self.cache_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}  # a corrupt cache is re-measured, never trusted
+
+    def _write(self) -> None:
+        if self.cache_file is None:
+            return
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.decisions, indent=1, sort_keys=True))
+        os.replace(tmp, self.cache_file)
+
+    @staticmethod
+    def key(layer_key: str, device: torch.device, m: int) -> str:
+        return f"{environment_key(device)}|{layer_key}|M{m_bucket(m)}"
+
+    def choose(self, layer_key: str, paths: dict, x: torch.Tensor) -> str:
+        """Name of the fastest of ``paths`` ({name: callable path}) for inputs like ``x``."""
+        key = self.key(layer_key, x.device, x.shape[0])
+        decision = self.decisions.get(key)
+        if decision is not None and decision["choice"] in paths:
+            return decision["choice"]
+        probe = torch.zeros(m_bucket(x.shape[0]), x.shape[1], dtype=x.dtype, device=x.device)
+        with torch.no_grad():
+            times = {name: self.timer(lambda p=path: p(probe)) for name, path in paths.items()}
+        dense = times.get("dense", float("inf"))
+        fastest = min(times, key=times.get)
+        choice = fastest if times[fastest] * self.margin <= dense else "dense"
+        self.decisions[key] = {"choice": choice, "seconds": times}
+        self._write()
+        return choice

@@ -1,0 +1,238 @@
+"""Compute paths for y = x @ W.T + b: dense and each sparse engine, behind one interface.
+
+A path is prepared once per weight (compression, format conversion) and then called with a
+2-D input (M, in). ``PATHS`` maps the names used by the dispatcher to path classes; each class
+says, for a given weight, whether it can run and if not why (the reason is reported).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sparsetorch._registry import Registry
+from sparsetorch.kernels import nm_triton
+from sparsetorch.kernels.nm_reference import compress_2to4, is_2to4, nm_linear_reference
+
+PATHS: Registry[type] = Registry("compute path")
+
+
+class Path:
+    name = "path"
+
+    @classmethod
+    def unsupported(cls, weight: torch.Tensor) -> str | None:
+        """None if this path can run ``weight``; otherwise the reason why not."""
+        return None
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        self.bias = bias
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # x (M, in) -> (M, out)
+        raise NotImplementedError
+
+    def nbytes(self) -> int:
+        raise NotImplementedError
+
+
+def _cuda_half(weight: torch.Tensor) -> str | None:
+    if weight.device.type != "cuda":
+        return "needs a CUDA device"
+    if weight.dtype not in (torch.float16, torch.bfloat16):
+        return f"needs float16/bfloat16, weight is {weight.dtype}"
+    return None
+
+
+@PATHS.register("dense")
+class DensePath(Path):
+    name = "dense"
+
+    def __init__(self, weight, bias):
+        super().__init__(weight, bias)
+        self.weight = weight
+
+    def __call__(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def nbytes(self):
+        return self.weight.numel() * self.weight.element_size()
+
+
+@PATHS.register("csr")
+class CSRPath(Path):
+    """torch's CSR kernels (MKL on CPU, cuSPARSE on CUDA): y^T = W_csr @ x^T."""
+
+    name = "csr"
+
+    @classmethod
+    def unsupported(cls, weight):
+        if weight.dtype not in (torch.float32, torch.float64):
+            return f"torch CSR matmul is used for float32/float64 only, weight is {weight.dtype}"
+        return None
+
+    def __init__(self, weight, bias):
+        super().__init__(weight, bias)
+        self.weight = weight.to_sparse_csr()
+
+    def __call__(self, x):
+        y = (self.weight @ x.T).T
+        return y if self.bias is None else y + self.bias
+
+    def nbytes(self):
+        w = self.weight
+        return sum(
+            t.numel() * t.element_size() for t in (w.values(), w.crow_indices(), w.col_indices())
+        )
+
+
+@PATHS.register("bsr")
+class BSRPath(Path):
+    """torch's block-sparse (BSR) matmul, Triton kernels on CUDA for half types."""
+
+    name = "bsr"
+    blocksize = 64
+
+    @classmethod
+    def unsupported(cls, weight):
+        reason = _cuda_half(weight)
+        if reason:
+            return reason
+        if any(s % cls.blocksize for s in weight.shape):
+            return f"shape {tuple(weight.shape)} not divisible by block {cls.blocksize}"
+        return None
+
+    def __init__(self, weight, bias):
+        super().__init__(weight, bias)
+        self.weight = weight.to_sparse_bsr((self.blocksize, self.blocksize))
+
+    def __call__(self, x):
+        y = (self.weight @ x.T).T
+        return y if self.bias is None else y + self.bias
+
+    def nbytes(self):
+        w = self.weight
+        return sum(
+            t.numel() * t.element_size() for t in (w.values(), w.crow_indices(), w.col_indices())
+        )
+
+
+def _unsupported_2to4(weight: torch.Tensor) -> str | None:
+    reason = _cuda_half(weight)
+    if reason:
+        return reason
+    if weight.shape[0] % 64 or weight.shape[1] % 64:
+        return f"2:4 engines need both dims divisible by 64, shape is {tuple(weight.shape)}"
+    if not is_2to4(weight):
+        return "weight is not 2:4 sparse"
+    return None
+
+
+@PATHS.register("semi_structured")
+class SemiStructuredPath(Path):
+    """torch.sparse.to_sparse_semi_structured: cuSPARSELt (or CUTLASS) sparse tensor cores."""
+
+    name = "semi_structured"
+
+    @classmethod
+    def unsupported(cls, weight):
+        return _unsupported_2to4(weight)
+
+    def __init__(self, weight, bias):
+        super().__init__(weight, bias)
+        from torch.sparse import to_sparse_semi_structured
+
+        self.weight = to_sparse_semi_structured(weight)
+        self._bytes = weight.numel() * weight.element_size() * 9 // 16
+
+    def __call__(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def nbytes(self):
+        return self._bytes
+
+
+@PATHS.register("nm_triton")
+class NMTritonPath(Path):
+    """Our Triton 2:4 skinny GEMM (kernels/nm_triton.py); decode-sized M."""
+
+    name = "nm_triton"
+
+    @classmethod
+    def unsupported(cls, weight):
+        if not nm_triton.available():
+            return "Triton is not installed"
+        return _unsupported_2to4(weight)
+
+    def __init__(self, weight, bias):
+        super().__init__(weight, bias)
+        self.values, self.meta = compress_2to4(weight)
+
+    def __call__(self, x):
+        return nm_triton.nm_linear_triton(x, self.values, self.meta, self.bias)
+
+    def nbytes(self):
+        return self.values.numel() * self.values.element_size() + self.meta.numel()
+
+
+@PATHS.register("nm_reference")
+class NMReferencePath(Path):
+    """The 2:4 reference twin (any device): decompress, then dense matmul. Never fast; it is
+    the correctness anchor and is only dispatched to when forced."""
+
+    name = "nm_reference"
+
+    @classmethod
+    def unsupported(cls, weight):
+        if weight.dim() != 2 or weight.shape[1] % 8 or not is_2to4(weight):
+            return "weight is not 2:4 sparse with in_features divisible by 8"
+        return None
+
+    def __init__(self, weight, bias):
+        super().__init__(weight, bias)
+        self.values, self.meta = compress_2to4(weight)
+
+    def __call__(self, x):
+        return nm_linear_reference(x, self.values, self.meta, self.bias)
+
+    def nbytes(self):
+        return self.values.numel() * self.values.element_size() + self.meta.numel()
+
+
+@PATHS.register("cslt")
+class CuSparseLtPath(Path):
+    """cuSPARSELt called directly: weight compressed once, the algorithm searched once per
+    M bucket and cached (torch's wrapper re-plans on every call)."""
+
+    name = "cslt"
+
+    @classmethod
+    def unsupported(cls, weight):
+        reason = _unsupported_2to4(weight)
+        if reason:
+            return reason
+        if not hasattr(torch, "_cslt_compress"):
+            return "this torch build has no cuSPARSELt"
+        return None
+
+    def __init__(self, weight, bias):
+        super().__init__(weight, bias)
+        self.compressed = torch._cslt_compress(weight)
+        self._bytes = weight.numel() * weight.element_size() * 9 // 16
+        self._alg: dict[int, int] = {}
+
+    def _alg_id(self, xt: torch.Tensor) -> int:
+        bucket = max(1, xt.shape[1]).bit_length()
+        if bucket not in self._alg:
+            found = torch._cslt_sparse_mm_search(self.compressed, xt, bias=self.bias)
+            self._alg[bucket] = int(found[0] if isinstance(found, tuple) else found)
+        return self._alg[bucket]
+
+    def __call__(self, x):
+        xt = x.T  # (in, M), column-major view
+        # (out, M) result transposed back to (M, out)
+        return torch._cslt_sparse_mm(
+            self.compressed, xt, bias=self.bias, transpose_result=True, alg_id=self._alg_id(xt)
+        )
+
+    def nbytes(self):
+        return self._bytes

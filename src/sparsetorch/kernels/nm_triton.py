@@ -1,0 +1,109 @@
+"""Triton 2:4 skinny GEMM for decode (M <= 64): y = x @ W.T with W 2:4-compressed.
+
+Small M is memory bound: the kernel streams the compressed weight (values + 2-bit positions,
+56% of dense bytes), expands each (BLOCK_N, BLOCK_K) tile in registers and multiplies it with
+tl.dot against the (BLOCK_K, BLOCK_M) slice of x. Layout: see nm_reference.py (its twin).
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:  # Triton is optional: present with CUDA builds of torch
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - CPU machines
+    triton = None
+
+
+def available() -> bool:
+    return triton is not None
+
+
+if triton is not None:
+
+    @triton.jit
+    def _nm_skinny_kernel(
+        x_ptr, v_ptr, m_ptr, b_ptr, y_ptr,
+        M, N, K,
+        stride_xm, stride_vn, stride_mn, stride_ym,
+        HAS_BIAS: tl.constexpr,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):  # fmt: skip
+        pid_n = tl.program_id(0)
+        pid_m = tl.program_id(1)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # (BN,)
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # (BM,)
+        G: tl.constexpr = BLOCK_K // 4  # groups of 4 in one K tile
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+        four = tl.arange(0, 4)
+        for k0 in range(0, K, BLOCK_K):
+            # compressed values of the tile: (BN, BK/2)
+            offs_h = k0 // 2 + tl.arange(0, BLOCK_K // 2)
+            vals = tl.load(
+                v_ptr + offs_n[:, None] * stride_vn + offs_h[None, :],
+                mask=(offs_n[:, None] < N) & (offs_h[None, :] < K // 2),
+                other=0.0,
+            )
+            # positions: one byte per pair of groups -> 4 two-bit fields per byte
+            offs_b = k0 // 8 + tl.arange(0, BLOCK_K // 8)
+            packed = tl.load(
+                m_ptr + offs_n[:, None] * stride_mn + offs_b[None, :],
+                mask=(offs_n[:, None] < N) & (offs_b[None, :] < K // 8),
+                other=0,
+            ).to(tl.int32)  # (BN, BK/8)
+            pos = (packed[:, :, None] >> (2 * four)[None, None, :]) & 3  # (BN, BK/8, 4)
+            pos = tl.reshape(pos, (BLOCK_N, G, 2))
+            val3 = tl.reshape(vals, (BLOCK_N, G, 2))
+            # expand to the dense tile: w[n, g, j] = sum_s (pos[n,g,s] == j) * val[n,g,s]
+            hit = pos[:, :, :, None] == four[None, None, None, :]  # (BN, G, 2, 4)
+            w = tl.sum(tl.where(hit, val3[:, :, :, None], 0.0), axis=2)  # (BN, G, 4)
+            w = tl.reshape(w, (BLOCK_N, BLOCK_K)).to(vals.dtype)
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            xt = tl.load(
+                x_ptr + offs_m[None, :] * stride_xm + offs_k[:, None],
+                mask=(offs_m[None, :] < M) & (offs_k[:, None] < K),
+                other=0.0,
+            )  # (BK, BM)
+            acc += tl.dot(w, xt)
+        if HAS_BIAS:
+            bias = tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0)
+            acc += bias[:, None].to(tl.float32)
+        y = acc.to(y_ptr.dtype.element_ty)
+        tl.store(
+            y_ptr + offs_m[None, :] * stride_ym + offs_n[:, None],
+            y,
+            mask=(offs_m[None, :] < M) & (offs_n[:, None] < N),
+        )
+
+
+def nm_linear_triton(
+    x: torch.Tensor,
+    values: torch.Tensor,
+    meta: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    block_n: int = 64,
+    block_k: int = 128,
+) -> torch.Tensor:
+    """x (M, K) @ W.T (+ b) with W (N, K) 2:4-compressed; returns (M, N) in x's dtype."""
+    if triton is None:
+        raise RuntimeError("nm_linear_triton needs Triton (a CUDA build of torch)")
+    m, k = x.shape
+    n = values.shape[0]
+    if values.shape != (n, k // 2) or meta.shape != (n, k // 8):
+        raise ValueError(
+            f"compressed weight shapes {tuple(values.shape)}, {tuple(meta.shape)} "
+            f"do not match x of shape {tuple(x.shape)}"
+        )
+    x = x.contiguous()
+    y = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    block_m = max(16, triton.next_power_of_2(m)) if m <= 64 else 64
+    grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_m))
+    _nm_skinny_kernel[grid](
+        x, values, meta, bias if bias is not None else values, y,
+        m, n, k,
+        x.stride(0), values.stride(0), meta.stride(0), y.stride(0),
+        HAS_BIAS=bias is not None,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+    )  # fmt: skip
+    return y

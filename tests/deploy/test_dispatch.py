@@ -1,0 +1,131 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from sparsetorch.deploy import Dispatcher, SparseLinear, m_bucket, sparsify_
+from tests.kernels.test_nm_reference import random_2to4
+
+
+class FakePath:
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def __call__(self, x):
+        self.log.append(self.name)
+        return x
+
+
+def fake_timer(times):
+    def timer(fn):
+        log = []
+        fn.__defaults__[0].log = log  # the path called by the probe
+        fn()
+        return times[log[0]]
+
+    return timer
+
+
+def _paths(names):
+    log = []
+    return {n: FakePath(n, log) for n in names}
+
+
+def test_m_bucket():
+    assert [m_bucket(m) for m in (1, 2, 3, 16, 17, 2048)] == [1, 2, 4, 16, 32, 2048]
+
+
+def test_picks_fastest_and_caches(tmp_path):
+    cache = tmp_path / "d.json"
+    d = Dispatcher(timer=fake_timer({"dense": 2.0, "a": 1.0, "b": 1.5}), cache_file=cache)
+    x = torch.zeros(5, 8)
+    assert d.choose("L", _paths(["dense", "a", "b"]), x) == "a"
+    stored = json.loads(cache.read_text())
+    (key,) = stored
+    assert key.endswith("|L|M8") and stored[key]["choice"] == "a"
+    # a second dispatcher reads the cache and never measures
+    d2 = Dispatcher(timer=lambda fn: pytest.fail("measured again"), cache_file=cache)
+    assert d2.choose("L", _paths(["dense", "a", "b"]), torch.zeros(7, 8)) == "a"
+
+
+def test_falls_back_to_dense_when_sparse_is_slower(tmp_path):
+    d = Dispatcher(timer=fake_timer({"dense": 1.0, "a": 1.2}), cache_file=None)
+    assert d.choose("L", _paths(["dense", "a"]), torch.zeros(1, 8)) == "dense"
+    # margin: sparse must beat dense by the margin
+    d = Dispatcher(timer=fake_timer({"dense": 1.0, "a": 0.97}), cache_file=None, margin=1.05)
+    assert d.choose("L", _paths(["dense", "a"]), torch.zeros(1, 8)) == "dense"
+
+
+def test_buckets_are_measured_separately():
+    calls = []
+
+    def timer(fn):
+        calls.append(1)
+        return 1.0
+
+    d = Dispatcher(timer=timer, cache_file=None)
+    paths = _paths(["dense"])
+    for m in (1, 1, 2, 3, 4, 5):
+        d.choose("L", paths, torch.zeros(m, 4))
+    assert len(calls) == 4  # buckets 1, 2, 4, 8
+
+
+def test_corrupt_cache_is_remeasured(tmp_path):
+    cache = tmp_path / "d.json"
+    cache.write_text("{not json")
+    d = Dispatcher(timer=fake_timer({"dense": 1.0, "a": 0.5}), cache_file=cache)
+    assert d.choose("L", _paths(["dense", "a"]), torch.zeros(2, 8)) == "a"
+
+
+def _model(w1, w2):
+    model = nn.Sequential(nn.Linear(w1.shape[1], w1.shape[0]), nn.ReLU(), nn.Linear(w2.shape[1], 3))
+    with torch.no_grad():
+        model[0].weight.copy_(w1)
+        model[2].weight.copy_(w2)
+    return model
+
+
+def test_sparsify_csr_equals_dense_on_cpu(tmp_path):
+    w1 = torch.randn(64, 32) * (torch.rand(64, 32) < 0.1)
+    w2 = torch.randn(3, 64) * (torch.rand(3, 64) < 0.1)
+    model = _model(w1, w2)
+    x = torch.randn(10, 32)
+    expected = model(x)
+    report = sparsify_(model, "csr", dispatcher=Dispatcher(cache_file=tmp_path / "c.json"))
+    assert set(report.swapped) == {"0", "2"} and not report.skipped
+    assert isinstance(model[0], SparseLinear)
+    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+    assert set(model[0].chosen.values()) <= {"dense", "csr"}
+
+
+def test_sparsify_forced_reference_twin_equals_dense():
+    w1 = random_2to4(16, 32)
+    w2 = random_2to4(3, 16)
+    model = _model(w1, w2)
+    x = torch.randn(4, 2, 32)
+    expected = model(x)
+    report = sparsify_(model, "2:4", paths=["nm_reference"])
+    assert report.swapped == {"0": ["nm_reference"], "2": ["nm_reference"]}
+    torch.testing.assert_close(model(x), expected)
+
+
+def test_sparsify_2to4_rejects_invalid_layer_by_name():
+    model = _model(torch.randn(16, 32), random_2to4(3, 16))
+    with pytest.raises(ValueError, match=r"layer\(s\) 0 are not 2:4"):
+        sparsify_(model, "2:4")
+    assert isinstance(model[0], nn.Linear)  # model untouched
+
+
+def test_sparsify_unsupported_shape_stays_dense_with_reason():
+    # CPU fp32: no 2:4 engine can run here; every layer stays dense with the reasons listed
+    model = _model(random_2to4(16, 32), random_2to4(3, 16))
+    report = sparsify_(model, "2:4")
+    assert not report.swapped and set(report.skipped) == {"0", "2"}
+    assert "needs a CUDA device" in report.skipped["0"]
+    assert isinstance(model[0], nn.Linear)
+
+
+def test_unknown_config():
+    with pytest.raises(ValueError, match="known: 2:4, bsr, csr"):
+        sparsify_(nn.Linear(4, 4), "3:7")
