@@ -1,0 +1,158 @@
+"""GPU benchmark for sparse inference paths (issue 10). Prints a markdown table.
+
+    python benchmarks/gpu.py [--quick] [--out FILE]
+
+All ratios are dense time / path time measured in the same run (median of triton's do_bench,
+or CUDA events when Triton is missing). ">1" means the sparse path is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from sparsetorch.deploy import PATHS, Dispatcher, SparseLinear
+
+
+def bench(fn) -> float:
+    try:
+        from triton.testing import do_bench
+
+        return do_bench(fn, warmup=10, rep=40, return_mode="median") / 1e3
+    except ImportError:
+        start, end = torch.cuda.Event(True), torch.cuda.Event(True)
+        times = []
+        for _ in range(30):
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        return statistics.median(times[5:])
+
+
+def two_four(n: int, k: int, dtype=torch.bfloat16) -> torch.Tensor:
+    w = torch.randn(n, k // 4, 4, device="cuda", dtype=dtype)
+    keep = w.abs().topk(2, -1).indices
+    return (w * torch.zeros_like(w, dtype=torch.bool).scatter_(-1, keep, True)).reshape(n, k)
+
+
+def table_2to4(ms, shapes) -> list[str]:
+    rows = [
+        "| out x in | M | dense ms | semi_structured | cslt (cached alg) | nm_triton | dispatched |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    disp = Dispatcher(cache_file=None)
+    for n, k in shapes:
+        w = two_four(n, k)
+        paths = {
+            name: PATHS.lookup(name)(w, None)
+            for name in ("dense", "semi_structured", "cslt", "nm_triton")
+        }
+        lin = torch.nn.Linear(k, n, bias=False, device="cuda", dtype=torch.bfloat16)
+        with torch.no_grad():
+            lin.weight.copy_(w)
+        sparse_linear = SparseLinear(lin, list(paths), disp)
+        for m in ms:
+            x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+            t = {}
+            for name, path in paths.items():
+                if name == "nm_triton" and m > 64:
+                    t[name] = float("nan")
+                    continue
+                try:
+                    t[name] = bench(lambda p=path: p(x))
+                except Exception as exc:  # report, don't die: a path may refuse a shape
+                    print(f"# {name} {n}x{k} M={m}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    t[name] = float("nan")
+            with torch.no_grad():
+                sparse_linear(x)  # measure + decide once
+                t["dispatched"] = bench(lambda: sparse_linear(x))
+            d = t["dense"]
+            cells = [
+                f"{d / t[c]:.2f}x" if t[c] == t[c] else "n/a"
+                for c in ("semi_structured", "cslt", "nm_triton")
+            ]
+            choice = sparse_linear.chosen.get(m, "?")
+            rows.append(
+                f"| {n}x{k} | {m} | {d * 1e3:.3f} | {' | '.join(cells)} | {d / t['dispatched']:.2f}x ({choice}) |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def table_bsr(size: int, densities, blocks) -> list[str]:
+    rows = [
+        "| size | block | density | dense ms | bsr ms | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    for block in blocks:
+        for dens in densities:
+            nb = size // block
+            keep = torch.rand(nb, nb, device="cuda") < dens
+            w = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+            w = w * keep.repeat_interleave(block, 0).repeat_interleave(block, 1)
+            x = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+            wb = w.to_sparse_bsr((block, block))
+            td = bench(lambda: w @ x)
+            tb = bench(lambda: wb @ x)
+            rows.append(
+                f"| {size}^3 | {block} | {dens:.0%} | {td * 1e3:.3f} | {tb * 1e3:.3f} | {td / tb:.2f}x |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def table_csr(size: int, densities) -> list[str]:
+    rows = ["| size | density | dense fp32 ms | csr ms | speed-up |", "|---|---|---|---|---|"]
+    for dens in densities:
+        w = torch.randn(size, size, device="cuda") * (torch.rand(size, size, device="cuda") < dens)
+        x = torch.randn(size, size, device="cuda")
+        wc = w.to_sparse_csr()
+        td = bench(lambda: w @ x)
+        tc = bench(lambda: wc @ x)
+        rows.append(f"| {size}^3 | {dens:.0%} | {td * 1e3:.3f} | {tc * 1e3:.3f} | {td / tc:.2f}x |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="fewer shapes (smoke run)")
+    ap.add_argument("--out", type=Path, default=None, help="write the markdown here")
+    ap.add_argument("--only", choices=["2:4", "bsr", "csr"], default=None)
+    args = ap.parse_args()
+    props = torch.cuda.get_device_properties(0)
+    head = [
+        f"Device: {props.name}; torch {torch.__version__}; cuSPARSELt "
+        f"{getattr(torch.backends.cusparselt, 'version', lambda: None)()}; bf16 unless noted.",
+        "",
+    ]
+    ms = [1, 16, 128, 2048] if args.quick else [1, 16, 128, 2048, 8192, 32768]
+    shapes = [(4096, 4096)] if args.quick else [(4096, 4096), (14336, 4096), (4096, 14336)]
+    out = head
+    if args.only in (None, "2:4"):
+        out += ["### 2:4 Linear (speed-up vs dense F.linear)", "", *table_2to4(ms, shapes), ""]
+    if args.only in (None, "bsr"):
+        out += [
+            "### BSR matmul (torch Triton BSR)",
+            "",
+            *table_bsr(8192, [0.05, 0.10, 0.25], [32, 64]),
+            "",
+        ]
+    if args.only in (None, "csr"):
+        out += ["### CSR fp32 (cuSPARSE)", "", *table_csr(4096, [0.01, 0.05]), ""]
+    text = "\n".join(out)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
