@@ -1,0 +1,46 @@
+"""SNIP: connection sensitivity at initialisation.
+
+Lee, Ajanthan & Torr, "SNIP: Single-shot Network Pruning based on Connection Sensitivity",
+ICLR 2019 (arXiv:1810.02340).
+
+Every connection j gets a multiplicative gate c_j (1 at initialisation). Its sensitivity is
+|dL/dc_j| = |g_j * w_j|: the loss gradient times the weight, on a mini-batch. The paper divides
+by the sum over all connections; that changes no ranking (global or per layer), so the scores
+here are the raw |g * w|. With several batches the gradient is the gradient of the loss on their
+union (batch losses weighted by batch size), and the absolute value is taken last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from sparsetorch.criteria._batches import (
+    Batch,
+    LossFn,
+    as_batches,
+    mean_gradient,
+    no_side_effects,
+    weight_leaves,
+)
+
+
+def snip_scores(
+    model: nn.Module,
+    names: Sequence[str],
+    batches: Batch | Sequence[Batch],
+    loss_fn: LossFn | None = None,
+) -> dict[str, torch.Tensor]:
+    """``{name: |dL/dw * w|}`` for the named weights, on ``batches`` (one ``(x, y)`` or many).
+
+    The model is evaluated in its current mode (train mode: BatchNorm uses batch statistics);
+    nothing about it changes (buffers are cloned, the RNG is forked). ``loss_fn(logits, y)``
+    defaults to mean cross-entropy.
+    """
+    batches = as_batches(batches)
+    with no_side_effects(model):
+        leaves = weight_leaves(model, names)
+        grads = mean_gradient(model, leaves, batches, loss_fn)
+    return {n: (grads[n] * leaves[n].detach()).abs() for n in names}

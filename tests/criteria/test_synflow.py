@@ -1,0 +1,89 @@
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from sparsetorch.criteria.synflow import synflow_scores
+
+
+def test_closed_form_two_layer_with_biases():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    w1, b1 = model[0].weight.detach().double().abs(), model[0].bias.detach().double().abs()
+    w2 = model[2].weight.detach().double().abs()
+    # input ones: h = |W1| 1 + |b1| (positive, so ReLU is the identity); R = 1^T (|W2| h + |b2|)
+    h = w1.sum(1) + b1  # (4,)
+    c = w2.sum(0)  # (4,) = 1^T |W2|
+    scores = synflow_scores(model, ["0.weight", "2.weight"], (5,))
+    assert scores["0.weight"].dtype == torch.float64
+    torch.testing.assert_close(scores["0.weight"], w1 * c[:, None], rtol=1e-14, atol=0)
+    torch.testing.assert_close(scores["2.weight"], w2 * h[None, :], rtol=1e-14, atol=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    widths=st.lists(st.integers(1, 6), min_size=2, max_size=5),
+    seed=st.integers(0, 2**16),
+)
+def test_synaptic_flow_is_conserved_per_layer(widths, seed):
+    # Tanaka et al., Theorem 1 consequence: without biases every layer's scores sum to R.
+    torch.manual_seed(seed)
+    layers = []
+    for fan_in, fan_out in itertools.pairwise(widths):
+        layers += [nn.Linear(fan_in, fan_out, bias=False), nn.ReLU()]
+    model = nn.Sequential(*layers[:-1])
+    names = [f"{i}.weight" for i in range(0, len(layers) - 1, 2)]
+    scores = synflow_scores(model, names, (widths[0],))
+    r = torch.ones(1, widths[0], dtype=torch.float64)
+    for name in names:
+        r = r @ model.get_parameter(name).detach().double().abs().T
+    for name in names:
+        torch.testing.assert_close(scores[name].sum(), r.sum(), rtol=1e-12, atol=0)
+
+
+def test_conv_bn_model_untouched_and_masked_weight_scores_zero():
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 2)
+    )
+    with torch.no_grad():
+        model[0].weight[0, 0, 1, 1] = 0
+        model[1].running_mean.fill_(-0.5)  # abs() is taken on the copy only
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = synflow_scores(model, ["0.weight", "4.weight"], (1, 6, 6))
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert scores["0.weight"][0, 0, 1, 1] == 0
+    assert (scores["0.weight"] == 0).sum() == 1 and (scores["4.weight"] > 0).all()
+
+
+def test_float32_overflow_is_reported_and_float64_is_fine():
+    layers = []
+    for _ in range(12):
+        lin = nn.Linear(64, 64, bias=False)
+        nn.init.constant_(lin.weight, 100.0)
+        layers.append(lin)
+    model = nn.Sequential(*layers)
+    names = [f"{i}.weight" for i in range(12)]
+    with pytest.raises(ValueError, match=r"overflowed in torch\.float32"):
+        synflow_scores(model, names, (64,), dtype=torch.float32)
+    scores = synflow_scores(model, names, (64,))
+    assert all(torch.isfinite(s).all() for s in scores.values())
+
+
+def test_bad_inputs():
+    model = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(ValueError, match="input_shape must be"):
+        synflow_scores(model, ["0.weight"], ())
+    with pytest.raises(ValueError, match="input_shape must be"):
+        synflow_scores(model, ["0.weight"], (0, 3))
+    with pytest.raises(TypeError, match="floating-point dtype"):
+        synflow_scores(model, ["0.weight"], (3,), dtype=torch.int64)
+    with pytest.raises(ValueError, match="does not fit the model"):
+        synflow_scores(model, ["0.weight"], (4,))
+    with pytest.raises(ValueError, match="no prunable weights"):
+        synflow_scores(model, [], (3,))
