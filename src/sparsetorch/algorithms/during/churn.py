@@ -1,0 +1,72 @@
+"""Topology churn: what one mask update changed, and a plot of it over training."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def update_stats(
+    before: Mapping[str, torch.Tensor],
+    after: Mapping[str, torch.Tensor],
+    initial: Mapping[str, torch.Tensor],
+) -> dict[str, Any]:
+    """Statistics of one update over all layers together (masks keyed by parameter name).
+
+    - ``grown`` / ``dropped``: connections that became active / inactive;
+    - ``changed``: (grown + dropped) / (nnz before + nnz after): for a constant nnz (SET,
+      RigL) the fraction of the connections that were replaced;
+    - ``overlap_prev``: intersection over union of the masks before and after this update;
+    - ``overlap_init``: intersection over union of the mask after this update and the first;
+    - ``density``: {layer: density after the update}.
+    """
+    grown = dropped = nnz_before = nnz_after = 0
+    inter_prev = union_prev = inter_init = union_init = 0
+    density = {}
+    for name, new in after.items():
+        old, first = before[name], initial[name]
+        grown += int((new & ~old).sum())
+        dropped += int((old & ~new).sum())
+        nnz_before += int(old.sum())
+        nnz_after += int(new.sum())
+        inter_prev += int((new & old).sum())
+        union_prev += int((new | old).sum())
+        inter_init += int((new & first).sum())
+        union_init += int((new | first).sum())
+        density[name] = int(new.sum()) / new.numel()
+    total = nnz_before + nnz_after
+    return {
+        "grown": grown,
+        "dropped": dropped,
+        "changed": (grown + dropped) / total if total else 0.0,
+        "overlap_prev": inter_prev / union_prev if union_prev else 1.0,
+        "overlap_init": inter_init / union_init if union_init else 1.0,
+        "density": density,
+    }
+
+
+def plot_churn(history: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
+    """PNG of the fraction changed per update and the overlap with the initial mask."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        raise ValueError("history is empty: no mask update happened")
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [h["changed"] for h in history], marker=".", label="fraction changed")
+    ax.plot(steps, [h["overlap_init"] for h in history], label="overlap with initial mask (IoU)")
+    ax.set_xlabel("step")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title or "topology churn")
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
