@@ -45,15 +45,15 @@ def two_four(n: int, k: int, dtype=torch.bfloat16) -> torch.Tensor:
 
 def table_2to4(ms, shapes) -> list[str]:
     rows = [
-        "| out x in | M | dense ms | semi_structured | cslt (cached alg) | nm_triton | dispatched |",
-        "|---|---|---|---|---|---|---|",
+        "| out x in | M | dense ms | semi_structured | cslt (cached alg) | cslt_graph | nm_triton | dispatched |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     disp = Dispatcher(cache_file=None)
     for n, k in shapes:
         w = two_four(n, k)
         paths = {
             name: PATHS.lookup(name)(w, None)
-            for name in ("dense", "semi_structured", "cslt", "nm_triton")
+            for name in ("dense", "semi_structured", "cslt", "cslt_graph", "nm_triton")
         }
         lin = torch.nn.Linear(k, n, bias=False, device="cuda", dtype=torch.bfloat16)
         with torch.no_grad():
@@ -77,7 +77,7 @@ def table_2to4(ms, shapes) -> list[str]:
             d = t["dense"]
             cells = [
                 f"{d / t[c]:.2f}x" if t[c] == t[c] else "n/a"
-                for c in ("semi_structured", "cslt", "nm_triton")
+                for c in ("semi_structured", "cslt", "cslt_graph", "nm_triton")
             ]
             choice = sparse_linear.chosen.get(m, "?")
             rows.append(

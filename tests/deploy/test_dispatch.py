@@ -129,3 +129,19 @@ def test_sparsify_unsupported_shape_stays_dense_with_reason():
 def test_unknown_config():
     with pytest.raises(ValueError, match="known: 2:4, bsr, csr"):
         sparsify_(nn.Linear(4, 4), "3:7")
+
+
+def test_a_path_that_raises_is_never_chosen():
+    class Broken:
+        def __call__(self, x):
+            raise RuntimeError("CUDA error: operation not supported\nmore")
+
+    def timer(fn):
+        fn()
+        return 1.0
+
+    d = Dispatcher(timer=timer, cache_file=None)
+    paths = {"dense": lambda x: x, "broken": Broken()}
+    assert d.choose("L", paths, torch.zeros(1, 4)) == "dense"
+    (decision,) = d.decisions.values()
+    assert decision["errors"] == {"broken": "CUDA error: operation not supported"}

@@ -16,8 +16,10 @@ def _weight_2to4(n=256, k=512, dtype=torch.bfloat16):
     return random_2to4(n, k).to(device=DEV, dtype=dtype)
 
 
-@pytest.mark.parametrize("name", ["semi_structured", "cslt", "nm_triton", "nm_reference"])
-@pytest.mark.parametrize("m", [1, 16, 128, 1000])
+@pytest.mark.parametrize(
+    "name", ["semi_structured", "cslt", "cslt_graph", "nm_triton", "nm_reference"]
+)
+@pytest.mark.parametrize("m", [1, 3, 8, 16, 128, 1000])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_2to4_paths_equal_dense(name, m, dtype):
     w = _weight_2to4(dtype=dtype)

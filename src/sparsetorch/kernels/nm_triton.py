@@ -1,4 +1,5 @@
-"""Triton 2:4 skinny GEMM for decode (M <= 64): y = x @ W.T with W 2:4-compressed.
+"""Triton 2:4 kernels for decode: y = x @ W.T with W 2:4-compressed; M <= 8 takes a gather
+GEMV (autotuned), 8 < M <= 64 a skinny GEMM that expands tiles for tl.dot.
 
 Small M is memory bound: the kernel streams the compressed weight (values + 2-bit positions,
 56% of dense bytes), expands each (BLOCK_N, BLOCK_K) tile in registers and multiplies it with
@@ -76,16 +77,76 @@ if triton is not None:
             mask=(offs_m[None, :] < M) & (offs_n[:, None] < N),
         )
 
+    _GEMV_CONFIGS = [
+        triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w)
+        for bn in (8, 16, 32)
+        for bk in (256, 512)
+        for w in (2, 4)
+    ]
+
+    @triton.jit
+    def _nm_gemv_kernel(
+        x_ptr, v_ptr, m_ptr, b_ptr, y_ptr,
+        M, N, K,
+        stride_xm, stride_vn, stride_mn, stride_ym,
+        HAS_BIAS: tl.constexpr, MB: tl.constexpr,
+        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):  # fmt: skip
+        # decode path (M <= 8): no expansion, no tensor cores; each kept value is multiplied by
+        # the x entry it belongs to (gathered from L1/L2: x is tiny), so only the compressed
+        # weight streams from HBM.
+        pid_n = tl.program_id(0)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # (BN,)
+        H: tl.constexpr = BLOCK_K // 2  # kept values per row in one K tile
+        rows = tl.arange(0, MB)
+        acc = tl.zeros((BLOCK_N, MB), dtype=tl.float32)
+        four = tl.arange(0, 4)
+        h = tl.arange(0, H)
+        for k0 in range(0, K, BLOCK_K):
+            nmask = offs_n[:, None] < N
+            vals = tl.load(
+                v_ptr + offs_n[:, None] * stride_vn + (k0 // 2 + h)[None, :], mask=nmask, other=0.0
+            ).to(tl.float32)  # (BN, H)
+            packed = tl.load(
+                m_ptr + offs_n[:, None] * stride_mn + (k0 // 8 + tl.arange(0, H // 4))[None, :],
+                mask=nmask,
+                other=0,
+            ).to(tl.int32)  # (BN, H/4)
+            pos = tl.reshape((packed[:, :, None] >> (2 * four)[None, None, :]) & 3, (BLOCK_N, H))
+            col = k0 + (h // 2)[None, :] * 4 + pos  # (BN, H) column of each kept value
+            for r in tl.static_range(MB):
+                xg = tl.load(
+                    x_ptr + r * stride_xm + col, mask=nmask, other=0.0
+                )  # x padded to MB rows
+                part = tl.sum(vals * xg.to(tl.float32), axis=1)  # (BN,)
+                acc += tl.where(rows[None, :] == r, part[:, None], 0.0)
+        if HAS_BIAS:
+            bias = tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0)
+            acc += bias[:, None].to(tl.float32)
+        tl.store(
+            y_ptr + rows[None, :] * stride_ym + offs_n[:, None],
+            acc.to(y_ptr.dtype.element_ty),
+            mask=(rows[None, :] < M) & (offs_n[:, None] < N),
+        )
+
+    _nm_gemv_autotuned = triton.autotune(configs=_GEMV_CONFIGS, key=["N", "K", "MB"])(
+        _nm_gemv_kernel
+    )
+
 
 def nm_linear_triton(
     x: torch.Tensor,
     values: torch.Tensor,
     meta: torch.Tensor,
     bias: torch.Tensor | None = None,
-    block_n: int = 64,
+    block_n: int = 32,
     block_k: int = 128,
+    gemv_config: dict | None = None,
 ) -> torch.Tensor:
-    """x (M, K) @ W.T (+ b) with W (N, K) 2:4-compressed; returns (M, N) in x's dtype."""
+    """x (M, K) @ W.T (+ b) with W (N, K) 2:4-compressed; returns (M, N) in x's dtype.
+
+    ``gemv_config`` ({"BLOCK_N", "BLOCK_K", "num_warps"}) fixes the decode kernel's tiles
+    instead of autotuning them (benchmark sweeps, interpreter tests)."""
     if triton is None:
         raise RuntimeError("nm_linear_triton needs Triton (a CUDA build of torch)")
     m, k = x.shape
@@ -97,6 +158,20 @@ def nm_linear_triton(
         )
     x = x.contiguous()
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    if m <= 8 and k % 512 == 0:
+        mb = triton.next_power_of_2(m)
+        xp = torch.nn.functional.pad(x, (0, 0, 0, mb - m)) if mb > m else x  # (MB, K)
+        kernel, extra = _nm_gemv_autotuned, {}
+        if gemv_config is not None:
+            kernel, extra = _nm_gemv_kernel, dict(gemv_config)
+        grid = lambda cfg: (triton.cdiv(n, cfg["BLOCK_N"]),)  # noqa: E731
+        kernel[grid](
+            xp, values, meta, bias if bias is not None else values, y,
+            m, n, k,
+            xp.stride(0), values.stride(0), meta.stride(0), y.stride(0),
+            HAS_BIAS=bias is not None, MB=mb, **extra,
+        )  # fmt: skip
+        return y
     block_m = max(16, triton.next_power_of_2(m)) if m <= 64 else 64
     grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_m))
     _nm_skinny_kernel[grid](
