@@ -14,6 +14,7 @@ How it works (docs/architecture.md has the trade-offs and measurements):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -35,8 +36,30 @@ def _bind(module: nn.Module, name: str) -> None:
         setattr(param, OWNER_ATTR, (module, name))
 
 
+class _MaskedNames(list):
+    """``module._sparsetorch_masked``: the names of a module's masked parameters.
+
+    ``Parameter.__deepcopy__`` drops a parameter's attributes, and with them the owner binding
+    the optimizer hooks look for; this list re-binds the copies while ``deepcopy`` copies the
+    module (the new module and its new parameters are already in ``memo`` by then)."""
+
+    def __init__(self, module: nn.Module, names: Iterator[str] | list[str] = ()) -> None:
+        super().__init__(names)
+        self.module = module
+
+    def __deepcopy__(self, memo: dict[int, object]) -> _MaskedNames:
+        new_module = copy.deepcopy(self.module, memo)
+        new = _MaskedNames(new_module, list(self))
+        memo[id(self)] = new
+        for name in self:
+            param = self.module._parameters.get(name)
+            if param is not None:
+                setattr(copy.deepcopy(param, memo), OWNER_ATTR, (new_module, name))
+        return new
+
+
 def _bind_hook(module: nn.Module, args: object) -> None:
-    # Forward pre-hook: re-binds after deepcopy (which drops attributes of Parameters).
+    # Forward pre-hook: re-binds parameters that were replaced (``module.weight = ...``).
     # Skipped under torch.compile, where binding already happened eagerly.
     if torch.compiler.is_compiling():
         return
@@ -45,9 +68,11 @@ def _bind_hook(module: nn.Module, args: object) -> None:
 
 
 def _rezero_after_load(module: nn.Module, incompatible_keys: object) -> None:
+    # load_state_dict(assign=True) replaces parameters: bind the new ones too
     with torch.no_grad():
         for name in _mask_names(module):
             module._parameters[name].masked_fill_(~module._buffers[name + SUFFIX], 0)
+            _bind(module, name)
 
 
 def _check_mask(param: torch.Tensor, mask: torch.Tensor, where: str) -> None:
@@ -74,7 +99,7 @@ def attach_mask(module: nn.Module, name: str, mask: torch.Tensor) -> None:
     else:
         module.register_buffer(buffer_name, mask)
         if not hasattr(module, "_sparsetorch_masked"):
-            module._sparsetorch_masked = []
+            module._sparsetorch_masked = _MaskedNames(module)
             module.register_forward_pre_hook(_bind_hook)
             module.register_load_state_dict_post_hook(_rezero_after_load)
         module._sparsetorch_masked.append(name)
@@ -102,6 +127,13 @@ def detach_mask(module: nn.Module, name: str) -> None:
             for key in [k for k, h in hooks.items() if getattr(h, "hook", h) is fn]:
                 del hooks[key]
         del module._sparsetorch_masked
+
+
+def get_mask(module: nn.Module, name: str) -> torch.Tensor | None:
+    """The live mask of ``module.<name>``, or None when it has none."""
+    if name not in _mask_names(module):
+        return None
+    return module._buffers[name + SUFFIX]
 
 
 def named_masked(model: nn.Module) -> Iterator[tuple[str, nn.Module, str]]:

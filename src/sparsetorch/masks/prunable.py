@@ -1,6 +1,7 @@
 """Which parameters are prunable by default: the weights of Linear, Conv and Embedding layers.
 
-Biases, norm parameters and everything else are not. ``exclude`` (module or parameter names,
+Biases, norm parameters and everything else are not. A weight shared by several modules (tied
+embeddings) is listed once, under its first owner. ``exclude`` (module or parameter names,
 e.g. ``["fc1"]`` or ``["fc1.weight"]``) and ``filter_fn(full_name, module, param_name) -> bool``
 narrow the default set.
 """
@@ -29,11 +30,16 @@ def prunable_parameters(
 ) -> list[tuple[str, nn.Module, str]]:
     """(full parameter name, owning module, parameter name) for every prunable weight, in
     ``named_modules`` order."""
+    if isinstance(exclude, str):
+        raise TypeError(f"exclude must be a list of names, got the string {exclude!r}")
     excluded = set(exclude or ())
     found = []
+    seen: set[int] = set()
     for module_name, module in model.named_modules():
-        if not isinstance(module, PRUNABLE_TYPES) or module._parameters.get("weight") is None:
+        weight = module._parameters.get("weight")
+        if not isinstance(module, PRUNABLE_TYPES) or weight is None or id(weight) in seen:
             continue
+        seen.add(id(weight))
         full = f"{module_name}.weight" if module_name else "weight"
         if module_name in excluded or full in excluded:
             continue

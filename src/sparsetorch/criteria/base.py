@@ -1,0 +1,108 @@
+"""The criterion contract: scores only (higher = more important to keep), never masks.
+
+A criterion is a small class with one method::
+
+    scores(model, names, *, batch=None, loss_fn=None, generator=None) -> {name: score tensor}
+
+``names`` are full parameter names (``"fc1.weight"``); each score has its parameter's shape.
+Criteria that need data (gradient, Taylor/SNIP, GraSP...) take ``batch=(inputs, targets)`` (or a
+sequence of such pairs) and ``loss_fn(model(inputs), targets)`` (default: cross-entropy). Elementwise criteria subclass
+:class:`ElementwiseCriterion` and implement ``score(weight, grad, generator)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparsetorch.criteria._batches import as_batches, mean_gradient, no_side_effects, weight_leaves
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Criterion:
+    name: str = "criterion"
+
+    def scores(
+        self,
+        model: nn.Module,
+        names: Sequence[str],
+        *,
+        batch: tuple[Any, Any] | None = None,
+        loss_fn: LossFn | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def parameters(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Parameter]:
+    """{name: parameter}; unknown names raise one ValueError listing them."""
+    params = dict(model.named_parameters())
+    unknown = [n for n in names if n not in params]
+    if unknown:
+        raise ValueError(f"model has no parameters {unknown}")
+    return {n: params[n] for n in names}
+
+
+def gradients(
+    model: nn.Module,
+    params: dict[str, nn.Parameter],
+    batch: Any | None,
+    loss_fn: LossFn | None,
+    who: str,
+) -> dict[str, torch.Tensor]:
+    """Gradients of the loss on ``batch`` (one ``(x, y)`` pair or a sequence of them; the
+    model is left untouched: no ``.grad``, no BatchNorm statistics, no RNG advance; ``loss_fn``
+    defaults to mean cross-entropy), or, without a batch, the ``.grad`` already there (after
+    ``backward()``: the dense gradient of the effective weight)."""
+    if batch is not None:
+        with no_side_effects(model):
+            leaves = weight_leaves(model, list(params))
+            found = mean_gradient(model, leaves, as_batches(batch), loss_fn)
+    else:
+        found = {n: p.grad for n, p in params.items()}
+    missing = [n for n, g in found.items() if g is None]
+    if missing:
+        raise ValueError(
+            f"criterion {who!r} needs gradients, none for {missing}: pass batch=(inputs, "
+            "targets) and loss_fn=, or call loss.backward() first"
+        )
+    return {n: g.detach() for n, g in found.items()}
+
+
+def score_dtype(t: torch.Tensor) -> torch.dtype:
+    """float64 stays float64; everything else is scored in float32."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+class ElementwiseCriterion(Criterion):
+    """A score computed weight by weight from the weight and (if ``needs_grad``) its gradient."""
+
+    needs_grad: bool = False
+
+    def score(
+        self, weight: torch.Tensor, grad: torch.Tensor | None, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def scores(
+        self,
+        model: nn.Module,
+        names: Sequence[str],
+        *,
+        batch: tuple[Any, Any] | None = None,
+        loss_fn: LossFn | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        params = parameters(model, names)
+        grads = gradients(model, params, batch, loss_fn, self.name) if self.needs_grad else {}
+        return {
+            n: self.score(p.detach(), grads.get(n), generator).to(score_dtype(p))
+            for n, p in params.items()
+        }
