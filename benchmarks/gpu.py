@@ -63,7 +63,7 @@ def table_2to4(ms, shapes) -> list[str]:
             x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
             t = {}
             for name, path in paths.items():
-                if name == "nm_triton" and m > 64:
+                if name == "nm_triton" and m > 64:  # decode kernels only
                     t[name] = float("nan")
                     continue
                 try:

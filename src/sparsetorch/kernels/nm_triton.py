@@ -79,9 +79,10 @@ if triton is not None:
 
     _GEMV_CONFIGS = [
         triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w)
-        for bn in (8, 16, 32)
-        for bk in (256, 512)
-        for w in (2, 4)
+        for bn in (4, 8, 16, 32)
+        for bk in (512, 1024, 2048)
+        for w in (4, 8)
+        if bn * bk <= 16384
     ]
 
     @triton.jit
@@ -105,7 +106,10 @@ if triton is not None:
         for k0 in range(0, K, BLOCK_K):
             nmask = offs_n[:, None] < N
             vals = tl.load(
-                v_ptr + offs_n[:, None] * stride_vn + (k0 // 2 + h)[None, :], mask=nmask, other=0.0
+                v_ptr + offs_n[:, None] * stride_vn + (k0 // 2 + h)[None, :],
+                mask=nmask,
+                other=0.0,
+                eviction_policy="evict_first",  # streamed once: keep L2 for x
             ).to(tl.float32)  # (BN, H)
             packed = tl.load(
                 m_ptr + offs_n[:, None] * stride_mn + (k0 // 8 + tl.arange(0, H // 4))[None, :],
@@ -129,9 +133,15 @@ if triton is not None:
             mask=(rows[None, :] < M) & (offs_n[:, None] < N),
         )
 
-    _nm_gemv_autotuned = triton.autotune(configs=_GEMV_CONFIGS, key=["N", "K", "MB"])(
-        _nm_gemv_kernel
-    )
+    def _divides_k(configs, named_args, **kwargs):
+        k = named_args["K"]
+        return [c for c in configs if k % c.kwargs["BLOCK_K"] == 0]
+
+    _nm_gemv_autotuned = triton.autotune(
+        configs=_GEMV_CONFIGS,
+        key=["N", "K", "MB"],
+        prune_configs_by={"early_config_prune": _divides_k},
+    )(_nm_gemv_kernel)
 
 
 def nm_linear_triton(
@@ -158,11 +168,13 @@ def nm_linear_triton(
         )
     x = x.contiguous()
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
-    if m <= 8 and k % 512 == 0:
+    if m <= 16 and k % 512 == 0:
         mb = triton.next_power_of_2(m)
         xp = torch.nn.functional.pad(x, (0, 0, 0, mb - m)) if mb > m else x  # (MB, K)
         kernel, extra = _nm_gemv_autotuned, {}
         if gemv_config is not None:
+            if k % gemv_config["BLOCK_K"]:
+                raise ValueError(f"BLOCK_K {gemv_config['BLOCK_K']} must divide K={k}")
             kernel, extra = _nm_gemv_kernel, dict(gemv_config)
         grid = lambda cfg: (triton.cdiv(n, cfg["BLOCK_N"]),)  # noqa: E731
         kernel[grid](
