@@ -6,8 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsetorch.formats import BSR, COO, CSR, NM
-
-from .strategies import bits, canonical, matrices, nm_matrices
+from tests.formats.strategies import bits, canonical, matrices, nm_matrices
 
 
 def check_lines(fmt, t):

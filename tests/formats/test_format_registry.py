@@ -5,8 +5,7 @@ import torch
 from hypothesis import given, settings
 
 from sparsetorch.formats import BSR, COO, CSR, FORMATS, NM, best_format, candidates
-
-from .strategies import matrices
+from tests.formats.strategies import matrices
 
 
 def test_names_resolve_to_encoders():

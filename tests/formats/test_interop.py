@@ -7,8 +7,7 @@ import torch
 from hypothesis import given, settings
 
 from sparsetorch.formats import BSR, COO, CSR
-
-from .strategies import bits, canonical, matrices
+from tests.formats.strategies import bits, canonical, matrices
 
 SETTINGS = settings(max_examples=30, deadline=None)
 

@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsetorch.formats import BSR, COO, CSR, NM
-
-from .strategies import matrices, nm_matrices
+from tests.formats.strategies import matrices, nm_matrices
 
 SETTINGS = settings(max_examples=30, deadline=None)
 # per-dtype relative error bound against sum |a||x| (output rounding of the dtype, x2)

@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 from sparsetorch.formats import BSR, COO, CSR, NM
 from sparsetorch.formats._base import index_dtype
 from sparsetorch.formats.nm import meta_bits, pack, unpack
-
-from .strategies import matrices, nm_matrices
+from tests.formats.strategies import matrices, nm_matrices
 
 SETTINGS = settings(max_examples=30, deadline=None)
 

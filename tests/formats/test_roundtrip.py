@@ -6,8 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsetorch.formats import BSR, COO, CSR, NM
-
-from .strategies import bits, canonical, matrices, nm_matrices
+from tests.formats.strategies import bits, canonical, matrices, nm_matrices
 
 SETTINGS = settings(max_examples=40, deadline=None)
 BLOCKS = st.sampled_from([(1, 1), (2, 2), (1, 3), (4, 2)])
