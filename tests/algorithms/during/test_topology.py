@@ -18,34 +18,7 @@ from sparsetorch.algorithms.during.topology import (
     update_mask,
 )
 from sparsetorch.patterns import get as get_pattern
-
-
-def naive_drop_grow(mask, drop_scores, grow_scores, fraction, group=None):
-    """The paper's update written as plain python sorts; ties: lower flat index first."""
-    m = mask.flatten().tolist()
-    d = drop_scores.flatten().tolist()
-    g = grow_scores.flatten().tolist()
-    gid = group.flatten().tolist() if group is not None else [0] * len(m)
-    active = [i for i, a in enumerate(m) if a]
-    n_drop = math.floor(fraction * len(active))
-    by_magnitude = sorted(active, key=lambda i: (-d[i], i))  # best first
-    kept = set(by_magnitude[: len(active) - n_drop])
-    dropped = set(active) - kept
-    grown = set()
-    if group is None:
-        candidates = sorted((i for i in range(len(m)) if i not in kept), key=lambda i: (-g[i], i))
-        grown = set(candidates[:n_drop])
-    else:
-        for k in set(gid):
-            lost = sum(1 for i in dropped if gid[i] == k)
-            cand = sorted(
-                (i for i in range(len(m)) if gid[i] == k and i not in kept),
-                key=lambda i: (-g[i], i),
-            )
-            grown |= set(cand[:lost])
-    new = torch.zeros(len(m), dtype=torch.bool)
-    new[sorted(kept | grown)] = True
-    return new.view_as(mask)
+from tests.algorithms.during.helpers import naive_drop_grow
 
 
 def random_layer(shape, density, seed):

@@ -1,0 +1,110 @@
+"""GMP: Zhu & Gupta, "To prune, or not to prune: exploring the efficacy of pruning for model
+compression", 2017 (arXiv:1710.01878), gradual magnitude pruning:
+
+    s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3,   t in {t0, t0 + dt, ..., t0 + n dt}
+
+At every update step the smallest-magnitude weights are pruned until the layer (or the model,
+with the "global" distribution) reaches s_t; pruned weights stay pruned. The schedule is
+``sparsetorch.schedules.Gradual``; the pruning is ``sparsetorch.prune`` (cumulative, any
+pattern and distribution). The update follows the optimizer step of iteration t.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sparsetorch.algorithms.during.base import DynamicSparsity, check_fraction, check_int
+from sparsetorch.algorithms.during.drop_and_grow import default_t_end
+from sparsetorch.masks.prunable import FilterFn
+from sparsetorch.patterns import get as get_pattern
+from sparsetorch.prune import compute_masks
+from sparsetorch.schedules import Gradual
+
+
+class GMP(DynamicSparsity):
+    """``GMP(model, optimizer, sparsity=0.9, distribution="uniform", total_steps=T,
+    delta_t=100, t_start=0, t_end=None (75% of T), initial_sparsity=None, pattern=
+    "unstructured")``; call ``gmp.step()`` after ``loss.backward()``.
+
+    ``initial_sparsity`` (s_i) defaults to 0, or to 1 - N/M under an N:M pattern (whose masks
+    are never denser). From ``t_end`` to the end of training the sparsity stays at
+    ``sparsity`` (s_f) and the weights fine-tune.
+    """
+
+    method = "gmp"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        sparsity: float = 0.9,
+        distribution: str = "uniform",
+        *,
+        total_steps: int,
+        delta_t: int = 100,
+        t_start: int = 0,
+        t_end: int | None = None,
+        initial_sparsity: float | None = None,
+        pattern: str = "unstructured",
+        exclude: list[str] | None = None,
+        filter_fn: FilterFn | None = None,
+    ) -> None:
+        super().__init__(
+            model, optimizer, total_steps=total_steps, exclude=exclude, filter_fn=filter_fn
+        )
+        self.pattern = get_pattern(pattern)
+        self.distribution = distribution
+        self.sparsity = check_fraction("sparsity", sparsity, closed=False)
+        if initial_sparsity is None:
+            initial_sparsity = 1.0 - (self.pattern.fixed_density or 1.0)
+        initial_sparsity = check_fraction("initial_sparsity", initial_sparsity, closed=False)
+        least = 1.0 - (self.pattern.fixed_density or 1.0)
+        if initial_sparsity < least - 1e-12:
+            raise ValueError(
+                f"initial_sparsity must be >= {least:g} under pattern {self.pattern.name!r} "
+                f"(its masks keep at most {1 - least:g}), got {initial_sparsity}"
+            )
+        if t_end is None:
+            t_end = min(default_t_end(self.total_steps), self.total_steps - 1)
+        self.t_end = check_int("t_end", t_end, 0, self.total_steps - 1)
+        self.t_start = check_int("t_start", t_start, 0, self.t_end)
+        self.delta_t = check_int("delta_t", delta_t, 1)
+        if initial_sparsity > self.sparsity:
+            raise ValueError(
+                f"initial_sparsity {initial_sparsity} must be <= sparsity {self.sparsity}"
+            )
+        self.schedule = Gradual(
+            final_sparsity=self.sparsity,
+            begin_step=self.t_start,
+            end_step=self.t_end,
+            frequency=self.delta_t,
+            initial_sparsity=initial_sparsity,
+        )
+        self.existing_masks(self.pattern)  # check any starting masks (they stay pruned)
+
+    def sparsity_at(self, t: int) -> float:
+        """Target sparsity after iteration t."""
+        return self.schedule.sparsity_at(t)
+
+    def is_update_step(self, t: int) -> bool:
+        return self.schedule.is_update_step(t)
+
+    @torch.no_grad()
+    def after_optimizer_step(self, t: int) -> None:
+        if not self.is_update_step(t):
+            return
+        before = self.masks()
+        target = self.schedule.sparsity_at(t)
+        masks = compute_masks(
+            self.model,
+            sparsity=target,
+            pattern=self.pattern,
+            criterion="magnitude",
+            distribution=self.distribution,
+            exclude=self.exclude,
+            filter_fn=self.filter_fn,
+        )
+        for full, module, name in self.targets:
+            self.set_mask(module, name, masks[full])
+        self.record(t, before, target_sparsity=target)

@@ -1,0 +1,55 @@
+"""RigL: Evci, Gale, Menick, Castro & Elsen, "Rigging the Lottery: Making All Tickets Winners",
+ICML 2020 (arXiv:1911.11134), Algorithm 1:
+
+    sparse random start, ERK layer densities
+    for t = 1 .. T:
+        if t mod delta_T == 0 and t < T_end:
+            for each layer:
+                k = alpha/2 (1 + cos(pi t / T_end)) * (active connections)
+                drop the k active connections of smallest |w|
+                grow  the k inactive connections of largest |dL/dw| (the dense gradient)
+                new connections start at 0 (and their momentum/Adam moments at 0)
+        else:
+            theta <- theta - lr * grad   (the optimizer step)
+
+As in the paper and its official code, an update iteration replaces that iteration's optimizer
+step; the grow candidates include the connections just dropped (see ``topology.py``). The
+dense gradient is ``param.grad`` between ``backward()`` and the optimizer step: the masks leave
+the forward pass dense, so every backward pass already computes it (on CPU/GPU dense kernels
+the cost is that of dense training; the paper's FLOP count assumes a sparse kernel, paying the
+dense gradient only on update iterations).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sparsetorch.algorithms.during.drop_and_grow import DropAndGrow
+
+
+class RigL(DropAndGrow):
+    """``rigl = RigL(model, optimizer, sparsity=0.9, distribution="erk", total_steps=T,
+    delta_t=100, alpha=0.3, t_end=None (75% of T), pattern="unstructured", seed=0)``; call
+    ``rigl.step()`` after ``loss.backward()`` (it steps the optimizer).
+
+    If every prunable weight already has a mask (a resumed run, or a chosen start such as a
+    SNIP mask) that topology is the start; otherwise a random one at ``sparsity`` spread by
+    ``distribution``. Under N:M every group keeps its count (drop anywhere, regrow inside the
+    group); under block/channel patterns whole units move, scored by their summed |w| / |g|.
+    """
+
+    method = "rigl"
+
+    def grow_scores(self, param: torch.Tensor) -> torch.Tensor:
+        if param.grad is None:
+            raise RuntimeError(
+                "RigL grows on the dense gradient: call rigl.step() after loss.backward() "
+                "(param.grad is None)"
+            )
+        return param.grad.detach().abs()
+
+    def before_optimizer_step(self, t: int) -> bool:
+        if not self.is_update_step(t):
+            return False
+        self.update_topology(t)
+        return True  # the update replaces this iteration's optimizer step
