@@ -1,0 +1,94 @@
+"""The masks of one IMP round, and the random masks of the random-pruning control.
+
+Both go through the library's one pruner (``sparsetorch.prune.compute_masks``: cumulative, so a
+weight pruned in an earlier round stays pruned) or its one top-k selector; nothing here ranks
+weights by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from sparsetorch import patterns as _patterns
+from sparsetorch.algorithms.across_runs.rounds import sparsity_after
+from sparsetorch.criteria import Random
+from sparsetorch.masks import get_masks
+from sparsetorch.prune import compute_masks
+from sparsetorch.selection import topk_mask
+
+
+def ticket_masks(
+    model: nn.Module,
+    round_: int,
+    rates: Mapping[str, float],
+    pattern: str = "unstructured",
+    scope: str = "layerwise",
+) -> dict[str, torch.Tensor]:
+    """Masks of round ``round_`` (>= 1) from the trained ``model`` of the round before (whose
+    masks, if any, are attached): the largest-magnitude weights, ``(1 - rate) ** round_`` of
+    each layer (``"layerwise"``) or of all layers together (``"global"``, one rate); a
+    fixed-density pattern (N:M) keeps its full mask. Layers with rate 0 get no mask."""
+    if round_ < 1:
+        raise ValueError(f"round must be >= 1 (round 0 trains dense), got {round_}")
+    pat = _patterns.get(pattern)
+    pruned = [name for name, rate in rates.items() if rate > 0]
+    if pat.fixed_density is not None:
+        return compute_masks(
+            model, None, pattern=pat, distribution="uniform", filter_fn=_only(pruned)
+        )
+    if scope == "global":
+        (rate,) = set(rates[n] for n in pruned)
+        masks = compute_masks(
+            model,
+            sparsity_after(rate, round_),
+            pattern=pat,
+            distribution="global",
+            filter_fn=_only(pruned),
+        )
+    else:
+        masks = {}
+        for name in pruned:
+            masks.update(
+                compute_masks(
+                    model,
+                    sparsity_after(rates[name], round_),
+                    pattern=pat,
+                    distribution="uniform",
+                    filter_fn=_only([name]),
+                )
+            )
+    empty = [name for name, mask in masks.items() if not bool(mask.any())]
+    if empty:
+        raise ValueError(
+            f"round {round_} would prune {', '.join(empty)} to zero weights ({scope} "
+            f"pruning); stop at round {round_ - 1} or lower the rate"
+        )
+    return masks
+
+
+def random_masks(
+    masks: Mapping[str, torch.Tensor], pattern: str, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """Uniformly random masks valid for ``pattern`` that keep exactly as many units of every
+    layer as ``masks`` do (the random-pruning control: same per-layer sparsity)."""
+    pat = _patterns.get(pattern)
+    noise = Random()
+    out = {}
+    for name, mask in masks.items():
+        scores = noise.score(mask.float(), None, generator)
+        units = int(mask.sum()) // pat.unit_size(mask.shape)
+        out[name] = pat.expand(topk_mask(pat.unit_scores(scores), units), mask.shape)
+    return out
+
+
+def current_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the masks attached to ``model``."""
+    return {name: mask.detach().clone() for name, mask in get_masks(model).items()}
+
+
+def _only(names: list[str]):
+    wanted = set(names)
+    return lambda full, module, param: full in wanted
