@@ -1,0 +1,257 @@
+"""``report(model)``: one row per prunable weight — shape, density, nnz, dense bytes, bytes in
+the smallest format (``sparsetorch.formats.best_format``) and, given an input, dense and sparse
+FLOPs — plus a totals row. Prints as an aligned table; also ``to_dict()`` and ``to_markdown()``.
+
+FLOPs come from one dummy forward (eval mode, no grad; training flags restored) with forward
+hooks: a Linear or Conv layer costs 2 x its multiply-accumulates, an Embedding lookup none;
+biases, activations and norms are not counted. Sparse FLOPs are dense FLOPs x the layer's
+density (what an ideal sparse kernel would skip).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import types
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from sparsetorch.formats import best_format
+from sparsetorch.masks import prunable_parameters
+
+
+def _linear_macs(module: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> int:
+    return x.numel() * module.out_features  # rows x in x out
+
+
+def _conv_macs(module: nn.modules.conv._ConvNd, x: torch.Tensor, y: torch.Tensor) -> int:
+    per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+    return y.numel() * per_output
+
+
+def _no_macs(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    return 0  # a lookup
+
+
+# multiply-accumulates of one call, by layer type (the types of masks.PRUNABLE_TYPES)
+MACS: dict[type[nn.Module], Callable[[nn.Module, torch.Tensor, torch.Tensor], int]] = {
+    nn.Linear: _linear_macs,
+    nn.Conv1d: _conv_macs,
+    nn.Conv2d: _conv_macs,
+    nn.Conv3d: _conv_macs,
+    nn.Embedding: _no_macs,
+}
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str  # full parameter name, e.g. "fc1.weight"
+    shape: tuple[int, ...]
+    nnz: int
+    numel: int
+    dense_bytes: int
+    sparse_bytes: int  # in `format`, the smallest encoding ("dense" when nothing beats it)
+    format: str
+    flops: int | None  # dense FLOPs for the report's input; None without one
+    sparse_flops: int | None
+
+    @property
+    def density(self) -> float:
+        return self.nnz / self.numel if self.numel else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "shape": list(self.shape), "density": self.density}
+
+
+@dataclass(frozen=True)
+class Report:
+    layers: list[LayerRow]
+    input_shape: tuple[int, ...] | None
+
+    @property
+    def total(self) -> LayerRow:
+        def total_of(field: str) -> int | None:
+            values = [getattr(row, field) for row in self.layers]
+            return None if None in values else sum(values)
+
+        return LayerRow(
+            "total",
+            (),
+            total_of("nnz"),
+            total_of("numel"),
+            total_of("dense_bytes"),
+            total_of("sparse_bytes"),
+            "",
+            total_of("flops"),
+            total_of("sparse_flops"),
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "layers": [row.to_dict() for row in self.layers],
+            "total": self.total.to_dict(),
+        }
+
+    def _cells(self) -> tuple[list[str], list[list[str]]]:
+        header = ["layer", "shape", "density", "nnz", "dense", "best", "format"]
+        with_flops = self.input_shape is not None
+        if with_flops:
+            header += ["FLOPs", "sparse FLOPs"]
+        rows = []
+        for row in [*self.layers, self.total]:
+            cells = [
+                row.name,
+                "x".join(map(str, row.shape)),
+                f"{row.density:.4f}",
+                f"{row.nnz:,}",
+                format_bytes(row.dense_bytes),
+                format_bytes(row.sparse_bytes),
+                row.format,
+            ]
+            if with_flops:
+                cells += [format_count(row.flops), format_count(row.sparse_flops)]
+            rows.append(cells)
+        return header, rows
+
+    def __str__(self) -> str:
+        header, rows = self._cells()
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(
+                c.ljust(w) if i in _LEFT else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths))
+            ).rstrip()
+
+        rule = "  ".join("-" * w for w in widths)
+        body = [line(r) for r in rows[:-1]]
+        return "\n".join([line(header), rule, *body, rule, line(rows[-1])])
+
+    def to_markdown(self) -> str:
+        header, rows = self._cells()
+        align = [":--" if i in _LEFT else "--:" for i in range(len(header))]
+        rows[-1][0] = f"**{rows[-1][0]}**"
+        return "\n".join("| " + " | ".join(r) + " |" for r in [header, align, *rows])
+
+
+_LEFT = {0, 1, 6}  # text columns: layer, shape, format
+
+
+def format_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def format_count(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def report(
+    model: nn.Module,
+    input_shape: tuple[int, ...] | None = None,
+    *,
+    example_input: torch.Tensor | None = None,
+) -> Report:
+    """Per-layer report of ``model``'s prunable weights.
+
+    ``input_shape`` (batch dim included, e.g. ``(1, 1, 28, 28)``) runs one forward on zeros of
+    the model's dtype to count FLOPs; ``example_input`` runs it on a given tensor instead (for
+    models whose input is not a float tensor, such as token ids). Without either, the FLOPs
+    columns are left out.
+    """
+    if input_shape is not None and example_input is not None:
+        raise ValueError("pass input_shape or example_input, not both")
+    weights = prunable_parameters(model)
+    if not weights:
+        raise ValueError("the model has no prunable weights (Linear/Conv/Embedding) to report")
+    flops = None
+    if input_shape is not None or example_input is not None:
+        example = example_input if example_input is not None else _zeros(model, input_shape)
+        flops = count_flops(model, example)
+    layers = []
+    for full, module, name in weights:
+        w = module._parameters[name].detach()
+        nnz = int(torch.count_nonzero(w))
+        fmt, nbytes = best_format(w)
+        dense_flops = None if flops is None else flops.get(full, 0)
+        layers.append(
+            LayerRow(
+                name=full,
+                shape=tuple(w.shape),
+                nnz=nnz,
+                numel=w.numel(),
+                dense_bytes=w.numel() * w.element_size(),
+                sparse_bytes=nbytes,
+                format=fmt,
+                flops=dense_flops,
+                sparse_flops=None if dense_flops is None else dense_flops * nnz // w.numel(),
+            )
+        )
+    shape = tuple(example.shape) if flops is not None else None
+    return Report(layers, shape)
+
+
+def _zeros(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
+    shape = tuple(input_shape)
+    if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ValueError(f"input_shape must be positive ints, batch dim included, got {shape}")
+    reference = next((p for p in model.parameters() if p.is_floating_point()), None)
+    dtype = reference.dtype if reference is not None else torch.get_default_dtype()
+    device = reference.device if reference is not None else None
+    return torch.zeros(shape, dtype=dtype, device=device)
+
+
+def _counting_hook(flops: dict[str, int], key: str, macs: Callable) -> Callable:
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        flops[key] += 2 * macs(module, args[0], output)
+
+    return hook
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+    """{prunable weight name: dense FLOPs of one forward on ``example``} (2 x MACs; a layer
+    called twice counts twice; a weight shared by several layers sums their calls)."""
+    names = {
+        id(module._parameters[name]): full for full, module, name in prunable_parameters(model)
+    }
+    flops = dict.fromkeys(names.values(), 0)
+    handles = []
+    for module in model.modules():
+        macs = next((fn for kind, fn in MACS.items() if isinstance(module, kind)), None)
+        weight = module._parameters.get("weight")
+        if macs is not None and weight is not None and id(weight) in names:
+            hook = _counting_hook(flops, names[id(weight)], macs)
+            handles.append(module.register_forward_hook(hook))
+    modes = {module: module.training for module in model.modules()}
+    try:
+        model.eval()
+        model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, mode in modes.items():
+            module.training = mode
+    return flops
+
+
+class _CallableModule(types.ModuleType):
+    """``st.report(model)`` works even after ``import sparsetorch.report`` has bound the name
+    ``sparsetorch.report`` to this module instead of the function."""
+
+    def __call__(self, *args, **kwargs) -> Report:
+        return report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
