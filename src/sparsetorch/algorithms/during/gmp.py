@@ -16,10 +16,13 @@ from torch import nn
 
 from sparsetorch.algorithms.during.base import DynamicSparsity, check_fraction, check_int
 from sparsetorch.algorithms.during.drop_and_grow import default_t_end
+from sparsetorch.distributions import get as get_distribution
+from sparsetorch.masks import get_mask
 from sparsetorch.masks.prunable import FilterFn
 from sparsetorch.patterns import get as get_pattern
 from sparsetorch.prune import compute_masks
 from sparsetorch.schedules import Gradual
+from sparsetorch.selection import nearest_count
 
 
 class GMP(DynamicSparsity):
@@ -54,7 +57,7 @@ class GMP(DynamicSparsity):
             model, optimizer, total_steps=total_steps, exclude=exclude, filter_fn=filter_fn
         )
         self.pattern = get_pattern(pattern)
-        self.distribution = distribution
+        self.distribution = get_distribution(distribution)
         self.sparsity = check_fraction("sparsity", sparsity, closed=False)
         if initial_sparsity is None:
             initial_sparsity = 1.0 - (self.pattern.fixed_density or 1.0)
@@ -83,6 +86,39 @@ class GMP(DynamicSparsity):
         )
         self.existing_masks(self.pattern)  # check any starting masks (they stay pruned)
 
+    def _magnitude_masks(self, sparsity: float, only: str | None = None) -> dict:
+        """``prune``'s cumulative magnitude masks (of one layer with ``only``)."""
+        return compute_masks(
+            self.model,
+            sparsity=sparsity,
+            pattern=self.pattern,
+            criterion="magnitude",
+            distribution="uniform" if only else self.distribution,
+            exclude=None if only else self.exclude,
+            filter_fn=(lambda full, m, n: full == only) if only else self.filter_fn,
+        )
+
+    def _layerwise_masks(self, density: float) -> dict[str, torch.Tensor]:
+        """Every layer pruned on its own to its share of ``density`` (uniform: the same;
+        ERK: by shape), rounded per layer to the nearest whole unit, as Zhu & Gupta prune
+        layer by layer. Per-layer rounding keeps each layer's count non-increasing along the
+        schedule (one rounding over all layers could ask a layer for a weight it pruned)."""
+        shapes = {full: m._parameters[n].shape for full, m, n in self.targets}
+        caps = {full: self.pattern.max_density(shape) for full, shape in shapes.items()}
+        densities = self.distribution.densities(shapes, density, max_density=caps)
+        masks = {}
+        for full, module, name in self.targets:
+            current = get_mask(module, name)
+            wanted = nearest_count(densities[full], self.pattern.num_units(shapes[full]))
+            if current is not None and wanted >= self._kept_units(current):
+                masks[full] = current.clone()  # already there (layers never regrow)
+            else:
+                masks[full] = self._magnitude_masks(1.0 - densities[full], only=full)[full]
+        return masks
+
+    def _kept_units(self, mask: torch.Tensor) -> int:
+        return int((self.pattern.unit_scores(mask.float()) > 0).sum())
+
     def sparsity_at(self, t: int) -> float:
         """Target sparsity after iteration t."""
         return self.schedule.sparsity_at(t)
@@ -96,15 +132,10 @@ class GMP(DynamicSparsity):
             return
         before = self.masks()
         target = self.schedule.sparsity_at(t)
-        masks = compute_masks(
-            self.model,
-            sparsity=target,
-            pattern=self.pattern,
-            criterion="magnitude",
-            distribution=self.distribution,
-            exclude=self.exclude,
-            filter_fn=self.filter_fn,
-        )
+        if self.distribution.is_global:
+            masks = self._magnitude_masks(target)
+        else:
+            masks = self._layerwise_masks(1.0 - target)
         for full, module, name in self.targets:
             self.set_mask(module, name, masks[full])
         self.record(t, before, target_sparsity=target)
