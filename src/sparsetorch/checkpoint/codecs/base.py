@@ -1,0 +1,63 @@
+"""The codec interface shared by every index encoding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sparsetorch.checkpoint.support import Support
+
+Shape2d = tuple[int, int]  # the tensor viewed as (shape[0], -1); (1, numel) below 2-D
+Layout = dict[str, tuple[str, tuple[int, ...]]]  # part -> (numpy dtype name, shape)
+
+
+@dataclass(frozen=True)
+class Plan:
+    codec: str
+    nbytes: int  # bytes of the index parts (values not counted)
+    params: dict[str, Any] = field(default_factory=dict)
+    pattern: str = "unstructured"
+
+
+class Codec:
+    """Encode/decode the kept positions of a tensor with ``shape`` viewed as (rows, cols).
+
+    ``plan`` may return None (not applicable) and may skip expensive work when it cannot
+    beat ``budget`` index bytes. ``layout`` is the exact parts a valid file holds; ``decode``
+    validates every invariant it relies on and raises ``CheckpointError`` otherwise.
+    """
+
+    name: str
+
+    def plan(self, support: Support, shape: Shape2d, budget: int) -> Plan | None:
+        raise NotImplementedError
+
+    def encode(self, support: Support, shape: Shape2d, params: dict) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def layout(self, shape: Shape2d, nnz: int, params: dict) -> Layout:
+        raise NotImplementedError
+
+    def decode(
+        self, parts: dict[str, np.ndarray], shape: Shape2d, nnz: int, params: dict
+    ) -> Support:
+        raise NotImplementedError
+
+
+def choose(
+    codecs: list[Codec], support: Support, shape: Shape2d, budget: int
+) -> tuple[Plan | None, str]:
+    """The plan with the fewest index bytes strictly below ``budget`` (ties go to the earlier
+    codec), and the pattern a structured codec detected ("unstructured" if none)."""
+    best, pattern = None, "unstructured"
+    for codec in codecs:
+        plan = codec.plan(support, shape, budget)
+        if plan is None:
+            continue
+        if pattern == "unstructured":
+            pattern = plan.pattern
+        if plan.nbytes < budget:
+            best, budget = plan, plan.nbytes
+    return best, pattern

@@ -1,0 +1,153 @@
+"""Reading and checking a safetensors header before any tensor data is touched.
+
+File layout (safetensors): 8-byte little-endian header length N, N bytes of JSON
+``{"__metadata__": {str: str}, name: {"dtype", "shape", "data_offsets": [begin, end]}, ...}``,
+then the data. sparsetorch keeps its own JSON in ``__metadata__["sparsetorch"]`` and a crc32 of
+that text in ``__metadata__["sparsetorch.crc32"]``, so no header byte can change unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sparsetorch.checkpoint import dtypes
+from sparsetorch.checkpoint.errors import CheckpointError
+
+FORMAT_VERSION = 1
+META_KEY = "sparsetorch"
+CRC_KEY = "sparsetorch.crc32"
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+
+_ITEMSIZE = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E4M3FNUZ": 1, "F8_E5M2FNUZ": 1,
+    "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
+    "F32": 4, "I32": 4, "U32": 4,
+    "F64": 8, "I64": 8, "U64": 8, "C64": 8,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    code: str  # safetensors dtype code, e.g. "F32"
+    shape: tuple[int, ...]
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class Header:
+    path: Path
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str]
+
+
+def _is_count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def read_header(path: str | os.PathLike) -> Header:
+    """Parse and check the header: every tensor's bytes lie inside the file and match its
+    dtype and shape. Raises CheckpointError naming the first tensor that does not."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {str(path)!r}")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: truncated ({size} bytes; a header needs 8)")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(size - 8, MAX_HEADER_BYTES):
+            raise CheckpointError(
+                f"{path}: truncated or corrupt header (claims {n} bytes, file has {size})"
+            )
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupt header ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt header (not a JSON object)")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise CheckpointError(f"{path}: corrupt header (__metadata__ is not a str -> str map)")
+    data_size = size - 8 - n
+    tensors = {}
+    for name, info in header.items():
+        tensors[name] = _tensor_info(path, name, info, data_size)
+    return Header(path, tensors, metadata)
+
+
+def _tensor_info(path: Path, name: str, info: Any, data_size: int) -> TensorInfo:
+    where = f"{path}: tensor {name!r}"
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{where}: corrupt header entry")
+    code, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if code not in _ITEMSIZE:
+        raise CheckpointError(f"{where}: unknown dtype {code!r}")
+    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+        raise CheckpointError(f"{where}: corrupt shape {shape!r}")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)):
+        raise CheckpointError(f"{where}: corrupt data offsets {offsets!r}")
+    begin, end = offsets
+    if end > data_size:
+        raise CheckpointError(
+            f"{where}: data ends at byte {end} but the file holds {data_size} data bytes "
+            "(truncated)"
+        )
+    nbytes = int(np.prod(shape, dtype=np.int64)) * _ITEMSIZE[code]
+    if end - begin != nbytes:
+        raise CheckpointError(
+            f"{where}: holds {end - begin} bytes, dtype {code} and shape {shape} need {nbytes}"
+        )
+    return TensorInfo(code, tuple(shape), nbytes)
+
+
+def metadata_json(meta: dict[str, Any]) -> dict[str, str]:
+    """The ``__metadata__`` map that stores ``meta`` with its checksum."""
+    text = json.dumps(meta, separators=(",", ":"))
+    return {META_KEY: text, CRC_KEY: str(zlib.crc32(text.encode("utf-8")))}
+
+
+def sparsetorch_metadata(header: Header) -> dict[str, Any] | None:
+    """The checked sparsetorch metadata, or None for a plain safetensors file."""
+    text = header.metadata.get(META_KEY)
+    if text is None:
+        parts = [name for name in header.tensors if "::" in name]
+        if parts or CRC_KEY in header.metadata:
+            raise CheckpointError(
+                f"{header.path}: sparsetorch metadata is missing but the file holds "
+                f"sparsetorch parts (e.g. {parts[:1]}); the header is corrupt"
+            )
+        return None
+    if header.metadata.get(CRC_KEY) != str(zlib.crc32(text.encode("utf-8"))):
+        raise CheckpointError(f"{header.path}: sparsetorch metadata checksum mismatch (corrupt)")
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{header.path}: corrupt sparsetorch metadata ({exc})") from None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if not _is_count(version):
+        raise CheckpointError(f"{header.path}: sparsetorch metadata has no format version")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{header.path}: written in checkpoint format version {version} by sparsetorch "
+            f"{meta.get('sparsetorch')}; this sparsetorch reads versions up to "
+            f"{FORMAT_VERSION}: upgrade sparsetorch"
+        )
+    if not isinstance(meta.get("tensors"), dict):
+        raise CheckpointError(f"{header.path}: sparsetorch metadata lists no tensors")
+    return meta
+
+
+def code_of(dtype_name: str) -> str:
+    return dtypes.CODE[dtype_name]

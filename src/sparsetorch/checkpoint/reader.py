@@ -1,0 +1,130 @@
+"""``load``: a checkpoint file -> a dense state_dict, a masked model, or sparse formats."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, check_entries
+from sparsetorch.checkpoint.errors import CheckpointError
+from sparsetorch.checkpoint.header import Header, read_header, sparsetorch_metadata
+from sparsetorch.checkpoint.support import Support
+from sparsetorch.checkpoint.tensor_codec import decode_tensor
+
+
+def read_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Support]]:
+    """Every tensor of the file as new dense CPU memory, in saved order, plus the kept
+    positions of sparse-encoded entries. Checks the whole file; raises CheckpointError."""
+    header = read_header(path)
+    meta = sparsetorch_metadata(header)
+    if meta is None:
+        return _read_plain(header), {}
+    entries = meta["tensors"]
+    claimed = check_entries(header, entries)
+    state: dict[str, torch.Tensor] = {}
+    supports: dict[str, Support] = {}
+    with _open(header) as f:
+        for key, entry in entries.items():
+            if entry["encoding"] in (MASK_OF, ALIAS):
+                continue
+            try:
+                parts = {part: f.get_tensor(name) for part, name in claimed[key].items()}
+                state[key], support = decode_tensor(entry, parts)
+            except CheckpointError as exc:
+                raise CheckpointError(f"{header.path}: tensor {key!r}: {exc}") from None
+            except Exception as exc:  # safetensors / numpy on bytes that passed the checks
+                raise CheckpointError(f"{header.path}: tensor {key!r}: unreadable ({exc})") from exc
+            if support is not None:
+                supports[key] = support
+    for key, entry in entries.items():
+        if entry["encoding"] == MASK_OF:
+            mask = supports[entry["source"]].mask()
+            state[key] = torch.from_numpy(mask).reshape(entry["shape"])
+    for key, entry in entries.items():
+        if entry["encoding"] == ALIAS:
+            state[key] = state[entry["source"]]
+    return {key: state[key] for key in entries}, supports
+
+
+class _open:
+    """safe_open whose errors become CheckpointError."""
+
+    def __init__(self, header: Header) -> None:
+        self.header = header
+
+    def __enter__(self) -> Any:
+        try:
+            self.handle = safe_open(str(self.header.path), framework="pt")
+            return self.handle.__enter__()
+        except Exception as exc:
+            raise CheckpointError(
+                f"{self.header.path}: not a valid safetensors file ({exc})"
+            ) from exc
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.handle.__exit__(*exc_info)
+
+
+def _read_plain(header: Header) -> dict[str, torch.Tensor]:
+    """A safetensors file written by anything else: its tensors, as they are."""
+    with _open(header) as f:
+        state = {}
+        for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
+            try:
+                state[key] = f.get_tensor(key).clone()
+            except Exception as exc:
+                raise CheckpointError(f"{header.path}: tensor {key!r}: unreadable ({exc})") from exc
+        return state
+
+
+def load(
+    path: str | os.PathLike,
+    model: nn.Module | None = None,
+    as_format: str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Any:
+    """Load a checkpoint written by :func:`sparsetorch.checkpoint.save`.
+
+    * ``load(path)`` -> the saved state_dict as dense tensors (masks included as bool tensors);
+    * ``load(path, model)`` -> ``model`` with weights and masks restored bitwise (masks are
+      attached or replaced; masks the checkpoint lacks are removed). Everything is decoded and
+      checked first: on any error the model is left exactly as it was;
+    * ``load(path, as_format="csr")`` -> the state_dict with every sparse-encoded 2-D floating
+      tensor converted by ``sparsetorch.formats.FORMATS`` ("csr", "coo", "bsr4x4", "nm2:4",
+      ...), the rest dense (masks stay bool tensors: a format drops kept values equal to 0);
+    * ``dtype=`` casts floating tensors (not masks) after loading (not with ``model=``: the
+      model's own dtypes apply there).
+
+    Any plain safetensors file loads too (without masks or checks beyond the header).
+    """
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    if model is not None and (dtype is not None or as_format is not None):
+        raise ValueError(
+            "dtype= and as_format= do not apply with model=: the model keeps its own dtypes "
+            "and dense parameters"
+        )
+    if as_format is not None:
+        from sparsetorch.formats import FORMATS
+
+        convert = FORMATS.build(as_format)  # unknown names list the known ones
+    state, supports = read_state(path)
+    if model is not None:
+        from sparsetorch.checkpoint.into_model import load_into
+
+        return load_into(model, state, Path(path))
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    if as_format is not None:
+        state = {
+            k: convert(v) if k in supports and v.dim() == 2 and v.is_floating_point() else v
+            for k, v in state.items()
+        }
+    return state
