@@ -12,23 +12,16 @@ from sparsetorch.checkpoint import dtypes
 from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, check_entries
 from sparsetorch.checkpoint.header import read_header, sparsetorch_metadata
 from sparsetorch.checkpoint.reader import _read_plain
+from sparsetorch.report import format_bytes, format_table
 
 COLUMNS = ("tensor", "shape", "dtype", "density", "pattern", "encoding", "stored", "dense")
-
-
-def human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
 
 
 def _row(name, shape, dtype, nnz, pattern, encoding, stored, dense) -> list[str]:
     numel = int(np.prod(shape, dtype=np.int64))
     density = "-" if nnz is None or numel == 0 else f"{nnz / numel:.3f}"
     return [name, "x".join(map(str, shape)) or "()", dtype, density, pattern, encoding,
-            human_bytes(stored), human_bytes(dense)]  # fmt: skip
+            format_bytes(stored), format_bytes(dense)]  # fmt: skip
 
 
 def report_file(path: str | os.PathLike) -> str:
@@ -76,24 +69,9 @@ def report_file(path: str | os.PathLike) -> str:
         )
     size = Path(path).stat().st_size
     ratio = f"{size / dense_total:.3f}x" if dense_total else "-"
-    lines = [title, *_table([list(COLUMNS), *rows])]
-    lines.append(
-        f"total: file {human_bytes(size)} ({size} bytes, header included), tensors "
-        f"{human_bytes(stored_total)} stored vs {human_bytes(dense_total)} dense; "
-        f"file / dense tensors = {ratio}"
+    rows.append(
+        ["total", "", "", "", "", "", format_bytes(stored_total), format_bytes(dense_total)]
     )
+    lines = [title, format_table(list(COLUMNS), rows, left={0, 1, 2, 4, 5}, total=True)]
+    lines.append(f"file: {size} bytes (header included) = {ratio} of the tensors' dense bytes")
     return "\n".join(lines)
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    right = {3, 6, 7}  # numeric columns
-    out = []
-    for j, row in enumerate(rows):
-        cells = [
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if j == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return out

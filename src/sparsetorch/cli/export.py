@@ -1,0 +1,52 @@
+"""``sparsetorch export RUN_DIR --out model.safetensors``: a run's newest model as a compressed
+sparse checkpoint (masked and pruned weights stored as kept values plus small indices)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sparsetorch.cli import Command
+
+DEFAULT_NAME = "model.safetensors"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a run directory")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"file to write (default: RUN_DIR/{DEFAULT_NAME}); replaced atomically",
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="also print the per-tensor table of the file"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from sparsetorch.checkpoint import report_file, save
+    from sparsetorch.experiments.checkpointing import latest_model_state
+
+    if not args.run_dir.is_dir():
+        raise FileNotFoundError(f"run dir {str(args.run_dir)!r} does not exist")
+    step, state = latest_model_state(args.run_dir)
+    out = save(state, args.out or args.run_dir / DEFAULT_NAME)
+    dense = sum(t.numel() * t.element_size() for t in state.values())
+    size = out.stat().st_size
+    print(
+        f"exported step {step} of {args.run_dir} to {out}: {size} bytes, "
+        f"{size / max(dense, 1):.3f}x of its {dense} dense bytes"
+    )
+    if args.report:
+        print(report_file(out))
+    return 0
+
+
+COMMAND = Command(
+    name="export",
+    help="write a run's newest model as a compressed sparse safetensors checkpoint",
+    add_arguments=add_arguments,
+    run=run,
+    description=__doc__,
+)
