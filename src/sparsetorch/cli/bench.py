@@ -1,0 +1,83 @@
+"""``sparsetorch bench``: time dense vs each sparse compute path for one Linear shape."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from sparsetorch.cli import Command
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="csr", help="sparse config: 2:4, bsr or csr")
+    p.add_argument("--shape", default="1024x1024", help="weight shape OUTxIN")
+    p.add_argument("--sparsity", type=float, default=0.9, help="for csr/bsr (2:4 is 0.5)")
+    p.add_argument("--m", default="1,16,128", help="comma-separated input row counts")
+    p.add_argument(
+        "--dtype", choices=sorted(DTYPES), default=None, help="default: fp32 on CPU, bf16 on CUDA"
+    )
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _weight(config: str, out: int, inp: int, sparsity: float, g: torch.Generator) -> torch.Tensor:
+    w = torch.randn(out, inp, generator=g)
+    if config == "2:4":
+        groups = w.reshape(out, inp // 4, 4)
+        keep = groups.abs().topk(2, -1).indices
+        return (groups * torch.zeros_like(groups).scatter_(-1, keep, 1.0)).reshape(out, inp)
+    if config == "bsr":  # whole 64x64 blocks
+        blocks = torch.rand(out // 64, inp // 64, generator=g) >= sparsity
+        return w * blocks.repeat_interleave(64, 0).repeat_interleave(64, 1)
+    return w * (torch.rand(out, inp, generator=g) >= sparsity)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sparsetorch.deploy import CONFIGS, PATHS
+    from sparsetorch.deploy.dispatch import default_timer
+
+    if args.config not in CONFIGS:
+        raise ValueError(f"--config must be one of {', '.join(CONFIGS)}, got {args.config!r}")
+    if not 0 <= args.sparsity < 1:
+        raise ValueError(f"--sparsity must be in [0, 1), got {args.sparsity}")
+    try:
+        out, inp = (int(v) for v in args.shape.lower().split("x"))
+        ms = [int(v) for v in args.m.split(",")]
+    except ValueError as exc:
+        raise ValueError(f"--shape takes OUTxIN and --m a list of ints ({exc})") from exc
+    device = torch.device(args.device)
+    dtype = (
+        DTYPES[args.dtype]
+        if args.dtype
+        else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    )
+    g = torch.Generator().manual_seed(args.seed)
+    weight = _weight(args.config, out, inp, args.sparsity, g).to(device=device, dtype=dtype)
+    names = ["dense"]
+    for engine in CONFIGS[args.config]:
+        reason = PATHS.lookup(engine).unsupported(weight)
+        if reason:
+            print(f"{engine}: skipped ({reason})")
+        else:
+            names.append(engine)
+    paths = {n: PATHS.lookup(n)(weight, None) for n in names}
+    print(f"{args.config} {out}x{inp} {dtype} on {device}; speed-up = dense time / path time")
+    print(f"{'M':>7}  {'dense ms':>9}  " + "  ".join(f"{n:>16}" for n in names[1:]))
+    with torch.no_grad():
+        for m in ms:
+            x = torch.randn(m, inp, generator=g).to(device=device, dtype=dtype)
+            t = {n: default_timer(lambda p=p, x=x: p(x)) for n, p in paths.items()}
+            cells = "  ".join(f"{t['dense'] / t[n]:>15.2f}x" for n in names[1:])
+            print(f"{m:>7}  {t['dense'] * 1e3:>9.3f}  {cells}")
+    return 0
+
+
+COMMAND = Command(
+    name="bench",
+    help="time dense vs sparse compute paths for one Linear shape on this machine",
+    add_arguments=add_arguments,
+    run=run,
+)
