@@ -3,6 +3,7 @@ in the loop.
 
 Order within one training step (``step`` counts optimizer steps from 0)::
 
+    loss = hook.before_backward(ctx, step, loss)  # if not None; e.g. adds a regulariser
     loss.backward()
     hook.after_backward(ctx, step)   # param.grad is the dense gradient of the effective weight
     optimizer.step()                 # masks enforced by sparsetorch.masks' optimizer hooks
@@ -13,6 +14,7 @@ Order within one training step (``step`` counts optimizer steps from 0)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,6 +35,8 @@ class TrainContext:
     sample_batch: tuple[torch.Tensor, torch.Tensor] | None = None
     # extra per-step metrics a hook wants logged (merged into metrics.jsonl at eval steps)
     logs: dict[str, Any] = field(default_factory=dict)
+    # the run directory (None for in-memory runs), for hooks that keep files of their own
+    run_dir: Path | None = None
 
 
 class TrainHook:
@@ -41,6 +45,12 @@ class TrainHook:
 
     def on_train_start(self, ctx: TrainContext) -> None:
         """Before the first step (also after resuming: then ``load_state_dict`` ran first)."""
+
+    def before_backward(
+        self, ctx: TrainContext, step: int, loss: torch.Tensor
+    ) -> torch.Tensor | None:
+        """After the forward pass; return a new loss (e.g. plus a penalty) or None to keep it.
+        Hooks are chained in order, each seeing the previous one's loss."""
 
     def after_backward(self, ctx: TrainContext, step: int) -> None:
         """After ``loss.backward()``, before ``optimizer.step()``."""

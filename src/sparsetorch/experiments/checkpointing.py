@@ -1,0 +1,145 @@
+"""Every checkpoint read and write of the runner goes through this module (so the storage can
+switch to sparsetorch's compressed safetensors format in one place).
+
+Two kinds of file, both written atomically (temp file in the same directory + ``os.replace``)
+and read with ``torch.load(weights_only=True)`` (no pickle code execution):
+
+* a **model state** (``checkpoints/model_step<k>.pt``): the model's ``state_dict()``, masks
+  included as ``<param>_mask`` bool buffers;
+* the **resume checkpoint** (``checkpoints/resume.pt``): model, optimizer, global RNG state,
+  step, elapsed wall time and the hooks' ``state_dict()``s. Hook states must hold only what
+  ``weights_only`` loading accepts: tensors, numbers, strings, bools, None, lists, tuples, dicts.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparsetorch.masks import apply_masks, masks_from_state_dict
+
+CHECKPOINT_DIR = "checkpoints"
+RESUME_FILE = "resume.pt"
+RESUME_FORMAT = 1
+
+
+def model_state_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"model_step{step}.pt"
+
+
+def resume_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / RESUME_FILE
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temp file next to ``path``, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def safe_load(path: str | Path) -> Any:
+    """``torch.load(weights_only=True)`` on CPU, with one clear error for a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError, RuntimeError, EOFError ...
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read: {exc}") from exc
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def save_model_state(model: nn.Module, path: str | Path) -> Path:
+    return atomic_save(_cpu_state(model), path)
+
+
+def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
+    return safe_load(path)
+
+
+def load_into(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Load a state dict that may carry ``<param>_mask`` buffers: attach those masks first, so
+    the masked model is restored exactly (weights, masks, zeros)."""
+    masks = masks_from_state_dict(dict(state))
+    if masks:
+        apply_masks(model, masks)
+    model.load_state_dict(state)
+    return model
+
+
+def save_resume(
+    path: str | Path,
+    *,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    hooks: list[dict[str, Any]],
+    wall_s: float,
+) -> Path:
+    state = {
+        "format": RESUME_FORMAT,
+        "step": step,
+        "model": _cpu_state(model),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "hooks": hooks,
+        "wall_s": wall_s,
+    }
+    return atomic_save(state, path)
+
+
+def load_resume(path: str | Path) -> dict[str, Any]:
+    state = safe_load(path)
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        raise ValueError(f"checkpoint {str(path)!r} is not a resume checkpoint of this version")
+    return state
+
+
+def restore_resume(
+    state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer
+) -> None:
+    """Put model, optimizer and RNG back where :func:`save_resume` found them."""
+    load_into(model, state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def latest_model_state(run_dir: str | Path) -> tuple[int, dict[str, torch.Tensor]]:
+    """``(step, state_dict)`` of the newest model in a run dir: the final model of a finished
+    run, else the model in the resume checkpoint (for ``sparsetorch export``)."""
+    run_dir = Path(run_dir)
+    states = sorted(
+        (int(p.stem.removeprefix("model_step")), p)
+        for p in (run_dir / CHECKPOINT_DIR).glob("model_step*.pt")
+        if p.stem.removeprefix("model_step").isdigit()
+    )
+    resume = resume_path(run_dir)
+    resume_step = load_resume(resume)["step"] if resume.is_file() else -1
+    if states and states[-1][0] >= resume_step:
+        return states[-1][0], load_model_state(states[-1][1])
+    if resume_step >= 0:
+        return resume_step, load_resume(resume)["model"]
+    raise FileNotFoundError(f"run dir {str(run_dir)!r} holds no checkpoint")

@@ -1,0 +1,235 @@
+"""The training loop: batches in a seeded order, hooks at fixed points, evaluation on the
+validation and test splits every ``eval_every`` steps, a resume checkpoint at each evaluation.
+
+One step (``step`` counts optimizer updates from 0)::
+
+    lr <- lr_at(step)
+    loss = cross_entropy(model(x), y);  loss = hook.before_backward(...) (if not None)
+    stop if loss is not finite (the last good checkpoint is kept)
+    loss.backward();  hook.after_backward(ctx, step)
+    optimizer.step();  hook.after_step(ctx, step)
+    step += 1;  save the model if step in save_states_at;  evaluate + checkpoint on schedule
+
+Everything that decides the numbers (data order, learning rate, RNG) is a function of the
+hparams and the step, so the same hparams and seed give bitwise the same metrics on CPU, and
+a run resumed from its checkpoint continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparsetorch.data import Dataset
+from sparsetorch.experiments import checkpointing
+from sparsetorch.experiments.data_order import batch_indices, epoch_order
+from sparsetorch.experiments.evaluate import evaluate, loss_fn
+from sparsetorch.experiments.hooks import TrainContext, TrainHook
+from sparsetorch.experiments.layers import global_sparsity
+from sparsetorch.experiments.optim import lr_at
+from sparsetorch.experiments.progress import progress_bar
+from sparsetorch.experiments.rundir import RunDir
+
+
+class TrainingDiverged(ValueError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class LoopOutput:
+    metrics: list[dict[str, Any]]
+    states: dict[int, Any]  # step -> Path (run dir) or state dict (in memory)
+    wall_s: float
+
+
+@dataclass
+class Loop:
+    """Everything :func:`fit` needs, resolved by the runner."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    data: Dataset
+    hparams: Any  # Hparams
+    hooks: Sequence[TrainHook]
+    total_steps: int
+    steps_per_epoch: int
+    eval_every: int
+    device: torch.device
+    run: RunDir | None = None
+    save_states_at: frozenset[int] = frozenset()
+    progress: bool = False
+    start_step: int = 0  # first update (late rewinding starts at the rewind step)
+    log_fn: Callable[[dict[str, Any]], None] | None = None  # e.g. TensorBoard
+    _states: dict[int, Any] = field(default_factory=dict)
+    _order: tuple[int, torch.Tensor | None] = (-1, None)  # (epoch, its example order)
+
+    @property
+    def data_seed(self) -> int:
+        t = self.hparams.training
+        return t.seed if t.data_seed is None else t.data_seed
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, position = divmod(step, self.steps_per_epoch)
+        if self._order[0] != epoch:
+            self._order = (epoch, epoch_order(len(self.data.train), self.data_seed, epoch))
+        idx = batch_indices(self._order[1], position, self.hparams.training.batch_size)
+        return self.data.train.x[idx].to(self.device), self.data.train.y[idx].to(self.device)
+
+    def save_state(self, step: int) -> None:
+        if self.run is None:
+            self._states[step] = {
+                k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+            }
+        else:
+            path = checkpointing.model_state_path(self.run.path, step)
+            self._states[step] = checkpointing.save_model_state(self.model, path)
+
+    def eval_row(self, step: int, train_loss: float | None, wall_s: float, logs: dict) -> dict:
+        val = evaluate(self.model, self.data.val, self.device)
+        test = evaluate(self.model, self.data.test, self.device)
+        row = {
+            "step": step,
+            "epoch": round(step / self.steps_per_epoch, 6),
+            "lr": lr_at(self.hparams.training, max(step - 1, 0), self.total_steps),
+            "train_loss": train_loss,
+            "val_loss": val["loss"],
+            "val_acc": val["acc"],
+            "test_loss": test["loss"],
+            "test_acc": test["acc"],
+            "sparsity": global_sparsity(self.model),
+            "wall_s": round(wall_s, 3),
+        }
+        for key, value in logs.items():
+            row.setdefault(key, value.item() if isinstance(value, torch.Tensor) else value)
+        logs.clear()
+        return row
+
+
+def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
+    """Run (or continue, given a resume checkpoint) the loop to ``total_steps``."""
+    model, optimizer, run = loop.model, loop.optimizer, loop.run
+    hp = loop.hparams
+    ctx = TrainContext(
+        model=model,
+        optimizer=optimizer,
+        data=loop.data,
+        total_steps=loop.total_steps,
+        steps_per_epoch=loop.steps_per_epoch,
+        seed=hp.training.seed,
+        device=loop.device,
+        hparams=hp,
+        sample_batch=loop.batch(0),
+        run_dir=run.path if run else None,
+    )
+    step, wall_offset, metrics = loop.start_step, 0.0, []
+    if resume is not None:
+        checkpointing.restore_resume(resume, model, optimizer)
+        _load_hook_states(loop.hooks, resume["hooks"])
+        step, wall_offset = resume["step"], resume["wall_s"]
+        metrics = run.truncate_metrics(step) if run else []
+        loop._states.update(_saved_states(run))
+    else:
+        loop.save_state(loop.start_step)
+    start = time.perf_counter()
+
+    def wall() -> float:
+        return wall_offset + time.perf_counter() - start
+
+    for hook in loop.hooks:
+        hook.on_train_start(ctx)
+    if step == loop.start_step and not metrics:
+        metrics.append(_record(loop, ctx, 0, None, wall()))
+
+    model.train()
+    loss_sum, loss_count = 0.0, 0
+    bar = progress_bar(loop.total_steps, step, f"train {hp.model.name}", loop.progress)
+    try:
+        while step < loop.total_steps:
+            x, y = loop.batch(step)
+            lr = lr_at(hp.training, step, loop.total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            for hook in loop.hooks:
+                replaced = hook.before_backward(ctx, step, loss)
+                loss = loss if replaced is None else replaced
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingDiverged(_diverged_message(loop, step, value))
+            loss.backward()
+            for hook in loop.hooks:
+                hook.after_backward(ctx, step)
+            optimizer.step()
+            for hook in loop.hooks:
+                hook.after_step(ctx, step)
+            step += 1
+            loss_sum, loss_count = loss_sum + value, loss_count + 1
+            bar.update(1)
+            if step in loop.save_states_at and step != loop.total_steps:
+                loop.save_state(step)
+            if step % loop.eval_every == 0 or step == loop.total_steps:
+                row = _record(loop, ctx, step, loss_sum / loss_count, wall())
+                metrics.append(row)
+                loss_sum, loss_count = 0.0, 0
+                bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_acc=f"{row['val_acc']:.4f}")
+    finally:
+        bar.close()
+    loop.save_state(loop.total_steps)
+    for hook in loop.hooks:
+        hook.on_train_end(ctx)
+    return LoopOutput(metrics, dict(loop._states), wall())
+
+
+def _record(loop: Loop, ctx: TrainContext, step: int, train_loss: float | None, wall: float):
+    row = loop.eval_row(step, train_loss, wall, ctx.logs)
+    if loop.run is not None:
+        loop.run.append_metrics(row)
+        checkpointing.save_resume(
+            checkpointing.resume_path(loop.run.path),
+            step=step,
+            model=loop.model,
+            optimizer=loop.optimizer,
+            hooks=[h.state_dict() for h in loop.hooks],
+            wall_s=wall,
+        )
+    if loop.log_fn is not None:
+        loop.log_fn(row)
+    return row
+
+
+def _load_hook_states(hooks: Sequence[TrainHook], states: list[dict[str, Any]]) -> None:
+    if len(states) != len(hooks):
+        raise ValueError(
+            f"the resume checkpoint holds {len(states)} hook state(s) but the run has "
+            f"{len(hooks)} hook(s): resume with the hooks it was started with"
+        )
+    for hook, state in zip(hooks, states):
+        hook.load_state_dict(state)
+
+
+def _saved_states(run: RunDir | None) -> dict[int, Path]:
+    if run is None:
+        return {}
+    out = {}
+    for path in (run.path / checkpointing.CHECKPOINT_DIR).glob("model_step*.pt"):
+        suffix = path.stem.removeprefix("model_step")
+        if suffix.isdigit():
+            out[int(suffix)] = path
+    return out
+
+
+def _diverged_message(loop: Loop, step: int, value: float) -> str:
+    where = f"loss became {value} at step {step} (epoch {step / loop.steps_per_epoch:.2f})"
+    if loop.run is None:
+        return f"{where}; stopped (in-memory run: nothing saved). Lower the learning rate?"
+    resume = checkpointing.resume_path(loop.run.path)
+    kept = f"the last good checkpoint is {str(resume)!r}" if resume.is_file() else "no checkpoint"
+    return f"{where}; stopped, {kept}. Lower the learning rate?"

@@ -1,0 +1,389 @@
+"""``train(hparams, out_dir)``: one training run, reusable and resumable.
+
+The steps, in the order that keeps a failed call from leaving anything half-written:
+
+1. validate the hparams and resolve every name (model, dataset, optimizer, schedule, method)
+   against its registry;
+2. compute the run's identity (non-default hparams + digests of a given model, initial state
+   or masks + the classes of extra hooks) and its directory ``out_dir/<model>-<method>-<hash>``;
+   a finished directory is loaded and returned without training;
+3. load the data, build the model (seeded), attach the method's hooks;
+4. create the run dir, then train, resuming from ``checkpoints/resume.pt`` when present;
+5. write the final model, ``result.json`` (the completion mark), ``report.md`` and plots.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparsetorch.data import Dataset, Split
+from sparsetorch.experiments import checkpointing
+from sparsetorch.experiments.data_order import steps_per_epoch
+from sparsetorch.experiments.hooks import TrainHook
+from sparsetorch.experiments.hparams import DatasetHparams, Hparams, run_name
+from sparsetorch.experiments.layers import layer_densities
+from sparsetorch.experiments.loop import Loop, fit
+from sparsetorch.experiments.optim import LR_SCHEDULES, OPTIMIZERS, build_optimizer
+from sparsetorch.experiments.progress import progress_enabled
+from sparsetorch.experiments.result import TrainResult, early_stop_row
+from sparsetorch.experiments.rundir import RunDir, check_out_dir
+
+StateDict = Mapping[str, torch.Tensor]
+
+
+def train(
+    hparams: Hparams,
+    out_dir: str | Path | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    model: nn.Module | None = None,
+    init_state: StateDict | None = None,
+    masks: StateDict | None = None,
+    hooks: Sequence[TrainHook] = (),
+    save_states_at: Iterable[int] = (),
+    dataset: Dataset | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool | None = None,
+    start_step: int = 0,
+) -> TrainResult:
+    """Train one run and return its :class:`TrainResult`.
+
+    Args:
+        hparams: the run's hyperparameters (copied; not modified).
+        out_dir: parent directory; the run lives in ``out_dir/<model>-<method>-<hash>``.
+        run_dir: exact run directory instead (e.g. one per IMP level). With neither, the run
+            is in memory only: nothing written, no reuse, no resume.
+        model: train this module instead of building ``hparams.model`` (its current weights
+            are the initialisation).
+        init_state: a state_dict loaded before training (``<param>_mask`` entries attach masks).
+        masks: ``{param name: bool mask}`` attached before training (pruned weights zeroed).
+        hooks: extra :class:`TrainHook`s, called after the method's hooks.
+        save_states_at: steps whose weights to keep (step 0, the initialisation, and the last
+            step are always kept); read them with ``result.state_at(k)``.
+        dataset: the already loaded dataset named by ``hparams.dataset`` (saves reloading it;
+            the subset sizes of the hparams are still applied).
+        device: where to train. CPU runs are bitwise reproducible.
+        progress: show a progress bar (default: only on a terminal and outside CI).
+        start_step: begin at this update instead of 0, with the data order and learning rates
+            of that step (IMP's late rewinding retrains theta_k from step k); the weights it
+            starts from are saved as step ``start_step``.
+
+    A finished run dir is reused: nothing is trained and the saved result is returned. An
+    unfinished one resumes from its last checkpoint, bitwise as if never interrupted.
+    """
+    hp = copy.deepcopy(hparams).validate()
+    _check_names(hp)
+    identity = hp.identity()
+    identity.update(_input_digests(model, init_state, masks, hooks))
+    if start_step:
+        identity["inputs.start_step"] = start_step
+    if run_dir is not None:
+        path: Path | None = Path(run_dir)
+    elif out_dir is not None:
+        path = check_out_dir(out_dir) / run_name(hp, identity)
+    else:
+        path = None
+    run = RunDir(path) if path is not None else None
+    wanted = sorted({int(k) for k in save_states_at})
+    if run is not None:
+        run.check_compatible(identity)
+        if run.is_complete():
+            return _reuse(run, model, wanted, device)
+
+    data = prepare_dataset(hp.dataset, dataset)
+    model = prepare_model(hp, data, model, init_state, masks).to(device)
+    all_hooks = [*method_hooks(hp), *hooks]
+    spe = steps_per_epoch(len(data.train), hp.training.batch_size)
+    total = hp.training.steps or hp.training.epochs * spe
+    if not (isinstance(start_step, int) and not isinstance(start_step, bool)) or not (
+        0 <= start_step < total
+    ):
+        raise ValueError(f"start_step must be an int in [0, {total}), got {start_step!r}")
+    bad = [k for k in wanted if not 0 <= k <= total]
+    if bad:
+        raise ValueError(f"save_states_at must be steps in [0, {total}], got {bad}")
+    optimizer = build_optimizer(model.parameters(), hp.training)
+
+    resume = None
+    if run is not None:
+        run.create(hp, _run_info(identity, data, total, spe, all_hooks))
+        if checkpointing.resume_path(run.path).is_file():
+            resume = checkpointing.load_resume(checkpointing.resume_path(run.path))
+    loop = Loop(
+        model=model,
+        optimizer=optimizer,
+        data=data,
+        hparams=hp,
+        hooks=all_hooks,
+        total_steps=total,
+        steps_per_epoch=spe,
+        eval_every=hp.training.eval_every or spe,
+        device=torch.device(device),
+        run=run,
+        save_states_at=frozenset(wanted),
+        start_step=start_step,
+        progress=progress_enabled(progress),
+    )
+    with torch.random.fork_rng(devices=_cuda_devices(loop.device)):
+        torch.manual_seed(hp.training.seed)
+        out = fit(loop, resume)
+    result = TrainResult(
+        hparams=hp,
+        model=model,
+        metrics=out.metrics,
+        total_steps=total,
+        steps_per_epoch=spe,
+        wall_s=out.wall_s,
+        run_dir=path,
+        states=out.states,
+    )
+    if run is not None:
+        _finish(run, result)
+    return result
+
+
+def load_run(
+    run_dir: str | Path, model: nn.Module | None = None, device: str | torch.device = "cpu"
+) -> TrainResult:
+    """The result of a finished run dir, with its final model loaded (into ``model`` if
+    given, else into a freshly built one)."""
+    run = RunDir(run_dir)
+    result = run.read_result()
+    hp = run.hparams()
+    info = run.run_info()
+    if model is None:
+        shape = info["dataset"]
+        model = build_model(hp, tuple(shape["input_shape"]), shape["num_classes"])
+    states = {int(k): run.path / v for k, v in result["states"].items()}
+    checkpointing.load_into(model, checkpointing.load_model_state(states[result["total_steps"]]))
+    return TrainResult(
+        hparams=hp,
+        model=model.to(device),
+        metrics=run.read_metrics(),
+        total_steps=result["total_steps"],
+        steps_per_epoch=result["steps_per_epoch"],
+        wall_s=result["wall_s"],
+        run_dir=run.path,
+        reused=True,
+        states=states,
+    )
+
+
+# ---- building blocks (public: the lottery runner and the CLI use them) ---------------------
+def prepare_dataset(hp: DatasetHparams, dataset: Dataset | None = None) -> Dataset:
+    """Load the dataset named by ``hp`` (or check the given one), then apply the subset sizes."""
+    if dataset is None:
+        from sparsetorch.data import load
+
+        try:
+            dataset = load(hp.name, data_dir=hp.data_dir, seed=hp.split_seed, **hp.options)
+        except TypeError as exc:
+            if not hp.options:
+                raise
+            raise ValueError(f"dataset {hp.name!r} rejects option(s) {hp.options}: {exc}") from exc
+    if dataset.name != hp.name:
+        raise ValueError(
+            f"dataset {hp.name!r} was asked for but {dataset.name!r} was loaded (is "
+            f"{hp.name} installed? pass --data-dir, or choose --dataset {dataset.name})"
+        )
+    return Dataset(
+        dataset.name,
+        _head(dataset.train, hp.train_size),
+        _head(dataset.val, hp.val_size),
+        _head(dataset.test, hp.test_size),
+        dataset.num_classes,
+        dataset.input_shape,
+    )
+
+
+def build_model(hp: Hparams, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """``hparams.model`` for this input shape, initialised from ``hparams.training.seed``
+    (the global RNG is forked: the caller's RNG state is untouched)."""
+    from sparsetorch.models import build
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(hp.training.seed)
+        try:
+            return build(
+                hp.model.name,
+                input_shape=input_shape,
+                num_classes=num_classes,
+                **hp.model.options,
+            )
+        except TypeError as exc:
+            if not hp.model.options:
+                raise
+            raise ValueError(
+                f"model {hp.model.name!r} rejects option(s) {hp.model.options}: {exc}"
+            ) from exc
+
+
+def prepare_model(
+    hp: Hparams,
+    data: Dataset,
+    model: nn.Module | None = None,
+    init_state: StateDict | None = None,
+    masks: StateDict | None = None,
+) -> nn.Module:
+    """The model to train: given or built, then ``init_state`` loaded, then ``masks``."""
+    if model is None:
+        model = build_model(hp, data.input_shape, data.num_classes)
+    if init_state is not None:
+        checkpointing.load_into(model, init_state)
+    if masks is not None:
+        from sparsetorch.masks import apply_masks
+
+        apply_masks(model, dict(masks))
+    return model
+
+
+def method_hooks(hp: Hparams) -> list[TrainHook]:
+    """The hooks of ``hparams.sparsity.method``: none for "dense", else built by
+    ``sparsetorch.algorithms.METHODS.build(name, hparams=hparams)`` (a hook or a list)."""
+    if hp.sparsity.method == "dense":
+        return []
+    from sparsetorch.algorithms import load_methods
+
+    built = load_methods().build(hp.sparsity.method, hparams=hp)
+    if built is None:
+        return []
+    return list(built) if isinstance(built, list | tuple) else [built]
+
+
+# ---- helpers ------------------------------------------------------------------------------
+def _head(split: Split, n: int | None) -> Split:
+    return split if n is None else split.head(n)
+
+
+def _check_names(hp: Hparams) -> None:
+    from sparsetorch.data import DATASETS
+    from sparsetorch.models import MODELS
+
+    for registry, name in (
+        (MODELS, hp.model.name),
+        (DATASETS, hp.dataset.name),
+        (OPTIMIZERS, hp.training.optimizer),
+        (LR_SCHEDULES, hp.training.lr_schedule),
+    ):
+        if name not in registry:
+            raise ValueError(
+                f"unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}"
+            )
+    if hp.sparsity.method != "dense":
+        from sparsetorch.algorithms import load_methods
+
+        methods = load_methods()
+        if hp.sparsity.method not in methods:
+            known = ", ".join(["dense", *methods.names()])
+            raise ValueError(f"unknown method {hp.sparsity.method!r}; known: {known}")
+    for module, attr, name in (
+        ("sparsetorch.patterns", "PATTERNS", hp.sparsity.pattern),
+        ("sparsetorch.distributions", "DISTRIBUTIONS", hp.sparsity.distribution),
+    ):
+        registry = _optional_registry(module, attr)
+        if registry is not None and name not in registry:
+            raise ValueError(
+                f"unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}"
+            )
+
+
+def _optional_registry(module: str, attr: str) -> Any:
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):  # not written yet
+        return None
+
+
+def state_digest(state: StateDict) -> str:
+    """SHA-256 (16 hex digits) of names, dtypes, shapes and bytes of a dict of tensors."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().to("cpu").contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _input_digests(
+    model: nn.Module | None,
+    init_state: StateDict | None,
+    masks: StateDict | None,
+    hooks: Sequence[TrainHook],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if model is not None:
+        out["inputs.model"] = state_digest(model.state_dict())
+    if init_state is not None:
+        out["inputs.init_state"] = state_digest(init_state)
+    if masks is not None:
+        out["inputs.masks"] = state_digest(masks)
+    if hooks:
+        out["inputs.hooks"] = [f"{type(h).__module__}.{type(h).__qualname__}" for h in hooks]
+    return out
+
+
+def _run_info(identity: dict, data: Dataset, total: int, spe: int, hooks: list) -> dict:
+    import sparsetorch
+
+    return {
+        "identity": identity,
+        "sparsetorch": sparsetorch.__version__,
+        "torch": torch.__version__,
+        "dataset": {
+            "input_shape": list(data.input_shape),
+            "num_classes": data.num_classes,
+            "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        },
+        "total_steps": total,
+        "steps_per_epoch": spe,
+        "hooks": [f"{type(h).__module__}.{type(h).__qualname__}" for h in hooks],
+    }
+
+
+def _cuda_devices(device: torch.device) -> list[int]:
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def _reuse(
+    run: RunDir, model: nn.Module | None, wanted: list[int], device: str | torch.device
+) -> TrainResult:
+    result = load_run(run.path, model, device)
+    missing = [k for k in wanted if k not in result.states]
+    if missing:
+        raise ValueError(
+            f"run dir {str(run.path)!r} is finished but kept no weights at step(s) {missing} "
+            f"(kept: {result.saved_steps}); use another run dir to train again"
+        )
+    return result
+
+
+def _finish(run: RunDir, result: TrainResult) -> None:
+    """Write the summary files; ``result.json`` last, as the mark of a finished run."""
+    from sparsetorch.experiments.reporting import write_run_report
+
+    write_run_report(run, result)
+    run.write_result(
+        {
+            "complete": True,
+            "total_steps": result.total_steps,
+            "steps_per_epoch": result.steps_per_epoch,
+            "wall_s": result.wall_s,
+            "final": result.final,
+            "early_stop": early_stop_row(result.metrics),
+            "layers": layer_densities(result.model),
+            "states": {
+                str(k): str(Path(v).relative_to(run.path)) for k, v in sorted(result.states.items())
+            },
+        }
+    )
