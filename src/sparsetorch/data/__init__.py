@@ -1,4 +1,5 @@
-"""Real datasets with fixed, seeded splits: ``load("fashion-mnist")``, ``load("digits")``."""
+"""Real datasets with fixed, seeded splits: ``load("fashion-mnist")``, ``load("digits")``,
+``load("text", context=128)``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sparsetorch._registry import Registry
 from sparsetorch.data.digits import load_digits
 from sparsetorch.data.fashion_mnist import load_fashion_mnist, locate
 from sparsetorch.data.splits import Dataset, Split
+from sparsetorch.data.text import load_text
 
 DATASETS: Registry[Dataset] = Registry("dataset")
 
@@ -38,13 +40,21 @@ def _digits(data_dir: str | Path | None = None, seed: int = 0) -> Dataset:
     return load_digits(seed=seed)
 
 
+@DATASETS.register("text")
+def _text(data_dir: str | Path | None = None, seed: int = 0, **options) -> Dataset:
+    return load_text(data_dir, seed=seed, **options)
+
+
 def register(name: str) -> Callable:
     """Register another dataset factory ``(data_dir=None, seed=0) -> Dataset``."""
     return DATASETS.register(name)
 
 
-def load(name: str = "fashion-mnist", data_dir: str | Path | None = None, seed: int = 0) -> Dataset:
-    return DATASETS.build(name, data_dir=data_dir, seed=seed)
+def load(
+    name: str = "fashion-mnist", data_dir: str | Path | None = None, seed: int = 0, **options
+) -> Dataset:
+    """``options`` go to the dataset (e.g. ``context`` and ``max_bytes`` for "text")."""
+    return DATASETS.build(name, data_dir=data_dir, seed=seed, **options)
 
 
 __all__ = ["DATASETS", "DataFallbackWarning", "Dataset", "Split", "load", "register"]
