@@ -119,17 +119,7 @@ class Report:
 
     def __str__(self) -> str:
         header, rows = self._cells()
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-        def line(cells: list[str]) -> str:
-            return "  ".join(
-                c.ljust(w) if i in _LEFT else c.rjust(w)
-                for i, (c, w) in enumerate(zip(cells, widths))
-            ).rstrip()
-
-        rule = "  ".join("-" * w for w in widths)
-        body = [line(r) for r in rows[:-1]]
-        return "\n".join([line(header), rule, *body, rule, line(rows[-1])])
+        return format_table(header, rows, left=_LEFT, total=True)
 
     def to_markdown(self) -> str:
         header, rows = self._cells()
@@ -139,6 +129,25 @@ class Report:
 
 
 _LEFT = {0, 1, 6}  # text columns: layer, shape, format
+
+
+def format_table(
+    header: list[str], rows: list[list[str]], left: set[int] = frozenset({0}), total: bool = False
+) -> str:
+    """An aligned plain-text table: ``left`` columns left-aligned, the rest right-aligned; with
+    ``total`` the last row is set apart by a rule."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    body = [line(r) for r in rows]
+    if total and body:
+        body.insert(len(body) - 1, rule)
+    return "\n".join([line(header), rule, *body])
 
 
 def format_bytes(n: int) -> str:
