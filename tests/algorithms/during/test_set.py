@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import sparsetorch as st
+from sparsetorch.algorithms.during.base import derived_seed
 from sparsetorch.patterns import get as get_pattern
+from sparsetorch.selection import topk_mask
 from tests.algorithms.during.helpers import (
     fill_state,
     make_optimizer,
@@ -106,10 +108,28 @@ def test_seed_decides_the_regrowth():
 
 
 def test_generator_argument_is_used():
-    gen = torch.Generator().manual_seed(3)
+    gen = torch.Generator().manual_seed(derived_seed(3))
     a = st.SET(m := tiny_mlp(), make_optimizer("momentum", m), 0.8, total_steps=40, generator=gen)
     b = set_(seed=3, delta_t=100)
     assert all(torch.equal(a.masks()[n], b.masks()[n]) for n in a.masks())
+
+
+def test_random_mask_is_not_drawn_from_the_weights_stream():
+    # the user seeds the weights with torch.manual_seed(s) and passes seed=s: the mask must
+    # not come from the same random bits (rand and randn of one seed are correlated)
+    assert derived_seed(0) != 0 and derived_seed(0) != derived_seed(1)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(200, 100, bias=False)
+    torch.manual_seed(0)
+    same_stream = torch.rand(100, 200)
+    algo = st.SET(model, make_optimizer("momentum", model), 0.5, total_steps=10, seed=0)
+    assert not torch.equal(algo.masks()["weight"], topk_mask(same_stream, 10000))
+    # ... which is what an underived seed gives
+    torch.manual_seed(0)
+    model = torch.nn.Linear(200, 100, bias=False)
+    gen = torch.Generator().manual_seed(0)
+    algo = st.SET(model, make_optimizer("momentum", model), 0.5, total_steps=10, generator=gen)
+    assert torch.equal(algo.masks()["weight"], topk_mask(same_stream, 10000))
 
 
 def test_update_follows_the_optimizer_step():

@@ -17,6 +17,7 @@ methods around its own ``optimizer.step()``.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -46,15 +47,25 @@ def check_fraction(name: str, value: Any, *, closed: bool = True) -> float:
     return float(value)
 
 
+def derived_seed(seed: int) -> int:
+    """The seed of the algorithm's own generator, derived from (never equal to) ``seed``: a
+    user who also calls ``torch.manual_seed(seed)`` to initialise the weights would otherwise
+    get random masks drawn from the very bits that drew the weights (correlated with them)."""
+    digest = hashlib.sha256(f"sparsetorch.during:{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
 def make_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
-    """A CPU generator from ``seed`` (default 0) or the given one (not both)."""
+    """A CPU generator from ``seed`` (default 0; see :func:`derived_seed`) or the given one
+    (used as is); not both."""
     if generator is not None:
         if seed is not None:
             raise ValueError("pass seed or generator, not both")
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         return generator
-    return torch.Generator().manual_seed(check_int("seed", 0 if seed is None else seed, 0))
+    seed = check_int("seed", 0 if seed is None else seed, 0)
+    return torch.Generator().manual_seed(derived_seed(seed))
 
 
 class DynamicSparsity:
