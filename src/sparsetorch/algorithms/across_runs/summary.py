@@ -45,15 +45,18 @@ def collect(path: str | Path) -> list[dict[str, Any]]:
                 if not result_file.is_file():
                     continue
                 result = read_json(result_file)
-                layers = result["layers"].values()
-                nnz = sum(v["nnz"] for v in layers)
-                numel = sum(v["numel"] for v in layers)
+                round_ = int(round_dir.name.removeprefix("round"))
+                kept = {name: v["numel"] for name, v in result["layers"].items()}
+                if round_ > 0:  # kept weights are those the masks keep (rate-0 layers: all)
+                    masks = run.load_masks(seed, round_, branch)
+                    kept.update({name: int(m.sum()) for name, m in masks.items()})
+                numel = sum(v["numel"] for v in result["layers"].values())
                 records.append(
                     {
                         "branch": branch,
                         "seed": seed,
-                        "round": int(round_dir.name.removeprefix("round")),
-                        "remaining": nnz / numel,
+                        "round": round_,
+                        "remaining": sum(kept.values()) / numel,
                         "es_acc": result["early_stop"]["test_acc"],
                         "es_step": result["early_stop"]["step"],
                         "final_acc": result["final"]["test_acc"],
