@@ -145,7 +145,7 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
     for hook in loop.hooks:
         hook.on_train_start(ctx)
     if step == loop.start_step and not metrics:
-        metrics.append(_record(loop, ctx, 0, None, wall()))
+        metrics.append(_record(loop, ctx, step, None, wall()))
 
     model.train()
     loss_sum, loss_count = 0.0, 0
