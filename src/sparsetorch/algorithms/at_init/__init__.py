@@ -1,0 +1,40 @@
+"""Static sparse training: choose the mask once, at initialisation, and keep it fixed.
+
+Each method is a criterion (how weights are scored) + a pattern + a distribution + a one-shot
+schedule (SynFlow: an exponential schedule of many small one-shot steps):
+
+==========  =====================================================  ===================
+method      scores                                                 function
+==========  =====================================================  ===================
+``snip``    |g * w| on data batches (Lee et al. 2019)              :func:`snip`
+``grasp``   w * (H g) on data batches (Wang et al. 2020)           :func:`grasp`
+``synflow`` |dR/dw * w|, data-free, iterative (Tanaka et al. 2020)  :func:`synflow`
+``random``  uniform noise (baseline; with uniform or ERK layers)    :func:`random_prune`
+==========  =====================================================  ===================
+
+Programmatic use prunes a model in place::
+
+    from sparsetorch.algorithms.at_init import snip
+    snip(model, (x, y), sparsity=0.9)                 # global, unstructured
+    snip(model, (x, y), sparsity=0.5, pattern="2:4")  # any pattern
+
+In the runner (``sparsetorch train --method snip --sparsity 0.9``) each method is a
+:class:`~sparsetorch.experiments.hooks.TrainHook` that prunes in ``on_train_start``.
+"""
+
+from sparsetorch.algorithms.at_init.base import AtInitHook, empty_layers, prune_with_scores
+from sparsetorch.algorithms.at_init.grasp import grasp
+from sparsetorch.algorithms.at_init.random_pruning import random_prune
+from sparsetorch.algorithms.at_init.snip import snip
+from sparsetorch.algorithms.at_init.synflow import exponential_densities, synflow
+
+__all__ = [
+    "AtInitHook",
+    "empty_layers",
+    "exponential_densities",
+    "grasp",
+    "prune_with_scores",
+    "random_prune",
+    "snip",
+    "synflow",
+]

@@ -1,0 +1,111 @@
+"""Iterative SynFlow (Tanaka, Kunin, Yamins & Ganguli, NeurIPS 2020, arXiv:2006.05467).
+
+Algorithm 1 of the paper, data-free:
+
+    for k in 1..n:
+        scores = |dR/dw * w| on the linearised network (|w|, all-ones input)
+        keep the top density^(k/n) of the weights (cumulative: pruned weights stay pruned)
+
+Re-scoring after each small step is what avoids layer collapse: a layer that loses weights
+gains synaptic flow per remaining weight (flow is conserved per layer), so it is pruned less
+in the next step. The weights themselves are never changed by scoring (the linearised network
+is a float64 copy); only the masks are. With a pattern of fixed density f (N:M) the schedule
+runs from f to the target: f * (density/f)^(k/n).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from sparsetorch.algorithms import METHODS
+from sparsetorch.algorithms.at_init.base import (
+    AtInitHook,
+    FilterFn,
+    check_no_collapse,
+    check_positive_int,
+)
+from sparsetorch.criteria.synflow import synflow_scores
+from sparsetorch.masks import apply_masks, get_masks, prunable_parameters
+from sparsetorch.patterns import get as get_pattern
+from sparsetorch.prune import compute_masks
+
+DEFAULT_ITERATIONS = 100
+
+
+def exponential_densities(density: float, iterations: int, start: float = 1.0) -> list[float]:
+    """``start * (density/start)^(k/n)`` for k = 1..n; the last is ``density`` exactly."""
+    check_positive_int("iterations", iterations)
+    if not 0.0 < density <= start <= 1.0:
+        raise ValueError(f"need 0 < density <= start <= 1, got density={density}, start={start}")
+    ratio = density / start
+    out = [start * ratio ** (k / iterations) for k in range(1, iterations)]
+    return [*out, density]
+
+
+def synflow(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    sparsity: float,
+    *,
+    iterations: int = DEFAULT_ITERATIONS,
+    pattern: Any = "unstructured",
+    distribution: Any = "global",
+    dtype: torch.dtype = torch.float64,
+    exclude: Iterable[str] | None = None,
+    filter_fn: FilterFn | None = None,
+) -> nn.Module:
+    """Prune ``model`` in place by iterative SynFlow (inputs of ``input_shape``, one example
+    without the batch dim); returns it. The iterations run on a copy, so the model is untouched
+    when a check fails."""
+    if isinstance(sparsity, bool) or not isinstance(sparsity, int | float):
+        raise TypeError(f"sparsity must be a float in [0, 1), got {sparsity!r}")
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    start = get_pattern(pattern).fixed_density or 1.0
+    densities = exponential_densities(1.0 - sparsity, iterations, start=min(start, 1.0))
+    work = copy.deepcopy(model)
+    names = [full for full, _, _ in prunable_parameters(work, exclude, filter_fn)]
+    for k, density in enumerate(densities, start=1):
+        scores = synflow_scores(work, names, input_shape, dtype)
+        masks = compute_masks(
+            work,
+            sparsity if k == len(densities) else 1.0 - density,
+            pattern=pattern,
+            distribution=distribution,
+            scores=scores,
+            exclude=exclude,
+            filter_fn=filter_fn,
+        )
+        apply_masks(work, masks)
+    final = {n: m for n, m in get_masks(work).items() if n in set(names)}
+    check_no_collapse(final, "synflow", sparsity, distribution)
+    return apply_masks(model, final)
+
+
+@METHODS.register("synflow")
+class SynFlowHook(AtInitHook):
+    """``--method synflow``; option ``iterations`` (default 100). Data-free: only the
+    dataset's input shape is used."""
+
+    method = "synflow"
+    defaults: ClassVar[dict[str, Any]] = {"iterations": DEFAULT_ITERATIONS}
+
+    def prune(self, ctx) -> None:
+        if ctx.sample_batch is not None and not ctx.sample_batch[0].is_floating_point():
+            raise ValueError(
+                "synflow feeds an all-ones float input; this dataset's inputs are "
+                f"{ctx.sample_batch[0].dtype} (token ids), which it cannot linearise"
+            )
+        synflow(
+            ctx.model,
+            ctx.data.input_shape,
+            self.sparsity,
+            iterations=check_positive_int("iterations", self.options["iterations"]),
+            pattern=self.pattern,
+            distribution=self.distribution,
+        )
