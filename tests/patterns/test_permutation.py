@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 import sparsetorch as sparse
-
 from sparsetorch.patterns import get
 from sparsetorch.patterns.permutation import kept_magnitude, permute_channels_, search_permutation
 
