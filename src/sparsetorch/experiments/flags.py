@@ -10,6 +10,8 @@ from typing import Any
 
 from sparsetorch.experiments.hparams import GROUPS, Hparams, _default
 
+_METAVARS = {int: "N", float: "X", str: "NAME", bool: "BOOL"}
+
 
 def flag_name(f: dataclasses.Field) -> str:
     return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
@@ -75,22 +77,22 @@ def add_hparam_arguments(parser: argparse.ArgumentParser) -> None:
             seen.add(flag)
             hint = hints[f.name]
             default = _default(f)
+            shown = "" if default in (None, (), {}) else f" (default: {default})"
             kwargs: dict[str, Any] = {
                 "dest": f"{group}.{f.name}",
                 "default": argparse.SUPPRESS,
-                "help": f"{f.metadata['help']} (default: {default})",
+                "help": f.metadata["help"] + shown,
             }
             origin = typing.get_origin(hint)
             if origin is dict:
                 kwargs.update(action="append", type=_key_value, metavar="KEY=VALUE")
-                kwargs["help"] = f.metadata["help"]
             elif origin is tuple:
                 kwargs.update(type=_int_list, metavar="N,N,...")
             else:
                 args = [a for a in typing.get_args(hint) if a is not type(None)]
                 kind = args[0] if args else hint
                 kwargs["type"] = _optional(kind) if args else kind
-                kwargs["metavar"] = kind.__name__.upper()
+                kwargs["metavar"] = f.metadata.get("metavar", _METAVARS[kind])
             arguments.add_argument(flag, **kwargs)
 
 

@@ -37,7 +37,11 @@ def _f(default: Any, help: str, **meta: Any) -> Any:
 
 @dataclass
 class ModelHparams:
-    name: str = _f("lenet300", "model (sparsetorch.models.MODELS)", flag="--model")
+    name: str = _f(
+        "lenet300",
+        "model: lenet300, conv2, conv4, conv6, resnet20 (or resnet<6n+2>), transformer",
+        flag="--model",
+    )
     options: dict[str, Any] = field(
         default_factory=dict,
         metadata={
@@ -49,8 +53,13 @@ class ModelHparams:
 
 @dataclass
 class DatasetHparams:
-    name: str = _f("fashion-mnist", "dataset (sparsetorch.data.DATASETS)", flag="--dataset")
-    data_dir: str | None = _f(None, "where the dataset's files are", identity=False)
+    name: str = _f("fashion-mnist", "dataset: fashion-mnist, digits, text", flag="--dataset")
+    data_dir: str | None = _f(
+        None,
+        "where the dataset's files are (default: the dataset's own)",
+        identity=False,
+        metavar="DIR",
+    )
     split_seed: int = _f(0, "seed of the fixed train/validation split")
     train_size: int | None = _f(None, "use only the first N training examples")
     val_size: int | None = _f(None, "use only the first N validation examples")
@@ -84,7 +93,10 @@ class TrainingHparams:
 
 @dataclass
 class SparsityHparams:
-    method: str = _f("dense", "sparsity method: dense or one of sparsetorch.algorithms.METHODS")
+    method: str = _f(
+        "dense",
+        "sparsity method: dense, or a sparsetorch.algorithms method (e.g. magnitude, snip, rigl)",
+    )
     sparsity: float = _f(0.0, "target sparsity in [0, 1)")
     pattern: str = _f("unstructured", "mask pattern: unstructured, N:M (2:4), blockHxW, channel")
     distribution: str = _f("global", "how sparsity is spread over layers: global, uniform, erk")

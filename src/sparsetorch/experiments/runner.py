@@ -34,6 +34,7 @@ from sparsetorch.experiments.optim import LR_SCHEDULES, OPTIMIZERS, build_optimi
 from sparsetorch.experiments.progress import progress_enabled
 from sparsetorch.experiments.result import TrainResult, early_stop_row
 from sparsetorch.experiments.rundir import RunDir, check_out_dir
+from sparsetorch.experiments.tensorboard import open_tensorboard
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -131,9 +132,15 @@ def train(
         start_step=start_step,
         progress=progress_enabled(progress),
     )
-    with torch.random.fork_rng(devices=_cuda_devices(loop.device)):
-        torch.manual_seed(hp.training.seed)
-        out = fit(loop, resume)
+    tensorboard = open_tensorboard(run.path) if run is not None else None
+    loop.log_fn = tensorboard
+    try:
+        with torch.random.fork_rng(devices=_cuda_devices(loop.device)):
+            torch.manual_seed(hp.training.seed)
+            out = fit(loop, resume)
+    finally:
+        if tensorboard is not None:
+            tensorboard.close()
     result = TrainResult(
         hparams=hp,
         model=model,

@@ -1,0 +1,154 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from sparsetorch.cli import build_parser, main
+from sparsetorch.experiments.flags import flag_name
+from sparsetorch.experiments.hparams import GROUPS, Hparams
+
+TINY = ["--dataset", "digits", "--train-size", "128", "--val-size", "50", "--test-size", "50",
+        "--batch-size", "32", "--steps", "6", "--eval-every", "3"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def dry_run(capsys, *argv):
+    assert main(["train", "--dry-run", *argv]) == 0
+    text = capsys.readouterr().out
+    body, _, run_dir = text.rpartition("# run dir: ")
+    return Hparams.from_dict(json.loads(body)), run_dir.strip()
+
+
+def test_help_shows_every_hparams_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for group_cls in GROUPS.values():
+        for f in dataclasses.fields(group_cls):
+            assert flag_name(f) in text, flag_name(f)
+    for flag in ("--config", "--out", "--device", "--threads", "--progress", "--dry-run"):
+        assert flag in text
+
+
+def test_every_flag_sets_its_field(capsys):
+    hp, _ = dry_run(
+        capsys,
+        *["--model", "conv4", "--model-option", "width=3", "--dataset", "digits"],
+        *["--data-dir", "/d", "--split-seed", "2", "--train-size", "10", "--val-size", "11"],
+        *["--test-size", "12", "--data-option", "context=64", "--optimizer", "momentum"],
+        *["--lr", "0.05", "--momentum", "0.8", "--weight-decay", "1e-4", "--batch-size", "7"],
+        *["--epochs", "3", "--lr-schedule", "step", "--milestones", "5,9", "--gamma", "0.5"],
+        *["--warmup-steps", "2", "--eval-every", "4", "--seed", "3", "--data-seed", "4"],
+        *["--method", "rigl", "--sparsity", "0.9", "--pattern", "2:4", "--distribution", "erk"],
+        *["--method-option", "delta_t=100", "--method-option", "alpha=0.3"],
+        *["--method-option", "name=cosine", "--method-option", "dense_last=false"],
+    )
+    expected = Hparams()
+    expected.model.name, expected.model.options = "conv4", {"width": 3}
+    d = expected.dataset
+    d.name, d.data_dir, d.split_seed, d.train_size, d.val_size, d.test_size = (
+        "digits", "/d", 2, 10, 11, 12)  # fmt: skip
+    d.options = {"context": 64}
+    t = expected.training
+    t.optimizer, t.lr, t.momentum, t.weight_decay, t.batch_size, t.epochs = (
+        "momentum", 0.05, 0.8, 1e-4, 7, 3)  # fmt: skip
+    t.lr_schedule, t.milestones, t.gamma, t.warmup_steps, t.eval_every = "step", (5, 9), 0.5, 2, 4
+    t.seed, t.data_seed = 3, 4
+    s = expected.sparsity
+    s.method, s.sparsity, s.pattern, s.distribution = "rigl", 0.9, "2:4", "erk"
+    s.options = {"delta_t": 100, "alpha": 0.3, "name": "cosine", "dense_last": False}
+    assert hp == expected
+
+
+def test_config_file_and_flags_round_trip(tmp_path, capsys):
+    flags = ["--model", "conv2", "--lr", "0.003", "--steps", "40", "--method-option", "a=1"]
+    from_flags, run_dir = dry_run(capsys, *flags, "--out", str(tmp_path))
+    config = tmp_path / "c.yaml"
+    from_flags.save(config)
+    from_config, run_dir_2 = dry_run(capsys, "--config", str(config), "--out", str(tmp_path))
+    assert from_config == from_flags and run_dir_2 == run_dir
+    assert run_dir.startswith(str(tmp_path / "conv2-dense-"))
+    # flags override the file; option dicts merge key by key
+    over, _ = dry_run(capsys, "--config", str(config), "--lr", "0.1", "--method-option", "b=2")
+    assert over.training.lr == 0.1 and over.training.steps == 40
+    assert over.sparsity.options == {"a": 1, "b": 2}
+    # --epochs on the command line wins over steps from the file
+    epochs, _ = dry_run(capsys, "--config", str(config), "--epochs", "2")
+    assert (epochs.training.epochs, epochs.training.steps) == (2, None)
+
+
+def test_train_then_rerun_from_its_hparams_json_reuses_the_run(tmp_path, capsys):
+    assert main(["train", *TINY, "--out", str(tmp_path), "--no-progress"]) == 0
+    first = capsys.readouterr().out
+    (run_dir,) = tmp_path.iterdir()
+    assert f"-> {run_dir}" in first and "(reused)" not in first
+    assert main(["train", "--config", str(run_dir / "hparams.json"), "--out", str(tmp_path)]) == 0
+    second = capsys.readouterr().out
+    assert "(reused)" in second and f"-> {run_dir}" in second
+    assert [p.name for p in tmp_path.iterdir()] == [run_dir.name]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert f"test acc {result['final']['test_acc']:.4f}" in second
+
+
+def test_threads_flag(tmp_path, capsys):
+    assert main(["train", *TINY, "--out", str(tmp_path), "--threads", "2"]) == 0
+    assert torch.get_num_threads() == 2
+    assert main(["train", *TINY, "--out", str(tmp_path), "--threads", "0"]) == 2
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_parser_rejects_malformed_values(capsys):
+    parser = build_parser()
+    for argv, message in (
+        (["train", "--lr", "fast"], "invalid float value: 'fast'"),
+        (["train", "--milestones", "3,x"], "expected integers separated by commas"),
+        (["train", "--method-option", "novalue"], "expected KEY=VALUE"),
+        (["train", "--eval-every", "often"], "expected int or 'none'"),
+    ):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+        assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model", "vgg"], "unknown model 'vgg'; known: conv2, conv4, conv6, lenet300"),
+        (["--dataset", "cifar"], "unknown dataset 'cifar'; known: digits, fashion-mnist, text"),
+        (["--method", "magic"], "unknown method 'magic'; known: dense"),
+        (["--epochs", "2", "--steps", "5"], "give --epochs or --steps, not both"),
+        (["--sparsity", "0.5"], "method is 'dense'"),
+        (["--lr", "-1"], "training.lr must be a finite number > 0"),
+        (["--config", "missing.yaml"], "config 'missing.yaml' is not a file"),
+        (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent"], "is not a directory"),
+    ],
+)
+def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "runs"
+    assert main(["train", "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sparsetorch train: error: ") and message in err
+    assert not out.exists()
+
+
+def test_out_dir_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "runs").write_text("")
+    assert main(["train", *TINY, "--out", str(tmp_path / "runs")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_interrupt_prints_how_to_resume(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sparsetorch.experiments.train", interrupted)
+    assert main(["train", *TINY, "--out", str(tmp_path)]) == 130
+    assert "run the same command again to resume" in capsys.readouterr().out
