@@ -21,8 +21,10 @@ def batch():
 
 
 def test_registry():
-    assert sorted(CRITERIA.names()) == ["gradient", "magnitude", "random", "taylor"]
-    with pytest.raises(ValueError, match="unknown criterion 'snipp'; known: gradient, magnitude"):
+    assert sorted(CRITERIA.names()) == [
+        "gradient", "grasp", "magnitude", "random", "snip", "synflow", "taylor"
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="unknown criterion 'snipp'; known: gradient, grasp, magn"):
         get("snipp")
     with pytest.raises(TypeError):
         get(1.0)

@@ -128,3 +128,17 @@ def test_bad_temperature(temperature):
 def test_batch_that_does_not_fit():
     with pytest.raises(ValueError, match="does not fit the model"):
         grasp_scores(_mlp(), NAMES, (torch.randn(2, 5).double(), torch.zeros(2).long()))
+
+
+def test_registered_criterion_uses_its_temperature():
+    from sparsetorch.criteria import CRITERIA
+
+    model = _mlp(5)
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.randint(0, 3, (5,))
+    scores = CRITERIA.build("grasp", temperature=3.0).scores(model, NAMES, batch=(x, y))
+    for name, expected in _exact(model, x, y, 3.0).items():
+        torch.testing.assert_close(scores[name], expected, rtol=1e-10, atol=1e-14)
+    default = CRITERIA.build("grasp").scores(model, NAMES, batch=(x, y))
+    torch.testing.assert_close(default["0.weight"], _exact(model, x, y, 200.0)["0.weight"])
+    with pytest.raises(ValueError, match="criterion 'grasp' scores on data"):
+        CRITERIA.build("grasp").scores(model, NAMES)

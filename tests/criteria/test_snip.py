@@ -107,3 +107,18 @@ def test_bad_inputs():
         snip_scores(model, ["0.weight"], [])
     with pytest.raises(TypeError, match="batches\\[0\\]"):
         snip_scores(model, ["0.weight"], [torch.randn(4, 3)])
+
+
+def test_registered_criterion_drives_prune():
+    from sparsetorch.criteria import CRITERIA
+    from sparsetorch.masks import get_masks
+    from sparsetorch.prune import compute_masks, prune
+
+    model = _mlp(4)
+    batch = (torch.randn(8, 3, dtype=torch.float64), torch.randint(0, 2, (8,)))
+    names = ["0.weight", "2.weight"]
+    expected = compute_masks(model, 0.7, scores=snip_scores(model, names, batch))
+    prune(model, 0.7, criterion="snip", batch=batch)
+    assert all(torch.equal(get_masks(model)[n], expected[n]) for n in names)
+    with pytest.raises(ValueError, match="criterion 'snip' scores on data"):
+        CRITERIA.build("snip").scores(model, names)

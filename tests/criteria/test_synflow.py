@@ -87,3 +87,20 @@ def test_bad_inputs():
         synflow_scores(model, ["0.weight"], (4,))
     with pytest.raises(ValueError, match="no prunable weights"):
         synflow_scores(model, [], (3,))
+
+
+def test_registered_criterion_shape_from_batch_or_constructor():
+    from sparsetorch.criteria import CRITERIA
+
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    names = ["0.weight", "2.weight"]
+    direct = synflow_scores(model, names, (5,))
+    from_batch = CRITERIA.build("synflow").scores(
+        model, names, batch=(torch.randn(2, 5), torch.zeros(2).long())
+    )
+    given = CRITERIA.build("synflow", input_shape=(5,)).scores(model, names)
+    for n in names:
+        assert torch.equal(from_batch[n], direct[n]) and torch.equal(given[n], direct[n])
+    with pytest.raises(ValueError, match="needs the input shape"):
+        CRITERIA.build("synflow").scores(model, names)

@@ -49,6 +49,15 @@ def as_batches(batches: Batch | Sequence[Batch]) -> list[Batch]:
     return [(x, y) for x, y in found]
 
 
+def require_batch(criterion: str, batch: Batch | Sequence[Batch] | None) -> Batch | Sequence[Batch]:
+    if batch is None:
+        raise ValueError(
+            f"criterion {criterion!r} scores on data: pass batch=(inputs, targets) (or a list "
+            "of them)"
+        )
+    return batch
+
+
 def weight_leaves(
     model: nn.Module, names: Sequence[str], dtype: torch.dtype | None = None
 ) -> dict[str, torch.Tensor]:

@@ -32,8 +32,10 @@ from sparsetorch.criteria._batches import (
     batch_loss,
     mean_gradient,
     no_side_effects,
+    require_batch,
     weight_leaves,
 )
+from sparsetorch.criteria.base import Criterion
 
 DEFAULT_TEMPERATURE = 200.0
 
@@ -86,3 +88,16 @@ def grasp_scores(
         leaves = weight_leaves(model, names)
         hg = hessian_gradient_product(model, leaves, batches, loss_fn, float(temperature))
     return {n: leaves[n].detach() * hg[n] for n in names}
+
+
+class GraSP(Criterion):
+    """``CRITERIA["grasp"]``: :func:`grasp_scores` on ``batch`` (one pair or a list of pairs)."""
+
+    name = "grasp"
+
+    def __init__(self, temperature: float = DEFAULT_TEMPERATURE) -> None:
+        self.temperature = temperature
+
+    def scores(self, model, names, *, batch=None, loss_fn=None, generator=None):
+        batch = require_batch(self.name, batch)
+        return grasp_scores(model, names, batch, loss_fn, self.temperature)

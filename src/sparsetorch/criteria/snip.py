@@ -23,8 +23,10 @@ from sparsetorch.criteria._batches import (
     as_batches,
     mean_gradient,
     no_side_effects,
+    require_batch,
     weight_leaves,
 )
+from sparsetorch.criteria.base import Criterion
 
 
 def snip_scores(
@@ -44,3 +46,12 @@ def snip_scores(
         leaves = weight_leaves(model, names)
         grads = mean_gradient(model, leaves, batches, loss_fn)
     return {n: (grads[n] * leaves[n].detach()).abs() for n in names}
+
+
+class SNIP(Criterion):
+    """``CRITERIA["snip"]``: :func:`snip_scores` on ``batch`` (one pair or a list of pairs)."""
+
+    name = "snip"
+
+    def scores(self, model, names, *, batch=None, loss_fn=None, generator=None):
+        return snip_scores(model, names, require_batch(self.name, batch), loss_fn)

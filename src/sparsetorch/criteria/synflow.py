@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sparsetorch.criteria._batches import forward, no_side_effects, weight_leaves
+from sparsetorch.criteria._batches import as_batches, forward, no_side_effects, weight_leaves
+from sparsetorch.criteria.base import Criterion
 
 
 def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -66,3 +67,28 @@ def synflow_scores(
             "or a model with smaller initial weights"
         )
     return scores
+
+
+class SynFlow(Criterion):
+    """``CRITERIA["synflow"]``: ONE SynFlow pass (one-shot SynFlow when used by ``st.prune``;
+    the iterative method is ``sparsetorch.algorithms.at_init.synflow``). The input shape is
+    ``input_shape`` or, when not given, that of ``batch``'s inputs (only their shape is used)."""
+
+    name = "synflow"
+
+    def __init__(
+        self, input_shape: Sequence[int] | None = None, dtype: torch.dtype = torch.float64
+    ):
+        self.input_shape = None if input_shape is None else _check_input_shape(input_shape)
+        self.dtype = dtype
+
+    def scores(self, model, names, *, batch=None, loss_fn=None, generator=None):
+        shape = self.input_shape
+        if shape is None:
+            if batch is None:
+                raise ValueError(
+                    "criterion 'synflow' needs the input shape: SynFlow(input_shape=...) or "
+                    "batch=(inputs, targets)"
+                )
+            shape = tuple(as_batches(batch)[0][0].shape[1:])
+        return synflow_scores(model, names, shape, self.dtype)
