@@ -63,14 +63,24 @@ def _optional(kind: type) -> Any:
     return parse
 
 
-def add_hparam_arguments(parser: argparse.ArgumentParser) -> None:
+def add_hparam_arguments(
+    parser: argparse.ArgumentParser,
+    groups: tuple[str, ...] = tuple(GROUPS),
+    skip: tuple[str, ...] = (),
+) -> None:
     """One flag per hparams field, in one argument group per hparams group. Defaults are
-    suppressed so that :func:`hparams_from_args` knows which flags were given."""
+    suppressed so that :func:`hparams_from_args` knows which flags were given. ``groups`` and
+    ``skip`` (``"group.field"`` names) leave out flags a command sets by itself (``sparsetorch
+    lottery`` prunes by itself and takes --seeds)."""
     seen: set[str] = set()
     for group, group_cls in GROUPS.items():
+        if group not in groups:
+            continue
         arguments = parser.add_argument_group(f"{group} hparams")
         hints = typing.get_type_hints(group_cls)
         for f in dataclasses.fields(group_cls):
+            if f"{group}.{f.name}" in skip:
+                continue
             flag = flag_name(f)
             if flag in seen:
                 raise RuntimeError(f"two hparams fields generate the flag {flag}")

@@ -24,7 +24,7 @@ from sparsetorch.algorithms.across_runs.rounds import (
     rounds_to,
     units_after,
 )
-from sparsetorch.algorithms.across_runs.summary import write_summary
+from sparsetorch.algorithms.across_runs.summary import report, write_summary
 
 __all__ = [
     "CONTROLS",
@@ -37,6 +37,7 @@ __all__ = [
     "is_lottery_dir",
     "layer_rates",
     "random_masks",
+    "report",
     "rounds_to",
     "ticket_masks",
     "units_after",

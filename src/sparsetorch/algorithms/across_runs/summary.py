@@ -210,3 +210,10 @@ def _finite(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
         for r in rows
     ]
+
+
+def report(path: str | Path) -> str:
+    """What ``sparsetorch report`` prints for a lottery run: the table, and where the table
+    and the figure were (re)written."""
+    summary = write_summary(path)
+    return f"{summary['table']}\ntable: {summary['markdown']}\nfigure: {summary['figure']}"

@@ -1,0 +1,178 @@
+"""``sparsetorch lottery``: find lottery tickets by iterative magnitude pruning with rewinding.
+
+    sparsetorch lottery --model lenet300 --dataset fashion-mnist --rounds 10 --prune-rate 0.2 \\
+        --layer-rate output=0.1 --rewind init --seeds 0,1,2 --controls reinit,random-prune \\
+        --epochs 3 --out runs/
+    sparsetorch report runs/lottery-lenet300-<hash>      # the table again, and the figure
+
+The training flags (model, dataset, optimizer, epochs...) are those of ``sparsetorch train``.
+Running the same command again reuses every finished round and resumes an interrupted one;
+more --rounds, --seeds or --controls extend the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from sparsetorch.cli import Command
+
+DESCRIPTION = (
+    "Lottery tickets (Frankle & Carbin 2019): train dense, then each round prune --prune-rate "
+    "of the remaining weights by magnitude, rewind the survivors to their initial values (or "
+    "to step K: late rewinding) and retrain with the same data order. Controls branch from the "
+    "tickets: reinit (same masks, fresh init) and random-prune (random masks of the same "
+    "per-layer sparsity). Prints a table per round and writes the accuracy-vs-sparsity figure."
+)
+
+
+def _layer_rate(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name.strip():
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=RATE (e.g. output=0.1), got {text!r}"
+        ) from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas, got {text!r}"
+        ) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sparsetorch.experiments.flags import add_hparam_arguments
+
+    lottery = parser.add_argument_group("lottery")
+    lottery.add_argument(
+        "--rounds", type=int, default=10, metavar="N", help="pruning rounds after the dense round 0"
+    )
+    lottery.add_argument(
+        "--prune-rate",
+        type=float,
+        default=argparse.SUPPRESS,
+        metavar="P",
+        help="fraction of the remaining weights pruned each round, in (0, 1) (default: 0.2; "
+        "N:M patterns take none: their tickets are one-shot)",
+    )
+    lottery.add_argument(
+        "--layer-rate",
+        type=_layer_rate,
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="NAME=RATE",
+        help="per-layer rate, repeatable; NAME is a layer (fc3), a parameter (fc3.weight) or "
+        "'output' (the last layer); RATE 0 keeps the layer dense. The paper's LeNet: "
+        "--layer-rate output=0.1",
+    )
+    lottery.add_argument(
+        "--scope",
+        choices=("layerwise", "global"),
+        default="layerwise",
+        help="prune each layer by its rate, or all layers with one magnitude threshold",
+    )
+    lottery.add_argument(
+        "--pattern",
+        default="unstructured",
+        help="ticket pattern: unstructured, blockHxW (e.g. block4x4: rounds prune whole "
+        "blocks), N:M (e.g. 2:4: one round to the N:M mask, then rewind)",
+    )
+    lottery.add_argument(
+        "--rewind",
+        default="init",
+        help="rewind point: 'init' (theta_0), STEPS (e.g. 500) or EPOCHSep (e.g. 1ep)",
+    )
+    lottery.add_argument(
+        "--seeds", type=_ints, default="0", metavar="S,S,...", help="one IMP run per seed"
+    )
+    lottery.add_argument(
+        "--controls",
+        type=_names,
+        default=argparse.SUPPRESS,
+        metavar="NAME,...",
+        help="control branches: reinit, random-prune (default: none)",
+    )
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", metavar="DIR", default="runs", help="parent of the lottery run dir")
+    run.add_argument(
+        "--run-dir",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="the exact lottery run dir instead of a hashed one under --out (an existing one "
+        "is resumed or extended; refused when started with other hparams)",
+    )
+    run.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="JSON or YAML training hparams (a run's hparams.json works); flags override it",
+    )
+    run.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="torch intra-op CPU threads (default: torch's choice)",
+    )
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=argparse.SUPPRESS,
+        help="progress bars (default: only on a terminal and outside CI)",
+    )
+    add_hparam_arguments(parser, groups=("model", "dataset", "training"), skip=("training.seed",))
+
+
+def run(args: argparse.Namespace) -> int:
+    from sparsetorch.algorithms.across_runs import IMP, LotteryHparams
+    from sparsetorch.experiments.flags import hparams_from_args
+
+    options = vars(args)
+    hp = hparams_from_args(args, options.get("config"))
+    lottery = LotteryHparams(
+        rounds=args.rounds,
+        prune_rate=options.get("prune_rate"),
+        layer_rates=dict(options.get("layer_rate", ())),
+        scope=args.scope,
+        pattern=args.pattern,
+        rewind=args.rewind,
+        seeds=args.seeds,
+        controls=options.get("controls", ()),
+    )
+    threads = options.get("threads")
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    run_dir = options.get("run_dir")
+    where = {"run_dir": run_dir} if run_dir else {"out_dir": args.out}
+    imp = IMP(hp, lottery, **where, device=args.device, progress=options.get("progress"), log=print)
+    try:
+        summary = imp.run()
+    except KeyboardInterrupt:
+        print(f"interrupted: run the same command again to resume {imp.path}")
+        return 130
+    print(f"{summary['table']}\ntable: {summary['markdown']}\nfigure: {summary['figure']}")
+    return 0
+
+
+COMMAND = Command(
+    name="lottery",
+    help="find lottery tickets: iterative magnitude pruning with rewinding, plus controls",
+    add_arguments=add_arguments,
+    run=run,
+    description=DESCRIPTION,
+)
