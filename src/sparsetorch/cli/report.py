@@ -66,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
 
         print(report_file(path))
         return 0
+    from sparsetorch.algorithms.across_runs.layout import is_lottery_dir
+
+    if is_lottery_dir(path):  # a lottery run: its per-round table and figure
+        from sparsetorch.algorithms.across_runs.summary import report
+
+        print(report(path))
+        return 0
     print(run_summary(path))
     return 0
 
