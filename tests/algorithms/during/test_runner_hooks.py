@@ -12,6 +12,7 @@ import torch
 import sparsetorch as st
 from sparsetorch.algorithms import load_methods
 from sparsetorch.algorithms.during.runner_hooks import DynamicSparsityHook
+from sparsetorch.cli import main
 from sparsetorch.data import load
 from sparsetorch.experiments import Hparams, TrainContext, TrainHook, train
 from sparsetorch.experiments.result import NONDETERMINISTIC
@@ -118,3 +119,23 @@ def test_methods_are_registered_and_reject_unknown_options():
         methods.build("rigl", hparams=tiny_hp("rigl", beta=1))
     with pytest.raises(ValueError, match="unknown --method-option"):
         methods.build("gmp", hparams=tiny_hp("gmp", alpha=0.3))
+
+
+def test_cli_train_gmp(tmp_path, capsys):
+    code = main(
+        [
+            "train",
+            "--dataset", "digits", "--train-size", "128", "--val-size", "32",
+            "--test-size", "32", "--batch-size", "32", "--steps", "8", "--eval-every", "4",
+            "--method", "gmp", "--sparsity", "0.8", "--distribution", "uniform",
+            "--method-option", "delta_t=2", "--method-option", "t_end=6",
+            "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    (run_dir,) = tmp_path.iterdir()
+    history = [json.loads(x) for x in (run_dir / "topology.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [0, 2, 4, 6]
+    assert history[-1]["target_sparsity"] == pytest.approx(0.8)
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["sparsity"] == pytest.approx(0.8, abs=1e-3)
