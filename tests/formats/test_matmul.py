@@ -75,6 +75,8 @@ def test_torch_kernels_agree_with_our_paths(data):
     csr, bsr = CSR.from_dense(t), BSR.from_dense(t, (2, 2))
     torch.testing.assert_close(csr @ x, csr.matmul_reference(x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(bsr @ x, bsr.to_torch() @ x, rtol=1e-5, atol=1e-5)
+    wide = torch.randn(t.shape[1], 16)  # from 16 columns on, BSR @ calls torch's kernel
+    torch.testing.assert_close(bsr @ wide, bsr.matmul_reference(wide), rtol=1e-5, atol=1e-5)
 
 
 def test_reference_paths_chunk_large_products(monkeypatch):

@@ -6,8 +6,14 @@ import warnings
 
 import torch
 
-# torch's own kernels (MKL on CPU, cuSPARSE on GPU) cover these dtypes for CSR/BSR @ dense
+# torch's CPU kernels (MKL) for CSR/BSR @ dense cover these dtypes (not float16/bfloat16);
+# other devices use our reference paths here (their fast paths live in kernels/ and deploy/)
 TORCH_SPMM_DTYPES = (torch.float32, torch.float64)
+
+
+def has_spmm(values: torch.Tensor) -> bool:
+    """Whether torch's sparse @ dense kernel (measured on CPU) takes these values."""
+    return values.device.type == "cpu" and values.dtype in TORCH_SPMM_DTYPES
 
 
 def compressed(

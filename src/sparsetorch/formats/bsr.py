@@ -5,7 +5,8 @@ Storage: nblocks * h * w values + (nblocks + rows/h + 1) indices; one index per 
 per value, so it wins when nonzeros come in blocks (block-pruned weights) and loses on scattered
 ones (a block is stored if any of its h*w entries is nonzero). ``nnz`` counts stored values,
 explicit zeros inside blocks included. Costs: ``row(i)`` O(1) to locate, O(blocks in the row * w)
-to read; ``col(j)`` O(nblocks); ``@`` O(nblocks * h * w * k) by batched block products.
+to read; ``col(j)`` O(nblocks); ``@`` O(nblocks * h * w * k): torch's BSR kernel for square
+float32/64 blocks on CPU with >= 16 operand columns, batched block products otherwise.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from sparsetorch.formats._base import (
 )
 from sparsetorch.formats._compressed import check_compressed, compress_rows, expand_rows
 from sparsetorch.formats._scipy import check_scipy, to_numpy, to_tensor
+
+# torch's CPU BSR kernel (MKL; square blocks, float32/64) is fast from 16 operand columns on, but
+# 10-40x slower than dense below that for some block sizes (4x4 and 8x8 at k=1 and 8, 2x2 at
+# k=8): docs/benchmarks.md, "Formats (CPU)", BSR table
+_TORCH_MIN_COLUMNS = 16
 
 
 def check_blocksize(blocksize: object, shape: tuple[int, ...]) -> tuple[int, int]:
@@ -145,8 +151,13 @@ class BSR(SparseFormat):
         )
 
     def _matmul(self, x: torch.Tensor) -> torch.Tensor:
-        # batched block products for every dtype; torch's CPU BSR kernel (MKL) takes square
-        # blocks in float32/64 only and is not faster (docs/benchmarks.md, "Formats (CPU)")
+        h, w = self.blocksize
+        if h == w and x.shape[1] >= _TORCH_MIN_COLUMNS and _torch.has_spmm(self._values):
+            return self.to_torch() @ x
+        return self.matmul_reference(x)
+
+    def matmul_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """Batched block products in plain torch ops, for (cols, k) operands."""
         return _reference.spmm_blocks(
             self.block_row_indices(), self.col_indices, self._values, x, self.shape[0]
         )

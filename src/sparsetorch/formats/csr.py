@@ -5,8 +5,9 @@ indices whenever they fit. Costs, as in the tutorial's table:
 
 * row access ``row(i)``: O(1) to locate (two reads of ``row_ptr``), O(row nnz) to read;
 * column access ``col(j)``: O(nnz), a scan of ``col_indices``;
-* ``@`` a vector or matrix: O(nnz * k). float32/float64 call torch's sparse CSR kernel (MKL on
-  CPU); half types, which that kernel lacks on CPU, use the gather/index_add reference path.
+* ``@`` a vector or matrix: O(nnz * k). float32/float64 on CPU call torch's sparse CSR kernel
+  (MKL); half types, which it lacks, and other devices use the gather/index_add reference path
+  (GPU speed is the business of ``kernels``/``deploy``).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class CSR(SparseFormat):
         return SparseVector(self.row_indices()[hit], self._values[hit], self.shape[0])
 
     def _matmul(self, x: torch.Tensor) -> torch.Tensor:
-        if self.dtype in _torch.TORCH_SPMM_DTYPES:
+        if _torch.has_spmm(self._values):
             return self.to_torch() @ x
         return self.matmul_reference(x)
 
