@@ -362,3 +362,21 @@ def test_dataset_mismatch_and_rejected_options(tiny_hp, digits):
     tiny_hp.dataset.options = {"context": 3}
     with pytest.raises(ValueError, match=r"dataset 'digits' rejects option\(s\)"):
         train(tiny_hp)
+
+
+def test_start_step_continues_exactly_like_the_full_run(tiny_hp, digits):
+    # late rewinding: retrain theta_k from step k. With plain SGD (no optimizer state) the
+    # continuation is bitwise the last part of the full run.
+    tiny_hp.training.optimizer, tiny_hp.training.lr = "sgd", 0.05
+    full = train(tiny_hp, save_states_at=(5,), dataset=digits)
+    late = train(tiny_hp, init_state=full.state_at(5), start_step=5, dataset=digits)
+    assert_same_state(late.model.state_dict(), full.model.state_dict())
+    assert late.saved_steps == [5, 12] and late.metrics[0]["step"] == 5
+
+    def no_train_loss(rows):
+        return [{k: v for k, v in r.items() if k != "train_loss"} for r in strip(rows)]
+
+    assert no_train_loss(late.metrics[1:]) == no_train_loss(full.metrics[2:])  # steps 6, 9, 12
+    assert strip(late.metrics[2:]) == strip(full.metrics[3:])  # same training-loss windows
+    with pytest.raises(ValueError, match=r"start_step must be an int in \[0, 12\), got 12"):
+        train(tiny_hp, start_step=12, dataset=digits)
