@@ -136,10 +136,9 @@ def latest_model_state(run_dir: str | Path) -> tuple[int, dict[str, torch.Tensor
         for p in (run_dir / CHECKPOINT_DIR).glob("model_step*.pt")
         if p.stem.removeprefix("model_step").isdigit()
     )
-    resume = resume_path(run_dir)
-    resume_step = load_resume(resume)["step"] if resume.is_file() else -1
-    if states and states[-1][0] >= resume_step:
+    resume = load_resume(resume_path(run_dir)) if resume_path(run_dir).is_file() else None
+    if states and (resume is None or states[-1][0] >= resume["step"]):
         return states[-1][0], load_model_state(states[-1][1])
-    if resume_step >= 0:
-        return resume_step, load_resume(resume)["model"]
+    if resume is not None:
+        return resume["step"], resume["model"]
     raise FileNotFoundError(f"run dir {str(run_dir)!r} holds no checkpoint")

@@ -13,7 +13,7 @@ from sparsetorch.experiments import checkpointing
 from sparsetorch.experiments.layers import layer_densities
 from sparsetorch.experiments.plots import plot_comparison, plot_curves, plot_densities
 from sparsetorch.experiments.result import TrainResult, early_stop_row
-from sparsetorch.experiments.rundir import RunDir
+from sparsetorch.experiments.rundir import RunDir, write_text_atomic
 
 CURVES_PNG = "curves.png"
 DENSITY_PNG = "density.png"
@@ -109,8 +109,6 @@ def write_run_report(run: RunDir, result: TrainResult) -> None:
         f"`sparsetorch train --config {run.hparams_file} --out {run.path.parent}`",
         "",
     ]
-    from sparsetorch.experiments.rundir import write_text_atomic
-
     write_text_atomic(run.report_file, "\n".join(lines))
 
 
