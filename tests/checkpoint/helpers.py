@@ -63,7 +63,7 @@ def read_raw(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(every stored tensor, the sparsetorch metadata) of a file, as stored."""
     with safe_open(str(path), framework="pt") as f:
         tensors = {k: f.get_tensor(k).clone() for k in f.keys()}  # noqa: SIM118
-        meta = json.loads(f.metadata()["sparsetorch"])
+        meta = json.loads(f.metadata()["sparsetorch"].partition(" ")[2])
     return tensors, meta
 
 

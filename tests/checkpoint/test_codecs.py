@@ -4,6 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import sparsetorch
 from sparsetorch.checkpoint import codecs
 from sparsetorch.checkpoint.codecs.block import detect_block
 from sparsetorch.checkpoint.codecs.nm import detect_nm
@@ -58,7 +59,7 @@ def test_golden_csr():
 
 def test_golden_nm_two_bit_indices():
     parts, plan = round_trip("nm", [[1, 1, 0, 0, 0, 1, 0, 1]])
-    assert plan.params == {"n": 2, "m": 4} and plan.pattern == "2:4"
+    assert plan.params == {"n": 2, "m": 4, "view": "rows"} and plan.pattern == "2:4"
     assert parts["nm_index"].tolist() == [0 | 1 << 2 | 1 << 4 | 3 << 6]
 
 
@@ -99,7 +100,7 @@ def test_structured_codecs_detect_and_round_trip(pattern, rows, cols, density, s
     mask = make_mask((rows, cols), pattern, density, gen).numpy()
     support = support_of(mask)
     if ":" in pattern:
-        n, m = detect_nm(support, mask.shape)
+        n, m, _ = detect_nm(support, mask.shape)
         assert n / m == int(pattern.split(":")[0]) / int(pattern.split(":")[1])
         round_trip("nm", mask)
     elif 0 < support.nnz < support.numel:
@@ -112,6 +113,19 @@ def test_structured_codecs_detect_and_round_trip(pattern, rows, cols, density, s
         # the detected tile is at least the generated one (random grids may be coarser)
         assert h % expected[0] == 0 and w % expected[1] == 0
         round_trip("block", mask)
+
+
+@pytest.mark.parametrize("pattern", ["2:4", "1:4", "2:8"])
+def test_conv_nm_over_input_channels_as_sparsetorch_patterns_lays_it_out(pattern):
+    conv = torch.nn.Conv2d(16, 8, 3)
+    sparsetorch.prune(conv, pattern=pattern)
+    mask = conv.weight_mask.numpy()  # (8, 16, 3, 3): groups of input channels per position
+    support = support_of(mask)
+    n, m = map(int, pattern.split(":"))
+    assert detect_nm(support, mask.shape) == (n, m, "in_last")
+    round_trip("nm", mask)
+    # the flat (out, -1) view does not hold this structure: only the in_last view finds it
+    assert detect_nm(support, (8, 16 * 9)) is None
 
 
 def test_unstructured_masks_are_not_structured():
@@ -163,7 +177,7 @@ def test_budget_rejects_codecs_that_do_not_save_bytes():
          {}, 2, "exceeds the row length"),
         ("csr", {"crow": np.array([0, 2, 2, 2], np.int32), "col": np.array([1, 1], np.uint8)},
          {}, 2, "strictly increasing"),
-        ("nm", {"nm_index": np.array([0b0101], np.uint8)}, {"n": 2, "m": 4}, 6,
+        ("nm", {"nm_index": np.array([0b0101, 0], np.uint8)}, {"n": 2, "m": 4, "view": "rows"}, 6,
          "strictly increasing"),
         ("nm", {"nm_index": np.array([0], np.uint8)}, {"n": 4, "m": 4}, 6, "valid N:M"),
         ("block", {"grid_bitmask": np.array([1], np.uint8)}, {"h": 5, "w": 1, "index": "bitmask"},

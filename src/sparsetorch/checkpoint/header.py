@@ -2,8 +2,9 @@
 
 File layout (safetensors): 8-byte little-endian header length N, N bytes of JSON
 ``{"__metadata__": {str: str}, name: {"dtype", "shape", "data_offsets": [begin, end]}, ...}``,
-then the data. sparsetorch keeps its own JSON in ``__metadata__["sparsetorch"]`` and a crc32 of
-that text in ``__metadata__["sparsetorch.crc32"]``, so no header byte can change unnoticed.
+then the data. sparsetorch keeps one key, ``__metadata__["sparsetorch"] = "<crc32 of JSON, 8 hex> <JSON>"``,
+so no byte of its metadata can change unnoticed (and, being one key, the header is the same
+bytes on every save: safetensors does not keep the order of ``__metadata__`` keys).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from sparsetorch.checkpoint.errors import CheckpointError
 
 FORMAT_VERSION = 1
 META_KEY = "sparsetorch"
-CRC_KEY = "sparsetorch.crc32"
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 
 _ITEMSIZE = {
@@ -115,21 +115,22 @@ def _tensor_info(path: Path, name: str, info: Any, data_size: int) -> TensorInfo
 def metadata_json(meta: dict[str, Any]) -> dict[str, str]:
     """The ``__metadata__`` map that stores ``meta`` with its checksum."""
     text = json.dumps(meta, separators=(",", ":"))
-    return {META_KEY: text, CRC_KEY: str(zlib.crc32(text.encode("utf-8")))}
+    return {META_KEY: f"{zlib.crc32(text.encode('utf-8')):08x} {text}"}
 
 
 def sparsetorch_metadata(header: Header) -> dict[str, Any] | None:
     """The checked sparsetorch metadata, or None for a plain safetensors file."""
-    text = header.metadata.get(META_KEY)
-    if text is None:
+    value = header.metadata.get(META_KEY)
+    if value is None:
         parts = [name for name in header.tensors if "::" in name]
-        if parts or CRC_KEY in header.metadata:
+        if parts:
             raise CheckpointError(
                 f"{header.path}: sparsetorch metadata is missing but the file holds "
                 f"sparsetorch parts (e.g. {parts[:1]}); the header is corrupt"
             )
         return None
-    if header.metadata.get(CRC_KEY) != str(zlib.crc32(text.encode("utf-8"))):
+    crc, _, text = value.partition(" ")
+    if crc != f"{zlib.crc32(text.encode('utf-8')):08x}":
         raise CheckpointError(f"{header.path}: sparsetorch metadata checksum mismatch (corrupt)")
     try:
         meta = json.loads(text)

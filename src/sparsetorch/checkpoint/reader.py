@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from torch import nn
 from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, check_entries
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.header import Header, read_header, sparsetorch_metadata
+from sparsetorch.checkpoint.parallel import map_ordered
 from sparsetorch.checkpoint.support import Support
 from sparsetorch.checkpoint.tensor_codec import decode_tensor
 
@@ -26,21 +28,22 @@ def read_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[s
         return _read_plain(header), {}
     entries = meta["tensors"]
     claimed = check_entries(header, entries)
-    state: dict[str, torch.Tensor] = {}
-    supports: dict[str, Support] = {}
+    stored = [k for k, e in entries.items() if e["encoding"] not in (MASK_OF, ALIAS)]
     with _open(header) as f:
-        for key, entry in entries.items():
-            if entry["encoding"] in (MASK_OF, ALIAS):
-                continue
-            try:
-                parts = {part: f.get_tensor(name) for part, name in claimed[key].items()}
-                state[key], support = decode_tensor(entry, parts)
-            except CheckpointError as exc:
-                raise CheckpointError(f"{header.path}: tensor {key!r}: {exc}") from None
-            except Exception as exc:  # safetensors / numpy on bytes that passed the checks
-                raise CheckpointError(f"{header.path}: tensor {key!r}: unreadable ({exc})") from exc
-            if support is not None:
-                supports[key] = support
+        parts = {key: _get_parts(f, header, key, claimed[key]) for key in stored}
+
+    def decode(key: str) -> tuple[torch.Tensor, Support | None]:
+        try:
+            return decode_tensor(entries[key], parts[key])
+        except CheckpointError as exc:
+            raise CheckpointError(f"{header.path}: tensor {key!r}: {exc}") from None
+        except Exception as exc:  # numpy/torch on bytes that passed every check: a bug
+            raise CheckpointError(f"{header.path}: tensor {key!r}: unreadable ({exc})") from exc
+
+    elements = sum(math.prod(entries[k]["shape"]) for k in stored)
+    decoded = dict(zip(stored, map_ordered(decode, stored, elements)))
+    state = {key: tensor for key, (tensor, _) in decoded.items()}
+    supports = {key: support for key, (_, support) in decoded.items() if support is not None}
     for key, entry in entries.items():
         if entry["encoding"] == MASK_OF:
             mask = supports[entry["source"]].mask()
@@ -49,6 +52,13 @@ def read_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[s
         if entry["encoding"] == ALIAS:
             state[key] = state[entry["source"]]
     return {key: state[key] for key in entries}, supports
+
+
+def _get_parts(f: Any, header: Header, key: str, names: dict[str, str]) -> dict[str, torch.Tensor]:
+    try:
+        return {part: f.get_tensor(name) for part, name in names.items()}
+    except Exception as exc:  # safetensors on a file that passed the header checks
+        raise CheckpointError(f"{header.path}: tensor {key!r}: unreadable ({exc})") from exc
 
 
 class _open:

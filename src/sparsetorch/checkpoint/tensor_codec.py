@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sparsetorch.checkpoint import codecs, dtypes
-from sparsetorch.checkpoint.codecs import Layout, Shape2d
+from sparsetorch.checkpoint.codecs import Layout
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.support import Support
 
@@ -32,14 +32,6 @@ class Encoded:
     entry: dict[str, Any]  # JSON metadata for this state-dict key
     parts: dict[str, torch.Tensor]  # part name ("" = the dense tensor itself) -> CPU tensor
     uses_mask: bool = False  # the kept positions are exactly the given mask
-
-
-def shape2d(shape: list[int] | tuple[int, ...]) -> Shape2d:
-    """(rows, cols) view of a tensor: (shape[0], -1) from 2-D up, (1, numel) below."""
-    numel = int(np.prod(shape, dtype=np.int64))
-    if len(shape) >= 2 and shape[0] > 0:
-        return shape[0], numel // shape[0]
-    return 1, numel
 
 
 def _raw(t: torch.Tensor) -> np.ndarray:
@@ -70,10 +62,11 @@ def encode_tensor(tensor: torch.Tensor, mask: torch.Tensor | None = None) -> Enc
     entry["nnz"] = nnz
     has_values = t.dtype != torch.bool
     itemsize = t.dtype.itemsize
-    plan, pattern = None, DENSE
-    if nnz < numel:
+    plan, pattern = None, DENSE if nnz else "empty"
+    if 0 < nnz < numel or (nnz == 0 and numel):
         budget = (numel - nnz * has_values) * itemsize - PART_OVERHEAD
-        plan, pattern = codecs.choose(support, shape2d(t.shape), budget)
+        plan, found = codecs.choose(support, tuple(t.shape), budget)
+        pattern = found if nnz else pattern
     entry["pattern"] = pattern
     if plan is None:
         return _dense(entry, t, mask)
@@ -83,7 +76,7 @@ def encode_tensor(tensor: torch.Tensor, mask: torch.Tensor | None = None) -> Enc
         if mask is not None and np.count_nonzero(values) != np.count_nonzero(bits):
             return encode_tensor(t)  # nonzeros outside the mask: store the mask on its own
         parts["values"] = torch.from_numpy(values).view(t.dtype)
-    index = codecs.get(plan.codec).encode(support, shape2d(t.shape), plan.params)
+    index = codecs.get(plan.codec).encode(support, tuple(t.shape), plan.params)
     parts.update({name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in index.items()})
     entry.update(encoding=plan.codec, params=plan.params, crc32=checksum(parts))
     return Encoded(entry, parts, uses_mask=mask is not None)
@@ -106,7 +99,7 @@ def layout(entry: dict[str, Any]) -> Layout:
         codec = codecs.get(entry["encoding"])
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
-    parts = codec.layout(shape2d(shape), entry["nnz"], entry["params"])
+    parts = codec.layout(shape, entry["nnz"], entry["params"])
     if entry["dtype"] != "bool":
         parts["values"] = (entry["dtype"], (entry["nnz"],))
     return parts
@@ -125,7 +118,7 @@ def decode_tensor(
     shape = tuple(entry["shape"])
     index = {name: p.numpy() for name, p in parts.items() if name != "values"}
     codec = codecs.get(entry["encoding"])
-    support = codec.decode(index, shape2d(shape), entry["nnz"], entry["params"])
+    support = codec.decode(index, shape, entry["nnz"], entry["params"])
     if dtype == torch.bool:
         return torch.from_numpy(support.mask()).reshape(shape), support
     values = parts["values"].view(dtypes.bits_view(dtype)).numpy()

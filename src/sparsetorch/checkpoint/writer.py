@@ -15,7 +15,8 @@ from torch import nn
 from sparsetorch.checkpoint import dtypes
 from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, SEP, part_key
 from sparsetorch.checkpoint.header import FORMAT_VERSION, metadata_json
-from sparsetorch.checkpoint.tensor_codec import encode_tensor
+from sparsetorch.checkpoint.parallel import map_ordered
+from sparsetorch.checkpoint.tensor_codec import Encoded, encode_tensor
 from sparsetorch.masks import SUFFIX
 
 
@@ -74,21 +75,24 @@ def encode_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, Any], dict[s
     entries: dict[str, dict[str, Any]] = {}
     tensors: dict[str, torch.Tensor] = {}
     seen: dict[tuple, str] = {}
-    encoded = {}
+    jobs = []  # (key, tensor, mask or None)
     for key, value in state.items():
         source = seen.setdefault(_identity(value), key)
         if source != key:
             entries[key] = _reference(ALIAS, source, value)
         elif key not in mask_keys:
             mask_key = pairs.get(key)
-            encoded[key] = encode_tensor(value, state[mask_key] if mask_key else None)
+            jobs.append((key, value, state[mask_key] if mask_key else None))
+    encoded = _encode_all(jobs)
+    standalone = []
     for key, mask_key in pairs.items():
         if mask_key in entries:  # an alias
             continue
         if key in encoded and encoded[key].uses_mask:
             entries[mask_key] = _reference(MASK_OF, key, state[mask_key])
         else:
-            encoded[mask_key] = encode_tensor(state[mask_key])
+            standalone.append((mask_key, state[mask_key], None))
+    encoded.update(_encode_all(standalone))
     storages: set[tuple] = set()
     for key, enc in encoded.items():
         entries[key] = enc.entry
@@ -99,6 +103,12 @@ def encode_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, Any], dict[s
             storages.add(storage)
             tensors[part_key(key, part)] = tensor
     return {key: entries[key] for key in state}, tensors
+
+
+def _encode_all(jobs: list[tuple[str, torch.Tensor, torch.Tensor | None]]) -> dict[str, Encoded]:
+    elements = sum(t.numel() for _, t, _ in jobs)
+    results = map_ordered(lambda job: encode_tensor(job[1], job[2]), jobs, elements)
+    return {job[0]: result for job, result in zip(jobs, results)}
 
 
 def _reference(kind: str, source: str, value: torch.Tensor) -> dict[str, Any]:

@@ -19,7 +19,7 @@ csr        ``crow`` int32/64, ``col`` uint8/16/32   (rows+1)*4 + nnz * (1, 2 or 
 from __future__ import annotations
 
 from sparsetorch._registry import Registry
-from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape2d
+from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape, shape2d
 from sparsetorch.checkpoint.codecs.base import choose as choose_among
 from sparsetorch.checkpoint.codecs.bitmask import Bitmask
 from sparsetorch.checkpoint.codecs.block import Block
@@ -50,9 +50,20 @@ def get(name: str) -> Codec:
     return _INSTANCES[name]
 
 
-def choose(support: Support, shape: Shape2d, budget: int) -> tuple[Plan | None, str]:
+def choose(support: Support, shape: Shape, budget: int) -> tuple[Plan | None, str]:
     """Cheapest codec of ``ORDER`` below ``budget`` index bytes, and the detected pattern."""
     return choose_among([get(name) for name in ORDER], support, shape, budget)
 
 
-__all__ = ["CODECS", "FLAT", "ORDER", "Codec", "Layout", "Plan", "Shape2d", "choose", "get"]
+__all__ = [
+    "CODECS",
+    "FLAT",
+    "ORDER",
+    "Codec",
+    "Layout",
+    "Plan",
+    "Shape",
+    "choose",
+    "get",
+    "shape2d",
+]

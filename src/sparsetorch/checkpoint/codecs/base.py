@@ -9,7 +9,7 @@ import numpy as np
 
 from sparsetorch.checkpoint.support import Support
 
-Shape2d = tuple[int, int]  # the tensor viewed as (shape[0], -1); (1, numel) below 2-D
+Shape = tuple[int, ...]  # the full tensor shape
 Layout = dict[str, tuple[str, tuple[int, ...]]]  # part -> (numpy dtype name, shape)
 
 
@@ -21,8 +21,20 @@ class Plan:
     pattern: str = "unstructured"
 
 
+def shape2d(shape: Shape) -> tuple[int, int]:
+    """(rows, cols) view of a tensor: (shape[0], -1) from 2-D up, (1, numel) below."""
+    numel = int(np.prod(shape, dtype=np.int64))
+    if len(shape) >= 2 and shape[0] > 0:
+        return shape[0], numel // shape[0]
+    return 1, numel
+
+
+def numel_of(shape: Shape) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
 class Codec:
-    """Encode/decode the kept positions of a tensor with ``shape`` viewed as (rows, cols).
+    """Encode/decode the kept positions (row-major) of a tensor of ``shape``.
 
     ``plan`` may return None (not applicable) and may skip expensive work when it cannot
     beat ``budget`` index bytes. ``layout`` is the exact parts a valid file holds; ``decode``
@@ -31,23 +43,21 @@ class Codec:
 
     name: str
 
-    def plan(self, support: Support, shape: Shape2d, budget: int) -> Plan | None:
+    def plan(self, support: Support, shape: Shape, budget: int) -> Plan | None:
         raise NotImplementedError
 
-    def encode(self, support: Support, shape: Shape2d, params: dict) -> dict[str, np.ndarray]:
+    def encode(self, support: Support, shape: Shape, params: dict) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def layout(self, shape: Shape2d, nnz: int, params: dict) -> Layout:
+    def layout(self, shape: Shape, nnz: int, params: dict) -> Layout:
         raise NotImplementedError
 
-    def decode(
-        self, parts: dict[str, np.ndarray], shape: Shape2d, nnz: int, params: dict
-    ) -> Support:
+    def decode(self, parts: dict[str, np.ndarray], shape: Shape, nnz: int, params: dict) -> Support:
         raise NotImplementedError
 
 
 def choose(
-    codecs: list[Codec], support: Support, shape: Shape2d, budget: int
+    codecs: list[Codec], support: Support, shape: Shape, budget: int
 ) -> tuple[Plan | None, str]:
     """The plan with the fewest index bytes strictly below ``budget`` (ties go to the earlier
     codec), and the pattern a structured codec detected ("unstructured" if none)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape2d
+from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape, numel_of
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.support import Support
 
@@ -12,19 +12,17 @@ from sparsetorch.checkpoint.support import Support
 class Bitmask(Codec):
     name = "bitmask"
 
-    def plan(self, support: Support, shape: Shape2d, budget: int) -> Plan | None:
+    def plan(self, support: Support, shape: Shape, budget: int) -> Plan | None:
         return Plan(self.name, (support.numel + 7) // 8)
 
-    def encode(self, support: Support, shape: Shape2d, params: dict) -> dict[str, np.ndarray]:
+    def encode(self, support: Support, shape: Shape, params: dict) -> dict[str, np.ndarray]:
         return {"bitmask": np.packbits(support.mask(), bitorder="little")}
 
-    def layout(self, shape: Shape2d, nnz: int, params: dict) -> Layout:
-        return {"bitmask": ("uint8", ((shape[0] * shape[1] + 7) // 8,))}
+    def layout(self, shape: Shape, nnz: int, params: dict) -> Layout:
+        return {"bitmask": ("uint8", ((numel_of(shape) + 7) // 8,))}
 
-    def decode(
-        self, parts: dict[str, np.ndarray], shape: Shape2d, nnz: int, params: dict
-    ) -> Support:
-        numel = shape[0] * shape[1]
+    def decode(self, parts: dict[str, np.ndarray], shape: Shape, nnz: int, params: dict) -> Support:
+        numel = numel_of(shape)
         mask = np.unpackbits(parts["bitmask"], count=numel, bitorder="little").view(np.bool_)
         support = Support(numel, mask=mask)
         if support.nnz != nnz:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape2d, choose
+from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape, choose, shape2d
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.support import Support
 
@@ -38,22 +38,23 @@ def _widest(mask2d: np.ndarray) -> int:
     return width
 
 
-def detect_block(support: Support, shape: Shape2d) -> tuple[int, int] | None:
+def detect_block(support: Support, shape: Shape) -> tuple[int, int] | None:
     """The largest (h, w) tile (powers of two or the full extent) the mask is constant on."""
     if support.nnz in (0, support.numel):
         return None
-    mask2d = support.mask().reshape(shape)
+    mask2d = support.mask().reshape(shape2d(shape))
     w = _widest(mask2d)
     h = _widest(mask2d.T)
     return None if (h, w) == (1, 1) else (h, w)
 
 
-def pattern_name(h: int, w: int, shape: Shape2d) -> str:
-    return "channel" if (h, w) == (1, shape[1]) else f"block{h}x{w}"
+def pattern_name(h: int, w: int, shape: Shape) -> str:
+    return "channel" if (h, w) == (1, shape2d(shape)[1]) else f"block{h}x{w}"
 
 
-def _grid_shape(shape: Shape2d, h: int, w: int) -> Shape2d:
-    return shape[0] // h, shape[1] // w
+def _grid_shape(shape: Shape, h: int, w: int) -> tuple[int, int]:
+    rows, cols = shape2d(shape)
+    return rows // h, cols // w
 
 
 class Block(Codec):
@@ -62,7 +63,7 @@ class Block(Codec):
     def __init__(self, flat: list[Codec]) -> None:
         self.flat = {codec.name: codec for codec in flat}  # candidates for the block grid
 
-    def plan(self, support: Support, shape: Shape2d, budget: int) -> Plan | None:
+    def plan(self, support: Support, shape: Shape, budget: int) -> Plan | None:
         found = detect_block(support, shape)
         if found is None:
             return None
@@ -73,41 +74,40 @@ class Block(Codec):
         return Plan(self.name, inner.nbytes, params, pattern_name(h, w, shape))
 
     @staticmethod
-    def _grid(support: Support, shape: Shape2d, h: int, w: int) -> Support:
-        rows, cols = shape
+    def _grid(support: Support, shape: Shape, h: int, w: int) -> Support:
+        rows, cols = shape2d(shape)
         tiles = support.mask().reshape(rows // h, h, cols // w, w)
         grid = np.ascontiguousarray(tiles[:, 0, :, 0]).reshape(-1)  # (rows/h * cols/w,)
         return Support(grid.size, mask=grid)
 
-    def encode(self, support: Support, shape: Shape2d, params: dict) -> dict[str, np.ndarray]:
+    def encode(self, support: Support, shape: Shape, params: dict) -> dict[str, np.ndarray]:
         h, w = params["h"], params["w"]
         grid = self._grid(support, shape, h, w)
         parts = self.flat[params["index"]].encode(grid, _grid_shape(shape, h, w), {})
         return {f"grid_{k}": v for k, v in parts.items()}
 
-    def _check(self, shape: Shape2d, nnz: int, params: dict) -> tuple[int, int, Codec]:
+    def _check(self, shape: Shape, nnz: int, params: dict) -> tuple[int, int, Codec]:
         h, w, index = params.get("h"), params.get("w"), params.get("index")
         if (
             not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0)
             or index not in self.flat
         ):
             raise CheckpointError(f"block parameters {params} are invalid")
-        if shape[0] % h or shape[1] % w or nnz % (h * w):
+        rows, cols = shape2d(shape)
+        if rows % h or cols % w or nnz % (h * w):
             raise CheckpointError(f"block {h}x{w} does not tile shape {shape} with nnz={nnz}")
         return h, w, self.flat[index]
 
-    def layout(self, shape: Shape2d, nnz: int, params: dict) -> Layout:
+    def layout(self, shape: Shape, nnz: int, params: dict) -> Layout:
         h, w, inner = self._check(shape, nnz, params)
         grid_layout = inner.layout(_grid_shape(shape, h, w), nnz // (h * w), {})
         return {f"grid_{k}": v for k, v in grid_layout.items()}
 
-    def decode(
-        self, parts: dict[str, np.ndarray], shape: Shape2d, nnz: int, params: dict
-    ) -> Support:
+    def decode(self, parts: dict[str, np.ndarray], shape: Shape, nnz: int, params: dict) -> Support:
         h, w, inner = self._check(shape, nnz, params)
         grid_parts = {k.removeprefix("grid_"): v for k, v in parts.items()}
         grid_rows, grid_cols = _grid_shape(shape, h, w)
         grid = inner.decode(grid_parts, (grid_rows, grid_cols), nnz // (h * w), {})
         tiles = grid.mask().reshape(grid_rows, 1, grid_cols, 1)
         mask = np.broadcast_to(tiles, (grid_rows, h, grid_cols, w)).reshape(-1)  # copies
-        return Support(shape[0] * shape[1], mask=mask)
+        return Support(mask.size, mask=mask)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape2d
+from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape, shape2d
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.support import Support
 
@@ -26,30 +26,28 @@ def crow_dtype(nnz: int) -> np.dtype:
 class CSRIndex(Codec):
     name = "csr"
 
-    def plan(self, support: Support, shape: Shape2d, budget: int) -> Plan | None:
-        rows, cols = shape
+    def plan(self, support: Support, shape: Shape, budget: int) -> Plan | None:
+        rows, cols = shape2d(shape)
         nnz = support.nnz
         nbytes = (rows + 1) * crow_dtype(nnz).itemsize + nnz * col_dtype(cols).itemsize
         return Plan(self.name, nbytes)
 
-    def encode(self, support: Support, shape: Shape2d, params: dict) -> dict[str, np.ndarray]:
-        rows, cols = shape
+    def encode(self, support: Support, shape: Shape, params: dict) -> dict[str, np.ndarray]:
+        rows, cols = shape2d(shape)
         row, col = np.divmod(support.positions(), cols)
         crow = np.zeros(rows + 1, dtype=crow_dtype(support.nnz))
         np.cumsum(np.bincount(row, minlength=rows), out=crow[1:])
         return {"crow": crow, "col": col.astype(col_dtype(cols))}
 
-    def layout(self, shape: Shape2d, nnz: int, params: dict) -> Layout:
-        rows, cols = shape
+    def layout(self, shape: Shape, nnz: int, params: dict) -> Layout:
+        rows, cols = shape2d(shape)
         return {
             "crow": (crow_dtype(nnz).name, (rows + 1,)),
             "col": (col_dtype(cols).name, (nnz,)),
         }
 
-    def decode(
-        self, parts: dict[str, np.ndarray], shape: Shape2d, nnz: int, params: dict
-    ) -> Support:
-        rows, cols = shape
+    def decode(self, parts: dict[str, np.ndarray], shape: Shape, nnz: int, params: dict) -> Support:
+        rows, cols = shape2d(shape)
         crow = parts["crow"].astype(np.int64)
         col = parts["col"].astype(np.int64)
         counts = np.diff(crow)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape2d
+from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape, numel_of
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.support import Support
 
@@ -33,7 +33,7 @@ class Delta(Codec):
         self.name = f"delta{bits}"
         self.dtype = np.dtype(f"uint{bits}")
 
-    def plan(self, support: Support, shape: Shape2d, budget: int) -> Plan | None:
+    def plan(self, support: Support, shape: Shape, budget: int) -> Plan | None:
         nbytes = support.nnz * self.dtype.itemsize
         if nbytes >= budget or support.numel > 2**32:
             return None
@@ -41,16 +41,14 @@ class Delta(Codec):
             return None
         return Plan(self.name, nbytes)
 
-    def encode(self, support: Support, shape: Shape2d, params: dict) -> dict[str, np.ndarray]:
+    def encode(self, support: Support, shape: Shape, params: dict) -> dict[str, np.ndarray]:
         return {"delta": gaps(support.positions()).astype(self.dtype)}
 
-    def layout(self, shape: Shape2d, nnz: int, params: dict) -> Layout:
+    def layout(self, shape: Shape, nnz: int, params: dict) -> Layout:
         return {"delta": (self.dtype.name, (nnz,))}
 
-    def decode(
-        self, parts: dict[str, np.ndarray], shape: Shape2d, nnz: int, params: dict
-    ) -> Support:
-        numel = shape[0] * shape[1]
+    def decode(self, parts: dict[str, np.ndarray], shape: Shape, nnz: int, params: dict) -> Support:
+        numel = numel_of(shape)
         positions = positions_from_gaps(parts["delta"])
         if nnz and positions[-1] >= numel:
             raise CheckpointError(

@@ -1,7 +1,13 @@
-"""N:M masks (exactly N kept in every M consecutive elements of a row): log2(M)-bit indices.
+"""N:M masks (exactly N kept in every group of M): log2(M)-bit indices per kept value.
 
-For 2:4 this is the compressed layout sparse tensor cores use: values (rows, cols/2) plus a
-2-bit position per kept value. M is a power of two, 2 <= M <= 16; the smallest M that fits wins.
+For 2:4 this is the compressed layout sparse tensor cores use: half the values plus a 2-bit
+position each. M is a power of two, 2 <= M <= 16; the smallest M that fits wins. Groups are M
+consecutive elements of a row in one of two views (``params["view"]``):
+
+* ``"in_last"`` (tensors of 3+ dims, tried first): sparsetorch.patterns' layout, the weight as
+  ``(out*kh*kw, in)`` rows with the input channels last (groups of input channels at each
+  kernel position, as NVIDIA ASP);
+* ``"rows"``: the tensor viewed as ``(shape[0], -1)`` (for Linear weights both views agree).
 """
 
 from __future__ import annotations
@@ -9,71 +15,106 @@ from __future__ import annotations
 import numpy as np
 
 from sparsetorch.checkpoint.bits import pack_uint, packed_nbytes, unpack_uint
-from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape2d
+from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape, numel_of, shape2d
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.support import Support
 
 GROUP_SIZES = (2, 4, 8, 16)
+VIEWS = ("in_last", "rows")
 _SAMPLE_GROUPS = 4096  # checked first, so unstructured masks are rejected cheaply
 
 
-def detect_nm(support: Support, shape: Shape2d) -> tuple[int, int] | None:
-    """(n, m) with exactly n kept in every group of m, for the smallest fitting m."""
-    cols = shape[1]
+def _views(shape: Shape) -> tuple[str, ...]:
+    return VIEWS if len(shape) >= 3 else ("rows",)
+
+
+def row_length(shape: Shape, view: str) -> int:
+    return shape[1] if view == "in_last" else shape2d(shape)[1]
+
+
+def to_view(mask: np.ndarray, shape: Shape, view: str) -> np.ndarray:
+    """The flat row-major mask reordered into the view's row-major order."""
+    if view == "rows":
+        return mask
+    return np.moveaxis(mask.reshape(shape), 1, -1).reshape(-1)  # (out, k..., in) copy
+
+
+def from_view(mask: np.ndarray, shape: Shape, view: str) -> np.ndarray:
+    if view == "rows":
+        return mask
+    moved = mask.reshape(shape[0], *shape[2:], shape[1])
+    return np.moveaxis(moved, -1, 1).reshape(-1)  # copy back to row-major
+
+
+def detect_nm(support: Support, shape: Shape) -> tuple[int, int, str] | None:
+    """(n, m, view) with exactly n kept in every group of m, for the smallest fitting m."""
     numel, nnz = support.numel, support.nnz
-    for m in GROUP_SIZES:
-        if cols % m or (nnz * m) % numel:
-            continue
-        n = nnz * m // numel
-        if not 0 < n < m:
-            continue
-        groups = support.mask().reshape(-1, m)  # (numel/m, m)
-        head = groups[:_SAMPLE_GROUPS].sum(axis=1, dtype=np.uint8)
-        if (head != n).any():
-            continue
-        if (groups.sum(axis=1, dtype=np.uint8) == n).all():
-            return n, m
+    for view in _views(shape):
+        cols = row_length(shape, view)
+        viewed = None
+        for m in GROUP_SIZES:
+            if cols % m or (nnz * m) % numel:
+                continue
+            n = nnz * m // numel
+            if not 0 < n < m:
+                continue
+            if viewed is None:
+                viewed = to_view(support.mask(), shape, view)
+            groups = viewed.reshape(-1, m)  # (numel/m, m)
+            head = groups[:_SAMPLE_GROUPS].sum(axis=1, dtype=np.uint8)
+            if (head != n).any():
+                continue
+            if (groups.sum(axis=1, dtype=np.uint8) == n).all():
+                return n, m, view
     return None
 
 
 class NM(Codec):
     name = "nm"
 
-    def plan(self, support: Support, shape: Shape2d, budget: int) -> Plan | None:
+    def plan(self, support: Support, shape: Shape, budget: int) -> Plan | None:
         found = detect_nm(support, shape)
         if found is None:
             return None
-        n, m = found
-        bits = m.bit_length() - 1
-        return Plan(self.name, packed_nbytes(support.nnz, bits), {"n": n, "m": m}, f"{n}:{m}")
+        n, m, view = found
+        nbytes = packed_nbytes(support.nnz, m.bit_length() - 1)
+        return Plan(self.name, nbytes, {"n": n, "m": m, "view": view}, f"{n}:{m}")
 
-    def encode(self, support: Support, shape: Shape2d, params: dict) -> dict[str, np.ndarray]:
-        m = params["m"]
-        within = (support.positions() % m).astype(np.uint8)  # (nnz,) position in its group
+    def encode(self, support: Support, shape: Shape, params: dict) -> dict[str, np.ndarray]:
+        m, view = params["m"], params["view"]
+        if view == "rows":
+            positions = support.positions()
+        else:
+            positions = np.flatnonzero(to_view(support.mask(), shape, view))
+        within = (positions % m).astype(np.uint8)  # (nnz,) position inside its group
         return {"nm_index": pack_uint(within, m.bit_length() - 1)}
 
-    def _check(self, shape: Shape2d, nnz: int, params: dict) -> tuple[int, int]:
-        n, m = params.get("n"), params.get("m")
+    def _check(self, shape: Shape, nnz: int, params: dict) -> tuple[int, int, str]:
+        n, m, view = params.get("n"), params.get("m"), params.get("view")
         if m not in GROUP_SIZES or not isinstance(n, int) or not 0 < n < m:
             raise CheckpointError(
                 f"nm parameters {params} are not a valid N:M with M in {GROUP_SIZES}"
             )
-        numel = shape[0] * shape[1]
-        if shape[1] % m or nnz * m != numel * n:
-            raise CheckpointError(f"{n}:{m} does not fit shape {shape} with nnz={nnz}")
-        return n, m
+        if view not in _views(shape):
+            raise CheckpointError(f"nm view {view!r} does not apply to shape {list(shape)}")
+        if row_length(shape, view) % m or nnz * m != numel_of(shape) * n:
+            raise CheckpointError(f"{n}:{m} does not fit shape {list(shape)} with nnz={nnz}")
+        return n, m, view
 
-    def layout(self, shape: Shape2d, nnz: int, params: dict) -> Layout:
-        _, m = self._check(shape, nnz, params)
+    def layout(self, shape: Shape, nnz: int, params: dict) -> Layout:
+        _, m, _ = self._check(shape, nnz, params)
         return {"nm_index": ("uint8", (packed_nbytes(nnz, m.bit_length() - 1),))}
 
-    def decode(
-        self, parts: dict[str, np.ndarray], shape: Shape2d, nnz: int, params: dict
-    ) -> Support:
-        n, m = self._check(shape, nnz, params)
+    def decode(self, parts: dict[str, np.ndarray], shape: Shape, nnz: int, params: dict) -> Support:
+        n, m, view = self._check(shape, nnz, params)
+        numel = numel_of(shape)
         within = unpack_uint(parts["nm_index"], nnz, m.bit_length() - 1).reshape(-1, n)
         if n > 1 and (np.diff(within.astype(np.int16), axis=1) <= 0).any():
             raise CheckpointError(f"{n}:{m} indices are not strictly increasing within a group")
-        starts = np.arange(0, shape[0] * shape[1], m, dtype=np.int64)  # (groups,)
-        positions = (starts[:, None] + within).reshape(-1)
-        return Support(shape[0] * shape[1], positions=positions)
+        starts = np.arange(0, numel, m, dtype=np.int64)  # (groups,)
+        positions = (starts[:, None] + within).reshape(-1)  # in the view's order
+        if view == "rows":
+            return Support(numel, positions=positions)
+        viewed = np.zeros(numel, dtype=np.bool_)
+        viewed[positions] = True
+        return Support(numel, mask=from_view(viewed, shape, view))
