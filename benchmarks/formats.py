@@ -9,8 +9,8 @@ operand, batch 1 / 16 / 64. Paths, all timed in the same run:
 
 * dense            torch dense matmul (BLAS) on the weight with its zeros;
 * torch CSR        ``W.to_sparse_csr() @ X``, built once (int64 indices, MKL);
-* CSR              ``CSR.from_dense(W) @ X``: our arrays (int32 indices) wrapped per call into a
-                   torch CSR tensor, same MKL kernel;
+* CSR              ``CSR.from_dense(W) @ X``: our arrays (int32 indices) wrapped once into a
+                   torch CSR tensor, same MKL kernel (its vector path for batch 1);
 * CSR reference    ``CSR.matmul_reference``: gather + index_add in plain torch ops;
 * torch BSR        ``W.to_sparse_bsr((16, 16)) @ X`` on a 16x16-block-sparse weight (MKL);
 * BSR              ``BSR.from_dense(W, (16, 16)) @ X`` on the same weight (dispatches: MKL from

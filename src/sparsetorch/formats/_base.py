@@ -185,13 +185,15 @@ class SparseFormat(ABC):
             raise TypeError(f"{self.name} @ operand has dtype {other.dtype}, matrix {self.dtype}")
         if other.device != self.device:
             raise ValueError(f"{self.name} @ operand is on {other.device}, matrix on {self.device}")
-        x = other if other.dim() == 2 else other.unsqueeze(1)
-        y = self._matmul(x)  # (rows, k)
-        return y if other.dim() == 2 else y.squeeze(1)
+        return self._matmul(other) if other.dim() == 2 else self._matvec(other)
 
     @abstractmethod
     def _matmul(self, x: torch.Tensor) -> torch.Tensor:
         """(rows, cols) @ (cols, k) -> (rows, k), operand already checked."""
+
+    def _matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """(rows, cols) @ (cols,) -> (rows,), operand already checked."""
+        return self._matmul(v.unsqueeze(1)).squeeze(1)
 
     # ---- conversions --------------------------------------------------------------------
     @abstractmethod
