@@ -1,78 +1,89 @@
 import pytest
+import torch
 
 from sparsetorch.cli import demo as demo_cli
 from sparsetorch.cli import main
 from sparsetorch.data import load
 from tests.data.test_idx import _fake_fashion_dir
 
-LENET = [(300, 784), (100, 300), (10, 100)]
+SIZES = {"fc1.weight": 784 * 300, "fc2.weight": 300 * 100, "fc3.weight": 100 * 10}
 
 
-@pytest.fixture(scope="module")
-def small_fashion():
-    return load("fashion-mnist").slice(5000, 500, 2000)
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
-def test_demo_on_real_data(small_fashion):
+def test_demo_on_a_fashion_mnist_slice(tmp_path):
+    data = load("fashion-mnist").slice(600, 120, 120)  # 1 epoch = 10 steps of 60
     lines = []
-    results = demo_cli.run_demo(small_fashion, epochs=1, seed=0, out=lines.append, repeats=3)
-    assert results["accuracy"] > 0.6  # 40 Adam steps on real Fashion-MNIST; chance is 0.1
-    for sparsity, figures in results["sparsities"].items():
-        nnz = [round((1 - sparsity) * r * c) for r, c in LENET]  # exactly k zeros per layer
-        formats = figures["formats"]
-        assert formats["dense"]["bytes"] == 266_200 * 4
-        assert formats["csr"]["bytes"] == sum(n * 8 + (r + 1) * 4 for n, (r, _) in zip(nnz, LENET))
-        assert formats["coo"]["bytes"] == sum(n * 12 for n in nnz)
-        assert all(f["matvec_us"] > 0 for f in formats.values())
-        assert 0.0 <= figures["accuracy"] <= 1.0
-    rep = results["report"]
-    assert [row.density for row in rep.layers] == pytest.approx([0.1, 0.1, 0.1])
-    assert rep.total.flops == 2 * sum(r * c for r, c in LENET)
-    assert [row.format for row in rep.layers] == ["csr", "csr", "csr"]
+    summary = demo_cli.run_demo(data, rounds=2, out_dir=tmp_path, progress=False, out=lines.append)
+    rows = {(r["branch"], r["round"]): r for r in summary["rows"]}
+    assert sorted(rows) == [
+        ("reinit", 1),
+        ("reinit", 2),
+        ("ticket", 0),
+        ("ticket", 1),
+        ("ticket", 2),
+    ]
+    # 2 rounds at 50% (hidden) / 25% (output): 25%, 25% and 56.25% (562.5 -> 563) remain
+    kept = {"fc1.weight": 58_800, "fc2.weight": 7_500, "fc3.weight": 563}
+    assert rows[("ticket", 2)]["remaining"] == sum(kept.values()) / sum(SIZES.values())
+    assert rows[("reinit", 2)]["remaining"] == rows[("ticket", 2)]["remaining"]
+    report = summary["report"]
+    assert [row.nnz for row in report.layers] == list(kept.values())
+    assert [row.numel for row in report.layers] == list(SIZES.values())
     text = "\n".join(lines)
-    assert f"test accuracy {results['accuracy']:.4f}" in text
-    assert "fc1.weight  300x784   0.1000  23,520" in text
-    for sparsity in ("0.50", "0.90", "0.95"):
-        for name in demo_cli.COMPARED:
-            assert any(
-                row.split()[:1] == [sparsity] and name in row.split()
-                for row in lines[-1].splitlines()
-            )
+    assert summary["table"] in text
+    assert f"figure: {summary['figure']}" in text and summary["figure"].endswith("lottery.png")
+    assert text.count("seed 0 ticket round") == 3 and text.count("seed 0 reinit round") == 2
+    assert str(report) in text
+    with open(summary["figure"], "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_same_seed_same_numbers(small_fashion):
-    tiny = small_fashion.slice(600, 100, 300)
-    runs = [demo_cli.run_demo(tiny, seed=5, out=lambda s: None, repeats=1) for _ in range(2)]
-    assert runs[0]["accuracy"] == runs[1]["accuracy"]
-    assert runs[0]["sparsities"][0.9]["accuracy"] == runs[1]["sparsities"][0.9]["accuracy"]
-
-
-def test_cli_flags_reach_the_demo(tmp_path, monkeypatch, capsys):
+def test_cli_flags_reach_the_demo(tmp_path, monkeypatch):
     data_dir = _fake_fashion_dir(tmp_path, n_train=5000 + 256, n_test=100)
     seen = {}
 
-    def fake_run_demo(data, epochs, seed):
-        seen.update(train=len(data.train), test=len(data.test), epochs=epochs, seed=seed)
+    def fake_run_demo(data, **kw):
+        seen.update(train=len(data.train), test=len(data.test), **kw)
 
     monkeypatch.setattr(demo_cli, "run_demo", fake_run_demo)
-    assert main(["demo", "--epochs", "3", "--seed", "7", "--data-dir", str(data_dir)]) == 0
-    assert seen == {"train": 256, "test": 100, "epochs": 3, "seed": 7}
+    argv = ["demo", "--rounds", "2", "--epochs", "3", "--seed", "7", "--data-dir", str(data_dir),
+            "--out", str(tmp_path / "o"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert seen == {
+        "train": 256,
+        "test": 100,
+        "rounds": 2,
+        "epochs": 3,
+        "seed": 7,
+        "out_dir": str(tmp_path / "o"),
+        "progress": False,
+    }
 
 
 def test_cli_end_to_end_on_a_data_dir(tmp_path, capsys):
-    data_dir = _fake_fashion_dir(tmp_path, n_train=5000 + 256, n_test=100)
-    assert main(["demo", "--epochs", "1", "--data-dir", str(data_dir)]) == 0
+    (tmp_path / "data").mkdir()
+    data_dir = _fake_fashion_dir(tmp_path / "data", n_train=5000 + 120, n_test=60)
+    argv = ["demo", "--rounds", "1", "--data-dir", str(data_dir), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "256 training examples, 1 epoch(s)" in out and "(100 examples)" in out
-    assert out.count("bsr2x2") == 3  # one row per sparsity
+    assert "(120 training images)" in out and "table:  " in out and "figure: " in out
+    assert "round  weights remaining %" in out and "The round-1 ticket" in out
 
 
-def test_cli_help_and_bad_epochs(tmp_path, capsys):
+def test_cli_help_and_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     help_text = capsys.readouterr().out
-    for flag in ("--epochs", "--seed", "--data-dir"):
+    for flag in ("--rounds", "--epochs", "--seed", "--out", "--progress", "--data-dir"):
         assert flag in help_text
     data_dir = _fake_fashion_dir(tmp_path, n_train=5000 + 10, n_test=10)
-    assert main(["demo", "--epochs", "0", "--data-dir", str(data_dir)]) == 2
-    assert "--epochs must be an int >= 1, got 0" in capsys.readouterr().err
+    for flag in ("--epochs", "--rounds"):
+        assert main(["demo", flag, "0", "--data-dir", str(data_dir)]) == 2
+        assert f"{flag} must be an int >= 1, got 0" in capsys.readouterr().err
