@@ -175,6 +175,8 @@ def test_bad_arguments(tmp_path, saved):
         save({"a": torch.eye(3).to_sparse()}, tmp_path / "x.safetensors")
     with pytest.raises(TypeError, match="complex64; supported"):
         save({"a": torch.zeros(2, dtype=torch.complex64)}, tmp_path / "x.safetensors")
+    with pytest.raises(TypeError, match="meta device"):
+        save({"a": torch.zeros(2, device="meta")}, tmp_path / "x.safetensors")
     with pytest.raises(ValueError, match="without '::'"):
         save({"a::values": torch.zeros(2)}, tmp_path / "x.safetensors")
     with pytest.raises(ValueError, match="is a directory"):
@@ -206,3 +208,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypat
         save({"a": torch.zeros(4)}, path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.safetensors"]
+
+
+def test_absurd_shapes_in_a_header_are_clean_errors(tmp_path):
+    header = json.dumps({"x": {"dtype": "F32", "shape": [2**70], "data_offsets": [0, 4]}})
+    header += " " * (-len(header) % 8)
+    path = tmp_path / "x.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header.encode() + bytes(4))
+    with pytest.raises(CheckpointError, match=r"tensor 'x': holds 4 bytes"):
+        load(path)

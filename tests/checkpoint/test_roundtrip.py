@@ -67,6 +67,9 @@ def test_other_dtypes_and_shapes(tmp_path):
         "empty": torch.zeros(0, 3),
         "noncontig": torch.randn(8, 16, generator=gen).t(),
     }
+    if hasattr(torch, "float8_e4m3fn"):
+        f8 = torch.randn(32, 32, generator=gen).to(torch.float8_e4m3fn)
+        state["f8"] = f8.view(torch.uint8).masked_fill(torch.rand(32, 32) < 0.8, 0).view(f8.dtype)
     back = load(save(state, tmp_path / "x.safetensors"))
     assert_bitwise(back, {k: v.contiguous() for k, v in state.items()})
 

@@ -7,9 +7,8 @@ entry (tied weights). Everything a decoder relies on is checked here first.
 
 from __future__ import annotations
 
+import math
 from typing import Any
-
-import numpy as np
 
 from sparsetorch.checkpoint import dtypes
 from sparsetorch.checkpoint.errors import CheckpointError
@@ -70,7 +69,7 @@ def _check_entry(header: Header, key: str, entry: Any, entries: dict[str, Any]) 
         if encoding == ALIAS and source.get("dtype") != entry["dtype"]:
             raise CheckpointError("alias source has another dtype")
         return {}
-    numel = int(np.prod(entry["shape"], dtype=np.int64))
+    numel = math.prod(entry["shape"])
     nnz, crc, params = entry.get("nnz"), entry.get("crc32"), entry.get("params")
     if not _is_count(nnz) or nnz > numel:
         raise CheckpointError(f"nnz {nnz!r} is not in [0, {numel}]")

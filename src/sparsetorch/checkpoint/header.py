@@ -10,14 +10,13 @@ bytes on every save: safetensors does not keep the order of ``__metadata__`` key
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from sparsetorch.checkpoint import dtypes
 from sparsetorch.checkpoint.errors import CheckpointError
@@ -104,7 +103,7 @@ def _tensor_info(path: Path, name: str, info: Any, data_size: int) -> TensorInfo
             f"{where}: data ends at byte {end} but the file holds {data_size} data bytes "
             "(truncated)"
         )
-    nbytes = int(np.prod(shape, dtype=np.int64)) * _ITEMSIZE[code]
+    nbytes = math.prod(shape) * _ITEMSIZE[code]
     if end - begin != nbytes:
         raise CheckpointError(
             f"{where}: holds {end - begin} bytes, dtype {code} and shape {shape} need {nbytes}"

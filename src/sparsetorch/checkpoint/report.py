@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from sparsetorch.checkpoint import dtypes
@@ -18,7 +18,7 @@ COLUMNS = ("tensor", "shape", "dtype", "density", "pattern", "encoding", "stored
 
 
 def _row(name, shape, dtype, nnz, pattern, encoding, stored, dense) -> list[str]:
-    numel = int(np.prod(shape, dtype=np.int64))
+    numel = math.prod(shape)
     density = "-" if nnz is None or numel == 0 else f"{nnz / numel:.3f}"
     return [name, "x".join(map(str, shape)) or "()", dtype, density, pattern, encoding,
             format_bytes(stored), format_bytes(dense)]  # fmt: skip
@@ -43,7 +43,7 @@ def report_file(path: str | os.PathLike) -> str:
     else:
         claimed = check_entries(header, meta["tensors"])
         for key, e in meta["tensors"].items():
-            numel = int(np.prod(e["shape"], dtype=np.int64))
+            numel = math.prod(e["shape"])
             dense = numel * dtypes.itemsize(e["dtype"])
             if e["encoding"] in (MASK_OF, ALIAS):
                 source = meta["tensors"][e["source"]]

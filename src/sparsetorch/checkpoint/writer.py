@@ -37,6 +37,8 @@ def _state_dict(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.
                 f"got {type(value).__name__}"
                 + (f" with layout {value.layout}" if isinstance(value, torch.Tensor) else "")
             )
+        if value.device.type == "meta":
+            raise TypeError(f"state_dict[{key!r}] is on the meta device: it holds no data")
         if not dtypes.is_supported(value.dtype):
             raise TypeError(
                 f"state_dict[{key!r}] has dtype {value.dtype}; supported: {', '.join(dtypes.NAMES)}"

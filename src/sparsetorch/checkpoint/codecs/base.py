@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,14 +24,14 @@ class Plan:
 
 def shape2d(shape: Shape) -> tuple[int, int]:
     """(rows, cols) view of a tensor: (shape[0], -1) from 2-D up, (1, numel) below."""
-    numel = int(np.prod(shape, dtype=np.int64))
+    numel = math.prod(shape)
     if len(shape) >= 2 and shape[0] > 0:
         return shape[0], numel // shape[0]
     return 1, numel
 
 
 def numel_of(shape: Shape) -> int:
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(shape)
 
 
 class Codec:
