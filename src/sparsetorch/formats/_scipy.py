@@ -7,7 +7,6 @@ half-precision formats must be converted by the caller: an implicit upcast would
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse
 import torch
 
 SCIPY_DTYPES = (torch.float32, torch.float64)
@@ -30,5 +29,7 @@ def to_tensor(a: np.ndarray) -> torch.Tensor:
 
 
 def check_scipy(a: object) -> None:
+    import scipy.sparse
+
     if not scipy.sparse.issparse(a):
         raise TypeError(f"from_scipy takes a scipy.sparse array or matrix, got {type(a).__name__}")

@@ -11,7 +11,8 @@ float32/64 blocks on CPU with >= 16 operand columns, batched block products othe
 
 from __future__ import annotations
 
-import scipy.sparse
+from typing import TYPE_CHECKING
+
 import torch
 
 from sparsetorch.formats import _reference, _torch
@@ -27,6 +28,9 @@ from sparsetorch.formats._base import (
 )
 from sparsetorch.formats._compressed import check_compressed, compress_rows, expand_rows
 from sparsetorch.formats._scipy import check_scipy, to_numpy, to_tensor
+
+if TYPE_CHECKING:  # scipy is imported when it is used
+    import scipy.sparse
 
 # torch's CPU BSR kernel (MKL; square blocks, float32/64) is fast from 16 operand columns on, but
 # 10-40x slower than dense below that for some block sizes (4x4 and 8x8 at k=1 and 8, 2x2 at
@@ -195,6 +199,8 @@ class BSR(SparseFormat):
         return cls(t.crow_indices(), t.col_indices(), t.values(), tuple(t.shape))
 
     def to_scipy(self) -> scipy.sparse.bsr_array:
+        import scipy.sparse
+
         return scipy.sparse.bsr_array(
             (to_numpy(self._values), to_numpy(self.col_indices), to_numpy(self.row_ptr)),
             shape=self.shape,

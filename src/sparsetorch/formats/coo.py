@@ -11,7 +11,8 @@ Entries are kept sorted row-major without duplicates (torch's "coalesced"), so:
 
 from __future__ import annotations
 
-import scipy.sparse
+from typing import TYPE_CHECKING
+
 import torch
 
 from sparsetorch.formats import _reference, _torch
@@ -28,6 +29,9 @@ from sparsetorch.formats._base import (
 )
 from sparsetorch.formats._compressed import compress_rows
 from sparsetorch.formats._scipy import to_numpy
+
+if TYPE_CHECKING:  # scipy is imported when it is used
+    import scipy.sparse
 
 
 class COO(SparseFormat):
@@ -106,6 +110,8 @@ class COO(SparseFormat):
         return cls(t.indices(), t.values(), tuple(t.shape))
 
     def to_scipy(self) -> scipy.sparse.coo_array:
+        import scipy.sparse
+
         rows, cols = to_numpy(self.indices[0]), to_numpy(self.indices[1])
         return scipy.sparse.coo_array((to_numpy(self._values), (rows, cols)), shape=self.shape)
 

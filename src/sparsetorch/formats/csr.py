@@ -12,7 +12,8 @@ indices whenever they fit. Costs, as in the tutorial's table:
 
 from __future__ import annotations
 
-import scipy.sparse
+from typing import TYPE_CHECKING
+
 import torch
 
 from sparsetorch.formats import _reference, _torch
@@ -28,6 +29,9 @@ from sparsetorch.formats._base import (
 )
 from sparsetorch.formats._compressed import check_compressed, compress_rows, expand_rows
 from sparsetorch.formats._scipy import check_scipy, to_numpy, to_tensor
+
+if TYPE_CHECKING:  # scipy is imported when it is used
+    import scipy.sparse
 
 
 class CSR(SparseFormat):
@@ -139,6 +143,8 @@ class CSR(SparseFormat):
         return cls(t.crow_indices(), t.col_indices(), t.values(), tuple(t.shape))
 
     def to_scipy(self) -> scipy.sparse.csr_array:
+        import scipy.sparse
+
         return scipy.sparse.csr_array(
             (to_numpy(self._values), to_numpy(self.col_indices), to_numpy(self.row_ptr)),
             shape=self.shape,
