@@ -260,3 +260,12 @@ def test_bad_inputs():
         synflow(model, (1, 8, 8), 1.0)
     with pytest.raises(TypeError, match="generator must be"):
         random_prune(model, 0.5, generator=None)
+
+
+def test_synflow_needs_its_iterations():
+    # one round at 90% empties the middle conv of this net (the AdaptiveAvgPool makes its flow
+    # per weight small); 100 rounds keep every layer
+    with pytest.raises(ValueError, match=r"synflow: .*\['2\.weight'\]"):
+        synflow(_net(0), (1, 8, 8), 0.9, iterations=1)
+    kept = {n: int(m.sum()) for n, m in get_masks(synflow(_net(0), (1, 8, 8), 0.9)).items()}
+    assert kept == {"0.weight": 9, "2.weight": 14, "6.weight": 22}
