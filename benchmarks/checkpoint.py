@@ -9,8 +9,9 @@ the harsher comparison: a dense file of the masked state_dict would also hold th
 Reference for time: ``safetensors.torch.save_file`` of the plain weights (or of the masked
 state_dict), and ``load_file`` + ``model.load_state_dict`` into a plain model (or, to end in the
 same masked model as ours, ``apply_masks`` + ``load_state_dict``). Paths alternate within each
-repeat; medians of ``--repeats`` wall and process-CPU seconds are shown (CPU time is what to
-read on a machine shared with other jobs).
+repeat, after one warm-up round; medians of ``--repeats`` wall and process-CPU seconds are shown
+(CPU time, kernel time included, is what to read on a machine shared with other jobs; with the
+default ``--threads 1`` it is also what wall time would be on an idle machine).
 """
 
 from __future__ import annotations
@@ -148,15 +149,16 @@ def speed(tmp: Path, width: int, depth: int, sparsity: float, repeats: int) -> N
     }
     wall = {(c, i): [] for c in cases for i in (0, 1)}
     cpu = {(c, i): [] for c in cases for i in (0, 1)}
-    for _ in range(repeats):
+    for repeat in range(repeats + 1):  # the first round warms up and is not counted
         for case, fns in cases.items():
             for i, fn in enumerate(fns):
                 remove_masks(target)
                 gc.collect()
                 start, start_cpu = time.perf_counter(), time.process_time()
                 fn()
-                wall[case, i].append(time.perf_counter() - start)
-                cpu[case, i].append(time.process_time() - start_cpu)
+                if repeat:
+                    wall[case, i].append(time.perf_counter() - start)
+                    cpu[case, i].append(time.process_time() - start_cpu)
     load(ours, target)
     for k in full:
         assert torch.equal(target.state_dict()[k], full[k]), k
@@ -185,8 +187,12 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=6, help="speed: number of Linear layers")
     parser.add_argument("--sparsity", type=float, default=0.9, help="speed: sparsity")
     parser.add_argument("--repeats", type=int, default=5, help="speed: repeats (median shown)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (also caps our encode/decode pool)"
+    )
     args = parser.parse_args()
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s)\n")
     with tempfile.TemporaryDirectory() as tmp:
         if "sizes" in args.what:
             sizes(Path(tmp))

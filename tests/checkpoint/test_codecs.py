@@ -189,3 +189,22 @@ def test_budget_rejects_codecs_that_do_not_save_bytes():
 def test_decoders_reject_invalid_parts(name, parts, params, nnz, message):
     with pytest.raises(CheckpointError, match=message):
         codecs.get(name).decode(parts, (3, 4), nnz, params)
+
+
+@settings(max_examples=30, deadline=None)
+@given(numel=st.integers(0, 200), density=st.floats(0, 1), seed=st.integers(0, 2**16))
+def test_support_scatter_and_gather_match_a_naive_loop(numel, density, seed):
+    import sparsetorch.checkpoint.support as support_module
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random(numel) < density
+    dense = np.where(mask, rng.integers(1, 100, numel), 0).astype(np.int32)
+    values = np.array([dense[i] for i in range(numel) if mask[i]], dtype=np.int32)
+    old = support_module.CHUNK
+    support_module.CHUNK = 7  # many chunks, ragged last one
+    try:
+        for support in (Support(numel, mask=mask), Support(numel, positions=np.flatnonzero(mask))):
+            assert np.array_equal(support.gather(dense), values)
+            assert np.array_equal(support.scatter(values), dense)
+    finally:
+        support_module.CHUNK = old
