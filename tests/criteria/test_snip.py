@@ -63,6 +63,18 @@ def test_several_batches_equal_their_union():
         torch.testing.assert_close(split[name], whole[name], rtol=1e-12, atol=1e-15)
 
 
+def test_batches_from_a_dataloader():
+    model = _mlp(5)
+    x = torch.randn(10, 3, dtype=torch.float64)
+    y = torch.randint(0, 2, (10,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
+    names = ["0.weight", "2.weight"]
+    from_loader = snip_scores(model, names, loader)
+    whole = snip_scores(model, names, (x, y))
+    for name in names:
+        torch.testing.assert_close(from_loader[name], whole[name], rtol=1e-12, atol=1e-15)
+
+
 def test_model_untouched_bn_stats_grads_rng():
     torch.manual_seed(3)
     model = nn.Sequential(
@@ -103,7 +115,7 @@ def test_bad_inputs():
         snip_scores(model, [], (torch.randn(4, 3), y))
     with pytest.raises(ValueError, match="no parameters"):
         snip_scores(model, ["9.weight"], (torch.randn(4, 3), y))
-    with pytest.raises(ValueError, match="non-empty sequence"):
+    with pytest.raises(ValueError, match="non-empty iterable"):
         snip_scores(model, ["0.weight"], [])
     with pytest.raises(TypeError, match="batches\\[0\\]"):
         snip_scores(model, ["0.weight"], [torch.randn(4, 3)])

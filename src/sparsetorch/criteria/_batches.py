@@ -10,7 +10,7 @@ the training run's random stream.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,13 +26,14 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, -2), y.flatten())
 
 
-def as_batches(batches: Batch | Sequence[Batch]) -> list[Batch]:
-    """Accept one ``(x, y)`` pair or a sequence of them; check each."""
+def as_batches(batches: Batch | Iterable[Batch]) -> list[Batch]:
+    """Accept one ``(x, y)`` pair or an iterable of them (a list, a DataLoader); check each."""
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
         batches = [batches]
-    found = list(batches) if isinstance(batches, Sequence) else None
+    ok = isinstance(batches, Iterable) and not isinstance(batches, torch.Tensor | str)
+    found = [tuple(b) if isinstance(b, list) else b for b in batches] if ok else None
     if not found:
-        raise ValueError("batches must be an (x, y) pair or a non-empty sequence of them")
+        raise ValueError("batches must be an (x, y) pair or a non-empty iterable of them")
     for i, batch in enumerate(found):
         if (
             not isinstance(batch, tuple | list)
@@ -49,7 +50,7 @@ def as_batches(batches: Batch | Sequence[Batch]) -> list[Batch]:
     return [(x, y) for x, y in found]
 
 
-def require_batch(criterion: str, batch: Batch | Sequence[Batch] | None) -> Batch | Sequence[Batch]:
+def require_batch(criterion: str, batch: Batch | Iterable[Batch] | None) -> Batch | Iterable[Batch]:
     if batch is None:
         raise ValueError(
             f"criterion {criterion!r} scores on data: pass batch=(inputs, targets) (or a list "

@@ -20,7 +20,7 @@ the loss; the official code uses T = 200 (the paper does not discuss it) and so 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -70,7 +70,7 @@ def hessian_gradient_product(
 def grasp_scores(
     model: nn.Module,
     names: Sequence[str],
-    batches: Batch | Sequence[Batch],
+    batches: Batch | Iterable[Batch],
     loss_fn: LossFn | None = None,
     temperature: float = DEFAULT_TEMPERATURE,
 ) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ union (batch losses weighted by batch size), and the absolute value is taken las
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -32,7 +32,7 @@ from sparsetorch.criteria.base import Criterion
 def snip_scores(
     model: nn.Module,
     names: Sequence[str],
-    batches: Batch | Sequence[Batch],
+    batches: Batch | Iterable[Batch],
     loss_fn: LossFn | None = None,
 ) -> dict[str, torch.Tensor]:
     """``{name: |dL/dw * w|}`` for the named weights, on ``batches`` (one ``(x, y)`` or many).

@@ -8,7 +8,7 @@ theta * (H g) = -S and its top-k is the paper's mask.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from torch import nn
@@ -28,7 +28,7 @@ from sparsetorch.masks import prunable_parameters
 
 def grasp(
     model: nn.Module,
-    batches: Batch | Sequence[Batch],
+    batches: Batch | Iterable[Batch],
     sparsity: float | None,
     *,
     pattern: Any = "unstructured",

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from torch import nn
@@ -27,7 +27,7 @@ from sparsetorch.masks import prunable_parameters
 
 def snip(
     model: nn.Module,
-    batches: Batch | Sequence[Batch],
+    batches: Batch | Iterable[Batch],
     sparsity: float | None,
     *,
     pattern: Any = "unstructured",
