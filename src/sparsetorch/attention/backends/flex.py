@@ -1,0 +1,90 @@
+"""The flex backend: ``torch.nn.attention.flex_attention``, compiled, with our block layouts.
+
+The ``BlockMask`` is built from the pattern's analytic :class:`BlockLayout` (both the key side
+and the transposed query side), never by ``create_block_mask``'s n x n evaluation, and cached
+per (pattern, n, device, block). ``flex_attention`` is compiled once with dynamic shapes, so a
+new sequence length does not recompile (a new pattern structure does).
+
+On CPU, torch (2.11–2.13) compiles FlexAttention for inference only: its backward raises
+NotImplementedError. With gradients on CPU this backend therefore runs FlexAttention forward
+and the reference backend's exact block-sparse backward (which recomputes the log-sum-exp).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from sparsetorch.attention.backends import reference
+from sparsetorch.attention.pattern import AttentionPattern, cached_layout
+
+BLOCK = 128  # FlexAttention's default sparse block size
+
+
+@functools.lru_cache(maxsize=64)
+def block_mask(
+    pattern: AttentionPattern, n: int, device: torch.device, block: int | tuple[int, int] = BLOCK
+):
+    """The cached FlexAttention ``BlockMask`` of ``pattern`` at length n on ``device``."""
+    return cached_layout(pattern, n, block, device).to_block_mask(pattern.mask_mod(n, device))
+
+
+@functools.cache
+def compiled_flex_attention(device_type: str) -> Callable:
+    """FlexAttention compiled for a device type: dynamic shapes on GPUs; static on CPU, where
+    torch 2.13's C++ FlexAttention template emits uncompilable code for some masks under
+    dynamic shapes (e.g. ``local(3) | strided(5)``), so each new length compiles anew."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=device_type != "cpu")
+
+
+class _FlexForwardReferenceBackward(torch.autograd.Function):
+    """CPU training: FlexAttention forward, exact block-sparse backward."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, pattern: AttentionPattern, mask, scale: float, kernel_options):
+        detached = (q.detach(), k.detach(), v.detach())  # torch refuses CPU inputs needing grad
+        out = compiled_flex_attention("cpu")(
+            *detached, block_mask=mask, scale=scale, kernel_options=kernel_options
+        )
+        ctx.save_for_backward(q, k, v, out)
+        ctx.pattern, ctx.scale = pattern, scale
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, k, v, out = ctx.saved_tensors
+        n, device = q.shape[2], q.device
+        layout = cached_layout(ctx.pattern, n, reference.BLOCK, device)
+        fn = ctx.pattern.fn(n, device)
+        _, lse = reference.forward_pass(q, k, v, layout, fn, ctx.scale)
+        grads = reference.backward_pass(q, k, v, out, lse, dout, layout, fn, ctx.scale)
+        return (*grads, None, None, None, None)
+
+
+def flex_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    pattern: AttentionPattern,
+    scale: float,
+    block: int | tuple[int, int] = BLOCK,
+    kernel_options: dict | None = None,
+) -> Tensor:
+    """FlexAttention over the pattern; ``block`` is the BlockMask's (q, kv) block size and
+    ``kernel_options`` go to FlexAttention's kernel (tile sizes, stages, warps) as is."""
+    mask = block_mask(pattern, q.shape[2], q.device, block)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    if q.device.type == "cpu":
+        if needs_grad:
+            return _FlexForwardReferenceBackward.apply(
+                q, k, v, pattern, mask, scale, kernel_options
+            )
+        q, k, v = q.detach(), k.detach(), v.detach()  # torch refuses CPU inputs needing grad
+    return compiled_flex_attention(q.device.type)(
+        q, k, v, block_mask=mask, scale=scale, kernel_options=kernel_options
+    )

@@ -1,0 +1,56 @@
+"""``sparse_attention(q, k, v, pattern)``: softmax attention restricted to a pattern."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from sparsetorch.attention.backends import BACKENDS
+from sparsetorch.attention.parse import parse
+from sparsetorch.attention.pattern import AttentionPattern
+
+
+def check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
+    """One clear error for inputs the backends cannot take."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must have shape (B, H, n, D), got {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating point tensor, got {t.dtype}")
+    if k.shape != q.shape or v.shape[:3] != q.shape[:3]:
+        raise ValueError(
+            f"q and k must have the same shape (B, H, n, D) and v the same (B, H, n), got "
+            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    if not q.dtype == k.dtype == v.dtype:
+        raise TypeError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not q.device == k.device == v.device:
+        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+
+
+def sparse_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    pattern: AttentionPattern | str,
+    backend: str = "auto",
+    scale: float | None = None,
+) -> Tensor:
+    """``softmax(q kᵀ · scale, restricted to pattern) v`` with q, k, v of shape (B, H, n, D).
+
+    ``pattern``: an :class:`AttentionPattern` or its string (``"local(64) | global_tokens([0])"``).
+    ``backend``: "reference", "flex", "dense" or "auto" (see :mod:`.backends`).
+    ``scale`` defaults to 1/sqrt(D). A query with no allowed key gets a zero output row.
+    Returns (B, H, n, Dv).
+    """
+    check_qkv(q, k, v)
+    pattern = parse(pattern)
+    pattern._validate(q.shape[2])
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    return BACKENDS.build(backend)(q, k, v, pattern, scale)
+
+
+__all__ = ["check_qkv", "sparse_attention"]

@@ -1,0 +1,113 @@
+"""Block layouts: which key blocks each query block needs, and which of them are full.
+
+A layout tiles the n x n (query, key) plane into ``bq x bk`` blocks (the last row and column
+of blocks clipped at n) and gives each block one state: empty (skipped), partial (the mask is
+evaluated inside) or full (every pair of the whole tile allowed; a block clipped at n is at
+most partial, as in FlexAttention, which treats the padding past n as masked). This is FlexAttention's ``BlockMask`` in our
+own terms; :meth:`BlockLayout.to_block_mask` converts without evaluating any mask.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+EMPTY, PARTIAL, FULL = 0, 1, 2
+Which = Literal["partial", "full", "any"]
+
+
+def blocks(block: int | tuple[int, int]) -> tuple[int, int]:
+    """``128`` or ``(128, 64)`` -> (query rows, key columns) per block, validated."""
+    bq, bk = (block, block) if isinstance(block, int) else tuple(block)
+    if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in (bq, bk)):
+        raise ValueError(f"block must be an int >= 1 or a pair of them, got {block!r}")
+    return bq, bk
+
+
+def ordered(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row: how many True, and the True column indices first (ascending), as int32."""
+    num = mask.sum(-1, dtype=torch.int32)  # (rows,)
+    idx = torch.argsort((~mask).to(torch.int8), dim=-1, stable=True)  # (rows, cols)
+    return num, idx.to(torch.int32)
+
+
+@dataclass(frozen=True, eq=False)
+class BlockLayout:
+    n: int
+    block: tuple[int, int]  # (query rows, key columns) per block
+    state: Tensor  # (nqb, nkb) int8: EMPTY / PARTIAL / FULL
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return math.ceil(self.n / self.block[0]), math.ceil(self.n / self.block[1])
+
+    def needed(self, which: Which = "any") -> Tensor:
+        """(nqb, nkb) bool: the blocks of one kind ("any" = partial or full)."""
+        if which == "any":
+            return self.state != EMPTY
+        return self.state == (PARTIAL if which == "partial" else FULL)
+
+    def kv_blocks(self, which: Which = "any") -> tuple[Tensor, Tensor]:
+        """Per query block: (count (nqb,), key block indices (nqb, nkb)) — FlexAttention's
+        ``kv_num_blocks`` / ``kv_indices`` (for "partial") and ``full_kv_*`` (for "full")."""
+        return ordered(self.needed(which))
+
+    def q_blocks(self, which: Which = "any") -> tuple[Tensor, Tensor]:
+        """Per key block: the query blocks that need it (the transposed layout)."""
+        return ordered(self.needed(which).transpose(0, 1))
+
+    @cached_property
+    def schedule(self) -> tuple[Tensor, list[int], Tensor]:
+        """Query blocks sorted by how many key blocks they need, for chunked kernels:
+        (order (nqb,), sorted counts as a list, key block indices (nqb, nkb) in that order)."""
+        num, idx = self.kv_blocks("any")
+        order = torch.argsort(num, stable=True)
+        return order, num[order].tolist(), idx[order]
+
+    @property
+    def block_density(self) -> float:
+        """Fraction of blocks that are computed (partial or full)."""
+        return float(self.needed().float().mean())
+
+    def to(self, device: torch.device | str) -> BlockLayout:
+        return BlockLayout(self.n, self.block, self.state.to(device))
+
+    def to_block_mask(self, mask_mod: Callable) -> object:
+        """A FlexAttention ``BlockMask`` with this layout (batch and heads broadcast)."""
+        from torch.nn.attention.flex_attention import BlockMask
+
+        def bh(t: Tensor) -> Tensor:
+            return t[None, None].contiguous()  # (1, 1, ...)
+
+        kv_num, kv_idx = self.kv_blocks("partial")
+        full_num, full_idx = self.kv_blocks("full")
+        mask = BlockMask.from_kv_blocks(
+            bh(kv_num),
+            bh(kv_idx),
+            bh(full_num),
+            bh(full_idx),
+            BLOCK_SIZE=self.block,
+            mask_mod=mask_mod,
+            seq_lengths=(self.n, self.n),
+            compute_q_blocks=False,
+        )
+        # The transposed (backward) side from our layout, not from a dense round trip.
+        q_num, q_idx = self.q_blocks("partial")
+        full_q_num, full_q_idx = self.q_blocks("full")
+        mask.q_num_blocks, mask.q_indices = bh(q_num), bh(q_idx)
+        mask.full_q_num_blocks, mask.full_q_indices = bh(full_q_num), bh(full_q_idx)
+        return mask
+
+    def __repr__(self) -> str:
+        nqb, nkb = self.shape
+        counts = torch.bincount(self.state.flatten().long(), minlength=3).tolist()
+        return (
+            f"BlockLayout(n={self.n}, block={self.block}, blocks={nqb}x{nkb}: "
+            f"{counts[FULL]} full, {counts[PARTIAL]} partial, {counts[EMPTY]} empty)"
+        )
