@@ -247,3 +247,24 @@ def test_bad_input(tmp_path, data):
         hp.sparsity.method = "gmp"
         IMP(hp, tiny_lottery(), out_dir=tmp_path)
     assert not list(tmp_path.iterdir())  # nothing was written by the refused runs
+
+
+def test_nm_ticket_is_one_shot_to_the_full_nm_mask(tmp_path, data):
+    lottery = LotteryHparams(rounds=1, pattern="2:4", rewind="init", controls=("random-prune",))
+    imp = IMP(tiny_hparams(), lottery, out_dir=tmp_path, dataset=data, progress=False)
+    summary = imp.run()
+    dense = load_run(imp.dir.round_dir(0, 0)).state_at(30)
+    for branch in ("ticket", "random-prune"):
+        masks = imp.dir.load_masks(0, 1, branch)
+        for name in WEIGHTS:
+            groups = masks[name].reshape(masks[name].shape[0], -1, 4)  # (out, in/4, 4)
+            assert torch.equal(groups.sum(-1), torch.full(groups.shape[:2], 2))
+    ticket = imp.dir.load_masks(0, 1)
+    w = dense["fc2.weight"].abs().reshape(100, -1, 4)
+    kept = ticket["fc2.weight"].reshape(100, -1, 4)
+    assert bool(
+        (
+            torch.where(kept, w, torch.inf).amin(-1) >= torch.where(kept, -torch.inf, w).amax(-1)
+        ).all()
+    )
+    assert {r["remaining"] for r in summary["rows"] if r["round"] == 1} == {0.5}
