@@ -1,0 +1,176 @@
+"""``sparsetorch prune``: prune a saved model once and print its per-layer report.
+
+sparsetorch prune --checkpoint model.pt --model lenet300 --sparsity 0.9
+sparsetorch prune --checkpoint model.safetensors --model conv4 --pattern 2:4 --out pruned.safetensors
+sparsetorch prune --checkpoint model.pt --model lenet300 --sparsity 0.8 --criterion taylor --data digits
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sparsetorch.cli import Command
+
+
+def _names(kind: str) -> str:
+    from sparsetorch.criteria import CRITERIA
+    from sparsetorch.distributions import DISTRIBUTIONS
+    from sparsetorch.patterns import PATTERNS
+
+    registry = {"criterion": CRITERIA, "distribution": DISTRIBUTIONS, "pattern": PATTERNS}[kind]
+    return ", ".join(registry.names())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        type=Path,
+        required=True,
+        help="the model's weights: a torch state_dict file (torch.save; loaded with "
+        "weights_only=True) or a .safetensors file (sparsetorch.save or plain); saved masks "
+        "are restored, so pruning continues from them",
+    )
+    parser.add_argument(
+        "--model", metavar="NAME", required=True, help="architecture (sparsetorch.models name)"
+    )
+    parser.add_argument(
+        "--input-shape",
+        metavar="N",
+        type=int,
+        nargs="+",
+        default=[1, 28, 28],
+        help="one example's shape, without the batch dim (the model is built for it)",
+    )
+    parser.add_argument("--num-classes", type=int, default=10, help="the model's output classes")
+    parser.add_argument(
+        "--sparsity",
+        type=float,
+        default=None,
+        help="fraction of prunable weights to prune, in [0, 1); may be left out for N:M "
+        "patterns (then N of every M are kept)",
+    )
+    parser.add_argument(
+        "--pattern", default="unstructured", help="mask shape: " + _names("pattern")
+    )
+    parser.add_argument(
+        "--criterion", default="magnitude", help="what to keep: " + _names("criterion")
+    )
+    parser.add_argument(
+        "--distribution", default="global", help="spread over layers: " + _names("distribution")
+    )
+    parser.add_argument(
+        "--exclude",
+        metavar="NAME",
+        nargs="+",
+        default=[],
+        help="modules or parameters kept dense, e.g. fc1 fc3.weight",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="NAME",
+        default="fashion-mnist",
+        help="dataset whose training batch the data-driven criteria (all but magnitude and "
+        "random) score on",
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="examples in that batch")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the random criterion and of the batch"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="PATH",
+        type=Path,
+        default=None,
+        help="save the pruned model (masks included): .safetensors -> sparsetorch.save "
+        "(compressed), anything else -> torch.save(state_dict)",
+    )
+
+
+def _load_weights(model, path: Path) -> None:
+    import torch
+
+    from sparsetorch.masks import apply_masks, masks_from_state_dict
+
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        from sparsetorch.checkpoint import load
+
+        load(path, model)
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cannot read {str(path)!r} as a torch state_dict: {exc}") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{str(path)!r} does not hold a state_dict (a dict of tensors)")
+    apply_masks(model, masks_from_state_dict(state))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{str(path)!r} does not fit the model: {exc}") from exc
+
+
+def _batch(args: argparse.Namespace):
+    import torch
+
+    from sparsetorch.data import load
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    data = load(args.data)
+    g = torch.Generator().manual_seed(args.seed)
+    idx = torch.randperm(len(data.train), generator=g)[: args.batch_size]
+    return data.train.x[idx], data.train.y[idx]
+
+
+def _uses_data(criterion) -> bool:
+    """Everything but the weight-only criteria (magnitude, random) scores on a data batch."""
+    from sparsetorch.criteria import ElementwiseCriterion
+
+    return not (isinstance(criterion, ElementwiseCriterion) and not criterion.needs_grad)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    import sparsetorch as st
+    from sparsetorch.criteria import get as get_criterion
+    from sparsetorch.models import build
+
+    model = build(args.model, input_shape=tuple(args.input_shape), num_classes=args.num_classes)
+    _load_weights(model, args.checkpoint)
+    criterion = get_criterion(args.criterion)
+    batch = _batch(args) if _uses_data(criterion) else None
+    st.prune(
+        model,
+        args.sparsity,
+        pattern=args.pattern,
+        criterion=criterion,
+        distribution=args.distribution,
+        generator=torch.Generator().manual_seed(args.seed),
+        exclude=args.exclude,
+        batch=batch,
+    )
+    print(st.report(model, input_shape=(1, *args.input_shape)))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if args.out.suffix == ".safetensors":
+            st.save(model, args.out)
+        else:
+            torch.save(model.state_dict(), args.out)
+        print(f"pruned model: {args.out}")
+    return 0
+
+
+COMMAND = Command(
+    name="prune",
+    help="prune a saved model once (pattern, criterion, distribution) and print its report",
+    add_arguments=add_arguments,
+    run=run,
+    description="Prune a saved model once and print its per-layer report. The checkpoint "
+    "is loaded into --model (saved masks included), pruned in place by sparsetorch.prune and "
+    "saved to --out if given.",
+)
