@@ -1,6 +1,10 @@
 import pytest
 import torch
 
+# Tests use tiny tensors: one intra-op thread is faster than two, and far faster on a machine
+# shared with other work (thread contention slowed small training loops up to 28x).
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
