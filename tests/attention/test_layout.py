@@ -3,9 +3,12 @@ evaluating the mask everywhere, on both the key side and the transposed query si
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 
 import sparsetorch.attention as A
+from sparsetorch.attention.pattern import AttentionPattern
 
 PATTERNS = [
     A.local(20),
@@ -52,3 +55,28 @@ def test_q_side_is_the_transpose_of_the_kv_side():
     assert torch.equal(kv.T, q)
     assert layout.block_density == pytest.approx(float(kv.float().mean()))
     assert "full" in repr(layout)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 90),
+    st.one_of(st.none(), st.integers(-100, 100)),
+    st.one_of(st.none(), st.integers(-100, 100)),
+    st.integers(1, 13),
+    st.integers(1, 13),
+)
+def test_band_closed_form_flex_blocks_equal_the_generic_layout(n, lo, hi, bq, bk):
+    band = A.band(lo, hi)
+    fast = band.flex_blocks(n, (bq, bk))
+    generic = AttentionPattern.flex_blocks(band, n, (bq, bk))  # via the block grid
+    nqb, nkb = -(-n // bq), -(-n // bk)
+    for num, idx, rows, cols in [
+        ("kv_num", "kv_idx", nqb, nkb),
+        ("full_kv_num", "full_kv_idx", nqb, nkb),
+        ("q_num", "q_idx", nkb, nqb),
+        ("full_q_num", "full_q_idx", nkb, nqb),
+    ]:
+        a = _dense(getattr(fast, num), getattr(fast, idx), rows, cols)
+        b = _dense(getattr(generic, num), getattr(generic, idx), rows, cols)
+        assert torch.equal(a, b), num
+        assert int(getattr(fast, num).max()) < getattr(fast, idx).shape[1]  # a spare column

@@ -8,7 +8,13 @@ and under ``|`` when they touch, so ``causal() & local(w)`` is the single band `
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import torch
+
 from sparsetorch.attention.counting import in_band
+from sparsetorch.attention.layout import FlexBlocks, blocks
 from sparsetorch.attention.pattern import AttentionPattern, Bounds, Grid, MaskFn
 
 
@@ -46,6 +52,23 @@ class Band(AttentionPattern):
     def key(self) -> tuple:
         return (self.lo, self.hi)
 
+    def flex_blocks(self, n: int, block: int | tuple[int, int] = 128, device=None) -> FlexBlocks:
+        """Closed form, without any block grid: the key blocks of a query block are one run
+        and its full blocks a sub-run. A few vector ops over the query blocks on the CPU and
+        one copy to ``device``; a symmetric band with square blocks reuses its key side as its
+        query side."""
+        self._validate(n)
+        bq, bk = blocks(block)
+        lo = -n if self.lo is None else max(self.lo, -n)
+        hi = n if self.hi is None else min(self.hi, n)
+        kv = _band_runs(n, bq, bk, lo, hi)
+        q = kv if (bq == bk and lo == -hi) else _band_runs(n, bk, bq, -hi, -lo)
+        parts = [*kv, *q]
+        flat = torch.from_numpy(np.concatenate([a.ravel() for a in parts]))
+        flat = flat.to(device or "cpu")  # one transfer
+        views = [c.view(a.shape) for c, a in zip(flat.split([a.size for a in parts]), parts)]
+        return FlexBlocks(n, (bq, bk), *views)
+
     @property
     def cost(self) -> str:
         if self.lo is None or self.hi is None:
@@ -58,6 +81,35 @@ class Band(AttentionPattern):
         if self.lo is not None and self.hi is not None and self.lo == -self.hi:
             return f"local({self.hi})"
         return f"band({self.lo}, {self.hi})"
+
+
+def _band_runs(n: int, bq: int, bk: int, lo: int, hi: int) -> list[np.ndarray]:
+    """(partial count, partial indices, full count, full indices) per query block, int32, of the
+    band ``lo <= i - j <= hi`` (|lo|, |hi| <= n) tiled into bq x bk blocks.
+
+    In numpy: these are a few dozen ops on arrays of ~n/128 elements, where numpy's per-op
+    cost (~1 µs) is a fraction of torch's dispatch; this runs for every new (pattern, n)."""
+    nqb, nkb = math.ceil(n / bq), math.ceil(n / bk)
+    qs = np.arange(nqb, dtype=np.int64) * bq
+    qe = np.minimum(qs + bq, n)
+    j0, j1 = np.maximum(qs - hi, 0), np.minimum(qe - 1 - lo, n - 1)  # keys of the block
+    first = j0 // bk
+    empty = (j0 > j1) | (lo > hi)
+    last = np.where(empty, first - 1, j1 // bk)  # the run [first, last] (maybe empty)
+    # full: the whole unclipped tile inside the band, i.e. qe - 1 - ks <= hi, qs - ke + 1 >= lo
+    f0 = -((hi - qe + 1) // bk)  # ceil((qe - 1 - hi) / bk)
+    f1 = np.minimum((qs - lo - bk + 1) // bk, n // bk - 1)
+    f1 = np.where(qe - qs < bq, f0 - 1, f1)  # a clipped query block has no full tile
+    fa = np.minimum(np.maximum(f0, first), last + 1)
+    fb = np.minimum(np.maximum(f1, fa - 1), last)
+    left, right = fa - first, last - fb  # partial blocks before and after the full run
+    width = min(nkb, max(0, math.ceil((bq + hi - lo) / bk)) + 1) + 1  # longest run + a spare
+    t = np.arange(width)
+    idx = np.where(t < left[:, None], first[:, None] + t, fb[:, None] + 1 + t - left[:, None])
+    full_idx = fa[:, None] + t
+    out = [left + right, idx, fb - fa + 1, full_idx]
+    out[1], out[3] = np.clip(out[1], 0, nkb - 1), np.clip(out[3], 0, nkb - 1)
+    return [a.astype(np.int32) for a in out]
 
 
 def causal() -> Band:

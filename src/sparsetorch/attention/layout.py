@@ -78,31 +78,20 @@ class BlockLayout:
     def to(self, device: torch.device | str) -> BlockLayout:
         return BlockLayout(self.n, self.block, self.state.to(device))
 
+    def flex_blocks(self) -> FlexBlocks:
+        """The layout in FlexAttention's ordered form (both sides, partial and full)."""
+        return FlexBlocks(
+            self.n,
+            self.block,
+            *self.kv_blocks("partial"),
+            *self.kv_blocks("full"),
+            *self.q_blocks("partial"),
+            *self.q_blocks("full"),
+        )
+
     def to_block_mask(self, mask_mod: Callable) -> object:
         """A FlexAttention ``BlockMask`` with this layout (batch and heads broadcast)."""
-        from torch.nn.attention.flex_attention import BlockMask
-
-        def bh(t: Tensor) -> Tensor:
-            return t[None, None].contiguous()  # (1, 1, ...)
-
-        kv_num, kv_idx = self.kv_blocks("partial")
-        full_num, full_idx = self.kv_blocks("full")
-        mask = BlockMask.from_kv_blocks(
-            bh(kv_num),
-            bh(kv_idx),
-            bh(full_num),
-            bh(full_idx),
-            BLOCK_SIZE=self.block,
-            mask_mod=mask_mod,
-            seq_lengths=(self.n, self.n),
-            compute_q_blocks=False,
-        )
-        # The transposed (backward) side from our layout, not from a dense round trip.
-        q_num, q_idx = self.q_blocks("partial")
-        full_q_num, full_q_idx = self.q_blocks("full")
-        mask.q_num_blocks, mask.q_indices = bh(q_num), bh(q_idx)
-        mask.full_q_num_blocks, mask.full_q_indices = bh(full_q_num), bh(full_q_idx)
-        return mask
+        return self.flex_blocks().to_block_mask(mask_mod)
 
     def __repr__(self) -> str:
         nqb, nkb = self.shape
@@ -111,3 +100,44 @@ class BlockLayout:
             f"BlockLayout(n={self.n}, block={self.block}, blocks={nqb}x{nkb}: "
             f"{counts[FULL]} full, {counts[PARTIAL]} partial, {counts[EMPTY]} empty)"
         )
+
+
+@dataclass(frozen=True, eq=False)
+class FlexBlocks:
+    """A layout as FlexAttention reads it: per query block the partial and the full key blocks
+    (count (nqb,), indices (nqb, width)), and per key block the same for query blocks. Only
+    the first ``count`` indices of a row are read; the width may be anything above the counts.
+    """
+
+    n: int
+    block: tuple[int, int]
+    kv_num: Tensor
+    kv_idx: Tensor
+    full_kv_num: Tensor
+    full_kv_idx: Tensor
+    q_num: Tensor
+    q_idx: Tensor
+    full_q_num: Tensor
+    full_q_idx: Tensor
+
+    def to_block_mask(self, mask_mod: Callable) -> object:
+        """A FlexAttention ``BlockMask`` (batch and heads broadcast); nothing is evaluated."""
+        from torch.nn.attention.flex_attention import BlockMask
+
+        def bh(t: Tensor) -> Tensor:
+            return t[None, None]  # (1, 1, ...)
+
+        mask = BlockMask.from_kv_blocks(
+            bh(self.kv_num),
+            bh(self.kv_idx),
+            bh(self.full_kv_num),
+            bh(self.full_kv_idx),
+            BLOCK_SIZE=self.block,
+            mask_mod=mask_mod,
+            seq_lengths=(self.n, self.n),
+            compute_q_blocks=False,
+        )
+        # The transposed (backward) side from our layout, not from a dense round trip.
+        mask.q_num_blocks, mask.q_indices = bh(self.q_num), bh(self.q_idx)
+        mask.full_q_num_blocks, mask.full_q_indices = bh(self.full_q_num), bh(self.full_q_idx)
+        return mask

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from sparsetorch.attention.layout import EMPTY, FULL, PARTIAL, BlockLayout, blocks
+from sparsetorch.attention.layout import EMPTY, FULL, PARTIAL, BlockLayout, FlexBlocks, blocks
 
 MaskFn = Callable[[Tensor, Tensor], Tensor]  # (q_idx, kv_idx) -> allowed, broadcasting
 Bounds = tuple[Tensor, Tensor]  # (lo, hi) allowed pairs per block, int64 (nqb, nkb)
@@ -109,6 +109,12 @@ class AttentionPattern:
         # convention, where the padding past n counts as masked).
         state = torch.where(hi == 0, EMPTY, torch.where(lo == grid.bq * grid.bk, FULL, PARTIAL))
         return BlockLayout(n, (grid.bq, grid.bk), state.to(torch.int8))
+
+    def flex_blocks(
+        self, n: int, block: int | tuple[int, int] = 128, device: torch.device | str | None = None
+    ) -> FlexBlocks:
+        """The block layout in FlexAttention's ordered form (patterns may have a fast path)."""
+        return self.block_layout(n, block, device).flex_blocks()
 
     def mask_mod(self, n: int, device: torch.device | str | None = None) -> Callable:
         """FlexAttention's ``mask_mod(b, h, q_idx, kv_idx)`` for sequence length n."""

@@ -29,7 +29,7 @@ def block_mask(
     pattern: AttentionPattern, n: int, device: torch.device, block: int | tuple[int, int] = BLOCK
 ):
     """The cached FlexAttention ``BlockMask`` of ``pattern`` at length n on ``device``."""
-    return cached_layout(pattern, n, block, device).to_block_mask(pattern.mask_mod(n, device))
+    return pattern.flex_blocks(n, block, device).to_block_mask(pattern.mask_mod(n, device))
 
 
 @functools.cache

@@ -19,7 +19,7 @@ from sparsetorch.attention.layout import BlockLayout
 from sparsetorch.attention.pattern import MaskFn
 
 BLOCK = 64  # tokens per block (queries and keys)
-CHUNK_ELEMENTS = 1 << 22  # score elements (B·H·rows·keys) computed at once
+CHUNK_ELEMENTS = 1 << 20  # score elements (B·H·rows·keys) computed at once
 
 
 def _chunks(layout: BlockLayout, batch_heads: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
