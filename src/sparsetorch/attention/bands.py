@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from sparsetorch.attention.counting import in_band
 from sparsetorch.attention.layout import FlexBlocks, blocks
@@ -54,9 +55,9 @@ class Band(AttentionPattern):
 
     def flex_blocks(self, n: int, block: int | tuple[int, int] = 128, device=None) -> FlexBlocks:
         """Closed form, without any block grid: the key blocks of a query block are one run
-        and its full blocks a sub-run. A few vector ops over the query blocks on the CPU and
-        one copy to ``device``; a symmetric band with square blocks reuses its key side as its
-        query side."""
+        and its full blocks a sub-run. A few vector ops over the query blocks on the CPU, one
+        small copy to ``device`` and a widening there; a symmetric band with square blocks
+        reuses its key side as its query side."""
         self._validate(n)
         bq, bk = blocks(block)
         lo = -n if self.lo is None else max(self.lo, -n)
@@ -67,7 +68,21 @@ class Band(AttentionPattern):
         flat = torch.from_numpy(np.concatenate([a.ravel() for a in parts]))
         flat = flat.to(device or "cpu")  # one transfer
         views = [c.view(a.shape) for c, a in zip(flat.split([a.size for a in parts]), parts)]
-        return FlexBlocks(n, (bq, bk), *views)
+        kv_num, kv_idx, full_kv_num, full_kv_idx, q_num, q_idx, full_q_num, full_q_idx = views
+        kv_idx, full_kv_idx = _widen(kv_idx, full_kv_idx, math.ceil(n / bk))
+        q_idx, full_q_idx = _widen(q_idx, full_q_idx, math.ceil(n / bq))
+        return FlexBlocks(
+            n,
+            (bq, bk),
+            kv_num,
+            kv_idx,
+            full_kv_num,
+            full_kv_idx,
+            q_num,
+            q_idx,
+            full_q_num,
+            full_q_idx,
+        )
 
     @property
     def cost(self) -> str:
@@ -103,13 +118,21 @@ def _band_runs(n: int, bq: int, bk: int, lo: int, hi: int) -> list[np.ndarray]:
     fa = np.minimum(np.maximum(f0, first), last + 1)
     fb = np.minimum(np.maximum(f1, fa - 1), last)
     left, right = fa - first, last - fb  # partial blocks before and after the full run
-    width = min(nkb, max(0, math.ceil((bq + hi - lo) / bk)) + 1) + 1  # longest run + a spare
+    width = min(nkb, max(0, math.ceil((bq + hi - lo) / bk)) + 1)  # the longest run
     t = np.arange(width)
     idx = np.where(t < left[:, None], first[:, None] + t, fb[:, None] + 1 + t - left[:, None])
     full_idx = fa[:, None] + t
     out = [left + right, idx, fb - fa + 1, full_idx]
     out[1], out[3] = np.clip(out[1], 0, nkb - 1), np.clip(out[3], 0, nkb - 1)
     return [a.astype(np.int32) for a in out]
+
+
+def _widen(idx: Tensor, full_idx: Tensor, width: int) -> tuple[Tensor, Tensor]:
+    """Pad index rows with zeros to ``width`` columns (FlexAttention reads the number of key
+    blocks, hence the sequence length it may cover, from the width)."""
+    wide = idx.new_zeros((2, idx.shape[0], width))
+    wide[:, :, : idx.shape[1]] = torch.stack((idx, full_idx))
+    return wide[0], wide[1]
 
 
 def causal() -> Band:

@@ -105,8 +105,9 @@ class BlockLayout:
 @dataclass(frozen=True, eq=False)
 class FlexBlocks:
     """A layout as FlexAttention reads it: per query block the partial and the full key blocks
-    (count (nqb,), indices (nqb, width)), and per key block the same for query blocks. Only
-    the first ``count`` indices of a row are read; the width may be anything above the counts.
+    (count (nqb,), indices (nqb, nkb)), and per key block the same for query blocks
+    ((nkb,), (nkb, nqb)). Only the first ``count`` indices of a row are read, but the width
+    must be the number of blocks: FlexAttention derives the length it covers from it.
     """
 
     n: int
