@@ -181,11 +181,13 @@ class IMP:
             **kw,
         )
         es = result.early_stop
-        self.log(
-            f"seed {seed} {branch} round {round_}: {100 * (1 - result.final['sparsity']):.2f}% "
-            f"weights remaining, test acc {result.final['test_acc']:.4f} (early stop at step "
-            f"{es['step']}: {es['test_acc']:.4f}){' [reused]' if result.reused else ''}"
-        )
+        with tqdm.external_write_mode():  # a line above the progress bars, not through them
+            self.log(
+                f"seed {seed} {branch} round {round_}: "
+                f"{100 * (1 - result.final['sparsity']):.2f}% "
+                f"weights remaining, test acc {result.final['test_acc']:.4f} (early stop at step "
+                f"{es['step']}: {es['test_acc']:.4f}){' [reused]' if result.reused else ''}"
+            )
         return result
 
     def tickets(self, seed: int, plan: dict, bar: tqdm | None = None) -> list[TrainResult]:

@@ -90,9 +90,13 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _pm(row: dict | None, key: str, scale: float = 100.0, digits: int = 2) -> str:
+    """``mean ± std`` (just the value for one seed)."""
     if row is None:
         return "-"
-    return f"{scale * row[key]:.{digits}f} ± {scale * row[key + '_std']:.{digits}f}"
+    mean = f"{scale * row[key]:.{digits}f}"
+    if len(row["seeds"]) < 2:
+        return mean
+    return f"{mean} ± {scale * row[key + '_std']:.{digits}f}"
 
 
 TABLE_HEADER = (
@@ -101,14 +105,14 @@ TABLE_HEADER = (
     "ticket test acc % (early stop)",
     "early-stop step",
     "ticket test acc % (final)",
-    "reinit test acc %",
-    "random-prune test acc %",
 )
 
 
 def table(rows: list[dict[str, Any]]) -> tuple[tuple[str, ...], list[list[str]]]:
-    """Header and rows of the per-round table (one line per ticket round)."""
+    """Header and rows of the per-round table: one line per ticket round, one column (test
+    accuracy at early stop) per control that was run."""
     by = {(r["branch"], r["round"]): r for r in rows}
+    controls = [c for c in CONTROLS if any(r["branch"] == c for r in rows)]
     out = []
     for row in (r for r in rows if r["branch"] == TICKET):
         n = row["round"]
@@ -119,11 +123,10 @@ def table(rows: list[dict[str, Any]]) -> tuple[tuple[str, ...], list[list[str]]]
                 _pm(row, "es_acc"),
                 _pm(row, "es_step", scale=1, digits=0),
                 _pm(row, "final_acc"),
-                _pm(by.get(("reinit", n)), "es_acc"),
-                _pm(by.get(("random-prune", n)), "es_acc"),
+                *(_pm(by.get((c, n)), "es_acc") for c in controls),
             ]
         )
-    return TABLE_HEADER, out
+    return (*TABLE_HEADER, *(f"{c} test acc %" for c in controls)), out
 
 
 def plot(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
@@ -164,14 +167,19 @@ def plot(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
             label="dense (round 0)",
         )
     seeds = max((len(r["seeds"]) for r in rows), default=0)
+    lowest = min(100 * r["remaining"] for r in rows)
+    ticks = [t for t in (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1) if t >= lowest / 1.5]
     for ax, ylabel in ((acc_ax, "test accuracy % (early stop)"), (step_ax, "early-stop step")):
         ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
         ax.invert_xaxis()
         ax.set_xlabel("percent of weights remaining")
         ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
     acc_ax.legend(fontsize=8)
-    fig.suptitle(f"{title} (mean ± std over {seeds} seed{'s' * (seeds != 1)})".strip())
+    spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
+    fig.suptitle(f"{title} ({spread})".strip())
     return _save(fig, path)
 
 
