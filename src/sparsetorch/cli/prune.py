@@ -3,6 +3,7 @@
 sparsetorch prune --checkpoint model.pt --model lenet300 --sparsity 0.9
 sparsetorch prune --checkpoint model.safetensors --model conv4 --pattern 2:4 --out pruned.safetensors
 sparsetorch prune --checkpoint model.pt --model lenet300 --sparsity 0.8 --criterion taylor --data digits
+sparsetorch prune --model lenet300 --method synflow --sparsity 0.98 --seed 0 --out masks.pt
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint",
         metavar="PATH",
         type=Path,
-        required=True,
+        default=None,
         help="the model's weights: a torch state_dict file (torch.save; loaded with "
         "weights_only=True) or a .safetensors file (sparsetorch.save or plain); saved masks "
-        "are restored, so pruning continues from them",
+        "are restored, so pruning continues from them. Required unless --method is given "
+        "(then the model is freshly initialised from --seed)",
     )
     parser.add_argument(
         "--model", metavar="NAME", required=True, help="architecture (sparsetorch.models name)"
@@ -59,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--distribution", default="global", help="spread over layers: " + _names("distribution")
+    )
+    parser.add_argument(
+        "--method",
+        default=None,
+        help="prune with a pruning-at-initialisation method instead of --criterion: snip, "
+        "grasp (score the --data batch), synflow (data-free, 100 rounds), random; a mask that "
+        "would empty a layer is refused",
     )
     parser.add_argument(
         "--exclude",
@@ -140,20 +149,41 @@ def run(args: argparse.Namespace) -> int:
     from sparsetorch.criteria import get as get_criterion
     from sparsetorch.models import build
 
+    if args.checkpoint is None and args.method is None:
+        raise ValueError("--checkpoint is required (or --method, to prune at initialisation)")
+    if args.method is not None and args.criterion != "magnitude":
+        raise ValueError("give --method or --criterion, not both")
+    torch.manual_seed(args.seed)
     model = build(args.model, input_shape=tuple(args.input_shape), num_classes=args.num_classes)
-    _load_weights(model, args.checkpoint)
-    criterion = get_criterion(args.criterion)
-    batch = _batch(args) if _uses_data(criterion) else None
-    st.prune(
-        model,
-        args.sparsity,
-        pattern=args.pattern,
-        criterion=criterion,
-        distribution=args.distribution,
-        generator=torch.Generator().manual_seed(args.seed),
-        exclude=args.exclude,
-        batch=batch,
-    )
+    if args.checkpoint is not None:
+        _load_weights(model, args.checkpoint)
+    if args.method is not None:
+        from sparsetorch.algorithms.at_init import prune_at_init
+
+        prune_at_init(
+            args.method,
+            model,
+            args.sparsity,
+            batch=_batch(args) if args.method in ("snip", "grasp") else None,
+            input_shape=tuple(args.input_shape),
+            seed=args.seed,
+            pattern=args.pattern,
+            distribution=args.distribution,
+            exclude=args.exclude,
+        )
+    else:
+        criterion = get_criterion(args.criterion)
+        batch = _batch(args) if _uses_data(criterion) else None
+        st.prune(
+            model,
+            args.sparsity,
+            pattern=args.pattern,
+            criterion=criterion,
+            distribution=args.distribution,
+            generator=torch.Generator().manual_seed(args.seed),
+            exclude=args.exclude,
+            batch=batch,
+        )
     print(st.report(model, input_shape=(1, *args.input_shape)))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -173,3 +173,74 @@ def test_cli_train_method_snip_erk(tmp_path):
     erk = get("erk").densities(shapes, 0.1)
     for name, info in layers.items():
         assert abs(info["nnz"] - erk[name] * info["numel"]) <= 1, name
+
+
+def _fresh_lenet(seed):
+    from sparsetorch.models import build
+
+    torch.manual_seed(seed)
+    return build("lenet300", input_shape=(1, 28, 28), num_classes=10)
+
+
+def test_cli_prune_method_snip_and_random_save_the_masks(tmp_path, capsys):
+    from sparsetorch.algorithms.at_init import random_prune, snip
+    from sparsetorch.cli import main
+    from sparsetorch.masks import masks_from_state_dict
+
+    base = ["prune", "--model", "lenet300", "--sparsity", "0.95", "--seed", "3"]
+    snip_out, random_out = tmp_path / "snip.pt", tmp_path / "random.pt"
+    data = ["--data", "digits", "--batch-size", "32"]
+    assert main([*base, "--method", "snip", *data, "--out", str(snip_out)]) == 0
+    assert (
+        main([*base, "--method", "random", "--distribution", "erk", "--out", str(random_out)]) == 0
+    )
+    assert "fc1" in capsys.readouterr().out  # the report was printed
+    digits = load("digits")
+    idx = torch.randperm(len(digits.train), generator=torch.Generator().manual_seed(3))[:32]
+    expected = {
+        snip_out: get_masks(snip(_fresh_lenet(3), (digits.train.x[idx], digits.train.y[idx]), 0.95)),
+        random_out: get_masks(random_prune(_fresh_lenet(3), 0.95, generator=mask_seed(3), distribution="erk")),
+    }  # fmt: skip
+    for path, masks in expected.items():
+        saved = masks_from_state_dict(torch.load(path, weights_only=True))
+        assert saved.keys() == masks.keys()
+        assert all(torch.equal(saved[n], masks[n]) for n in masks)
+
+
+def test_prune_at_init_by_name(digits):
+    from sparsetorch.algorithms.at_init import AT_INIT, prune_at_init, synflow
+
+    assert AT_INIT.names() == ["grasp", "random", "snip", "synflow"]
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Linear(8, 3))
+    by_name = get_masks(prune_at_init("synflow", net, 0.8, input_shape=(1, 4, 4)))
+    net2 = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Linear(8, 3))
+    net2.load_state_dict(
+        {k: v for k, v in net.state_dict().items() if not k.endswith("_mask")}, strict=False
+    )
+    direct = get_masks(synflow(net2, (1, 4, 4), 0.8))
+    assert all(torch.equal(by_name[n], direct[n]) for n in direct)
+    with pytest.raises(ValueError, match="unknown at-init method 'snipp'; known: grasp, random"):
+        prune_at_init("snipp", net, 0.5)
+    with pytest.raises(ValueError, match="scores on data"):
+        prune_at_init("grasp", net, 0.5)
+    with pytest.raises(ValueError, match="needs input_shape"):
+        prune_at_init("synflow", net, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "--checkpoint is required"),
+        (["--method", "snip", "--criterion", "taylor"], "not both"),
+        (
+            ["--method", "random", "--distribution", "uniform", "--sparsity", "0.9999"],
+            "would empty",
+        ),
+    ],
+)
+def test_cli_prune_method_errors(extra, message, capsys):
+    from sparsetorch.cli import main
+
+    args = ["prune", "--model", "lenet300", "--sparsity", "0.9", *extra]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err

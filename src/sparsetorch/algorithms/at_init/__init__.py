@@ -23,16 +23,19 @@ In the runner (``sparsetorch train --method snip --sparsity 0.9``) each method i
 """
 
 from sparsetorch.algorithms.at_init.base import AtInitHook, empty_layers, prune_with_scores
+from sparsetorch.algorithms.at_init.by_name import AT_INIT, prune_at_init
 from sparsetorch.algorithms.at_init.grasp import grasp
 from sparsetorch.algorithms.at_init.random_pruning import random_prune
 from sparsetorch.algorithms.at_init.snip import snip
 from sparsetorch.algorithms.at_init.synflow import exponential_densities, synflow
 
 __all__ = [
+    "AT_INIT",
     "AtInitHook",
     "empty_layers",
     "exponential_densities",
     "grasp",
+    "prune_at_init",
     "prune_with_scores",
     "random_prune",
     "snip",
