@@ -142,3 +142,31 @@ def test_registered_criterion_uses_its_temperature():
     torch.testing.assert_close(default["0.weight"], _exact(model, x, y, 200.0)["0.weight"])
     with pytest.raises(ValueError, match="criterion 'grasp' scores on data"):
         CRITERIA.build("grasp").scores(model, NAMES)
+
+
+def test_transformer_attention_double_backward_matches_finite_differences():
+    # SDPA's fused CPU kernel has no double backward; GraSP switches to the math kernel
+    from sparsetorch.models.transformer import CausalTransformer
+
+    torch.manual_seed(0)
+    model = CausalTransformer(vocab_size=11, context=6, d_model=8, n_layers=1, n_heads=2).double()
+    names = ["blocks.0.attn.qkv.weight", "blocks.0.mlp.0.weight"]
+    x, y = torch.randint(0, 11, (3, 6)), torch.randint(0, 11, (3, 6))
+    scores = grasp_scores(model, names, (x, y), temperature=1.0)
+
+    def grad_at(shift):
+        params = {
+            n: (model.get_parameter(n).detach() + shift.get(n, 0)).requires_grad_(True)
+            for n in names
+        }
+        loss = cross_entropy(functional_call(model, params, (x,)), y)
+        return dict(zip(names, torch.autograd.grad(loss, list(params.values()))))
+
+    g = grad_at({})
+    eps = 1e-5
+    plus = grad_at({n: eps * g[n] for n in names})
+    minus = grad_at({n: -eps * g[n] for n in names})
+    for n in names:
+        hg = (plus[n] - minus[n]) / (2 * eps)
+        expected = model.get_parameter(n).detach() * hg
+        torch.testing.assert_close(scores[n], expected, rtol=1e-5, atol=1e-10)

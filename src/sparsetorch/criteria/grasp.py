@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sparsetorch.criteria._batches import (
     Batch,
@@ -47,12 +48,15 @@ def hessian_gradient_product(
     loss_fn: LossFn | None = None,
     temperature: float = 1.0,
 ) -> dict[str, torch.Tensor]:
-    """``H g`` of the loss on the union of ``batches`` w.r.t. ``leaves`` (double backward)."""
+    """``H g`` of the loss on the union of ``batches`` w.r.t. ``leaves`` (double backward).
+
+    Attention runs on SDPA's math kernel here: the fused kernels have no double backward."""
     g = mean_gradient(model, leaves, batches, loss_fn, temperature)  # fixed vector
     total = sum(x.shape[0] for x, _ in batches)
     hg = {n: torch.zeros_like(t) for n, t in leaves.items()}
     for batch in batches:
-        loss = batch_loss(model, leaves, batch, loss_fn, temperature)
+        with sdpa_kernel(SDPBackend.MATH):
+            loss = batch_loss(model, leaves, batch, loss_fn, temperature)
         parts = torch.autograd.grad(
             loss, list(leaves.values()), create_graph=True, allow_unused=True
         )
