@@ -188,7 +188,10 @@ def main() -> None:
     parser.add_argument("--sparsity", type=float, default=0.9, help="speed: sparsity")
     parser.add_argument("--repeats", type=int, default=5, help="speed: repeats (median shown)")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads (also caps our encode/decode pool)"
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (load_state_dict copies, masked_fill in apply_masks)",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

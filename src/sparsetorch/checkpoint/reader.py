@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from torch import nn
 from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, check_entries
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.header import Header, read_header, sparsetorch_metadata
-from sparsetorch.checkpoint.parallel import map_ordered
 from sparsetorch.checkpoint.support import Support
 from sparsetorch.checkpoint.tensor_codec import decode_tensor
 
@@ -40,8 +38,7 @@ def read_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[s
         except Exception as exc:  # numpy/torch on bytes that passed every check: a bug
             raise CheckpointError(f"{header.path}: tensor {key!r}: unreadable ({exc})") from exc
 
-    elements = sum(math.prod(entries[k]["shape"]) for k in stored)
-    decoded = dict(zip(stored, map_ordered(decode, stored, elements)))
+    decoded = {key: decode(key) for key in stored}
     state = {key: tensor for key, (tensor, _) in decoded.items()}
     supports = {key: support for key, (_, support) in decoded.items() if support is not None}
     for key, entry in entries.items():

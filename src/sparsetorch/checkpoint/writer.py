@@ -15,7 +15,6 @@ from torch import nn
 from sparsetorch.checkpoint import dtypes
 from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, SEP, part_key
 from sparsetorch.checkpoint.header import FORMAT_VERSION, metadata_json
-from sparsetorch.checkpoint.parallel import map_ordered
 from sparsetorch.checkpoint.tensor_codec import Encoded, encode_tensor
 from sparsetorch.masks import SUFFIX
 
@@ -108,9 +107,7 @@ def encode_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, Any], dict[s
 
 
 def _encode_all(jobs: list[tuple[str, torch.Tensor, torch.Tensor | None]]) -> dict[str, Encoded]:
-    elements = sum(t.numel() for _, t, _ in jobs)
-    results = map_ordered(lambda job: encode_tensor(job[1], job[2]), jobs, elements)
-    return {job[0]: result for job, result in zip(jobs, results)}
+    return {key: encode_tensor(tensor, mask) for key, tensor, mask in jobs}
 
 
 def _reference(kind: str, source: str, value: torch.Tensor) -> dict[str, Any]:
