@@ -27,10 +27,11 @@ def check_no_collapse(
 ) -> None:
     empty = empty_layers(masks)
     if empty:
+        other = "" if method == "synflow" else ", or method 'synflow'"
         raise ValueError(
             f"{method}: sparsity {sparsity} with distribution {distribution!r} would empty "
             f"layer(s) {empty} (layer collapse: no weight kept, nothing flows through); use a "
-            "lower sparsity, distribution 'erk', or method 'synflow'"
+            f"lower sparsity, distribution 'erk'{other}"
         )
 
 
