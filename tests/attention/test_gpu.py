@@ -1,0 +1,112 @@
+"""On a CUDA GPU: every backend equals masked dense attention (values and gradients), FlexAttention
+uses our block masks without recompiling per length, layouts built on the device are the
+CPU's. Run on the GPU machine: ``pytest -m gpu tests/attention/test_gpu.py``."""
+
+import pytest
+import torch
+
+import sparsetorch.attention as A
+from sparsetorch.attention import sparse_attention
+from sparsetorch.attention.backends import flex
+from sparsetorch.models.transformer import CausalTransformer
+from tests.attention.helpers import naive_attention
+
+pytestmark = pytest.mark.gpu
+CUDA = torch.device("cuda")
+
+PATTERNS = [
+    A.local(40),
+    A.causal() & A.local(33),  # a band: the closed-form block mask
+    A.local(20) | A.global_tokens([0, 257]),
+    A.causal() & (A.local(16) | A.strided(64)),
+    A.random(3, seed=1) | A.dilated(4, 7),
+    A.random(2, seed=3, block=32) & ~A.causal(),
+    A.block(64, torch.rand(8, 8, generator=torch.Generator().manual_seed(0)) > 0.6),
+    A.band(1, 200),  # query 0 has no key
+]
+
+
+def _inputs(n, dtype=torch.float32, heads=2, dim=64):
+    g = torch.Generator(device=CUDA).manual_seed(0)
+    return [
+        torch.randn(2, heads, n, dim, device=CUDA, dtype=dtype, generator=g).requires_grad_()
+        for _ in range(3)
+    ]
+
+
+@pytest.mark.parametrize("backend", ["flex", "reference", "dense"])
+@pytest.mark.parametrize("pattern", PATTERNS, ids=repr)
+@pytest.mark.parametrize("n", [300, 500])  # not multiples of the 128 block
+def test_cuda_backends_equal_masked_dense_attention(backend, pattern, n):
+    q, k, v = _inputs(n)
+    expected = naive_attention(q, k, v, pattern.mask(n, CUDA), 0.125)
+    out = sparse_attention(q, k, v, pattern, backend=backend, scale=0.125)
+    assert not out.isnan().any()
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)
+    upstream = torch.randn(
+        out.shape, device=CUDA, generator=torch.Generator(device=CUDA).manual_seed(1)
+    )
+    got = torch.autograd.grad(out, (q, k, v), upstream)
+    want = torch.autograd.grad(expected, (q, k, v), upstream.double())
+    for a, b in zip(got, want):
+        assert not a.isnan().any()
+        torch.testing.assert_close(a.double(), b.double(), atol=1e-5, rtol=0)
+
+
+def test_flex_bfloat16_long_window_matches_masked_sdpa():
+    n, pattern = 4096, A.local(512)
+    q, k, v = (t.detach() for t in _inputs(n, dtype=torch.bfloat16, heads=4, dim=128))
+    out = sparse_attention(q, k, v, pattern, backend="flex")
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=pattern.mask(n, CUDA))
+    torch.testing.assert_close(out.float(), ref.float(), atol=2e-2, rtol=0)
+
+
+def test_flex_compiles_once_for_many_lengths():
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    flex.compiled_flex_attention.cache_clear()
+    pattern = A.causal() & A.local(64)
+    for n in (640, 1000, 1500, 2100):  # 0/1-specialisation aside, one dynamic graph
+        q, k, v = (t.detach() for t in _inputs(n))
+        sparse_attention(q, k, v, pattern, backend="flex")
+    assert torch._dynamo.utils.counters["frames"]["ok"] <= 2
+
+
+def test_layouts_built_on_the_gpu_equal_the_cpu_ones():
+    for pattern in PATTERNS:
+        cpu = pattern.block_layout(500, 64)
+        gpu = pattern.block_layout(500, 64, CUDA)
+        assert torch.equal(cpu.state, gpu.state.cpu())
+        fast = pattern.flex_blocks(500, 64, CUDA)
+        assert fast.kv_idx.device.type == "cuda"
+        dense = torch.zeros(8, 8, dtype=torch.bool)
+        for r in range(8):
+            dense[r, fast.kv_idx[r, : fast.kv_num[r]].long().cpu()] = True
+        assert torch.equal(dense, (cpu.state == 1))
+
+
+def test_block_mask_is_cached_per_pattern_length_device_and_block():
+    pattern = A.local(100)
+    a = flex.block_mask(pattern, 1024, CUDA)
+    assert flex.block_mask(A.local(100), 1024, CUDA) is a  # equal patterns share it
+    assert flex.block_mask(pattern, 1024, CUDA, 64) is not a
+
+
+def test_transformer_on_cuda_flex_matches_dense_and_trains():
+    torch.manual_seed(0)
+    kwargs = {"d_model": 64, "n_layers": 2, "n_heads": 4, "attention": A.local(32)}
+    a = CausalTransformer(60, 256, backend="flex", **kwargs).to(CUDA)
+    b = CausalTransformer(60, 256, backend="dense", **kwargs).to(CUDA)
+    b.load_state_dict(a.state_dict())
+    x = torch.randint(0, 60, (4, 257), device=CUDA)
+    la, lb = a(x[:, :-1]), b(x[:, :-1])
+    torch.testing.assert_close(la, lb, atol=1e-4, rtol=0)
+    opt = torch.optim.Adam(a.parameters(), lr=3e-3)
+    first = None
+    for _ in range(20):
+        loss = torch.nn.functional.cross_entropy(a(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first or loss.item()
+    assert loss.item() < first
