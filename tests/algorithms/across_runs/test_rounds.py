@@ -149,3 +149,14 @@ def test_nm_ticket_masks_are_the_full_nm_mask():
     kept_min = torch.where(groups, w, torch.inf).amin(-1)
     dropped_max = torch.where(groups, -torch.inf, w).amax(-1)
     assert bool((kept_min >= dropped_max).all())
+
+
+def test_global_round_that_empties_a_layer_is_refused():
+    model = MLP()  # 37*23 + 23*11 + 11*5 = 1159 weights
+    with torch.no_grad():
+        model.fc3.weight.mul_(1e-6)  # the output layer's 55 weights are the smallest
+    names = ["fc1.weight", "fc2.weight", "fc3.weight"]
+    masks = ticket_masks(model, 1, dict.fromkeys(names, 0.01), "unstructured", "global")
+    assert int(masks["fc3.weight"].sum()) == 55 - 12  # all 12 pruned weights are fc3's
+    with pytest.raises(ValueError, match=r"round 1 would prune fc3\.weight to zero weights"):
+        ticket_masks(model, 1, dict.fromkeys(names, 0.2), "unstructured", "global")

@@ -43,6 +43,9 @@ from sparsetorch.experiments.rundir import check_out_dir
 from sparsetorch.masks import prunable_parameters
 from sparsetorch.patterns import get as get_pattern
 
+State = dict[str, torch.Tensor]  # a state_dict
+Masks = dict[str, torch.Tensor]  # {parameter name: bool mask}
+
 
 class IMP:
     """A lottery-ticket run: ``IMP(hparams, lottery, out_dir="runs").run()``.
@@ -92,7 +95,7 @@ class IMP:
         self.log = log or (lambda line: None)
         self._dataset = dataset
         self._data: Dataset | None = None
-        self._theta: dict[int, dict[str, torch.Tensor]] = {}  # seed -> theta_K
+        self._theta: dict[int, State] = {}  # seed -> theta_K
 
     @property
     def path(self) -> Path:
@@ -155,7 +158,7 @@ class IMP:
             {
                 "hparams": self.hparams.to_dict(),
                 "lottery": self.lottery.to_dict(),
-                "plan": {k: v for k, v in plan.items() if k != "rates"} | {"rates": plan["rates"]},
+                "plan": plan,
             },
         )
         lt = self.lottery
@@ -171,7 +174,7 @@ class IMP:
             bar.close()
         return write_summary(self.path)
 
-    def _train(self, seed: int, round_: int, branch: str, plan: dict, **kw: Any) -> TrainResult:
+    def _train(self, seed: int, round_: int, branch: str, **kw: Any) -> TrainResult:
         result = train(
             self.seed_hparams(seed),
             run_dir=self.dir.round_dir(seed, round_, branch),
@@ -193,7 +196,7 @@ class IMP:
     def tickets(self, seed: int, plan: dict, bar: tqdm | None = None) -> list[TrainResult]:
         """Round 0 and the IMP rounds of one seed (finished rounds are reused)."""
         k = plan["rewind_step"]
-        dense = self._train(seed, 0, TICKET, plan, save_states_at=(k,))
+        dense = self._train(seed, 0, TICKET, save_states_at=(k,))
         theta_k = self._theta[seed] = dense.state_at(k)
         results, previous = [dense], dense
         _tick(bar)
@@ -205,9 +208,7 @@ class IMP:
                     previous.model, r, plan["rates"], self.lottery.pattern, self.lottery.scope
                 )
                 self.dir.save_masks(seed, r, masks)
-            previous = self._train(
-                seed, r, TICKET, plan, init_state=theta_k, masks=masks, start_step=k
-            )
+            previous = self._train(seed, r, TICKET, init_state=theta_k, masks=masks, start_step=k)
             results.append(previous)
             _tick(bar)
         return results
@@ -223,27 +224,30 @@ class IMP:
                 raise ValueError(
                     f"control {name!r} needs the ticket masks of seed {seed} round {r}"
                 )
-            masks = self.dir.load_masks(seed, r)
-            if name == "reinit":
-                init = self.fresh_init(derive_seed(seed, name, r))
-            else:  # random-prune: same per-layer sparsity, random masks, the ticket's rewind
-                init = self.rewind_state(seed, k)
-                generator = torch.Generator().manual_seed(derive_seed(seed, name, r))
-                masks = random_masks(masks, self.lottery.pattern, generator)
+            start = {"reinit": self._reinit, "random-prune": self._random_prune}[name]
+            init, masks = start(seed, r, self.dir.load_masks(seed, r), k)
             self.dir.save_masks(seed, r, masks, branch=name)
-            results.append(
-                self._train(seed, r, name, plan, init_state=init, masks=masks, start_step=k)
-            )
+            results.append(self._train(seed, r, name, init_state=init, masks=masks, start_step=k))
             _tick(bar)
         return results
 
-    def fresh_init(self, init_seed: int) -> dict[str, torch.Tensor]:
+    def _reinit(self, seed: int, round_: int, masks: Masks, k: int) -> tuple[State, Masks]:
+        """The reinit control: the ticket's masks, a fresh initialisation."""
+        return self.fresh_init(derive_seed(seed, "reinit", round_)), masks
+
+    def _random_prune(self, seed: int, round_: int, masks: Masks, k: int) -> tuple[State, Masks]:
+        """The random-pruning control: random masks with the ticket's per-layer counts, from
+        the ticket's rewind point theta_K."""
+        generator = torch.Generator().manual_seed(derive_seed(seed, "random-prune", round_))
+        return self.rewind_state(seed, k), random_masks(masks, self.lottery.pattern, generator)
+
+    def fresh_init(self, init_seed: int) -> State:
         """A new initialisation of the model (same scheme, another seed)."""
         data = self.data()
         model = build_model(self.seed_hparams(init_seed), data.input_shape, data.num_classes)
         return model.state_dict()
 
-    def rewind_state(self, seed: int, step: int) -> dict[str, torch.Tensor]:
+    def rewind_state(self, seed: int, step: int) -> State:
         """theta_K of one seed: the weights after ``step`` steps of its dense round 0."""
         if seed not in self._theta:
             dense = train(
