@@ -380,3 +380,13 @@ def test_start_step_continues_exactly_like_the_full_run(tiny_hp, digits):
     assert strip(late.metrics[2:]) == strip(full.metrics[3:])  # same training-loss windows
     with pytest.raises(ValueError, match=r"start_step must be an int in \[0, 12\), got 12"):
         train(tiny_hp, start_step=12, dataset=digits)
+
+
+def test_resuming_with_another_thread_count_warns(tmp_path, tiny_hp, digits):
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_hp, run_dir=tmp_path / "run", hooks=[Interrupt(at=8)], dataset=digits)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["threads"] == torch.get_num_threads() == 1
+    torch.set_num_threads(2)  # the fixture restores the count
+    with pytest.warns(UserWarning, match="with 2 torch thread.*started with 1"):
+        train(tiny_hp, run_dir=tmp_path / "run", hooks=[Interrupt()], dataset=digits)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,7 @@ def train(
         run.create(hp, _run_info(identity, data, total, spe, all_hooks))
         if checkpointing.resume_path(run.path).is_file():
             resume = checkpointing.load_resume(checkpointing.resume_path(run.path))
+            _warn_if_threads_changed(run)
     loop = Loop(
         model=model,
         optimizer=optimizer,
@@ -353,7 +355,21 @@ def _run_info(identity: dict, data: Dataset, total: int, spe: int, hooks: list) 
         "total_steps": total,
         "steps_per_epoch": spe,
         "hooks": [f"{type(h).__module__}.{type(h).__qualname__}" for h in hooks],
+        "threads": torch.get_num_threads(),
     }
+
+
+def _warn_if_threads_changed(run: RunDir) -> None:
+    """CPU results are bitwise reproducible for one intra-op thread count: matmul reductions
+    are split differently with another (last-bit differences that grow over training)."""
+    started = run.run_info().get("threads")
+    if started is not None and started != torch.get_num_threads():
+        warnings.warn(
+            f"resuming {str(run.path)!r} with {torch.get_num_threads()} torch thread(s); it "
+            f"started with {started}: the result may differ in the last bits from an "
+            "uninterrupted run (use --threads to match)",
+            stacklevel=3,
+        )
 
 
 def _cuda_devices(device: torch.device) -> list[int]:
