@@ -181,32 +181,27 @@ def test_killed_run_resumes_bitwise(tmp_path, data, finished, monkeypatch):
     reference, _ = finished
     lottery = tiny_lottery()  # controls resume the same way: each is an ordinary run
     imp = IMP(tiny_hparams(), lottery, run_dir=tmp_path / "run", dataset=data, progress=False)
-    calls = {"n": 0}
     original = Loop.batch
+    seen: dict[str, set[int]] = {}
 
-    def dying_batch(self, step):
-        # round 0 takes 30 batches (+1 sample batch); die inside round 1 after its step-20 save
-        calls["n"] += 1
-        if calls["n"] == 31 + 1 + 16:
+    def batch(self, step):  # records the steps each round trains; dies in round 1 at step 25
+        seen.setdefault(self.run.path.name, set()).add(step)
+        if self.run.path.name == "round01" and step == 25 and dying:
             raise KeyboardInterrupt("killed")
         return original(self, step)
 
-    monkeypatch.setattr(Loop, "batch", dying_batch)
+    monkeypatch.setattr(Loop, "batch", batch)
+    dying = True
     with pytest.raises(KeyboardInterrupt):
         imp.run()
-    monkeypatch.setattr(Loop, "batch", original)
     assert not RunDir(imp.dir.round_dir(0, 1)).is_complete()
-    assert (imp.dir.round_dir(0, 1) / "checkpoints" / "resume.pt").is_file()
-    steps = {"n": 0}
-
-    def counting_batch(self, step):
-        steps["n"] += 1
-        return original(self, step)
-
-    monkeypatch.setattr(Loop, "batch", counting_batch)
+    assert (imp.dir.round_dir(0, 1) / "checkpoints" / "resume.pt").is_file()  # saved at step 20
+    dying, seen = False, {}
     IMP(tiny_hparams(), lottery, run_dir=tmp_path / "run", dataset=data, progress=False).run()
-    # round 0 reused; round 1 resumed at its step-20 checkpoint (10 steps left); round 2 whole
-    assert steps["n"] == (1 + 10) + (1 + 20)
+    # round 0 reused (not trained); round 1 resumed at its step-20 checkpoint; round 2 whole
+    assert "round00" not in seen
+    assert set(range(20, 30)) <= seen["round01"] and not seen["round01"] & set(range(10, 20))
+    assert set(range(10, 30)) <= seen["round02"]
     for r in (0, 1, 2):
         a, b = reference.dir.round_dir(0, r), imp.dir.round_dir(0, r)
         assert metrics(a) == metrics(b)
