@@ -1,5 +1,5 @@
-"""``sparsetorch export RUN_DIR --out model.safetensors``: a run's newest model as a compressed
-sparse checkpoint (masked and pruned weights stored as kept values plus small indices)."""
+"""Write a run's newest model as a compressed sparse checkpoint: masked and pruned weights are
+stored as their kept values plus small indices (docs/checkpoints.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=None,
-        help=f"file to write (default: RUN_DIR/{DEFAULT_NAME}); replaced atomically",
+        # "%(default).0s" prints nothing but stops argparse from appending "(default: None)"
+        help=f"file to write, replaced atomically (default: RUN_DIR/{DEFAULT_NAME})%(default).0s",
     )
     parser.add_argument(
         "--report", action="store_true", help="also print the per-tensor table of the file"
