@@ -9,7 +9,8 @@ from torch import nn
 
 from sparsetorch.data import Split
 
-EVAL_BATCH = 1000
+EVAL_BATCH = 1000  # examples per evaluation batch, at most
+EVAL_TARGETS = 1 << 17  # predictions per evaluation batch, at most (bounds the logits' memory)
 
 
 def loss_fn(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -22,10 +23,14 @@ def evaluate(
     model: nn.Module,
     split: Split,
     device: torch.device | str = "cpu",
-    batch_size: int = EVAL_BATCH,
+    batch_size: int | None = None,
 ) -> dict[str, float]:
     """``{"loss": mean cross-entropy, "acc": fraction of correct predictions}`` in eval mode
-    (the model's mode is restored)."""
+    (the model's mode is restored). The default batch holds at most ``EVAL_BATCH`` examples and
+    ``EVAL_TARGETS`` predictions (64 sequences of 2048 tokens)."""
+    if batch_size is None:
+        per_example = max(1, split.y[:1].numel())
+        batch_size = max(1, min(EVAL_BATCH, EVAL_TARGETS // per_example))
     was_training = model.training
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
