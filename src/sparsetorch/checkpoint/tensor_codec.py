@@ -62,8 +62,8 @@ def encode_tensor(tensor: torch.Tensor, mask: torch.Tensor | None = None) -> Enc
     entry["nnz"] = nnz
     has_values = t.dtype != torch.bool
     itemsize = t.dtype.itemsize
-    plan, pattern = None, DENSE if nnz else "empty"
-    if 0 < nnz < numel or (nnz == 0 and numel):
+    plan, pattern = None, DENSE if nnz == numel else "empty" if nnz == 0 else "unstructured"
+    if nnz < numel:
         budget = (numel - nnz * has_values) * itemsize - PART_OVERHEAD
         plan, found = codecs.choose(support, tuple(t.shape), budget)
         pattern = found if nnz else pattern
