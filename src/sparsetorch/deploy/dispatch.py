@@ -30,20 +30,26 @@ def m_bucket(m: int) -> int:
     return 1 << max(0, m - 1).bit_length()
 
 
-def default_timer(fn: Callable[[], object], repeats: int = 25, warmup: int = 5) -> float:
-    """Median seconds of ``fn`` (CUDA events on GPU, perf_counter on CPU)."""
-    for _ in range(warmup):
+def default_timer(fn: Callable[[], object], calls: int = 20, batches: int = 5) -> float:
+    """Seconds per call of ``fn``: the median over ``batches`` of ``calls`` back-to-back calls
+    between two synchronisations. Host overhead counts (serving pays it), a synchronisation
+    per call does not (serving does not pay that)."""
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    for _ in range(3):  # warm-up: autotuning, algorithm search, graph capture
         fn()
     samples = []
-    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
+    for _ in range(batches):
+        sync()
         t0 = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        samples.append(time.perf_counter() - t0)
+        for _ in range(calls):
+            fn()
+        sync()
+        samples.append((time.perf_counter() - t0) / calls)
     return statistics.median(samples)
 
 
