@@ -390,3 +390,29 @@ def test_resuming_with_another_thread_count_warns(tmp_path, tiny_hp, digits):
     torch.set_num_threads(2)  # the fixture restores the count
     with pytest.warns(UserWarning, match="with 2 torch thread.*started with 1"):
         train(tiny_hp, run_dir=tmp_path / "run", hooks=[Interrupt()], dataset=digits)
+
+
+def test_next_token_training_on_the_text_dataset(monkeypatch, tmp_path):
+    # the runner trains (B, T) token sequences like images: a bigram model stands in for the
+    # transformer here
+    from sparsetorch.experiments import Hparams
+    from sparsetorch.models import MODELS
+
+    def bigram(input_shape, num_classes):
+        return torch.nn.Sequential(
+            torch.nn.Embedding(num_classes, 16), torch.nn.Linear(16, num_classes)
+        )
+
+    monkeypatch.setitem(MODELS._named, "bigram", bigram)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text("def f(x):\n    return x + 1\n" * 200)
+    hp = Hparams()
+    hp.model.name, hp.dataset.name = "bigram", "text"
+    hp.dataset.data_dir, hp.dataset.options = str(tmp_path / "src"), {"context": 16}
+    hp.training.lr, hp.training.steps, hp.training.eval_every = 0.01, 40, 20
+    result = train(hp, tmp_path / "runs")
+    losses = [row["val_loss"] for row in result.metrics]
+    assert losses[0] > 5.0 and losses[-1] < 0.5 * losses[0]  # ln 256 = 5.55 at the start
+    assert result.final["test_acc"] > 0.5
+    info = json.loads((result.run_dir / "run.json").read_text())
+    assert info["dataset"]["input_shape"] == [16] and info["dataset"]["num_classes"] == 256
