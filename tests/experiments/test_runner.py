@@ -416,3 +416,24 @@ def test_next_token_training_on_the_text_dataset(monkeypatch, tmp_path):
     assert result.final["test_acc"] > 0.5
     info = json.loads((result.run_dir / "run.json").read_text())
     assert info["dataset"]["input_shape"] == [16] and info["dataset"]["num_classes"] == 256
+
+
+def test_a_crash_after_training_before_result_json_finishes_on_rerun(
+    monkeypatch, tmp_path, tiny_hp, digits
+):
+    import sparsetorch.experiments.reporting as reporting
+
+    def broken(run, result):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(reporting, "write_run_report", broken)
+        with pytest.raises(OSError, match="disk full"):
+            train(tiny_hp, tmp_path, dataset=digits)
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "result.json").exists()
+    done = train(tiny_hp, tmp_path, dataset=digits)  # resumes at the last step: no update
+    reference = train(tiny_hp, dataset=digits)
+    assert not done.reused and strip(done.metrics) == strip(reference.metrics)
+    assert (run_dir / "result.json").exists() and (run_dir / "report.md").exists()
+    assert_same_state(done.model.state_dict(), reference.model.state_dict())
