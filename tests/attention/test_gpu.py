@@ -85,6 +85,11 @@ def test_layouts_built_on_the_gpu_equal_the_cpu_ones():
         assert torch.equal(dense, (cpu.state == 1))
 
 
+def test_auto_picks_flex_for_long_sparse_patterns_on_cuda():
+    assert A.choose(A.local(512), 65536, CUDA, requires_grad=True) == "flex"
+    assert A.choose(A.causal(), 65536, CUDA, requires_grad=True) == "dense"
+
+
 def test_block_mask_is_cached_per_pattern_length_device_and_block():
     pattern = A.local(100)
     a = flex.block_mask(pattern, 1024, CUDA)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from sparsetorch._registry import Registry
+from sparsetorch.attention.backends import flex
 from sparsetorch.attention.backends.dense import dense_attention
 from sparsetorch.attention.backends.flex import flex_attention
 from sparsetorch.attention.backends.reference import BLOCK, reference_attention
@@ -57,24 +58,27 @@ class Dense(Backend):
         return dense_attention(q, k, v, pattern, scale)
 
 
-# Thresholds of the auto choice (docs/benchmarks.md, "Attention"). CPU, from
-# benchmarks/attention_cpu.py with local(64): at n=1k dense is as fast as flex and faster than
-# reference (with gradients), at 4k the sparse backends win 2-5x. CUDA, from the issue's H100
-# figures (flex 1.9x over dense flash at 4k); re-tune with benchmarks/attention_gpu.py.
-CPU_MIN_SPARSE_N = 2048
-CUDA_MIN_SPARSE_N = 2048
-MAX_SPARSE_DENSITY = 0.5  # causal (density just above 1/2) stays dense
+# The auto choice (docs/benchmarks.md, "Attention"). Sparse backends pay per computed block,
+# so what decides is the fraction of blocks a pattern needs (its block density), not its
+# element density: strided(k) touches every block although it keeps 1/k of the pairs.
+# CPU, from benchmarks/attention_cpu.py (local(64), H=4, D=64, one thread): a computed block
+# costs the reference backend about 5-8x what it costs SDPA and FlexAttention about 4x, and
+# at n=1k dense is as fast; so sparse from n=2048 when at most 1/5 of the blocks are needed.
+# CUDA, from the issue's H100 figures (flex 1.9x over dense flash at 4k with w=512, i.e. 1/4
+# of the blocks); re-tune with benchmarks/attention_gpu.py.
+MIN_SPARSE_N = {"cpu": 2048, "cuda": 2048}
+MAX_BLOCK_DENSITY = {"cpu": 0.2, "cuda": 0.5}
 
 
 def choose(pattern: AttentionPattern, n: int, device: torch.device, requires_grad: bool) -> str:
     """The backend ``auto`` runs for this pattern, length, device and need of gradients."""
-    if device.type == "cuda":
-        sparse = n >= CUDA_MIN_SPARSE_N and pattern.density(n) <= MAX_SPARSE_DENSITY
-        return "flex" if sparse else "dense"
-    sparse = n >= CPU_MIN_SPARSE_N and pattern.density(n) <= MAX_SPARSE_DENSITY
-    if not sparse:
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    sparse = "flex" if kind == "cuda" or not requires_grad else "reference"
+    if n < MIN_SPARSE_N[kind]:
         return "dense"
-    return "reference" if requires_grad else "flex"
+    block = flex.BLOCK if sparse == "flex" else BLOCK
+    density = cached_layout(pattern, n, block, device).block_density
+    return sparse if density <= MAX_BLOCK_DENSITY[kind] else "dense"
 
 
 @BACKENDS.register("auto")

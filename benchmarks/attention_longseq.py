@@ -1,0 +1,165 @@
+"""Long-sequence demo: the small character-level Transformer on the Python standard library
+text at context 2048 on CPU, with dense causal attention against two sparse patterns, for the
+same number of steps.
+
+    python benchmarks/attention_longseq.py             # the docs/results.md table (~30 min)
+    python benchmarks/attention_longseq.py --steps 5 --eval-sequences 2   # smoke run
+
+Settings (each attention is intersected with causal() by the model):
+
+- dense: plain causal attention (backend "auto" -> masked SDPA)
+- Longformer: ``local(w) | global_tokens([0])``
+- Sparse Transformer (strided, Child et al. 2019): ``causal() & (local(k) | strided(k))``
+
+The backend is "auto" (sparse kernels only where they are faster: see
+``sparsetorch.attention.choose``); the table names the one it took.
+
+Same seed, same initial weights, same batches; AdamW, constant learning rate after a linear
+warm-up, gradient clipping 1.0. Reported: validation bits per character (mean next-byte
+cross-entropy / ln 2 on the first ``--eval-sequences`` validation sequences), training tokens
+per second (wall and per process-CPU second: the machine may be shared) and the peak growth of
+the resident set during training (the kernel's high-water mark, reset before each setting;
+the script re-executes itself with ``MALLOC_MMAP_THRESHOLD_`` fixed so freed blocks go back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from sparsetorch.attention import causal, choose, global_tokens, local, strided
+from sparsetorch.data import load
+from sparsetorch.models.transformer import CausalTransformer
+
+MALLOC_ENV = "MALLOC_MMAP_THRESHOLD_"
+
+
+def rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def settings(w: int, k: int) -> dict[str, object]:
+    return {
+        "dense (causal)": None,
+        f"local({w}) | global_tokens([0])": local(w) | global_tokens([0]),
+        f"causal() & (local({k}) | strided({k}))": causal() & (local(k) | strided(k)),
+    }
+
+
+@torch.no_grad()
+def bits_per_char(model, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(x), batch):
+        logits = model(x[i : i + batch])
+        total += F.cross_entropy(
+            logits.flatten(0, 1), y[i : i + batch].flatten(), reduction="sum"
+        ).item()
+        count += y[i : i + batch].numel()
+    model.train()
+    return total / count / math.log(2)
+
+
+def train(name, attention, data, args) -> dict:
+    torch.manual_seed(args.seed)
+    model = CausalTransformer(
+        256,
+        args.context,
+        d_model=args.d_model,
+        n_layers=args.layers,
+        n_heads=args.heads,
+        attention=attention,
+        backend="auto",
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
+    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(args.seed))
+    x_val = data.val.x[: args.eval_sequences]
+    y_val = data.val.y[: args.eval_sequences]
+    before = rss_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    wall, cpu = time.perf_counter(), time.process_time()
+    losses = []
+    for step in range(args.steps):
+        idx = order[(step * args.batch) % len(order) :][: args.batch]
+        x, y = data.train.x[idx], data.train.y[idx]  # (B, T)
+        for group in opt.param_groups:
+            group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    peak = (rss_kib("VmHWM") - before) / 1024
+    tokens = args.steps * args.batch * args.context
+    return {
+        "name": name.replace("|", "\\|"),  # markdown table cell
+        "backend": choose(model.pattern, args.context, torch.device("cpu"), requires_grad=True),
+        "density": model.pattern.density(args.context),
+        "train_bpc": sum(losses[-10:]) / len(losses[-10:]) / math.log(2),
+        "val_bpc": bits_per_char(model, x_val, y_val, args.batch),
+        "tok_s": tokens / wall,
+        "tok_cpu_s": tokens / cpu,
+        "peak_mib": peak,
+        "minutes": wall / 60,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--context", type=int, default=2048)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--d-model", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--window", type=int, default=128, help="w of the Longformer pattern")
+    parser.add_argument("--stride", type=int, default=64, help="k of the strided pattern")
+    parser.add_argument("--eval-sequences", type=int, default=32)
+    parser.add_argument("--max-bytes", type=int, default=4_000_000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if os.environ.get(MALLOC_ENV) != "131072":
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, MALLOC_ENV: "131072"})
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    data = load("text", context=args.context, max_bytes=args.max_bytes, seed=args.seed)
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s); text: {len(data.train)} train / "
+        f"{len(data.val)} val sequences of {args.context} bytes; model d={args.d_model} "
+        f"L={args.layers} H={args.heads}; {args.steps} steps of {args.batch} sequences\n"
+    )
+    print(
+        "| attention | backend | density | val bits/char | train bits/char (last 10) | "
+        "tokens/s | tokens/CPU-s | peak MiB |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    began = time.perf_counter()
+    for name, attention in settings(args.window, args.stride).items():
+        r = train(name, attention, data, args)
+        print(
+            f"| {r['name']} | {r['backend']} | {r['density']:.4f} | {r['val_bpc']:.3f} | {r['train_bpc']:.3f} | "
+            f"{r['tok_s']:.0f} | {r['tok_cpu_s']:.0f} | {r['peak_mib']:.0f} |",
+            flush=True,
+        )
+    print(f"\n({(time.perf_counter() - began) / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()
