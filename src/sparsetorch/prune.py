@@ -14,6 +14,10 @@ check passed, so a bad argument leaves it unchanged):
    the nearest whole unit), and the one top-k selector (``sparsetorch.selection``) picks them;
    ``"global"`` ranks all layers' units together.
 
+FSDP2-sharded (DTensor) weights get sharded masks computed without gathering any weight: each
+rank scores its rows and the counting and ranking run over all ranks
+(``sparsetorch.distributed.topk``), with the same result as on the whole model, bitwise.
+
 ``sparsetorch.prune`` is also callable: ``st.prune(model, ...)`` calls :func:`prune`.
 """
 
@@ -31,8 +35,9 @@ from torch import nn
 from sparsetorch import criteria as _criteria
 from sparsetorch import distributions as _distributions
 from sparsetorch import patterns as _patterns
+from sparsetorch.distributed.sharding import like, local, selector_for
 from sparsetorch.masks import apply_masks, get_mask, prunable_parameters
-from sparsetorch.selection import check_scores, global_topk_masks, nearest_count, topk_mask
+from sparsetorch.selection import check_scores, nearest_count
 
 Target = tuple[str, nn.Module, str]
 
@@ -169,7 +174,8 @@ def compute_masks(
     targets = prunable_parameters(model, exclude, filter_fn)
     if not targets:
         raise ValueError("the model has no prunable parameters (after exclude/filter_fn)")
-    shapes = {full: module._parameters[name].shape for full, module, name in targets}
+    params = {full: module._parameters[name] for full, module, name in targets}
+    shapes = {full: param.shape for full, param in params.items()}
     for full, shape in shapes.items():
         try:
             pattern.check(shape)
@@ -191,15 +197,21 @@ def compute_masks(
 
     # cumulative: already-pruned weights get -inf and are never kept again
     existing = {
-        full: mask for full, module, name in targets if (mask := get_mask(module, name)) is not None
+        full: local(mask)
+        for full, module, name in targets
+        if (mask := get_mask(module, name)) is not None
     }
-    units = {}
+    # sharded weights: this rank's rows only; `select` counts and ranks over all ranks
+    select = selector_for(*params.values(), pattern=pattern)
+    units, local_shapes = {}, {}
     for full, s in scores.items():
-        s = _patterns.base.float_scores(s)
+        s = _patterns.base.float_scores(local(s, like=params[full]))
+        local_shapes[full] = s.shape
         if full in existing:
             s = s.masked_fill(~existing[full].to(s.device), float("-inf"))
         units[full] = pattern.unit_scores(s)
-    available = {full: int(torch.isfinite(u).sum()) for full, u in units.items()}
+    finite = [int(torch.isfinite(u).sum()) for u in units.values()]
+    available = dict(zip(units, select.sum(torch.tensor(finite, dtype=torch.int64)).tolist()))
 
     if dist.is_global:
         k = _global_count(pattern, shapes, density)
@@ -208,7 +220,7 @@ def compute_masks(
                 f"cannot keep {k} units: only {sum(available.values())} remain unpruned "
                 "(pruned weights stay pruned; remove_masks first to start over)"
             )
-        unit_masks = global_topk_masks(units, k)
+        unit_masks = select.global_topk(units, k)
     else:
         counts = _unit_counts(pattern, dist, shapes, density, available)
         for full, k in counts.items():
@@ -217,14 +229,15 @@ def compute_masks(
                     f"{full}: cannot keep {k} units, only {available[full]} remain unpruned "
                     "(pruned weights stay pruned; remove_masks first to start over)"
                 )
-        unit_masks = {full: topk_mask(units[full], counts[full]) for full in units}
+        chosen = select.topk_each(list(units.values()), [counts[full] for full in units])
+        unit_masks = dict(zip(units, chosen))
 
     masks = {}
-    for full, shape in shapes.items():
-        mask = pattern.expand(unit_masks[full], shape)
+    for full in shapes:
+        mask = pattern.expand(unit_masks[full], local_shapes[full])
         if full in existing:
             mask = mask & existing[full].to(mask.device)
-        masks[full] = mask
+        masks[full] = like(mask, params[full])
     return masks
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsetorch.distributed.sharding import local, selector_for
 from sparsetorch.masks import named_masked, prunable_parameters
 
 
@@ -19,11 +20,16 @@ def sparsifiable(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     return list(found.items())
 
 
+def count_nonzero(param: torch.Tensor) -> int:
+    """Exact nonzeros (of the whole tensor, also for an FSDP2-sharded one)."""
+    return selector_for(param).count(local(param.detach()) != 0)
+
+
 def layer_densities(model: nn.Module) -> dict[str, dict[str, Any]]:
     """``{param name: {"shape", "numel", "nnz", "density"}}`` in module order."""
     out = {}
     for name, param in sparsifiable(model):
-        nnz = int(torch.count_nonzero(param.detach()))
+        nnz = count_nonzero(param)
         out[name] = {
             "shape": list(param.shape),
             "numel": param.numel(),
@@ -38,5 +44,5 @@ def global_sparsity(model: nn.Module) -> float:
     total = nnz = 0
     for _, param in sparsifiable(model):
         total += param.numel()
-        nnz += int(torch.count_nonzero(param.detach()))
+        nnz += count_nonzero(param)
     return 1.0 - nnz / total if total else 0.0

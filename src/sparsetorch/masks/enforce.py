@@ -21,6 +21,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
+from sparsetorch.distributed.sharding import local
 from sparsetorch.masks.module_masks import OWNER_ATTR, SUFFIX
 
 
@@ -48,8 +49,9 @@ def _masked_params(optimizer: torch.optim.Optimizer):
 def _zero_pruned_(tensor: torch.Tensor, mask: torch.Tensor) -> None:
     # x * 0/1 through a uint8 view of the bool mask: 2x faster on CPU than
     # masked_fill_(~mask, 0) (no inverted copy, vectorised kernel). Pruned entries become 0
-    # (-0.0 for negative x: == 0 all the same) as long as they were finite.
-    tensor.mul_(mask.view(torch.uint8))
+    # (-0.0 for negative x: == 0 all the same) as long as they were finite. FSDP2 weights,
+    # grads, moments and masks are DTensors sharded alike: this rank zeroes its own shard.
+    local(tensor).mul_(local(mask).view(torch.uint8))
 
 
 @torch.no_grad()
@@ -69,7 +71,7 @@ def _after_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) 
         if seen.get(key) != version:
             for value in optimizer.state.get(param, {}).values():
                 if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                    value.masked_fill_(~mask, 0)
+                    local(value).masked_fill_(~local(mask), 0)
             seen[key] = version
 
 

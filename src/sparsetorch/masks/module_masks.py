@@ -20,6 +20,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from sparsetorch.distributed.sharding import shard_like
+
 SUFFIX = "_mask"
 # attribute set on a masked Parameter: (owning module, parameter name); see enforce.py
 OWNER_ATTR = "_sparsetorch_owner"
@@ -92,6 +94,7 @@ def attach_mask(module: nn.Module, name: str, mask: torch.Tensor) -> None:
     if param is None:
         raise ValueError(f"{type(module).__name__} has no parameter {name!r}")
     _check_mask(param, mask, f"{type(module).__name__}.{name}")
+    mask = shard_like(mask, param)  # FSDP2: a DTensor weight's mask is sharded like it
     mask = mask.to(device=param.device).clone()
     buffer_name = name + SUFFIX
     if name in _mask_names(module):

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from sparsetorch.distributed.sharding import local, selector_for
+
 
 def update_stats(
     before: Mapping[str, torch.Tensor],
@@ -22,21 +24,30 @@ def update_stats(
     - ``overlap_prev``: intersection over union of the masks before and after this update;
     - ``overlap_init``: intersection over union of the mask after this update and the first;
     - ``density``: {layer: density after the update}.
+
+    FSDP2-sharded (DTensor) masks are counted shard by shard, summed over the ranks at once.
     """
+    select = selector_for(*after.values())
+    rows = []
+    for name, new in after.items():
+        old, first = local(before[name]), local(initial[name])
+        new = local(new)
+        pairs = (new & ~old, old & ~new, old, new, new & old, new | old, new & first, new | first)
+        rows.append(torch.stack([m.sum() for m in pairs]))
+    counts = select.sum(torch.stack(rows).long()).tolist() if rows else []  # (layers, 8)
     grown = dropped = nnz_before = nnz_after = 0
     inter_prev = union_prev = inter_init = union_init = 0
     density = {}
-    for name, new in after.items():
-        old, first = before[name], initial[name]
-        grown += int((new & ~old).sum())
-        dropped += int((old & ~new).sum())
-        nnz_before += int(old.sum())
-        nnz_after += int(new.sum())
-        inter_prev += int((new & old).sum())
-        union_prev += int((new | old).sum())
-        inter_init += int((new & first).sum())
-        union_init += int((new | first).sum())
-        density[name] = int(new.sum()) / new.numel()
+    for (name, new), row in zip(after.items(), counts):
+        grown += row[0]
+        dropped += row[1]
+        nnz_before += row[2]
+        nnz_after += row[3]
+        inter_prev += row[4]
+        union_prev += row[5]
+        inter_init += row[6]
+        union_init += row[7]
+        density[name] = row[3] / new.numel()
     total = nnz_before + nnz_after
     return {
         "grown": grown,

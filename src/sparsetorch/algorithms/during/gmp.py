@@ -16,6 +16,7 @@ from torch import nn
 
 from sparsetorch.algorithms.during.base import DynamicSparsity, check_fraction, check_int
 from sparsetorch.algorithms.during.drop_and_grow import default_t_end
+from sparsetorch.distributed.sharding import local, selector_for
 from sparsetorch.distributions import get as get_distribution
 from sparsetorch.masks import get_mask
 from sparsetorch.masks.prunable import FilterFn
@@ -117,7 +118,8 @@ class GMP(DynamicSparsity):
         return masks
 
     def _kept_units(self, mask: torch.Tensor) -> int:
-        return int((self.pattern.unit_scores(mask.float()) > 0).sum())
+        # counted over all ranks' rows for an FSDP2-sharded mask
+        return selector_for(mask).count(self.pattern.unit_scores(local(mask).float()) > 0)
 
     def sparsity_at(self, t: int) -> float:
         """Target sparsity after iteration t."""

@@ -17,6 +17,10 @@ back in the same update; it then keeps its weight and optimizer state (it was ne
 With ``group`` (an integer id per element, e.g. the N:M groups), every group regrows exactly
 as many connections as it lost, inside the group: the count per group is preserved, so a valid
 N:M mask stays valid, whatever its density (``update_mask`` applies this for any pattern).
+
+Counting and top-k go through a ``select`` (``sparsetorch.distributed.topk.Selector``): for
+FSDP2-sharded weights ``update_mask`` works on this rank's rows and the selector counts and
+ranks over all ranks' rows, so the new mask is the one the whole tensor would get, bitwise.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ import math
 
 import torch
 
+from sparsetorch.distributed.sharding import like, local, selector_for
+from sparsetorch.distributed.topk import LOCAL, Selector
 from sparsetorch.patterns import NM, Pattern
 from sparsetorch.patterns.nm import as_rows, from_rows
-from sparsetorch.selection import topk_mask
 
 
 def n_to_drop(n_active: int, fraction: float) -> int:
@@ -68,14 +73,17 @@ def topk_per_group(scores: torch.Tensor, group: torch.Tensor, counts: torch.Tens
     return chosen
 
 
-def drop_lowest(mask: torch.Tensor, scores: torch.Tensor, n_drop: int) -> torch.Tensor:
+def drop_lowest(
+    mask: torch.Tensor, scores: torch.Tensor, n_drop: int, select: Selector = LOCAL
+) -> torch.Tensor:
     """The mask after dropping the ``n_drop`` lowest-scored ACTIVE connections."""
     _check(mask, scores)
     flat = mask.reshape(-1)
     active = flat.nonzero().squeeze(1)  # (n_active,) flat indices, ascending
-    if not 0 <= n_drop <= active.numel():
-        raise ValueError(f"n_drop must be in [0, {active.numel()}] (active), got {n_drop}")
-    keep = topk_mask(scores.reshape(-1)[active], active.numel() - n_drop)
+    n_active = select.count(flat)
+    if not 0 <= n_drop <= n_active:
+        raise ValueError(f"n_drop must be in [0, {n_active}] (active), got {n_drop}")
+    keep = select.topk(scores.reshape(-1)[active], n_active - n_drop)
     after = torch.zeros_like(flat)
     after[active[keep]] = True
     return after.view_as(mask)
@@ -86,6 +94,7 @@ def grow_highest(
     scores: torch.Tensor,
     n_grow: int | torch.Tensor,
     group: torch.Tensor | None = None,
+    select: Selector = LOCAL,
 ) -> torch.Tensor:
     """Bool tensor of the connections to grow: the highest ``scores`` among the INACTIVE ones.
 
@@ -96,11 +105,10 @@ def grow_highest(
     candidates = (~flat).nonzero().squeeze(1)  # (n_inactive,)
     cand_scores = scores.reshape(-1)[candidates]
     if group is None:
-        if not 0 <= int(n_grow) <= candidates.numel():
-            raise ValueError(
-                f"n_grow must be in [0, {candidates.numel()}] (inactive), got {n_grow}"
-            )
-        chosen = topk_mask(cand_scores, int(n_grow))
+        n_inactive = select.count(~flat)
+        if not 0 <= int(n_grow) <= n_inactive:
+            raise ValueError(f"n_grow must be in [0, {n_inactive}] (inactive), got {n_grow}")
+        chosen = select.topk(cand_scores, int(n_grow))
     else:
         chosen = topk_per_group(cand_scores, group.reshape(-1)[candidates], n_grow)
     grown = torch.zeros_like(flat)
@@ -114,14 +122,15 @@ def drop_grow(
     grow_scores: torch.Tensor,
     fraction: float,
     group: torch.Tensor | None = None,
+    select: Selector = LOCAL,
 ) -> torch.Tensor:
     """One topology update of one layer: the new mask, with exactly the nnz of ``mask`` (and,
     with ``group``, exactly the nnz of every group)."""
     _check(mask, drop_scores, grow_scores)
-    n_drop = n_to_drop(int(mask.sum()), fraction)
-    kept = drop_lowest(mask, drop_scores, n_drop)
+    n_drop = n_to_drop(select.count(mask), fraction)
+    kept = drop_lowest(mask, drop_scores, n_drop, select)
     if group is None:
-        return kept | grow_highest(kept, grow_scores, n_drop)
+        return kept | grow_highest(kept, grow_scores, n_drop, select=select)
     group = group.to(mask.device)
     if group.shape != mask.shape:
         raise ValueError(f"group has shape {tuple(group.shape)}, mask has {tuple(mask.shape)}")
@@ -150,7 +159,21 @@ def update_mask(
     """One drop/grow update of a weight's mask under ``pattern`` (all tensors of the weight's
     shape). Units are what the pattern keeps or prunes whole: single weights (unstructured,
     N:M: then every group keeps its count), H x W blocks, output channels (their scores are
-    the pattern's unit scores: sums over the unit). ``fraction`` counts units."""
+    the pattern's unit scores: sums over the unit). ``fraction`` counts units. FSDP2-sharded
+    (DTensor) arguments give the sharded new mask (see the module docstring)."""
+    ref, select = mask, selector_for(mask, pattern=pattern)
+    mask, drop_scores, grow_scores = (local(t, like=ref) for t in (mask, drop_scores, grow_scores))
+    return like(_update_local(pattern, mask, drop_scores, grow_scores, fraction, select), ref)
+
+
+def _update_local(
+    pattern: Pattern,
+    mask: torch.Tensor,
+    drop_scores: torch.Tensor,
+    grow_scores: torch.Tensor,
+    fraction: float,
+    select: Selector,
+) -> torch.Tensor:
     if not pattern.is_valid(mask):
         raise ValueError(f"mask is not a valid {pattern.name} mask")
     if isinstance(pattern, NM):
@@ -158,6 +181,10 @@ def update_mask(
         return drop_grow(mask, drop_scores, grow_scores, fraction, group=group)
     unit_mask = pattern.unit_scores(mask.float()) > 0
     new_units = drop_grow(
-        unit_mask, pattern.unit_scores(drop_scores), pattern.unit_scores(grow_scores), fraction
+        unit_mask,
+        pattern.unit_scores(drop_scores),
+        pattern.unit_scores(grow_scores),
+        fraction,
+        select=select,
     )
     return pattern.expand(new_units, mask.shape)
