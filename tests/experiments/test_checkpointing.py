@@ -42,7 +42,11 @@ def masked_mlp() -> nn.Module:
 def test_model_state_round_trip_restores_masks_exactly(tmp_path):
     model = masked_mlp()
     path = ckpt.save_model_state(model, ckpt.model_state_path(tmp_path, 7))
-    assert path == tmp_path / "checkpoints" / "model_step7.pt"
+    assert path == tmp_path / "checkpoints" / "model_step7.safetensors"
+    # the runner writes sparsetorch's compressed format: the masked weight is stored encoded
+    from sparsetorch.checkpoint import report_file
+
+    assert "0.weight" in report_file(path)
     fresh = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2))
     ckpt.load_into(fresh, ckpt.load_model_state(path))
     assert torch.equal(get_masks(fresh)["0.weight"], get_masks(model)["0.weight"])

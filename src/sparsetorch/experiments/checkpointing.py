@@ -4,8 +4,10 @@ switch to sparsetorch's compressed safetensors format in one place).
 Two kinds of file, both written atomically (temp file in the same directory + ``os.replace``)
 and read with ``torch.load(weights_only=True)`` (no pickle code execution):
 
-* a **model state** (``checkpoints/model_step<k>.pt``): the model's ``state_dict()``, masks
-  included as ``<param>_mask`` bool buffers;
+* a **model state** (``checkpoints/model_step<k>.safetensors``): the model's ``state_dict()``,
+  masks included as ``<param>_mask`` bool buffers, in sparsetorch's compressed safetensors
+  format (``sparsetorch.checkpoint``: only kept values plus the cheapest index encoding, no
+  pickle, checksummed);
 * the **resume checkpoint** (``checkpoints/resume.pt``): model, optimizer, global RNG state,
   step, elapsed wall time and the hooks' ``state_dict()``s. Hook states must hold only what
   ``weights_only`` loading accepts: tensors, numbers, strings, bools, None, lists, tuples, dicts.
@@ -27,10 +29,21 @@ from sparsetorch.masks import apply_masks, masks_from_state_dict
 CHECKPOINT_DIR = "checkpoints"
 RESUME_FILE = "resume.pt"
 RESUME_FORMAT = 1
+MODEL_PREFIX, MODEL_SUFFIX = "model_step", ".safetensors"
 
 
 def model_state_path(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / f"model_step{step}.pt"
+    return Path(run_dir) / CHECKPOINT_DIR / f"{MODEL_PREFIX}{step}{MODEL_SUFFIX}"
+
+
+def saved_model_states(run_dir: str | Path) -> dict[int, Path]:
+    """{step: path} of every model state saved in a run dir."""
+    out = {}
+    for path in (Path(run_dir) / CHECKPOINT_DIR).glob(f"{MODEL_PREFIX}*{MODEL_SUFFIX}"):
+        step = path.name.removeprefix(MODEL_PREFIX).removesuffix(MODEL_SUFFIX)
+        if step.isdigit():
+            out[int(step)] = path
+    return out
 
 
 def resume_path(run_dir: str | Path) -> Path:
@@ -70,11 +83,20 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_model_state(model: nn.Module, path: str | Path) -> Path:
-    return atomic_save(_cpu_state(model), path)
+    from sparsetorch.checkpoint import save  # atomic: temp file + os.replace
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save(_cpu_state(model), path)
+    return path
 
 
 def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
-    return safe_load(path)
+    from sparsetorch.checkpoint import load
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    return load(path)
 
 
 def load_into(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -131,11 +153,7 @@ def latest_model_state(run_dir: str | Path) -> tuple[int, dict[str, torch.Tensor
     """``(step, state_dict)`` of the newest model in a run dir: the final model of a finished
     run, else the model in the resume checkpoint (for ``sparsetorch export``)."""
     run_dir = Path(run_dir)
-    states = sorted(
-        (int(p.stem.removeprefix("model_step")), p)
-        for p in (run_dir / CHECKPOINT_DIR).glob("model_step*.pt")
-        if p.stem.removeprefix("model_step").isdigit()
-    )
+    states = sorted(saved_model_states(run_dir).items())
     resume = load_resume(resume_path(run_dir)) if resume_path(run_dir).is_file() else None
     if states and (resume is None or states[-1][0] >= resume["step"]):
         return states[-1][0], load_model_state(states[-1][1])

@@ -216,14 +216,7 @@ def _load_hook_states(hooks: Sequence[TrainHook], states: list[dict[str, Any]]) 
 
 
 def _saved_states(run: RunDir | None) -> dict[int, Path]:
-    if run is None:
-        return {}
-    out = {}
-    for path in (run.path / checkpointing.CHECKPOINT_DIR).glob("model_step*.pt"):
-        suffix = path.stem.removeprefix("model_step")
-        if suffix.isdigit():
-            out[int(suffix)] = path
-    return out
+    return {} if run is None else checkpointing.saved_model_states(run.path)
 
 
 def _diverged_message(loop: Loop, step: int, value: float) -> str:

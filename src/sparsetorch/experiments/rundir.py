@@ -7,7 +7,7 @@ Layout (``runs/<model>-<method>-<hash>/``)::
                         shapes, versions; written once, before training
     metrics.jsonl       one JSON row per evaluation (step, epoch, lr, losses, accuracies,
                         sparsity, wall_s, hook logs)
-    checkpoints/        resume.pt (resume state, at every evaluation) and model_step<k>.pt
+    checkpoints/        resume.pt (resume state, at every evaluation) and model_step<k>.safetensors
                         (model weights: step 0 = initialisation, the last step = final model,
                         plus any requested with save_states_at)
     result.json         written last: marks the run complete (final and early-stop rows,
