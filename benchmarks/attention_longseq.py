@@ -15,10 +15,11 @@ The backend is "auto" (sparse kernels only where they are faster: see
 ``sparsetorch.attention.choose``); the table names the one it took.
 
 Same seed, same initial weights, same batches; AdamW, constant learning rate after a linear
-warm-up, gradient clipping 1.0. Reported: validation bits per character (mean next-byte
-cross-entropy / ln 2 on the first ``--eval-sequences`` validation sequences), training tokens
-per second (wall and per process-CPU second: the machine may be shared) and the peak growth of
-the resident set during training (the kernel's high-water mark, reset before each setting;
+warm-up, gradient clipping 1.0. The settings train in lockstep (one step of each in turn), so a
+shared machine's load falls on all of them alike. Reported: validation bits per character (mean
+next-byte cross-entropy / ln 2 on the first ``--eval-sequences`` validation sequences), training
+tokens per second (wall, and per process-CPU second) and the peak growth of the resident set
+during one more training step of each setting (the kernel's high-water mark, reset before it;
 the script re-executes itself with ``MALLOC_MMAP_THRESHOLD_`` fixed so freed blocks go back).
 """
 
@@ -71,51 +72,46 @@ def bits_per_char(model, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
     return total / count / math.log(2)
 
 
-def train(name, attention, data, args) -> dict:
-    torch.manual_seed(args.seed)
-    model = CausalTransformer(
-        256,
-        args.context,
-        d_model=args.d_model,
-        n_layers=args.layers,
-        n_heads=args.heads,
-        attention=attention,
-        backend="auto",
-    )
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
-    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(args.seed))
-    x_val = data.val.x[: args.eval_sequences]
-    y_val = data.val.y[: args.eval_sequences]
+class Run:
+    """One setting: its model, optimizer, and the time its training steps took."""
+
+    def __init__(self, name: str, attention, args) -> None:
+        torch.manual_seed(args.seed)  # the same initial weights for every setting
+        self.name = name
+        self.model = CausalTransformer(
+            256,
+            args.context,
+            d_model=args.d_model,
+            n_layers=args.layers,
+            n_heads=args.heads,
+            attention=attention,
+            backend="auto",
+        )
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=0.1)
+        self.losses: list[float] = []
+        self.wall = self.cpu = 0.0
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        loss = F.cross_entropy(self.model(x).flatten(0, 1), y.flatten())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.losses.append(loss.item())
+        self.wall += time.perf_counter() - wall
+        self.cpu += time.process_time() - cpu
+
+
+def peak_step_mib(run: Run, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Resident-set growth at the peak of one training step (high-water mark reset before)."""
     before = rss_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    wall, cpu = time.perf_counter(), time.process_time()
-    losses = []
-    for step in range(args.steps):
-        idx = order[(step * args.batch) % len(order) :][: args.batch]
-        x, y = data.train.x[idx], data.train.y[idx]  # (B, T)
-        for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    peak = (rss_kib("VmHWM") - before) / 1024
-    tokens = args.steps * args.batch * args.context
-    return {
-        "name": name.replace("|", "\\|"),  # markdown table cell
-        "backend": choose(model.pattern, args.context, torch.device("cpu"), requires_grad=True),
-        "density": model.pattern.density(args.context),
-        "train_bpc": sum(losses[-10:]) / len(losses[-10:]) / math.log(2),
-        "val_bpc": bits_per_char(model, x_val, y_val, args.batch),
-        "tok_s": tokens / wall,
-        "tok_cpu_s": tokens / cpu,
-        "peak_mib": peak,
-        "minutes": wall / 60,
-    }
+    run.step(x, y, 0.0)
+    return (rss_kib("VmHWM") - before) / 1024
 
 
 def main() -> None:
@@ -145,20 +141,36 @@ def main() -> None:
         f"{len(data.val)} val sequences of {args.context} bytes; model d={args.d_model} "
         f"L={args.layers} H={args.heads}; {args.steps} steps of {args.batch} sequences\n"
     )
+    runs = [Run(name, att, args) for name, att in settings(args.window, args.stride).items()]
+    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(args.seed))
+    began = time.perf_counter()
+    for step in range(args.steps):  # lockstep: every setting sees the same machine load
+        idx = order[(step * args.batch) % len(order) :][: args.batch]
+        x, y = data.train.x[idx], data.train.y[idx]  # (B, T): the same batches for all
+        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        for run in runs:
+            run.step(x, y, lr)
+    minutes = (time.perf_counter() - began) / 60
+    x_val, y_val = data.val.x[: args.eval_sequences], data.val.y[: args.eval_sequences]
+    tokens = args.steps * args.batch * args.context
     print(
         "| attention | backend | density | val bits/char | train bits/char (last 10) | "
-        "tokens/s | tokens/CPU-s | peak MiB |"
+        "tokens/s | tokens/CPU-s | peak MiB (one step) |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
-    began = time.perf_counter()
-    for name, attention in settings(args.window, args.stride).items():
-        r = train(name, attention, data, args)
+    for run in runs:
+        bpc = bits_per_char(run.model, x_val, y_val, args.batch)
+        train_bpc = sum(run.losses[-10:]) / len(run.losses[-10:]) / math.log(2)
+        speed, cpu_speed = tokens / run.wall, tokens / run.cpu
+        peak = peak_step_mib(run, x, y)  # after the timing: lr 0 leaves the weights as they are
+        backend = choose(run.model.pattern, args.context, torch.device("cpu"), requires_grad=True)
         print(
-            f"| {r['name']} | {r['backend']} | {r['density']:.4f} | {r['val_bpc']:.3f} | {r['train_bpc']:.3f} | "
-            f"{r['tok_s']:.0f} | {r['tok_cpu_s']:.0f} | {r['peak_mib']:.0f} |",
+            f"| {run.name.replace('|', chr(92) + '|')} | {backend} | "
+            f"{run.model.pattern.density(args.context):.4f} | {bpc:.3f} | {train_bpc:.3f} | "
+            f"{speed:.0f} | {cpu_speed:.0f} | {peak:.0f} |",
             flush=True,
         )
-    print(f"\n({(time.perf_counter() - began) / 60:.1f} min)")
+    print(f"\n(training {minutes:.1f} min)")
 
 
 if __name__ == "__main__":
