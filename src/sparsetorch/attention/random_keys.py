@@ -48,6 +48,8 @@ class RandomKeys(AttentionPattern):
         if (n, device) not in self._tables:
             nb = math.ceil(n / self.block)
             keys = sample_without_replacement(nb, nb, min(self.r, nb), self.seed)
+            if len(self._tables) >= 8:  # a few lengths at a time (each table is n x r)
+                self._tables.pop(next(iter(self._tables)))
             self._tables[(n, device)] = keys.to(device)
         return self._tables[(n, device)]
 

@@ -16,7 +16,7 @@ from torch import Tensor
 from sparsetorch.attention.pattern import AttentionPattern
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)  # n x n each: keep few
 def dense_mask(pattern: AttentionPattern, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """(mask (n, n) with empty rows opened up, empty rows (n, 1)), cached per pattern/n/device."""
     mask = pattern.mask(n, device)
