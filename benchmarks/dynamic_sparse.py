@@ -72,6 +72,8 @@ def hparams(args: argparse.Namespace, m: Method, sparsity: float, seed: int, spe
     hp.model.name = args.model
     hp.training.epochs = args.epochs
     hp.training.seed = seed
+    hp.training.optimizer = args.optimizer
+    hp.training.lr = args.lr
     hp.training.eval_every = spe
     hp.dataset.train_size = args.train_size
     hp.sparsity.method = m.method
@@ -117,6 +119,8 @@ def main() -> None:
     parser.add_argument(
         "--methods", nargs="+", default=[m.label for m in METHODS], help="labels to run"
     )
+    parser.add_argument("--optimizer", default="adam", help="sgd, momentum, adam or adamw")
+    parser.add_argument("--lr", type=float, default=1.2e-3, help="learning rate")
     parser.add_argument("--train-size", type=int, default=None, help="first N training examples")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
@@ -195,7 +199,10 @@ def _densities(model: torch.nn.Module) -> dict[str, float]:
 def print_tables(summary: dict, args: argparse.Namespace) -> None:
     dense_rows = [r for r in summary["rows"] if r["label"] == "dense"]
     for sparsity in args.sparsities:
-        print(f"\n### {args.model}, sparsity {sparsity:g} ({len(args.seeds)} seeds)\n")
+        print(
+            f"\n### {args.model}, sparsity {sparsity:g}, {args.optimizer} lr {args.lr:g}, "
+            f"{args.epochs} epochs ({len(args.seeds)} seeds)\n"
+        )
         print("| method | test accuracy (%) | training FLOPs | inference FLOPs |")
         print("|---|---|---|---|")
         rows = dense_rows + [r for r in summary["rows"] if r["sparsity"] == sparsity]
