@@ -9,10 +9,12 @@ import pytest
 import torch
 
 import sparsetorch as st
+from sparsetorch.algorithms.during.topology import nm_group_ids
 from sparsetorch.distributions import get as get_distribution
 from sparsetorch.experiments.checkpointing import load_into
 from sparsetorch.patterns import get as get_pattern
 from tests.algorithms.during.helpers import (
+    batch,
     fill_state,
     grads,
     make_optimizer,
@@ -247,3 +249,36 @@ def test_bad_input():
     with pytest.raises(RuntimeError, match=r"after loss\.backward"):
         algo.t = 1
         algo.step()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pattern", ["unstructured", "2:4"])
+def test_rigl_on_cuda_equals_the_reference(pattern):
+    model = tiny_mlp().cuda()
+    algo = st.RigL(
+        model, make_optimizer("adam", model), sparsity=0.75, total_steps=20, delta_t=4,
+        pattern=pattern, distribution="uniform",
+    )  # fmt: skip
+    checked = 0
+    for t in range(20):
+        x, y = (v.cuda() for v in batch(t))
+        algo.optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        update = algo.is_update_step(t)
+        if update:
+            masks = {n: m.cpu() for n, m in algo.masks().items()}
+            w = {n: v.cpu() for n, v in weights(algo).items()}
+            g = {n: v.cpu() for n, v in grads(algo).items()}
+        algo.step()
+        if update:
+            fraction = algo.history[-1]["drop_fraction"]
+            for name, new in algo.masks().items():
+                group = None
+                if pattern == "2:4":
+                    group = nm_group_ids(get_pattern(pattern), new.shape)
+                expected = naive_drop_grow(
+                    masks[name], w[name].abs(), g[name].abs(), fraction, group
+                )
+                assert new.is_cuda and torch.equal(new.cpu(), expected)
+            checked += 1
+    assert checked == 3  # t = 4, 8, 12 (T_end = 15)
