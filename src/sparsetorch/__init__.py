@@ -30,6 +30,7 @@ _LAZY: dict[str, str] = {
     "formats": "sparsetorch.formats:",
     "attention": "sparsetorch.attention:",
     "data": "sparsetorch.data:",
+    "distributed": "sparsetorch.distributed:",
     "models": "sparsetorch.models:",
     # deployment and checkpoints
     "sparsify_": "sparsetorch.deploy:sparsify_",

@@ -48,6 +48,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="show a progress bar (default: only on a terminal and outside CI)",
     )
     parser.add_argument(
+        "--distributed",
+        choices=("ddp", "fsdp"),
+        default=argparse.SUPPRESS,
+        help="data-parallel training under torchrun (torchrun --nproc_per_node N -m "
+        "sparsetorch train ...): ddp = DistributedDataParallel, fsdp = FSDP2 fully_shard; "
+        "--batch-size is the global batch; rank 0 writes the run dir",
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=argparse.SUPPRESS,
+        metavar="S",
+        help="with --distributed: seconds a collective may wait for the other ranks before "
+        "failing (default 600)",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="print the resolved hparams and the run dir, then exit without training",
@@ -74,12 +90,29 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     from sparsetorch.experiments import train
 
+    distributed, device = options.get("distributed"), args.device
+    if distributed is not None:
+        from sparsetorch.distributed.launch import DEFAULT_TIMEOUT_S, init_from_env
+
+        device = init_from_env(device, options.get("dist_timeout", DEFAULT_TIMEOUT_S))
+    elif "dist_timeout" in options:
+        raise ValueError("--dist-timeout is only used with --distributed")
     try:
-        result = train(hp, args.out, device=args.device, progress=options.get("progress"))
+        result = train(
+            hp, args.out, device=device, progress=options.get("progress"), distributed=distributed
+        )
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last checkpoint")
         return 130
-    print(result.summary())
+    finally:
+        if distributed is not None:
+            from sparsetorch.distributed.launch import finish
+
+            finish()
+    from sparsetorch.distributed.launch import is_rank_zero
+
+    if is_rank_zero():
+        print(result.summary())
     return 0
 
 

@@ -10,7 +10,24 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    # wrapping a masked model
+    "ddp": "sparsetorch.distributed.parallel:ddp",
+    "fsdp": "sparsetorch.distributed.parallel:fsdp",
+    "shard_masks": "sparsetorch.distributed.parallel:shard_masks",
+    # checks
+    "verify_masks": "sparsetorch.distributed.verify:verify_masks",
+    "check_same_config": "sparsetorch.distributed.verify:check_same_config",
+    "MasksDiverged": "sparsetorch.distributed.verify:MasksDiverged",
+    "ConfigMismatch": "sparsetorch.distributed.verify:ConfigMismatch",
+    # sharded checkpoints (DCP)
+    "save_checkpoint": "sparsetorch.distributed.checkpoint:save_checkpoint",
+    "load_checkpoint": "sparsetorch.distributed.checkpoint:load_checkpoint",
+    "ReshardWarning": "sparsetorch.distributed.checkpoint:ReshardWarning",
+    # exact top-k over shards
+    "ShardSelector": "sparsetorch.distributed.topk:ShardSelector",
+    "sharded_topk": "sparsetorch.distributed.topk:sharded_topk",
+}
 
 __all__ = sorted(_LAZY)
 

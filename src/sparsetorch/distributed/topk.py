@@ -27,7 +27,8 @@ into it (all layers of a RigL update go together), and transfers only counts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -48,6 +49,10 @@ class Comm:
         """Elementwise sum of ``values`` over the processes."""
         return values
 
+    def max(self, values: torch.Tensor) -> torch.Tensor:
+        """Elementwise maximum of ``values`` over the processes."""
+        return values
+
     def gather(self, values: torch.Tensor) -> torch.Tensor:
         """(world_size, *values.shape): every process's ``values``, in rank order."""
         return values.unsqueeze(0)
@@ -56,13 +61,37 @@ class Comm:
 ALONE = Comm()
 
 
+@contextmanager
+def collective(what: str) -> Iterator[None]:
+    """Turn a collective's failure into one clear error naming ``what``: TimeoutError when
+    the others did not join in time, RuntimeError when one left (gloo raises both; NCCL's
+    watchdog aborts the process after the group's timeout instead)."""
+    try:
+        yield
+    except RuntimeError as exc:
+        text = str(exc).lower()
+        if "timed out" in text or "timeout" in text:
+            raise TimeoutError(
+                f"{what}: the other ranks did not join within the process group's timeout "
+                f"(one crashed, hangs, or skipped this step; init_process_group(timeout=...) "
+                f"sets the limit): {exc}"
+            ) from exc
+        if "connection closed" in text or "connection reset" in text:
+            raise RuntimeError(
+                f"{what}: another rank left the process group (it crashed or stopped early): {exc}"
+            ) from exc
+        raise
+
+
 class GroupComm(Comm):
     """The processes of a ``torch.distributed`` group. Collectives run on the current CUDA
-    device for NCCL, else on the CPU; results come back on the caller's device."""
+    device for NCCL, else on the CPU; results come back on the caller's device. ``what``
+    names the work in the error raised when a collective times out."""
 
-    def __init__(self, group: object = None) -> None:
+    def __init__(self, group: object = None, what: str = "sparsetorch mask selection") -> None:
         import torch.distributed as dist
 
+        self.what = what
         self.group = group
         self.rank = dist.get_rank(group)
         self.world_size = dist.get_world_size(group)
@@ -73,19 +102,27 @@ class GroupComm(Comm):
         device = self.device or torch.device("cpu")
         return values.to(device, copy=True).contiguous()
 
-    def sum(self, values: torch.Tensor) -> torch.Tensor:
+    def _reduce(self, values: torch.Tensor, op: str) -> torch.Tensor:
         import torch.distributed as dist
 
         out = self._on_device(values)
-        dist.all_reduce(out, group=self.group)
+        with collective(self.what):
+            dist.all_reduce(out, op=getattr(dist.ReduceOp, op), group=self.group)
         return out.to(values.device)
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        return self._reduce(values, "SUM")
+
+    def max(self, values: torch.Tensor) -> torch.Tensor:
+        return self._reduce(values, "MAX")
 
     def gather(self, values: torch.Tensor) -> torch.Tensor:
         import torch.distributed as dist
 
         values = self._on_device(values)
         out = values.new_empty((self.world_size * values.numel(),))  # gloo wants it flat
-        dist.all_gather_into_tensor(out, values.reshape(-1), group=self.group)
+        with collective(self.what):
+            dist.all_gather_into_tensor(out, values.reshape(-1), group=self.group)
         return out.view(self.world_size, *values.shape)
 
 
@@ -285,6 +322,7 @@ __all__ = [
     "GroupComm",
     "Selector",
     "ShardSelector",
+    "collective",
     "key_bytes",
     "sharded_topk",
     "sortable_keys",

@@ -67,6 +67,9 @@ class Loop:
     progress: bool = False
     start_step: int = 0  # first update (late rewinding starts at the rewind step)
     log_fn: Callable[[dict[str, Any]], None] | None = None  # e.g. TensorBoard
+    # DDP / FSDP2 (sparsetorch.distributed.runner.Parallel); None: one process. Ranks other
+    # than 0 run with run=None: they write nothing, but take part in every collective.
+    parallel: Any = None
     _states: dict[int, Any] = field(default_factory=dict)
     _order: tuple[int, torch.Tensor | None] = (-1, None)  # (epoch, its example order)
 
@@ -75,15 +78,23 @@ class Loop:
         t = self.hparams.training
         return t.seed if t.data_seed is None else t.data_seed
 
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, step: int, local: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of ``step``; with ``local``, this rank's share of it (distributed)."""
         epoch, position = divmod(step, self.steps_per_epoch)
         if self._order[0] != epoch:
             self._order = (epoch, epoch_order(len(self.data.train), self.data_seed, epoch))
         idx = batch_indices(self._order[1], position, self.hparams.training.batch_size)
+        if local and self.parallel is not None:
+            idx = self.parallel.local_indices(idx)
         return self.data.train.x[idx].to(self.device), self.data.train.y[idx].to(self.device)
 
     def save_state(self, step: int) -> None:
-        if self.run is None:
+        if self.parallel is not None:  # gathered to rank 0 (a collective for FSDP)
+            path = checkpointing.model_state_path(self.run.path, step) if self.run else None
+            state = self.parallel.save_model_state(self.model, path)
+            if state is not None:
+                self._states[step] = state
+        elif self.run is None:
             self._states[step] = {
                 k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
             }
@@ -130,7 +141,10 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
     )
     step, wall_offset, metrics = loop.start_step, 0.0, []
     if resume is not None:
-        checkpointing.restore_resume(resume, model, optimizer)
+        if loop.parallel is not None:
+            loop.parallel.restore_resume(resume, model, optimizer)
+        else:
+            checkpointing.restore_resume(resume, model, optimizer)
         _load_hook_states(loop.hooks, resume["hooks"])
         step, wall_offset = resume["step"], resume["wall_s"]
         metrics = run.truncate_metrics(step) if run else []
@@ -148,16 +162,17 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
         metrics.append(_record(loop, ctx, step, None, wall()))
 
     model.train()
+    forward = model if loop.parallel is None else loop.parallel.forward_model
     loss_sum, loss_count = 0.0, 0
     bar = progress_bar(loop.total_steps, step, f"train {hp.model.name}", loop.progress)
     try:
         while step < loop.total_steps:
-            x, y = loop.batch(step)
+            x, y = loop.batch(step, local=True)
             lr = lr_at(hp.training, step, loop.total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(forward(x), y)
             for hook in loop.hooks:
                 replaced = hook.before_backward(ctx, step, loss)
                 loss = loss if replaced is None else replaced
@@ -189,9 +204,20 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
 
 
 def _record(loop: Loop, ctx: TrainContext, step: int, train_loss: float | None, wall: float):
+    if loop.parallel is not None and train_loss is not None:
+        train_loss = loop.parallel.mean(train_loss)  # over ranks: the global batch's loss
     row = loop.eval_row(step, train_loss, wall, ctx.logs)
     if loop.run is not None:
         loop.run.append_metrics(row)
+    if loop.parallel is not None:  # collective: every rank writes its shards
+        loop.parallel.save_resume(
+            step=step,
+            model=loop.model,
+            optimizer=loop.optimizer,
+            hooks=[h.state_dict() for h in loop.hooks],
+            wall_s=wall,
+        )
+    elif loop.run is not None:
         checkpointing.save_resume(
             checkpointing.resume_path(loop.run.path),
             step=step,

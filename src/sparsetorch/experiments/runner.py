@@ -54,6 +54,7 @@ def train(
     device: str | torch.device = "cpu",
     progress: bool | None = None,
     start_step: int = 0,
+    distributed: str | None = None,
 ) -> TrainResult:
     """Train one run and return its :class:`TrainResult`.
 
@@ -76,12 +77,21 @@ def train(
         start_step: begin at this update instead of 0, with the data order and learning rates
             of that step (IMP's late rewinding retrains theta_k from step k); the weights it
             starts from are saved as step ``start_step``.
+        distributed: ``"ddp"`` or ``"fsdp"`` to train data-parallel over the initialised
+            default process group (every rank calls ``train`` with the same arguments; the
+            global batch is ``batch_size``, split over the ranks). Rank 0 writes the run dir;
+            on the other ranks the result holds no saved states. docs/distributed.md.
 
     A finished run dir is reused: nothing is trained and the saved result is returned. An
     unfinished one resumes from its last checkpoint, bitwise as if never interrupted.
     """
     hp = copy.deepcopy(hparams).validate()
     _check_names(hp)
+    parallel = None
+    if distributed is not None:  # DDP / FSDP2: sparsetorch.distributed.runner
+        from sparsetorch.distributed.runner import Parallel
+
+        parallel = Parallel(distributed, torch.device(device))
     identity = hp.identity()
     identity.update(_input_digests(model, init_state, masks, hooks))
     if start_step:
@@ -111,13 +121,22 @@ def train(
     bad = [k for k in wanted if not 0 <= k <= total]
     if bad:
         raise ValueError(f"save_states_at must be steps in [0, {total}], got {bad}")
+    if parallel is not None:  # same config everywhere, then DDP-wrap or shard the model
+        parallel.check(hp, model, len(data.train))
+        parallel.wrap(model)
+        all_hooks.append(parallel.hook())
     optimizer = build_optimizer(model.parameters(), hp.training)
 
     resume = None
+    writes = run if parallel is None or parallel.is_writer else None  # rank 0 writes
     if run is not None:
-        run.create(hp, _run_info(identity, data, total, spe, all_hooks))
+        if writes is not None:
+            run.create(hp, _run_info(identity, data, total, spe, all_hooks))
+        if parallel is not None:
+            parallel.run_path = run.path
         if checkpointing.resume_path(run.path).is_file():
-            resume = checkpointing.load_resume(checkpointing.resume_path(run.path))
+            load = checkpointing.load_resume if parallel is None else parallel.load_resume
+            resume = load(checkpointing.resume_path(run.path))
             _warn_if_threads_changed(run)
     loop = Loop(
         model=model,
@@ -129,12 +148,13 @@ def train(
         steps_per_epoch=spe,
         eval_every=hp.training.eval_every or spe,
         device=torch.device(device),
-        run=run,
+        run=writes,
         save_states_at=frozenset(wanted),
         start_step=start_step,
-        progress=progress_enabled(progress),
+        progress=progress_enabled(progress) and (parallel is None or parallel.is_writer),
+        parallel=parallel,
     )
-    tensorboard = open_tensorboard(run.path) if run is not None else None
+    tensorboard = open_tensorboard(run.path) if writes is not None else None
     loop.log_fn = tensorboard
     try:
         with torch.random.fork_rng(devices=_cuda_devices(loop.device)):
@@ -143,6 +163,8 @@ def train(
     finally:
         if tensorboard is not None:
             tensorboard.close()
+    if parallel is not None:
+        model = parallel.result_model(model, out.states.get(total))
     result = TrainResult(
         hparams=hp,
         model=model,
@@ -153,8 +175,8 @@ def train(
         run_dir=path,
         states=out.states,
     )
-    if run is not None:
-        _finish(run, result)
+    if writes is not None:
+        _finish(writes, result)
     return result
 
 

@@ -30,7 +30,8 @@ def update_stats(
     select = selector_for(*after.values())
     rows = []
     for name, new in after.items():
-        old, first = local(before[name]), local(initial[name])
+        # shards of sharded masks (initial masks restored from a checkpoint come whole)
+        old, first = local(before[name], like=new), local(initial[name], like=new)
         new = local(new)
         pairs = (new & ~old, old & ~new, old, new, new & old, new | old, new & first, new | first)
         rows.append(torch.stack([m.sum() for m in pairs]))
