@@ -90,11 +90,12 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     from sparsetorch.experiments import train
 
-    distributed, device = options.get("distributed"), args.device
+    distributed, device, rank_zero = options.get("distributed"), args.device, True
     if distributed is not None:
-        from sparsetorch.distributed.launch import DEFAULT_TIMEOUT_S, init_from_env
+        from sparsetorch.distributed.launch import DEFAULT_TIMEOUT_S, init_from_env, is_rank_zero
 
         device = init_from_env(device, options.get("dist_timeout", DEFAULT_TIMEOUT_S))
+        rank_zero = is_rank_zero()
     elif "dist_timeout" in options:
         raise ValueError("--dist-timeout is only used with --distributed")
     try:
@@ -109,9 +110,7 @@ def run(args: argparse.Namespace) -> int:
             from sparsetorch.distributed.launch import finish
 
             finish()
-    from sparsetorch.distributed.launch import is_rank_zero
-
-    if is_rank_zero():
+    if rank_zero:
         print(result.summary())
     return 0
 

@@ -78,10 +78,13 @@ class Parallel:
     # ---------------------------------------------------------------- start
     def check(self, hparams: Any, model: nn.Module, n_train: int) -> None:
         """Same config and model on every rank; every batch has an example for every rank."""
+        self.check_batches(n_train, hparams.training.batch_size)
         config = hparams.to_dict()
         config.get("dataset", {}).pop("data_dir", None)  # where the files are may differ
         check_same_config({"hparams": config, "mode": self.mode}, model)
-        batch = hparams.training.batch_size
+
+    def check_batches(self, n_train: int, batch: int) -> None:
+        """Every batch (the last of an epoch may be smaller) has an example for every rank."""
         last = n_train - (-(-n_train // batch) - 1) * batch
         if min(batch, last) < self.world_size:
             raise ValueError(
