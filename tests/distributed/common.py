@@ -114,13 +114,13 @@ def train_api(
     return {"masks": masks, "losses": losses, "checked": checked, "history": stats}
 
 
-def runner_hparams() -> Any:
+def runner_hparams(batch: int = BATCH) -> Any:
     from sparsetorch.experiments import Hparams
 
     hp = Hparams()
     hp.training.optimizer = "adam"
     hp.training.lr = 1e-3
-    hp.training.batch_size = BATCH
+    hp.training.batch_size = batch
     hp.training.steps = STEPS
     hp.training.eval_every = 10
     hp.sparsity.method = "rigl"

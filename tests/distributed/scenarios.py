@@ -142,8 +142,8 @@ class Interrupt(TrainHook):
             raise KeyboardInterrupt
 
 
-def runner(rank: int, world: int, data, out: Path, mode: str, resume: bool) -> dict:
-    hp = runner_hparams()
+def runner(rank: int, world: int, data, out: Path, mode: str, batch: int, resume: bool) -> dict:
+    hp = runner_hparams(batch)
     result = train(hp, out / "full", model=mlp(), dataset=data, distributed=mode)
     rows = [
         {k: r[k] for k in ("step", "train_loss", "val_loss", "sparsity")} for r in result.metrics
@@ -186,8 +186,9 @@ def session(rank: int, world: int, data_file: str, out: str) -> dict:
         ("bad_config", bad_config, ()),
         ("diverged", diverged, ()),
         ("unbound", unbound, ()),
-        ("runner_ddp", runner, (data, out / "ddp", "ddp", False)),
-        ("runner_fsdp", runner, (data, out / "fsdp", "fsdp", True)),
+        # 33 = 17 + 16 examples, and the last batch of the epoch is 16: uneven shares
+        ("runner_ddp", runner, (data, out / "ddp", "ddp", 33, False)),
+        ("runner_fsdp", runner, (data, out / "fsdp", "fsdp", 32, True)),
     ]:
         start = time.perf_counter()
         results[name] = fn(rank, world, *args)
