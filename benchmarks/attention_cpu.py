@@ -10,10 +10,12 @@ time is reported as "first call"); process CPU time is shown next to wall time, 
 read on a machine shared with other jobs (with the default ``--threads 1`` it is what wall time
 would be on an idle machine).
 
-Peak memory is the growth of the process's resident set during one call: the kernel's
-high-water mark is reset (``/proc/self/clear_refs``) just before the call and read after it.
-The script re-executes itself with ``MALLOC_MMAP_THRESHOLD_`` fixed at 128 KiB so that glibc
-returns every large freed block to the system and a later call cannot reuse memory unseen.
+Peak memory is the growth of the resident set during one call: the kernel's high-water mark
+is reset (``/proc/self/clear_refs``) just before the call and read after it. It is measured in a
+separate process per (n, backend) with ``MALLOC_MMAP_THRESHOLD_`` fixed at 128 KiB, so that
+glibc returns every large freed block to the system and a call cannot reuse memory unseen;
+times are measured without that setting (it makes every large allocation an mmap and costs the
+allocation-heavy reference backend up to ~1.7x).
 "dense scores" is the size of the n x n float32 score matrix of all heads, B·H·n²·4 bytes — the
 yardstick of the brief (the reference backend must stay under 5% of it at n = 16k, local(64)).
 """
@@ -24,6 +26,7 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -63,26 +66,37 @@ def timed(call, repeats: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
-def measure(backend: str, pattern, n: int, args) -> dict:
+def make_call(backend: str, pattern, n: int, args):
     g = torch.Generator().manual_seed(0)
-    shape = (1, args.heads, n, args.dim)
-    q, k, v = (torch.randn(shape, generator=g) for _ in range(3))
-    grads = args.backward
+    q, k, v = (torch.randn((1, args.heads, n, args.dim), generator=g) for _ in range(3))
 
     def call():
-        if grads:
+        if args.backward:
             qq, kk, vv = (t.clone().requires_grad_() for t in (q, k, v))
             sparse_attention(qq, kk, vv, pattern, backend=backend).sum().backward()
         else:
             with torch.no_grad():
                 sparse_attention(q, k, v, pattern, backend=backend)
 
+    return call
+
+
+def measure_time(backend: str, pattern, n: int, args) -> dict:
+    call = make_call(backend, pattern, n, args)
     start = time.perf_counter()
     call()  # warm-up: layouts, masks, FlexAttention compile
     first = time.perf_counter() - start
-    peak = peak_growth_mib(call)
     wall, cpu = timed(call, args.repeats if n < 16384 or backend != "dense" else 1)
-    return {"first_s": first, "peak_mib": peak, "wall_ms": wall, "cpu_ms": cpu}
+    return {"first_s": first, "wall_ms": wall, "cpu_ms": cpu}
+
+
+def measure_peak_in_subprocess(backend: str, n: int) -> float:
+    """Peak MiB of one warm call, in a fresh process with the fixed mmap threshold."""
+    argv = [a for a in sys.argv[1:]]
+    cmd = [sys.executable, __file__, *argv, "--peak-of", backend, str(n)]
+    env = {**os.environ, MALLOC_ENV: "131072"}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -95,12 +109,17 @@ def main() -> None:
     parser.add_argument("--backward", action="store_true", help="time forward + backward")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--peak-of", nargs=2, help=argparse.SUPPRESS)  # internal: backend n
     args = parser.parse_args()
-    if os.environ.get(MALLOC_ENV) != "131072":
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, MALLOC_ENV: "131072"})
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     pattern = parse(args.pattern)
+    if args.peak_of:  # the memory subprocess
+        backend, n = args.peak_of[0], int(args.peak_of[1])
+        call = make_call(backend, pattern, n, args)
+        call()
+        print(peak_growth_mib(call))
+        return
     began = time.perf_counter()
     print(
         f"torch {torch.__version__}, {platform.machine()}, {args.threads} thread(s), "
@@ -115,7 +134,8 @@ def main() -> None:
     for n in args.n:
         scores = args.heads * n * n * 4 / 2**20
         for backend in args.backends:
-            r = measure(backend, pattern, n, args)
+            r = measure_time(backend, pattern, n, args)
+            r["peak_mib"] = measure_peak_in_subprocess(backend, n)
             print(
                 f"| {n} | {pattern.density(n):.4f} | {backend} | {r['wall_ms']:.1f} | "
                 f"{r['cpu_ms']:.1f} | {r['first_s']:.1f} | {r['peak_mib']:.1f} | {scores:.0f} | "
