@@ -82,9 +82,10 @@ def train_api(
     world: int = 1,
     verify: Any = None,
     steps: int = STEPS,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """``method`` (rigl, set, gmp) through the Python API in a plain loop; on rank ``rank``
-    of ``world`` each step trains on its share of the global batch."""
+    of ``world`` each step trains on its share of the global batch (on ``device``)."""
     import sparsetorch as st
 
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -97,7 +98,7 @@ def train_api(
         cls = {"rigl": st.RigL, "set": st.SET}[method]
         algo = cls(model, optimizer, sparsity=SPARSITY, total_steps=steps, delta_t=DELTA_T)
     masks, checked, losses = [full_masks(model)], [], []
-    x, y = data.train.x, data.train.y
+    x, y = data.train.x.to(device), data.train.y.to(device)
     for t in range(steps):
         part = share(BATCH, rank, world)
         xb, yb = x[t * BATCH : (t + 1) * BATCH][part], y[t * BATCH : (t + 1) * BATCH][part]

@@ -87,7 +87,8 @@ def api_fsdp(rank: int, world: int, data, method: str, ckpt: Path | None = None)
 
 
 def api_prune(rank: int, world: int, distribution: str) -> dict:
-    model = fsdp(mlp(), mesh=mesh())
+    # global: every Linear its own FSDP unit (the default); erk: one unit, the root
+    model = fsdp(mlp(), mesh=mesh(), units=None if distribution == "global" else [])
     st.prune(model, sparsity=0.9, distribution=distribution)
     second = caught(st.prune, model, sparsity=0.95, pattern="2:4")
     return {"masks": full_masks(model), "verified": verify_masks(model), "nm": second}
@@ -196,3 +197,27 @@ def session(rank: int, world: int, data_file: str, out: str) -> dict:
     results["took"] = took
     results["timeout"] = timeout(rank, world)  # last: leaves a broken group behind
     return results
+
+
+# ------------------------------------------------------------------ GPUs (NCCL)
+def device_session(rank: int, world: int, data_file: str, device_type: str) -> dict:
+    """RigL through DDP and FSDP2 and a global one-shot prune, on ``cuda:rank`` (NCCL) or
+    the CPU; the masks gathered after every update."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    warnings.simplefilter("ignore")
+    data = dataset(Path(data_file))
+    device = torch.device(device_type, rank) if device_type == "cuda" else torch.device("cpu")
+    kwargs = {"device_ids": [device]} if device_type == "cuda" else {}
+    model = mlp().to(device)
+    out = {"ddp": train_api("rigl", model, ddp(model, **kwargs), data, rank, world,
+                            verify=verify_masks, device=device)}  # fmt: skip
+    cuda_mesh = init_device_mesh(device_type, (world,))
+    model = fsdp(mlp().to(device), mesh=cuda_mesh)
+    out["fsdp"] = train_api(
+        "rigl", model, model, data, rank, world, verify=verify_masks, device=device
+    )
+    model = fsdp(mlp().to(device), mesh=cuda_mesh)
+    st.prune(model, sparsity=0.9, distribution="global")
+    out["prune"] = full_masks(model)
+    return out

@@ -1,7 +1,7 @@
 """Run a function on N spawned ranks (gloo, CPU) and collect what each returns.
 
-Each rank: one torch thread, a gloo process group with a short timeout, ``fn(rank, world,
-*args)``; its return value (or the exception it raised, as ``("error", type name,
+Each rank: one torch thread, a gloo (CPU) or NCCL (one GPU per rank) process group with a
+short timeout, ``fn(rank, world, *args)``; its return value (or the exception it raised, as ``("error", type name,
 message)``) is saved with ``torch.save`` and read back by the parent. A rank that has not
 finished by ``timeout`` fails the call instead of hanging the test run.
 """
@@ -29,15 +29,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(target: str, rank: int, world: int, port: int, out: str, args: tuple) -> None:
+def _entry(
+    target: str, rank: int, world: int, port: int, out: str, args: tuple, backend: str
+) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
+    if backend == "nccl":
+        os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+        torch.cuda.set_device(rank)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     module, _, name = target.rpartition(".")
     fn = getattr(importlib.import_module(module), name)
     dist.init_process_group(
-        "gloo", rank=rank, world_size=world, timeout=timedelta(seconds=PG_TIMEOUT_S)
+        backend, rank=rank, world_size=world, timeout=timedelta(seconds=PG_TIMEOUT_S)
     )
     try:
         result: Any = fn(rank, world, *args)
@@ -47,14 +52,17 @@ def _entry(target: str, rank: int, world: int, port: int, out: str, args: tuple)
     dist.destroy_process_group()
 
 
-def run_ranks(fn: Callable, world: int, out: Path, *args: Any, timeout: float = 300) -> list:
-    """``fn`` (a module-level function) on ``world`` ranks; the per-rank results."""
+def run_ranks(
+    fn: Callable, world: int, out: Path, *args: Any, timeout: float = 300, backend: str = "gloo"
+) -> list:
+    """``fn`` (a module-level function) on ``world`` ranks; the per-rank results. With
+    ``backend="nccl"`` rank r runs on ``cuda:r``."""
     ctx = mp.get_context("spawn")
     target = f"{fn.__module__}.{fn.__qualname__}"
     port = free_port()
     out.mkdir(parents=True, exist_ok=True)
     procs = [
-        ctx.Process(target=_entry, args=(target, r, world, port, str(out), args))
+        ctx.Process(target=_entry, args=(target, r, world, port, str(out), args, backend))
         for r in range(world)
     ]
     for p in procs:

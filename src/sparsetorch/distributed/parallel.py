@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from torch import nn
@@ -46,17 +47,21 @@ def shard_masks(model: nn.Module) -> nn.Module:
     return model
 
 
-def fsdp(model: nn.Module, mesh: Any = None, **kwargs: Any) -> nn.Module:
-    """``fully_shard`` every module owning a prunable weight, then the root (``mesh`` and
-    ``kwargs`` go to every call), then :func:`shard_masks`. Returns the model (sharded in
-    place)."""
+def fsdp(
+    model: nn.Module, mesh: Any = None, units: Iterable[nn.Module] | None = None, **kwargs: Any
+) -> nn.Module:
+    """``fully_shard`` each of ``units`` (default: every module owning a prunable weight;
+    e.g. the transformer blocks), then the root (``mesh`` and ``kwargs`` go to every call),
+    then :func:`shard_masks`. Returns the model (sharded in place). Units only decide what
+    is gathered together: every weight is sharded on dim 0 alike, and so is its mask."""
     from torch.distributed.fsdp import fully_shard
 
-    owners = []
-    for _, module, _ in prunable_parameters(model):
-        if module is not model and all(module is not m for m in owners):
-            owners.append(module)
-    for module in owners:
+    if units is None:
+        units = []
+        for _, module, _ in prunable_parameters(model):
+            if module is not model and all(module is not m for m in units):
+                units.append(module)
+    for module in units:
         fully_shard(module, mesh=mesh, **kwargs)
     fully_shard(model, mesh=mesh, **kwargs)
     return shard_masks(model)
