@@ -150,6 +150,8 @@ def runner(rank: int, world: int, data, out: Path, mode: str, batch: int, resume
         {k: r[k] for k in ("step", "train_loss", "val_loss", "sparsity")} for r in result.metrics
     ]
     got: dict[str, Any] = {"rows": rows, "run_dir": str(result.run_dir)}
+    checkpoints = sorted(p.name for p in (result.run_dir / "checkpoints").iterdir())
+    got["checkpoints"] = checkpoints  # no resume files left in a finished run
     if rank == 0:
         got["final"] = {k: v.clone() for k, v in result.model.state_dict().items()}
     if not resume:

@@ -12,12 +12,13 @@ rank that never joins a collective."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
 import sparsetorch as st
-from sparsetorch.experiments import train
+from sparsetorch.experiments import checkpointing, train
 from tests.distributed import scenarios
 from tests.distributed.common import (
     SHORT,
@@ -207,6 +208,11 @@ def test_runner_distributed_equals_one_process(ranks, runner_reference, mode):
             assert torch.equal(mine[name], value), name
         else:
             torch.testing.assert_close(mine[name], value, rtol=1e-9, atol=1e-12)
+    # a finished run keeps whole model states only, readable as a one-process run's
+    run_dir = Path(ranks[0][f"runner_{mode}"]["run_dir"])
+    assert all(name.startswith("model_step") for name in ranks[0][f"runner_{mode}"]["checkpoints"])
+    step, state = checkpointing.latest_model_state(run_dir)
+    assert step == 50 and all(torch.equal(state[k], v) for k, v in mine.items())
 
 
 @pytest.mark.parametrize("mode", ["fsdp"])  # DDP resumes through the same DCP code

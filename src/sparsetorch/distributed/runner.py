@@ -15,7 +15,7 @@ to the one training loop: a :class:`Parallel` that the runner asks at a few fixe
   rank 0 (FSDP: full state dict) in the single-process format. The resume checkpoint is a
   DCP directory per evaluation (``checkpoints/resume_dcp_<step>``: model, masks and optimizer,
   sharded) plus ``resume.pt`` (step, RNG, hook states with masks gathered); it resumes on any
-  world size.
+  world size, and is deleted when the run finishes.
 """
 
 from __future__ import annotations
@@ -252,6 +252,17 @@ class ParallelHook(TrainHook):
 
     def on_train_start(self, ctx: TrainContext) -> None:
         self._check(ctx, "the start")
+
+    def on_train_end(self, ctx: TrainContext) -> None:
+        """A finished run needs no resume checkpoint: its DCP directories are the size of
+        the model and optimizer, and ``resume.pt`` in the distributed format would stop
+        one-process readers of the run dir (``latest_model_state``, ``sparsetorch export``);
+        the final model state is there whole."""
+        if ctx.run_dir is not None:  # rank 0 of a run with a run dir
+            folder = ctx.run_dir / checkpointing.CHECKPOINT_DIR
+            checkpointing.resume_path(ctx.run_dir).unlink(missing_ok=True)
+            for old in folder.glob(f"{DCP_PREFIX}*"):
+                shutil.rmtree(old, ignore_errors=True)
 
     def after_step(self, ctx: TrainContext, step: int) -> None:
         self._check(ctx, f"step {step}")
