@@ -115,9 +115,9 @@ class Parallel:
         """[start, stop) of this rank's share of a global batch of ``n``."""
         return self.rank * n // self.world_size, (self.rank + 1) * n // self.world_size
 
-    def local_indices(self, idx: torch.Tensor) -> torch.Tensor:
-        start, stop = self.share(idx.numel())
-        return idx[start:stop]
+    def local_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        start, stop = self.share(len(y))
+        return x[start:stop], y[start:stop]
 
     def loss_scale(self, n: int) -> float:
         start, stop = self.share(n)

@@ -78,14 +78,11 @@ class Loop:
         t = self.hparams.training
         return t.seed if t.data_seed is None else t.data_seed
 
-    def batch(self, step: int, local: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch of ``step``; with ``local``, this rank's share of it (distributed)."""
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, position = divmod(step, self.steps_per_epoch)
         if self._order[0] != epoch:
             self._order = (epoch, epoch_order(len(self.data.train), self.data_seed, epoch))
         idx = batch_indices(self._order[1], position, self.hparams.training.batch_size)
-        if local and self.parallel is not None:
-            idx = self.parallel.local_indices(idx)
         return self.data.train.x[idx].to(self.device), self.data.train.y[idx].to(self.device)
 
     def save_state(self, step: int) -> None:
@@ -167,7 +164,9 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
     bar = progress_bar(loop.total_steps, step, f"train {hp.model.name}", loop.progress)
     try:
         while step < loop.total_steps:
-            x, y = loop.batch(step, local=True)
+            x, y = loop.batch(step)
+            if loop.parallel is not None:  # this rank's share of the global batch
+                x, y = loop.parallel.local_batch(x, y)
             lr = lr_at(hp.training, step, loop.total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
