@@ -123,6 +123,27 @@ def unbound(rank: int, world: int) -> dict:
     return {"before": before, "after": caught(verify_masks, model)}
 
 
+def layouts(rank: int, world: int, data) -> dict:
+    """HSDP (a 2-D mesh: replicate x shard) and placements sparsetorch refuses."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    from sparsetorch.distributed.sharding import selector_for
+
+    hsdp = init_device_mesh("cpu", (world, 1), mesh_dim_names=("replicate", "shard"))
+    model = fsdp(mlp(), mesh=hsdp)
+    out = train_api("rigl", model, model, data, rank, world, verify=verify_masks, steps=SHORT)
+    out["placements"] = str(tuple(model[1].weight_mask.placements))
+    if rank == 1:  # one replica's copy of a mask changes
+        shard = model[3].weight_mask.to_local()
+        shard.view(-1)[5] = ~shard.view(-1)[5]
+    out["diverged"] = caught(verify_masks, model)
+    columns = distribute_tensor(torch.zeros(4, 6), mesh(), [Shard(1)])
+    out["columns"] = caught(selector_for, columns)
+    out["dtensor_on_plain"] = caught(st.masks.attach_mask, nn.Linear(6, 4), "weight", columns > 0)
+    return out
+
+
 def timeout(rank: int, world: int) -> dict:
     group = dist.new_group(timeout=timedelta(seconds=1))
     model = mlp()
@@ -189,6 +210,7 @@ def session(rank: int, world: int, data_file: str, out: str) -> dict:
         ("bad_config", bad_config, ()),
         ("diverged", diverged, ()),
         ("unbound", unbound, ()),
+        ("layouts", layouts, (data,)),
         # 33 = 17 + 16 examples, and the last batch of the epoch is 16: uneven shares
         ("runner_ddp", runner, (data, out / "ddp", "ddp", 33, False)),
         ("runner_fsdp", runner, (data, out / "fsdp", "fsdp", 32, True)),

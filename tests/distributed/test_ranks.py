@@ -60,9 +60,14 @@ def ranks(data_file, session_dir):
 def one_process(data_file):
     data = dataset(data_file)
     out = {}
-    for method, steps in (("rigl", STEPS), ("set", SHORT), ("gmp", SHORT)):
+    for name, method, steps in (
+        ("rigl", "rigl", STEPS),
+        ("set", "set", SHORT),
+        ("gmp", "gmp", SHORT),
+        ("rigl_short", "rigl", SHORT),  # RigL for SHORT steps (the HSDP run)
+    ):
         model = mlp()
-        out[method] = train_api(method, model, model, data, steps=steps)
+        out[name] = train_api(method, model, model, data, steps=steps)
     return out
 
 
@@ -171,6 +176,24 @@ def test_masks_not_rebound_after_fully_shard_are_reported(ranks):
         assert got["before"][:2] == ("error", "MasksDiverged")
         assert "not enforced" in got["before"][2] and "shard_masks" in got["before"][2]
         assert got["after"] == 3
+
+
+def test_hsdp_replicas_train_like_one_process_and_are_compared(ranks, one_process):
+    want = one_process["rigl_short"]
+    for rank in range(WORLD):
+        got = ranks[rank]["layouts"]
+        assert got["placements"] == "(Replicate(), Shard(dim=0))"
+        assert_same_masks(got["masks"], want["masks"])
+        assert got["checked"] == [3, 3]
+        _, name, message = got["diverged"]
+        assert name == "MasksDiverged" and "in ['3.weight']" in message
+
+
+def test_unsupported_placements_are_refused(ranks):
+    got = ranks[0]["layouts"]
+    assert got["columns"][:2] == ("error", "ValueError")
+    assert "sharded on dim 0 over one mesh dim" in got["columns"][2]
+    assert got["dtensor_on_plain"][:2] == ("error", "TypeError")
 
 
 def test_a_rank_that_never_joins_gives_a_timeout_error(ranks):
