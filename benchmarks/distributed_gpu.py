@@ -47,15 +47,15 @@ VOCAB = 256
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mode", choices=("ddp", "fsdp", "topk"), required=True)
-    p.add_argument("--steps", type=int, default=300, help="timed steps")
-    p.add_argument("--warmup", type=int, default=30, help="untimed steps first")
+    p.add_argument("--steps", type=int, default=200, help="timed steps")
+    p.add_argument("--warmup", type=int, default=20, help="untimed steps first")
     p.add_argument("--batch", type=int, default=64, help="sequences per GPU per step")
     p.add_argument("--context", type=int, default=256, help="tokens per sequence")
     p.add_argument("--d-model", type=int, default=512)
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--sparsity", type=float, default=0.9)
-    p.add_argument("--delta-t", type=int, default=100, help="RigL update period")
+    p.add_argument("--delta-t", type=int, default=50, help="RigL update period")
     return p.parse_args()
 
 
