@@ -46,7 +46,7 @@ def lenet(args: argparse.Namespace) -> tuple[Hparams, LotteryHparams]:
         layer_rates={"output": 0.1},
         rewind=args.rewind or "init",
         seeds=args.seeds or (0, 1, 2),
-        controls=("reinit", "random-prune"),
+        controls=("reinit", "random-prune") if args.controls is None else args.controls,
     )
     return hp, lottery
 
@@ -72,7 +72,7 @@ def conv2(args: argparse.Namespace) -> tuple[Hparams, LotteryHparams]:
         layer_rates={**conv, "output": output_rate},
         rewind=args.rewind or "40",
         seeds=args.seeds or (0,),
-        controls=("reinit",),
+        controls=("reinit",) if args.controls is None else args.controls,
     )
     return hp, lottery
 
@@ -90,6 +90,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="pruning rounds")
     parser.add_argument("--rewind", default=None, help="init, STEPS or EPOCHSep")
     parser.add_argument("--seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=None)
+    parser.add_argument(
+        "--controls",
+        type=lambda s: tuple(c for c in s.split(",") if c and c != "none"),
+        default=None,
+        help="control branches, e.g. reinit,random-prune or none (default: the experiment's)",
+    )
     parser.add_argument("--full", action="store_true", help="conv2: whole dataset, 20K steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
