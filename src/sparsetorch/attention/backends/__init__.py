@@ -62,8 +62,8 @@ class Dense(Backend):
 # so what decides is the fraction of blocks a pattern needs (its block density), not its
 # element density: strided(k) touches every block although it keeps 1/k of the pairs.
 # CPU, from benchmarks/attention_cpu.py (local(64), H=4, D=64, one thread): a computed block
-# costs the reference backend about 5-8x what it costs SDPA and FlexAttention about 4x, and
-# at n=1k dense is as fast; so sparse from n=2048 when at most 1/5 of the blocks are needed.
+# costs the reference backend about 4-5x what it costs SDPA and FlexAttention about 4x, and
+# at n=1k all are within 1.2x; so sparse from n=2048 when at most 1/5 of the blocks are needed.
 # CUDA, from the H100 figures (flex 1.9x over dense flash at 4k with w=512, i.e. 1/4
 # of the blocks); re-tune with benchmarks/attention_gpu.py.
 MIN_SPARSE_N = {"cpu": 2048, "cuda": 2048}
