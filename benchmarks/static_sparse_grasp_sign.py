@@ -51,6 +51,7 @@ def main() -> None:
     p.add_argument("--model", default="lenet300")
     p.add_argument("--sparsity", type=float, default=0.9)
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--lr", type=float, default=None, help="default: the runner's (Adam 1.2e-3)")
     p.add_argument("--train-size", type=int, default=5000)
     p.add_argument("--test-size", type=int, default=None, help="default: the whole test split")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -66,6 +67,8 @@ def main() -> None:
         hp = Hparams()
         hp.model.name = args.model
         hp.training.epochs, hp.training.seed = args.epochs, seed
+        if args.lr is not None:
+            hp.training.lr = args.lr
         hp.dataset.train_size, hp.dataset.val_size = args.train_size, 1000
         hp.dataset.test_size = args.test_size
         sub = prepare_dataset(hp.dataset, data)

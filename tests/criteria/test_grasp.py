@@ -144,14 +144,35 @@ def test_registered_criterion_uses_its_temperature():
         CRITERIA.build("grasp").scores(model, NAMES)
 
 
-def test_transformer_attention_double_backward_matches_finite_differences():
+def _tiny_conv():
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 3)
+    ).double()
+
+
+def _tiny_transformer():
     # SDPA's fused CPU kernel has no double backward; GraSP switches to the math kernel
     from sparsetorch.models.transformer import CausalTransformer
 
     torch.manual_seed(0)
-    model = CausalTransformer(vocab_size=11, context=6, d_model=8, n_layers=1, n_heads=2).double()
-    names = ["blocks.0.attn.qkv.weight", "blocks.0.mlp.0.weight"]
-    x, y = torch.randint(0, 11, (3, 6)), torch.randint(0, 11, (3, 6))
+    return CausalTransformer(vocab_size=11, context=6, d_model=8, n_layers=1, n_heads=2).double()
+
+
+@pytest.mark.parametrize(
+    ("build", "names", "x"),
+    [
+        (_tiny_conv, ["0.weight", "2.weight", "5.weight"], torch.randn(4, 1, 6, 6).double()),
+        (
+            _tiny_transformer,
+            ["blocks.0.attn.qkv.weight", "blocks.0.mlp.0.weight"],
+            torch.randint(0, 11, (3, 6)),
+        ),
+    ],
+)
+def test_conv_and_attention_match_finite_differences(build, names, x):
+    model = build()
+    y = torch.randint(0, 3, x.shape[:1]) if x.is_floating_point() else torch.randint(0, 11, x.shape)
     scores = grasp_scores(model, names, (x, y), temperature=1.0)
 
     def grad_at(shift):
