@@ -1,5 +1,5 @@
 """Layer collapse at extreme sparsity (issue 7): weights kept per layer by each at-init method,
-without training. SNIP, GraSP and random masks are computed from their scores with the layer
+without training, and the time each takes to compute its mask. SNIP, GraSP and random masks are computed from their scores with the layer
 collapse check bypassed (so an emptied layer shows as 0); SynFlow runs its 100 rounds. A row
 with a 0 is a disconnected network.
 
@@ -44,35 +44,39 @@ def main() -> None:
     names = [full for full, _, _ in prunable_parameters(model)]
     idx = batch_indices(epoch_order(len(data.train), args.seed, 0), 0, hp.training.batch_size)
     batch = (data.train.x[idx], data.train.y[idx])  # the runner's first training batch
-    random = get_criterion("random").scores(
-        model, names, generator=torch.Generator().manual_seed(mask_seed(args.seed))
-    )
+    seconds: dict[str, float] = {}
     rows: dict[str, dict[str, int]] = {}
-    for label, scores, distribution in (
-        ("SNIP", snip_scores(model, names, batch), "global"),
-        ("GraSP", grasp_scores(model, names, batch), "global"),
-        ("random (uniform)", random, "uniform"),
-        ("random (ERK)", random, "erk"),
-    ):
-        masks = compute_masks(model, args.sparsity, scores=scores, distribution=distribution)
+
+    def timed(label, scores_fn, distribution):
+        start = time.perf_counter()
+        masks = compute_masks(model, args.sparsity, scores=scores_fn(), distribution=distribution)
+        seconds[label] = time.perf_counter() - start
         rows[label] = {n: int(m.sum()) for n, m in masks.items()}
+
+    def random_scores():
+        generator = torch.Generator().manual_seed(mask_seed(args.seed))
+        return get_criterion("random").scores(model, names, generator=generator)
+
+    timed("SNIP", lambda: snip_scores(model, names, batch), "global")
+    timed("GraSP", lambda: grasp_scores(model, names, batch), "global")
+    timed("random (uniform)", random_scores, "uniform")
+    timed("random (ERK)", random_scores, "erk")
+    fresh = build_model(hp, data.input_shape, data.num_classes)
     start = time.perf_counter()
-    pruned = synflow(
-        build_model(hp, data.input_shape, data.num_classes), data.input_shape, args.sparsity
-    )
-    synflow_s = time.perf_counter() - start
+    pruned = synflow(fresh, data.input_shape, args.sparsity)
+    seconds["SynFlow (100 rounds)"] = time.perf_counter() - start
     rows["SynFlow (100 rounds)"] = {n: int(m.sum()) for n, m in get_masks(pruned).items()}
     total = sum(model.get_parameter(n).numel() for n in names)
     short = [n.removesuffix(".weight") for n in names]
     print(
         f"{args.model}, {100 * args.sparsity:g}% sparse ({round((1 - args.sparsity) * total)} of "
-        f"{total} weights kept), seed {args.seed}: weights kept per layer\n"
+        f"{total} weights kept), seed {args.seed}: weights kept per layer, and the time to "
+        f"compute the mask ({torch.get_num_threads()} thread(s))\n"
     )
-    print("| method | " + " | ".join(short) + " |\n|" + "---|" * (len(names) + 1))
+    print("| method | " + " | ".join(short) + " | mask time (s) |\n|" + "---|" * (len(names) + 2))
     for label, kept in rows.items():
         cells = [f"**{kept[n]}**" if kept[n] == 0 else str(kept[n]) for n in names]
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    print(f"\nSynFlow pruning time: {synflow_s:.1f}s")
+        print(f"| {label} | " + " | ".join(cells) + f" | {seconds[label]:.2f} |")
 
 
 if __name__ == "__main__":
