@@ -269,3 +269,24 @@ def test_synflow_needs_its_iterations():
         synflow(_net(0), (1, 8, 8), 0.9, iterations=1)
     kept = {n: int(m.sum()) for n, m in get_masks(synflow(_net(0), (1, 8, 8), 0.9)).items()}
     assert kept == {"0.weight": 9, "2.weight": 14, "6.weight": 22}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["snip", "grasp", "synflow", "random"])
+def test_cuda_masks_match_cpu(method):
+    def prune(device):
+        model = _net(8).double().to(device)
+        x, y = (t.to(device) for t in _batch(8))
+        if method == "snip":
+            return get_masks(snip(model, (x.double(), y), 0.9))
+        if method == "grasp":
+            return get_masks(grasp(model, (x.double(), y), 0.9))
+        if method == "synflow":
+            return get_masks(synflow(model, (1, 8, 8), 0.9, iterations=10))
+        return get_masks(random_prune(model, 0.9, generator=3, distribution="erk"))
+
+    cpu, cuda = prune("cpu"), prune("cuda")
+    assert sum(int(m.sum()) for m in cuda.values()) == sum(int(m.sum()) for m in cpu.values())
+    for n in NAMES:
+        # float64 on both; reduction order may differ, so allow a near-tie to flip
+        assert cuda[n].is_cuda and (cuda[n].cpu() != cpu[n]).sum() <= 2, n
