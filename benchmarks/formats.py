@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import statistics
 import sys
 import time
@@ -41,6 +40,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from _docs import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -159,17 +160,6 @@ def markdown(rows: list[dict], sweep: list[dict], args: argparse.Namespace, seco
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace our section of docs/benchmarks.md (or append it), leaving the others alone."""
-    doc = path.read_text()
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _: text + "\n", doc, count=1)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    path.write_text(doc.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="CPU benchmark of sparse formats @ dense")
     parser.add_argument("--size", type=int, default=4096, help="rows = cols of the weight")
@@ -185,7 +175,7 @@ def main() -> None:
     text = markdown(rows, sweep, args, time.perf_counter() - start)
     print("\n" + text)
     if args.write:
-        write_section(text, ROOT / "docs" / "benchmarks.md")
+        write_section(SECTION, text, ROOT / "docs" / "benchmarks.md")
 
 
 if __name__ == "__main__":

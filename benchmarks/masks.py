@@ -30,7 +30,6 @@ import argparse
 import copy
 import itertools
 import platform
-import re
 import statistics
 import sys
 import time
@@ -39,6 +38,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from _docs import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -356,17 +357,6 @@ def markdown(over: list[dict], sel: dict, perm: list[dict], seconds: float) -> s
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace our section of docs/benchmarks.md (or append it), leaving the others alone."""
-    doc = path.read_text()
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _: text + "\n", doc, count=1)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    path.write_text(doc.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--min-run-time", type=float, default=1.0, help="CPU s per timed path")
@@ -382,7 +372,7 @@ def main() -> None:
     text = markdown(over, sel, perm, time.perf_counter() - start)
     print("\n" + text)
     if args.write:
-        write_section(text, ROOT / "docs" / "benchmarks.md")
+        write_section(SECTION, text, ROOT / "docs" / "benchmarks.md")
 
 
 if __name__ == "__main__":
