@@ -11,10 +11,17 @@ and read with ``torch.load(weights_only=True)`` (no pickle code execution):
 * the **resume checkpoint** (``checkpoints/resume.pt``): model, optimizer, global RNG state,
   step, elapsed wall time and the hooks' ``state_dict()``s. Hook states must hold only what
   ``weights_only`` loading accepts: tensors, numbers, strings, bools, None, lists, tuples, dicts.
+
+:func:`check_run_dir` refuses, before anything is loaded, a run dir this sparsetorch cannot
+read: model states pickled with ``torch.save`` (``model_step<k>.pt``, written before the
+safetensors format; never unpickled), a ``.safetensors`` name holding something else, or a
+missing or unknown checkpoint format version. One error names the directory, the file, and
+what to do.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -24,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsetorch.experiments.rundir import RESULT_FILE
 from sparsetorch.masks import apply_masks, masks_from_state_dict
 
 CHECKPOINT_DIR = "checkpoints"
@@ -44,6 +52,63 @@ def saved_model_states(run_dir: str | Path) -> dict[int, Path]:
         if step.isdigit():
             out[int(step)] = path
     return out
+
+
+class UnreadableRunDir(ValueError):
+    """A run dir written in a checkpoint format this sparsetorch does not read."""
+
+    def __init__(self, run_dir: str | Path, found: str) -> None:
+        super().__init__(
+            f"run dir {str(run_dir)!r} cannot be used by this sparsetorch: {found}; its "
+            "checkpoints cannot be resumed or reused: delete it or use another --out (run_dir)"
+        )
+
+
+_PICKLE_STARTS = (b"PK\x03\x04", b"\x80")  # torch.save: a zip archive, or a legacy pickle
+
+
+def check_run_dir(run_dir: str | Path) -> None:
+    """Raise :class:`UnreadableRunDir` unless every model state in ``run_dir`` is a
+    sparsetorch safetensors checkpoint of a known format version (headers only are read)."""
+    from sparsetorch.checkpoint import CheckpointError
+    from sparsetorch.checkpoint.header import read_header, sparsetorch_metadata
+
+    run_dir = Path(run_dir)
+    folder = run_dir / CHECKPOINT_DIR
+    for old in sorted(folder.glob(f"{MODEL_PREFIX}*.pt"), key=_step_order):
+        found = f"{CHECKPOINT_DIR}/{old.name} is a torch.save pickle (model states before the"
+        raise UnreadableRunDir(run_dir, f"{found} safetensors format)")
+    _check_result_states(run_dir)
+    for _, path in sorted(saved_model_states(run_dir).items()):
+        name = f"{CHECKPOINT_DIR}/{path.name}"
+        try:
+            if sparsetorch_metadata(read_header(path)) is None:
+                raise UnreadableRunDir(run_dir, f"{name} has no sparsetorch format version")
+        except CheckpointError as exc:
+            with open(path, "rb") as fh:
+                if fh.read(4).startswith(_PICKLE_STARTS):
+                    raise UnreadableRunDir(run_dir, f"{name} is a torch.save pickle") from None
+            reason = str(exc).removeprefix(f"{path}: ")
+            raise UnreadableRunDir(run_dir, f"{name} cannot be read ({reason})") from None
+
+
+def _step_order(path: Path) -> tuple[int, str]:
+    step = path.stem.removeprefix(MODEL_PREFIX)
+    return (int(step) if step.isdigit() else -1, path.name)
+
+
+def _check_result_states(run_dir: Path) -> None:
+    """A finished run's result.json must point at safetensors model states."""
+    result_file = run_dir / RESULT_FILE
+    if not result_file.is_file():
+        return
+    try:
+        states = json.loads(result_file.read_text()).get("states", {})
+    except (json.JSONDecodeError, AttributeError):
+        return  # a corrupt result.json gets its own error where it is read
+    for rel in states.values() if isinstance(states, dict) else ():
+        if not str(rel).endswith(MODEL_SUFFIX):
+            raise UnreadableRunDir(run_dir, f"{RESULT_FILE} lists the model state {rel!r}")
 
 
 def resume_path(run_dir: str | Path) -> Path:
@@ -132,9 +197,16 @@ def save_resume(
 
 
 def load_resume(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
     state = safe_load(path)
-    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-        raise ValueError(f"checkpoint {str(path)!r} is not a resume checkpoint of this version")
+    found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if found != RESUME_FORMAT:
+        run_dir = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+        raise UnreadableRunDir(
+            run_dir,
+            f"{path.relative_to(run_dir)} is not a resume checkpoint of this version (resume "
+            f"format {found!r}; this sparsetorch reads {RESUME_FORMAT})",
+        )
     return state
 
 
@@ -153,6 +225,7 @@ def latest_model_state(run_dir: str | Path) -> tuple[int, dict[str, torch.Tensor
     """``(step, state_dict)`` of the newest model in a run dir: the final model of a finished
     run, else the model in the resume checkpoint (for ``sparsetorch export``)."""
     run_dir = Path(run_dir)
+    check_run_dir(run_dir)
     states = sorted(saved_model_states(run_dir).items())
     resume = load_resume(resume_path(run_dir)) if resume_path(run_dir).is_file() else None
     if states and (resume is None or states[-1][0] >= resume["step"]):

@@ -106,6 +106,7 @@ def train(
     wanted = sorted({int(k) for k in save_states_at})
     if run is not None:
         run.check_compatible(identity)
+        checkpointing.check_run_dir(run.path)  # before any checkpoint is loaded
         if run.is_complete():
             return _reuse(run, model, wanted, device)
 
@@ -187,6 +188,7 @@ def load_run(
     given, else into a freshly built one)."""
     run = RunDir(run_dir)
     result = run.read_result()
+    checkpointing.check_run_dir(run.path)
     hp = run.hparams()
     info = run.run_info()
     if model is None:
