@@ -142,12 +142,3 @@ def test_unknown_backend_and_uncovered_lengths_are_rejected():
         sparse_attention(q, k, v, A.causal(), backend="fast")
     with pytest.raises(ValueError, match="out of range"):
         sparse_attention(q, k, v, A.global_tokens([8]), backend="reference")
-
-
-def test_patterns_reading_lookup_tables_are_recognised_for_the_flex_backward_workaround():
-    from sparsetorch.attention.backends.flex import _table_reading
-
-    assert not _table_reading(A.causal() & (A.local(3) | A.strided(4) | A.dilated(1, 2)))
-    assert _table_reading(A.causal() & (A.local(3) | A.global_tokens([0])))
-    assert _table_reading(~A.random(2, seed=0))
-    assert _table_reading(A.block(2, [[1, 0], [0, 1]]) & A.causal())

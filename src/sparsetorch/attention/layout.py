@@ -31,10 +31,12 @@ def blocks(block: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def ordered(mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Per row: how many True, and the True column indices first (ascending), as int32."""
+    """Per row: how many True, and the True column indices first (ascending), as int32,
+    row-major. ``mask`` may be a transposed view: argsort then keeps its column-major strides,
+    and FlexAttention's kernels read index rows as contiguous (see :class:`FlexBlocks`)."""
     num = mask.sum(-1, dtype=torch.int32)  # (rows,)
     idx = torch.argsort((~mask).to(torch.int8), dim=-1, stable=True)  # (rows, cols)
-    return num, idx.to(torch.int32)
+    return num, idx.to(torch.int32).contiguous()
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,6 +110,13 @@ class FlexBlocks:
     (count (nqb,), indices (nqb, nkb)), and per key block the same for query blocks
     ((nkb,), (nkb, nqb)). Only the first ``count`` indices of a row are read, but the width
     must be the number of blocks: FlexAttention derives the length it covers from it.
+
+    Every index tensor must be row-major: FlexAttention's Triton kernels take the row stride
+    from the tensor but step along a row by +1 ("Q_IDX and Q_NUM_BLKS are always contiguous"
+    in torch's flex_backwards template). A column-major ``q_idx`` (what ``argsort`` of a
+    transposed layout returns) made the dK/dV loop visit the wrong query blocks: wrong dK and
+    dV on CUDA, dQ and the forward (which read the row-major key side) right.
+    ``to_block_mask`` therefore hands FlexAttention contiguous tensors only.
     """
 
     n: int
@@ -126,19 +135,19 @@ class FlexBlocks:
         from torch.nn.attention.flex_attention import BlockMask
 
         def bh(t: Tensor) -> Tensor:
-            return t[None, None]  # (1, 1, ...)
+            return t.contiguous()[None, None]  # (1, 1, ...), row-major (see the class doc)
 
-        mask = BlockMask.from_kv_blocks(
-            bh(self.kv_num),
-            bh(self.kv_idx),
-            bh(self.full_kv_num),
-            bh(self.full_kv_idx),
+        # Both sides from our layout (the transposed one too: no dense round trip).
+        return BlockMask(
+            seq_lengths=(self.n, self.n),
+            kv_num_blocks=bh(self.kv_num),
+            kv_indices=bh(self.kv_idx),
+            full_kv_num_blocks=bh(self.full_kv_num),
+            full_kv_indices=bh(self.full_kv_idx),
+            q_num_blocks=bh(self.q_num),
+            q_indices=bh(self.q_idx),
+            full_q_num_blocks=bh(self.full_q_num),
+            full_q_indices=bh(self.full_q_idx),
             BLOCK_SIZE=self.block,
             mask_mod=mask_mod,
-            seq_lengths=(self.n, self.n),
-            compute_q_blocks=False,
         )
-        # The transposed (backward) side from our layout, not from a dense round trip.
-        mask.q_num_blocks, mask.q_indices = bh(self.q_num), bh(self.q_idx)
-        mask.full_q_num_blocks, mask.full_q_indices = bh(self.full_q_num), bh(self.full_q_idx)
-        return mask

@@ -8,12 +8,8 @@ new sequence length does not recompile (a new pattern structure does).
 On CPU, torch (2.11–2.13) compiles FlexAttention for inference only: its backward raises
 NotImplementedError. With gradients on CPU this backend therefore runs FlexAttention forward
 and the reference backend's exact block-sparse backward (which recomputes the log-sum-exp).
-
-On CUDA (H100, torch 2.11) FlexAttention's compiled backward returned wrong dK and dV (dQ and
-the forward were right) for patterns whose mask_mod reads a lookup table — global_tokens,
-random and block(size, layout) — in tests/attention/test_gpu.py; until that is understood,
-those patterns also take the exact reference backward when gradients are needed
-(``_table_reading``).
+On CUDA, FlexAttention's own compiled backward runs, for every pattern (its block lists must
+be row-major: see :class:`~sparsetorch.attention.layout.FlexBlocks`).
 """
 
 from __future__ import annotations
@@ -48,21 +44,8 @@ def compiled_flex_attention(device_type: str) -> Callable:
     return torch.compile(flex_attention, dynamic=device_type != "cpu")
 
 
-def _table_reading(pattern: AttentionPattern) -> bool:
-    """Whether the pattern's mask_mod reads a captured lookup table (see the module doc)."""
-    from sparsetorch.attention.block_sparse import BlockPattern
-    from sparsetorch.attention.random_keys import RandomKeys
-    from sparsetorch.attention.tokens import GlobalTokens
-
-    if isinstance(pattern, GlobalTokens | RandomKeys | BlockPattern):
-        return True
-    parts = getattr(pattern, "parts", ()) or [getattr(pattern, "part", None)]
-    return any(_table_reading(p) for p in parts if isinstance(p, AttentionPattern))
-
-
 class _FlexForwardReferenceBackward(torch.autograd.Function):
-    """FlexAttention forward, exact block-sparse backward (CPU training; CUDA training of
-    table-reading patterns)."""
+    """FlexAttention forward, exact block-sparse backward (CPU training)."""
 
     @staticmethod
     def forward(ctx, q, k, v, pattern: AttentionPattern, mask, scale: float, kernel_options):
@@ -98,7 +81,7 @@ def flex_attention(
     ``kernel_options`` go to FlexAttention's kernel (tile sizes, stages, warps) as is."""
     mask = block_mask(pattern, q.shape[2], q.device, block)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    if needs_grad and (q.device.type == "cpu" or _table_reading(pattern)):
+    if needs_grad and q.device.type == "cpu":
         return _FlexForwardReferenceBackward.apply(q, k, v, pattern, mask, scale, kernel_options)
     if q.device.type == "cpu":
         q, k, v = q.detach(), k.detach(), v.detach()  # torch refuses CPU inputs needing grad
