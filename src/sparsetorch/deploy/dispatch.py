@@ -96,7 +96,15 @@ class Dispatcher:
         return f"{environment_key(device)}|{layer_key}|M{m_bucket(m)}"
 
     def choose(self, layer_key: str, paths: dict, x: torch.Tensor) -> str:
-        """Name of the fastest of ``paths`` ({name: callable path}) for inputs like ``x``."""
+        """Name of the fastest of ``paths`` ({name: callable path}) for inputs like ``x``.
+
+        Eager mode only: timing under torch.compile or a CUDA-graph capture would be wrong
+        (and break the graph); ``SparseLinear`` reads its cached choices there instead."""
+        if torch.compiler.is_compiling():
+            raise RuntimeError(
+                "Dispatcher.choose measures in eager mode only; run SparseLinear.tune(ms) "
+                "(or the model once per batch size) before torch.compile"
+            )
         key = self.key(layer_key, x.device, x.shape[0])
         decision = self.decisions.get(key)
         if decision is not None and decision["choice"] in paths:

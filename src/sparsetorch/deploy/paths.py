@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from sparsetorch._registry import Registry
+from sparsetorch.deploy.graphed import GraphedPath
 from sparsetorch.kernels import nm_triton
 from sparsetorch.kernels.nm_reference import compress_2to4, is_2to4, nm_linear_reference
 
@@ -168,7 +169,7 @@ class NMTritonPath(Path):
         self.values, self.meta = compress_2to4(weight)
 
     def __call__(self, x):
-        return nm_triton.nm_linear_triton(x, self.values, self.meta, self.bias)
+        return nm_triton.nm_linear_2to4(x, self.values, self.meta, self.bias)  # a torch op
 
     def nbytes(self):
         return self.values.numel() * self.values.element_size() + self.meta.numel()
@@ -223,6 +224,8 @@ class CuSparseLtPath(Path):
     def _alg_id(self, xt: torch.Tensor) -> int:
         bucket = max(1, xt.shape[1]).bit_length()
         if bucket not in self._alg:
+            if torch.compiler.is_compiling():  # no search while tracing: tune() in eager first
+                return 0  # cuSPARSELt's default algorithm
             found = torch._cslt_sparse_mm_search(self.compressed, xt, bias=self.bias)
             self._alg[bucket] = int(found[0] if isinstance(found, tuple) else found)
         return self._alg[bucket]
@@ -243,35 +246,16 @@ class CuSparseLtPath(Path):
 
 
 @PATHS.register("cslt_graph")
-class GraphedCuSparseLtPath(CuSparseLtPath):
+class GraphedCuSparseLtPath(GraphedPath, CuSparseLtPath):
     """cuSPARSELt replayed from a CUDA graph captured once per M bucket: the per-call host
     work (descriptor and plan set-up inside torch's wrapper) is paid once at capture."""
 
     name = "cslt_graph"
 
-    def __init__(self, weight, bias):
-        super().__init__(weight, bias)
-        self._graphs: dict[int, tuple] = {}  # bucket -> (graph, static input, static output)
 
-    def _capture(self, bucket: int, x: torch.Tensor) -> tuple:
-        static_x = torch.zeros(bucket, x.shape[1], dtype=x.dtype, device=x.device)
-        super().__call__(static_x)  # warm-up: algorithm search, workspace allocation
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            super().__call__(static_x)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_y = super().__call__(static_x)
-        return graph, static_x, static_y
+@PATHS.register("nm_triton_graph")
+class GraphedNMTritonPath(GraphedPath, NMTritonPath):
+    """Our Triton 2:4 kernel replayed from a CUDA graph captured once per M bucket: at decode
+    sizes the eager call is bound by Python and the launch, not by the kernel."""
 
-    def __call__(self, x):
-        m = x.shape[0]
-        bucket = 1 << max(0, m - 1).bit_length()
-        if bucket not in self._graphs:
-            self._graphs[bucket] = self._capture(bucket, x)
-        graph, static_x, static_y = self._graphs[bucket]
-        static_x[:m].copy_(x)
-        graph.replay()
-        return static_y[:m].clone()
+    name = "nm_triton_graph"

@@ -1,12 +1,18 @@
 """SparseLinear: a Linear layer whose weight lives in one or more compute paths, dispatched by
-measurement per input size (see dispatch.py)."""
+measurement per input size (see dispatch.py).
+
+Under torch.compile or inside a CUDA-graph capture nothing is measured: the layer uses the
+choice made in eager mode for the input's M bucket (``tune``), and dense (or, without a dense
+candidate, the first candidate) for a bucket never measured. So ``fullgraph=True`` holds.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from sparsetorch.deploy.dispatch import Dispatcher
+from sparsetorch.deploy.dispatch import Dispatcher, m_bucket
+from sparsetorch.deploy.graphed import in_outer_graph
 from sparsetorch.deploy.paths import PATHS
 
 
@@ -29,17 +35,28 @@ class SparseLinear(nn.Module):
         self.layer_key = (
             f"{self.out_features}x{self.in_features}|{weight.dtype}|{'+'.join(sorted(candidates))}"
         )
-        self.chosen: dict[int, str] = {}  # M bucket -> path name, for the report
+        self.chosen: dict[int, str] = {}  # M -> path name, for the report
+        self.choices: dict[int, str] = {}  # M bucket -> path name, read under compile
+
+    def path_for(self, x2: torch.Tensor) -> str:
+        """The path for a (M, in) input: measured once per M bucket in eager mode."""
+        if len(self.paths) == 1:
+            return next(iter(self.paths))
+        m = x2.shape[0]
+        if in_outer_graph(x2):  # compiling or capturing: never time, never write state
+            for bucket, name in self.choices.items():
+                if bucket // 2 < m <= bucket:  # comparisons, so a symbolic M also works
+                    return name
+            return "dense" if "dense" in self.paths else next(iter(self.paths))
+        name = self.dispatcher.choose(self.layer_key, self.paths, x2)
+        self.chosen[m] = name
+        self.choices[m_bucket(m)] = name
+        return name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)  # (M, in)
-        if len(self.paths) == 1:
-            name = next(iter(self.paths))
-        else:
-            name = self.dispatcher.choose(self.layer_key, self.paths, x2)
-        self.chosen[x2.shape[0]] = name
-        return self.paths[name](x2).reshape(*lead, self.out_features)
+        return self.paths[self.path_for(x2)](x2).reshape(*lead, self.out_features)
 
     def tune(self, ms: list[int]) -> dict[int, str]:
         """Measure ahead of time for these row counts (so no timing happens while serving)."""

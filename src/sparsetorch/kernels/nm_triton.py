@@ -194,3 +194,20 @@ def nm_linear_triton(
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
     )  # fmt: skip
     return y
+
+
+# The kernel as a torch op: torch.compile keeps it opaque (Dynamo never traces Triton's
+# launcher or autotuner) and CUDA graphs (mode="reduce-overhead") record its launch.
+@torch.library.custom_op("sparsetorch::nm_linear_2to4", mutates_args=())
+def nm_linear_2to4(
+    x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``nm_linear_triton`` with its default tiles, as ``torch.ops.sparsetorch.nm_linear_2to4``."""
+    return nm_linear_triton(x, values, meta, bias)
+
+
+@nm_linear_2to4.register_fake
+def _nm_linear_2to4_fake(x, values, meta, bias=None):
+    n = values.shape[0]
+    torch._check(values.shape[1] * 2 == x.shape[1] and meta.shape == (n, x.shape[1] // 8))
+    return x.new_empty(x.shape[0], n)  # (M, N)
