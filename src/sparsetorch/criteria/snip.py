@@ -8,6 +8,10 @@ Every connection j gets a multiplicative gate c_j (1 at initialisation). Its sen
 by the sum over all connections; that changes no ranking (global or per layer), so the scores
 here are the raw |g * w|. With several batches the gradient is the gradient of the loss on their
 union (batch losses weighted by batch size), and the absolute value is taken last.
+
+|g * w| is also the first-order Taylor estimate of the loss change when w is removed (Molchanov
+et al., ICLR 2017; per weight in Molchanov et al., CVPR 2019): :func:`saliency` is the one
+implementation of that score, behind both ``CRITERIA["snip"]`` and ``CRITERIA["taylor"]``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from sparsetorch.criteria._batches import (
     require_batch,
     weight_leaves,
 )
-from sparsetorch.criteria.base import Criterion
+from sparsetorch.criteria.base import Criterion, score_dtype
+
+
+def saliency(weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """|w * dL/dw| in the criteria's score dtype (float64 stays, anything else float32)."""
+    dtype = score_dtype(weight)
+    return (weight.detach().to(dtype) * grad.detach().to(dtype)).abs()
 
 
 def snip_scores(
@@ -35,7 +45,8 @@ def snip_scores(
     batches: Batch | Iterable[Batch],
     loss_fn: LossFn | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``{name: |dL/dw * w|}`` for the named weights, on ``batches`` (one ``(x, y)`` or many).
+    """``{name: |dL/dw * w|}`` for the named weights, on ``batches`` (one ``(x, y)`` or many),
+    float32 for 16-bit weights (:func:`saliency`).
 
     The model is evaluated in its current mode (train mode: BatchNorm uses batch statistics);
     nothing about it changes (buffers are cloned, the RNG is forked). ``loss_fn(logits, y)``
@@ -45,7 +56,7 @@ def snip_scores(
     with no_side_effects(model):
         leaves = weight_leaves(model, names)
         grads = mean_gradient(model, leaves, batches, loss_fn)
-    return {n: (grads[n] * leaves[n].detach()).abs() for n in names}
+    return {n: saliency(leaves[n], grads[n]) for n in names}
 
 
 class SNIP(Criterion):
