@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from sparsetorch.deploy import PATHS, Dispatcher, sparsify_
+from sparsetorch.deploy import PATHS, Dispatcher, SparseLinear, sparsify_
+from sparsetorch.deploy.graphed import capture
 from tests.kernels.test_nm_reference import random_2to4
 
 pytestmark = pytest.mark.gpu
@@ -17,7 +18,8 @@ def _weight_2to4(n=256, k=512, dtype=torch.bfloat16):
 
 
 @pytest.mark.parametrize(
-    "name", ["semi_structured", "cslt", "cslt_graph", "nm_triton", "nm_reference"]
+    "name",
+    ["semi_structured", "cslt", "cslt_graph", "nm_triton", "nm_triton_graph", "nm_reference"],
 )
 @pytest.mark.parametrize("m", [1, 3, 8, 16, 128, 1000])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -58,3 +60,70 @@ def test_sparsify_on_gpu_never_slower_choice_and_equal(tmp_path):
     decisions = model[0].dispatcher.decisions
     for d in decisions.values():
         assert d["seconds"][d["choice"]] <= d["seconds"]["dense"]
+
+
+def _expected(x, w, b):
+    return torch.nn.functional.linear(x.float(), w.float(), None if b is None else b.float())
+
+
+@pytest.mark.parametrize("name", ["nm_triton_graph", "cslt_graph"])
+def test_graphed_replay_keeps_each_result(name):
+    # one graph per bucket: a second call of the same bucket must not overwrite the first result
+    w = _weight_2to4()
+    path = PATHS.lookup(name)(w, None)
+    x1, x2 = (torch.randn(3, w.shape[1], device=DEV, dtype=torch.bfloat16) for _ in range(2))
+    y1 = path(x1)
+    y2 = path(x2)
+    assert list(path._graphs) == [4]
+    for x, y in ((x1, y1), (x2, y2)):
+        torch.testing.assert_close(y.float(), _expected(x, w, None), rtol=2e-2, atol=2e-1)
+
+
+@pytest.mark.parametrize("name", ["nm_triton_graph", "cslt_graph"])
+def test_graphed_path_inside_an_outer_graph_runs_plain(name):
+    w = _weight_2to4()
+    path = PATHS.lookup(name)(w, None)
+    static_x = torch.randn(16, w.shape[1], device=DEV, dtype=torch.bfloat16)
+    graph, static_y = capture(lambda: path(static_x))
+    assert path._graphs == {}  # graphs do not nest: the outer graph recorded the plain kernel
+    static_x.copy_(torch.randn_like(static_x))
+    graph.replay()
+    torch.testing.assert_close(static_y.float(), _expected(static_x, w, None), rtol=2e-2, atol=2e-1)
+
+
+@pytest.mark.parametrize("name", ["dense", "nm_triton", "nm_triton_graph", "cslt", "cslt_graph"])
+@pytest.mark.parametrize("m", [1, 24])
+def test_single_path_layer_compiles_fullgraph_on_gpu(name, m):
+    torch._dynamo.reset()
+    lin = nn.Linear(512, 256, device=DEV, dtype=torch.bfloat16)
+    with torch.no_grad():
+        lin.weight.copy_(_weight_2to4())
+    layer = SparseLinear(lin, [name], Dispatcher(cache_file=None))
+    x = torch.randn(m, 512, device=DEV, dtype=torch.bfloat16)
+    with torch.no_grad():
+        layer(x)  # eager first: autotuning and the cuSPARSELt algorithm search
+        y = torch.compile(layer, fullgraph=True)(x)
+    torch.testing.assert_close(y.float(), _expected(x, lin.weight, lin.bias), rtol=2e-2, atol=2e-1)
+
+
+def test_sparsified_model_under_reduce_overhead_equals_dense(tmp_path):
+    torch._dynamo.reset()
+    model = nn.Sequential(nn.Linear(512, 256), nn.GELU(), nn.Linear(256, 512))
+    model = model.to(DEV, torch.bfloat16)
+    with torch.no_grad():
+        model[0].weight.copy_(_weight_2to4(256, 512))
+        model[2].weight.copy_(_weight_2to4(512, 256))
+    xs = {m: torch.randn(m, 512, device=DEV, dtype=torch.bfloat16) for m in (1, 16)}
+    with torch.no_grad():
+        expected = {m: model(x).float() for m, x in xs.items()}
+        sparsify_(model, "2:4", dispatcher=Dispatcher(cache_file=tmp_path / "d.json"))
+        for x in xs.values():
+            model(x)  # eager: the dispatcher measures each M bucket once
+        decisions = dict(model[0].dispatcher.decisions)
+        compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
+        for _ in range(3):  # warm-up, record, replay
+            for m, x in xs.items():
+                torch.testing.assert_close(
+                    compiled(x).float().clone(), expected[m], rtol=2e-2, atol=2e-1
+                )
+    assert model[0].dispatcher.decisions == decisions  # nothing measured under compile
