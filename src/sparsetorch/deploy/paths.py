@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from sparsetorch._registry import Registry
 from sparsetorch.deploy.graphed import GraphedPath
-from sparsetorch.kernels import nm_triton
+from sparsetorch.kernels import bsr_triton, nm_triton
 from sparsetorch.kernels.nm_reference import compress_2to4, is_2to4, nm_linear_reference
 
 PATHS: Registry[type] = Registry("compute path")
@@ -115,6 +115,42 @@ class BSRPath(Path):
         return sum(
             t.numel() * t.element_size() for t in (w.values(), w.crow_indices(), w.col_indices())
         )
+
+
+@PATHS.register("bsr_triton")
+class BSRTritonPath(Path):
+    """Our Triton block-sparse matmul (kernels/bsr_triton.py) on the weight's nonzero blocks,
+    at the largest block size in 16..128 that adds little zero fill (choose_blocksize)."""
+
+    name = "bsr_triton"
+
+    @classmethod
+    def unsupported(cls, weight):
+        if not bsr_triton.available():
+            return "Triton is not installed"
+        reason = _cuda_half(weight)
+        if reason:
+            return reason
+        if weight.dim() != 2 or any(s % min(bsr_triton.BLOCK_SIZES) for s in weight.shape):
+            return (
+                f"shape {tuple(weight.shape)} not divisible by any block size in "
+                f"{bsr_triton.BLOCK_SIZES}"
+            )
+        return None
+
+    def __init__(self, weight, bias):
+        super().__init__(weight, bias)
+        self.blocksize = bsr_triton.choose_blocksize(weight)
+        self.values, self.crow, self.col = bsr_triton.to_bsr_arrays(weight, self.blocksize)
+        self.out_features = weight.shape[0]
+
+    def __call__(self, x):
+        return torch.ops.sparsetorch.bsr_linear(
+            x, self.values, self.crow, self.col, self.bias, self.out_features
+        )
+
+    def nbytes(self):
+        return sum(t.numel() * t.element_size() for t in (self.values, self.crow, self.col))
 
 
 def _unsupported_2to4(weight: torch.Tensor) -> str | None:

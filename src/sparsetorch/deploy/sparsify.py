@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # config -> sparse engines tried (besides dense), fastest first is not assumed: all measured
 CONFIGS: dict[str, tuple[str, ...]] = {
     "2:4": ("semi_structured", "cslt", "cslt_graph", "nm_triton", "nm_triton_graph"),
-    "bsr": ("bsr",),
+    "bsr": ("bsr", "bsr_triton"),
     "csr": ("csr",),
 }
 

@@ -1,0 +1,295 @@
+"""Block-sparse (BSR) linear in Triton: y = x @ W.T + b with W (out, in) stored as its nonzero
+(bs, bs) blocks; x (M, in) -> y (M, out), float16/bfloat16, fp32 accumulation.
+
+Layout (torch's BSR): ``values`` (nnzb, bs, bs) row-major blocks of W, ``crow`` (out/bs + 1,)
+block-row pointers, ``col`` (nnzb,) block columns; bs in {16, 32, 64, 128} dividing both dims.
+
+One program computes one output tile: one W block row (bs output features) x BLOCK_M rows of
+x, looping over that block row's nonzero blocks (tl.dot, fp32 accumulator). Empty block rows
+write zeros (or the bias). ``W_LEFT`` picks the MMA orientation (autotuned): acc^T (bs,
+BLOCK_M) = W_blk @ x_tile^T puts the weight block in the MMA's M slot and the x tile in its wide
+N slot (the natural y^T = W x^T; wgmma wants M >= 64), acc (BLOCK_M, bs) = x_tile @ W_blk^T
+suits bs < 64.
+
+Scheduling (what makes it fast): program ids run block-row-fastest, so all W block rows for one
+x tile (BLOCK_M x in: 4 MB at BLOCK_M = 256, in = 8192, bf16) execute together while that tile
+sits in L2. x is then read from DRAM once instead of once per W block row touching it (torch's
+row-major order re-reads it ~density * out/bs times: 6.4x at 5%, bs 64, 8192^2). W (nnzb * bs^2
+elements) is re-read from L2 by every x tile; it fits L2 (50 MB on H100) up to ~25% density at
+8192^2.
+
+Roofline, 8192^3 bf16 on H100 (~990 TFLOP/s dense peak, ~3.3 TB/s HBM): DRAM traffic is x
+read once (128 MB) + y written once (128 MB) + W (6.4 MB at 5%) = ~80 us whatever the density;
+tensor-core work is density * 1.1 TFLOP = 55 GFLOP (~60 us at peak) at 5%. So at <= 10%
+density the kernel is bound by HBM traffic of x and y plus its short K loops (nnz/row ~6 blocks
+at 5%, bs 64: prologue and epilogue are not amortised), not by FLOPs; the FLOP limit of 20x
+(5%) is out of reach, ~14x is the memory floor against a 1.3 ms dense matmul. L2->SM traffic
+for x is density * out/bs times x (6.4x at 5%, bs 64; twice that at bs 32), which is why
+bs 32 is slower. At 25% it becomes compute bound like dense.
+
+Autotuned (BLOCK_M, W_LEFT, num_warps, num_stages) per (M bucket, in, out, bs, density bucket,
+x layout, dtype). Under TRITON_INTERPRET=1 (CPU tests) a fixed ``config`` is used.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import torch
+
+try:  # Triton is optional: present with CUDA builds of torch
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - CPU machines
+    triton = None
+
+BLOCK_SIZES = (16, 32, 64, 128)
+_SMEM_BUDGET = 200 * 1024  # bytes of shared memory a config may plan for (H100: 227 KB)
+
+
+def available() -> bool:
+    return triton is not None
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
+    if triton is None:
+        return False
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def m_key(m: int) -> int:
+    """Autotune bucket of the row count: the next power of two (16 at least)."""
+    return max(16, 1 << max(0, m - 1).bit_length())
+
+
+def density_key(nnzb: int, block_rows: int) -> int:
+    """Autotune bucket of the mean nonzero blocks per block row: its bit length (0 = empty)."""
+    return int(nnzb / max(1, block_rows) + 0.5).bit_length()
+
+
+def choose_blocksize(weight: torch.Tensor, slack: float = 1.5) -> int | None:
+    """Largest block size in BLOCK_SIZES dividing both dims whose stored elements (nonzero
+    blocks * bs^2) are at most ``slack`` times those of the finest dividing block size; bigger
+    blocks run fewer, larger MMAs, but zero fill inside them is work too. None if none divides.
+    """
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
+    if slack < 1:
+        raise ValueError(f"slack must be >= 1, got {slack}")
+    rows, cols = weight.shape
+    sizes = [b for b in BLOCK_SIZES if rows % b == 0 and cols % b == 0]
+    if not sizes:
+        return None
+    nz = weight != 0
+    stored = {}
+    for b in sizes:
+        blocks = nz.reshape(rows // b, b, cols // b, b).any(dim=3).any(dim=1)  # (rows/b, cols/b)
+        stored[b] = int(blocks.sum()) * b * b
+    floor = stored[sizes[0]]
+    return max(b for b in sizes if stored[b] <= slack * floor)
+
+
+def to_bsr_arrays(weight: torch.Tensor, blocksize: int) -> tuple[torch.Tensor, ...]:
+    """(values (nnzb, bs, bs) contiguous, crow (out/bs + 1,) int32, col (nnzb,) int32) of a
+    dense weight, through torch's to_sparse_bsr; only blocks with a nonzero are stored. The
+    values are a copy: a view would keep the sparse tensor as its base, which torch.compile's
+    fake tensors cannot take."""
+    with warnings.catch_warnings():  # "Sparse BSR tensor support is in beta state"
+        warnings.filterwarnings("ignore", message="Sparse BSR tensor support")
+        w = weight.detach().to_sparse_bsr((blocksize, blocksize))
+    return (
+        w.values().clone(memory_format=torch.contiguous_format),
+        w.crow_indices().to(torch.int32).contiguous(),
+        w.col_indices().to(torch.int32).contiguous(),
+    )
+
+
+def _check(x, values, crow, col, bias, out_features) -> int:
+    if x.dim() != 2:
+        raise ValueError(f"x must be 2-D (M, in), got shape {tuple(x.shape)}")
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        raise TypeError(f"x must be float16 or bfloat16, got {x.dtype}")
+    if values.dim() != 3 or values.shape[1] != values.shape[2]:
+        raise ValueError(f"values must be square blocks (nnzb, bs, bs), got {tuple(values.shape)}")
+    bs = values.shape[1]
+    if bs not in BLOCK_SIZES:
+        raise ValueError(f"block size must be one of {BLOCK_SIZES}, got {bs}")
+    if values.dtype != x.dtype:
+        raise TypeError(f"values dtype {values.dtype} must match x dtype {x.dtype}")
+    if out_features % bs or x.shape[1] % bs:
+        raise ValueError(
+            f"block size {bs} must divide out_features={out_features} and in={x.shape[1]}"
+        )
+    if crow.shape != (out_features // bs + 1,):
+        raise ValueError(
+            f"crow must have out_features/bs + 1 = {out_features // bs + 1} entries, "
+            f"got shape {tuple(crow.shape)}"
+        )
+    if col.shape != (values.shape[0],):
+        raise ValueError(f"col must have nnzb = {values.shape[0]} entries, got {tuple(col.shape)}")
+    if crow.dtype not in (torch.int32, torch.int64) or col.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"crow/col must be int32 or int64, got {crow.dtype}/{col.dtype}")
+    if bias is not None and bias.shape != (out_features,):
+        raise ValueError(f"bias must have shape ({out_features},), got {tuple(bias.shape)}")
+    tensors = (x, values, crow, col) + ((bias,) if bias is not None else ())
+    if len({t.device for t in tensors}) != 1:
+        raise ValueError("x, values, crow, col and bias must be on one device")
+    if not values.is_contiguous():
+        raise ValueError("values must be contiguous (nnzb, bs, bs)")
+    return bs
+
+
+if triton is not None:
+
+    @triton.jit(do_not_specialize=["M_KEY", "K_KEY", "DENSITY_KEY", "LAYOUT_KEY"])
+    def _bsr_kernel(
+        x_ptr, v_ptr, crow_ptr, col_ptr, b_ptr, y_ptr,
+        M, BLOCK_ROWS,
+        stride_xm, stride_xk, stride_ym, stride_yn,
+        M_KEY, K_KEY, DENSITY_KEY, LAYOUT_KEY,  # autotune keys only (buckets, see below)
+        BS: tl.constexpr, HAS_BIAS: tl.constexpr,
+        BLOCK_M: tl.constexpr, W_LEFT: tl.constexpr,
+    ):  # fmt: skip
+        pid = tl.program_id(0)
+        row = pid % BLOCK_ROWS  # W block row: fastest, so one x tile serves all of them from L2
+        pid_m = pid // BLOCK_ROWS
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # (BM,) rows of x / y
+        offs_b = tl.arange(0, BS)  # (BS,) within a block
+        m_ok = offs_m < M
+        x_rows = x_ptr + offs_m.to(tl.int64) * stride_xm  # (BM,) row starts
+        start = tl.load(crow_ptr + row)
+        end = tl.load(crow_ptr + row + 1)
+        if W_LEFT:
+            acc = tl.zeros((BS, BLOCK_M), dtype=tl.float32)  # (out block, BM): y^T tile
+        else:
+            acc = tl.zeros((BLOCK_M, BS), dtype=tl.float32)  # (BM, out block): y tile
+        w_blk = v_ptr + start.to(tl.int64) * (BS * BS)  # first block of the row (64-bit)
+        for i in range(start, end):
+            k = tl.load(col_ptr + i).to(tl.int64) * BS + offs_b  # (BS,) input features
+            if W_LEFT:
+                w = tl.load(w_blk + offs_b[:, None] * BS + offs_b[None, :])  # (out, k)
+                xt = tl.load(
+                    x_rows[None, :] + k[:, None] * stride_xk, mask=m_ok[None, :], other=0.0
+                )  # (k, BM)
+                acc = tl.dot(w, xt, acc)
+            else:
+                wt = tl.load(w_blk + offs_b[:, None] + offs_b[None, :] * BS)  # (k, out) = W^T
+                xs = tl.load(
+                    x_rows[:, None] + k[None, :] * stride_xk, mask=m_ok[:, None], other=0.0
+                )  # (BM, k)
+                acc = tl.dot(xs, wt, acc)
+            w_blk += BS * BS
+        offs_n = row * BS + offs_b  # (BS,) output features
+        if W_LEFT:
+            if HAS_BIAS:
+                acc += tl.load(b_ptr + offs_n).to(tl.float32)[:, None]
+            y_ptrs = y_ptr + offs_m.to(tl.int64)[None, :] * stride_ym + offs_n[:, None] * stride_yn
+            tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=m_ok[None, :])
+        else:
+            if HAS_BIAS:
+                acc += tl.load(b_ptr + offs_n).to(tl.float32)[None, :]
+            y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
+            tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=m_ok[:, None])
+
+    _CONFIGS = [
+        triton.Config({"BLOCK_M": bm, "W_LEFT": w_left}, num_warps=warps, num_stages=stages)
+        for w_left in (True, False)
+        for bm in (16, 32, 64, 128, 256)
+        for warps in (4, 8)
+        for stages in (3, 4)
+    ]
+
+    def _prune(configs, named_args, **kwargs):
+        """Keep the two largest BLOCK_M not above the M bucket, and tiles whose pipelined
+        operands fit shared memory."""
+        args = {**named_args, **kwargs}
+        bs, mk = args["BS"], args["M_KEY"]
+        tiles = sorted({c.kwargs["BLOCK_M"] for c in configs if c.kwargs["BLOCK_M"] <= mk})[-2:]
+        keep = [
+            c
+            for c in configs
+            if c.kwargs["BLOCK_M"] in tiles
+            and c.num_stages * (c.kwargs["BLOCK_M"] * bs + bs * bs) * 2 <= _SMEM_BUDGET
+        ]
+        return keep or [min(configs, key=lambda c: (c.kwargs["BLOCK_M"], c.num_stages))]
+
+    _bsr_autotuned = triton.autotune(
+        configs=_CONFIGS,
+        key=["M_KEY", "K_KEY", "BLOCK_ROWS", "BS", "DENSITY_KEY", "LAYOUT_KEY"],
+        prune_configs_by={"early_config_prune": _prune},
+    )(_bsr_kernel)
+
+
+def bsr_linear_triton(
+    x: torch.Tensor,
+    values: torch.Tensor,
+    crow: torch.Tensor,
+    col: torch.Tensor,
+    bias: torch.Tensor | None,
+    out_features: int,
+    config: dict | None = None,
+) -> torch.Tensor:
+    """y = x @ W.T (+ bias) for W (out_features, in) in BSR; x (M, in) any strides -> y (M,
+    out_features) contiguous, in x's dtype.
+
+    ``config`` ({"BLOCK_M", "W_LEFT", "num_warps", "num_stages"}) fixes the tiles instead of
+    autotuning them (interpreter tests, benchmark sweeps); under TRITON_INTERPRET=1 it defaults
+    to W_LEFT with BLOCK_M = min(64, M bucket).
+    """
+    bs = _check(x, values, crow, col, bias, out_features)
+    if triton is None:
+        raise RuntimeError("bsr_linear_triton needs Triton (a CUDA build of torch)")
+    if x.device.type != "cuda" and not interpreting():
+        raise ValueError(f"x must be on a CUDA device (or set TRITON_INTERPRET=1), got {x.device}")
+    m = x.shape[0]
+    if config is None and interpreting():  # autotuning times kernels: needs a GPU
+        config = {"BLOCK_M": min(64, m_key(m)), "W_LEFT": True}
+    y = torch.empty(m, out_features, dtype=x.dtype, device=x.device)
+    block_rows = out_features // bs
+    if m == 0:
+        return y
+    args = (
+        x, values, crow, col, bias if bias is not None else values, y,
+        m, block_rows,
+        x.stride(0), x.stride(1), y.stride(0), y.stride(1),
+        m_key(m), x.shape[1], density_key(values.shape[0], block_rows), int(x.stride(1) == 1),
+    )  # fmt: skip
+    if config is None:
+        grid = lambda cfg: (math.ceil(m / cfg["BLOCK_M"]) * block_rows,)  # noqa: E731
+        _bsr_autotuned[grid](*args, BS=bs, HAS_BIAS=bias is not None)
+    else:
+        grid = (math.ceil(m / config["BLOCK_M"]) * block_rows,)
+        _bsr_kernel[grid](*args, BS=bs, HAS_BIAS=bias is not None, **config)
+    return y
+
+
+def best_config() -> dict | None:
+    """The config the autotuner used in the last autotuned call (benchmarks report it)."""
+    if triton is None or getattr(_bsr_autotuned, "best_config", None) is None:
+        return None
+    c = _bsr_autotuned.best_config
+    return {**c.kwargs, "num_warps": c.num_warps, "num_stages": c.num_stages}
+
+
+# The kernel as a torch op: torch.compile keeps it opaque (Dynamo never traces Triton's
+# launcher or autotuner) and CUDA graphs record its launch.
+@torch.library.custom_op("sparsetorch::bsr_linear", mutates_args=())
+def bsr_linear(
+    x: torch.Tensor,
+    values: torch.Tensor,
+    crow: torch.Tensor,
+    col: torch.Tensor,
+    bias: torch.Tensor | None,
+    out_features: int,
+) -> torch.Tensor:
+    """``bsr_linear_triton`` autotuned, as ``torch.ops.sparsetorch.bsr_linear``."""
+    return bsr_linear_triton(x, values, crow, col, bias, out_features)
+
+
+@bsr_linear.register_fake
+def _bsr_linear_fake(x, values, crow, col, bias, out_features):
+    torch._check((crow.shape[0] - 1) * values.shape[1] == out_features)
+    return x.new_empty(x.shape[0], out_features)  # (M, out)

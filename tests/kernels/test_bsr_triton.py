@@ -1,0 +1,232 @@
+"""bsr_triton: y = x @ W.T + b equals a dense matmul of the densified W and formats.BSR's matmul.
+
+The kernel runs compiled on CUDA, or on CPU in Triton's interpreter:
+    TRITON_INTERPRET=1 PYTHONPATH=src:. python -m pytest tests/kernels/test_bsr_triton.py
+Without either (CI: the CPU wheel of torch ships no Triton) the kernel tests skip with the
+reason; input checks, the block-size choice and the autotune buckets run everywhere.
+"""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sparsetorch.deploy import PATHS
+from sparsetorch.formats.bsr import BSR
+from sparsetorch.kernels import bsr_triton as bt
+
+
+def _kernel_device() -> tuple[str | None, str]:
+    """Where the kernel can run here, or None and why not."""
+    if not bt.available():
+        return None, (
+            "needs Triton (the CPU wheel of torch ships none): pip install triton, then run "
+            "with TRITON_INTERPRET=1 (CPU interpreter) or on a CUDA machine"
+        )
+    if bt.interpreting():
+        try:  # the interpreter must really work here (numpy, Triton version)
+            w = torch.ones(16, 16, dtype=torch.float16)
+            v, crow, col = bt.to_bsr_arrays(w, 16)
+            y = bt.bsr_linear_triton(torch.ones(1, 16, dtype=torch.float16), v, crow, col, None, 16)
+            assert torch.equal(y, torch.full((1, 16), 16.0, dtype=torch.float16))
+        except Exception as exc:  # any failure means: cannot test here
+            return None, f"TRITON_INTERPRET=1 does not work on this machine: {exc!r}"
+        return "cpu", ""
+    if torch.cuda.is_available():
+        return "cuda", ""
+    return None, "Triton without a CUDA device: run with TRITON_INTERPRET=1 (CPU interpreter)"
+
+
+DEVICE, WHY = _kernel_device()
+needs_kernel = pytest.mark.skipif(DEVICE is None, reason=WHY)
+# Triton's interpreter (3.9) returns garbage from tl.dot on bfloat16: bf16 only compiled
+needs_compiled = pytest.mark.skipif(
+    DEVICE != "cuda", reason="bfloat16 / autotuning need the compiled kernel on CUDA"
+)
+
+
+def block_sparse(out, inn, bs, density=0.5, empty_rows=(1,), seed=0, dtype=torch.float16):
+    """(out, in) weight with random whole (bs, bs) blocks kept; the listed block rows empty."""
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.rand(out // bs, inn // bs, generator=g) < density  # (out/bs, in/bs)
+    keep[list(empty_rows)] = False
+    mask = keep.repeat_interleave(bs, 0).repeat_interleave(bs, 1)
+    return (torch.randn(out, inn, generator=g) * mask).to(dtype)
+
+
+def run(w, x, bias, bs, config=None):
+    v, crow, col = bt.to_bsr_arrays(w, bs)
+    return bt.bsr_linear_triton(x, v, crow, col, bias, w.shape[0], config=config)
+
+
+def expected(w, x, bias):
+    y = x.float() @ w.float().T
+    return y if bias is None else y + bias.float()
+
+
+@needs_kernel
+@pytest.mark.parametrize("bs", [16, 32, 64])
+@pytest.mark.parametrize("m", [1, 3, 64, 130])
+@pytest.mark.parametrize("w_left", [True, False])
+def test_equals_dense_and_formats_bsr(bs, m, w_left):
+    w = block_sparse(4 * bs, 3 * bs, bs, empty_rows=(1,)).to(DEVICE)  # block row 1 empty
+    x = torch.randn(m, 3 * bs, generator=torch.Generator().manual_seed(m)).half().to(DEVICE)
+    b = torch.randn(4 * bs, generator=torch.Generator().manual_seed(1)).half().to(DEVICE)
+    y = run(w, x, b, bs, config={"BLOCK_M": 16 if m < 64 else 64, "W_LEFT": w_left})
+    assert y.shape == (m, 4 * bs) and y.dtype == torch.float16
+    torch.testing.assert_close(y.float(), expected(w, x, b), rtol=1e-2, atol=2e-2)
+    # formats/bsr.py's block products on the same arrays, in float32
+    v, crow, col = bt.to_bsr_arrays(w, bs)
+    ref = BSR(crow.cpu(), col.cpu(), v.float().cpu(), tuple(w.shape)).matmul_reference(
+        x.float().cpu().T
+    )  # (out, M)
+    torch.testing.assert_close(y.float().cpu(), ref.T + b.float().cpu(), rtol=1e-2, atol=2e-2)
+    # the empty block row is the bias, exactly
+    assert torch.equal(y[:, bs : 2 * bs], b[bs : 2 * bs].expand(m, bs))
+
+
+@needs_kernel
+@pytest.mark.parametrize("bias", [False, True])
+def test_all_empty_weight_gives_bias_or_zeros(bias):
+    w = torch.zeros(64, 32, dtype=torch.float16, device=DEVICE)
+    b = torch.randn(64).half().to(DEVICE) if bias else None
+    x = torch.randn(3, 32).half().to(DEVICE)
+    y = run(w, x, b, 32, config={"BLOCK_M": 16, "W_LEFT": True})
+    assert torch.equal(y, b.expand(3, 64) if bias else torch.zeros_like(y))
+
+
+@needs_kernel
+def test_block_128_and_default_config():
+    w = block_sparse(256, 256, 128, density=0.6, empty_rows=()).to(DEVICE)
+    x = torch.randn(5, 256).half().to(DEVICE)
+    y = run(w, x, None, 128)  # autotuned on CUDA, the interpreter's default config on CPU
+    torch.testing.assert_close(y.float(), expected(w, x, None), rtol=1e-2, atol=4e-2)
+
+
+@needs_kernel
+@pytest.mark.parametrize("w_left", [True, False])
+def test_strided_x_equals_contiguous(w_left):
+    w = block_sparse(128, 96, 32).to(DEVICE)
+    xt = torch.randn(96, 20).half().to(DEVICE)  # x = xt.T: (20, 96), column-major
+    cfg = {"BLOCK_M": 16, "W_LEFT": w_left}
+    y_view, y_copy = run(w, xt.T, None, 32, cfg), run(w, xt.T.contiguous(), None, 32, cfg)
+    torch.testing.assert_close(y_view, y_copy, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(y_view.float(), expected(w, xt.T, None), rtol=1e-2, atol=2e-2)
+
+
+@needs_kernel
+@settings(max_examples=12, deadline=None)
+@given(
+    bs=st.sampled_from([16, 32]),
+    rows=st.integers(1, 4),
+    cols=st.integers(1, 3),
+    m=st.integers(1, 40),
+    density=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+    w_left=st.booleans(),
+)
+def test_random_block_masks(bs, rows, cols, m, density, seed, w_left):
+    w = block_sparse(rows * bs, cols * bs, bs, density, empty_rows=(), seed=seed).to(DEVICE)
+    x = torch.randn(m, cols * bs, generator=torch.Generator().manual_seed(seed)).half()
+    b = torch.randn(rows * bs, generator=torch.Generator().manual_seed(seed + 1)).half()
+    x, b = x.to(DEVICE), b.to(DEVICE)
+    y = run(w, x, b, bs, config={"BLOCK_M": 16, "W_LEFT": w_left})
+    torch.testing.assert_close(y.float(), expected(w, x, b), rtol=1e-2, atol=2e-2)
+
+
+@needs_kernel
+@needs_compiled
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("m", [1, 130, 1000])
+def test_autotuned_on_cuda(dtype, m):
+    w = block_sparse(256, 512, 64, density=0.2, dtype=dtype).cuda()
+    x = torch.randn(m, 512, device="cuda", dtype=dtype)
+    b = torch.randn(256, device="cuda", dtype=dtype)
+    y = run(w, x, b, 64)
+    torch.testing.assert_close(y.float(), expected(w, x, b), rtol=2e-2, atol=2e-1)
+    assert bt.best_config()["BLOCK_M"] <= bt.m_key(m)
+
+
+# ---- everywhere (no kernel launch) ------------------------------------------------------
+
+
+def _args(bs=32, out=64, inn=64, dtype=torch.float16):
+    w = block_sparse(out, inn, bs, empty_rows=(), dtype=dtype)
+    v, crow, col = bt.to_bsr_arrays(w, bs)
+    return torch.randn(2, inn).to(dtype), v, crow, col
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (lambda a: {**a, "x": a["x"].float()}, TypeError, "x must be float16 or bfloat16"),
+        (lambda a: {**a, "values": a["values"].bfloat16()}, TypeError, "values dtype"),
+        (lambda a: {**a, "x": a["x"][:, :48]}, ValueError, "must divide out_features=64 and in=48"),
+        (lambda a: {**a, "out_features": 96}, ValueError, "crow must have"),
+        (lambda a: {**a, "col": a["col"][:-1]}, ValueError, "col must have nnzb"),
+        (
+            lambda a: {**a, "bias": torch.zeros(63).half()},
+            ValueError,
+            r"bias must have shape \(64,\)",
+        ),
+        (lambda a: {**a, "values": a["values"][:, :16]}, ValueError, "square blocks"),
+        (lambda a: {**a, "x": a["x"][0]}, ValueError, "x must be 2-D"),
+    ],
+)
+def test_bad_input_named(change, error, match):
+    x, v, crow, col = _args()
+    a = change({"x": x, "values": v, "crow": crow, "col": col, "bias": None, "out_features": 64})
+    with pytest.raises(error, match=match):
+        bt.bsr_linear_triton(**a)
+
+
+def test_block_size_must_be_supported():
+    w = torch.ones(24, 24, dtype=torch.float16)
+    v, crow, col = bt.to_bsr_arrays(w, 8)
+    with pytest.raises(ValueError, match=r"block size must be one of \(16, 32, 64, 128\), got 8"):
+        bt.bsr_linear_triton(torch.ones(1, 24).half(), v, crow, col, None, 24)
+
+
+def test_to_bsr_arrays_round_trip():
+    w = block_sparse(128, 96, 32, empty_rows=(0, 3))
+    v, crow, col = bt.to_bsr_arrays(w, 32)
+    assert crow.dtype == col.dtype == torch.int32 and v.is_contiguous() and v._base is None
+    assert crow[1] == 0 and crow[-1] == crow[-2] == v.shape[0]  # block rows 0 and 3 empty
+    assert torch.equal(BSR(crow, col, v, (128, 96)).to_dense(), w)
+
+
+@pytest.mark.parametrize(
+    "make, want",
+    [
+        (lambda: torch.ones(256, 256), 128),  # dense: no fill at any size
+        (lambda: block_sparse(256, 256, 64, density=0.2, empty_rows=()), 64),
+        (lambda: block_sparse(256, 256, 32, density=0.2, empty_rows=()), 32),
+        (lambda: block_sparse(96, 96, 16, density=0.3, empty_rows=()), 16),
+        (lambda: torch.ones(48, 80), 16),  # only 16 divides both
+        (lambda: torch.zeros(64, 64), 64),  # nothing stored at any size: the largest
+        (lambda: torch.ones(50, 64), None),
+    ],
+)
+def test_choose_blocksize(make, want):
+    assert bt.choose_blocksize(make()) == want
+
+
+def test_choose_blocksize_slack():
+    w = torch.zeros(64, 64)
+    w[:32, :32] = 1  # one 32-block: a 64-block stores 4x the elements
+    assert bt.choose_blocksize(w) == 32
+    assert bt.choose_blocksize(w, slack=4.0) == 64
+    with pytest.raises(ValueError, match="slack must be >= 1"):
+        bt.choose_blocksize(w, slack=0.5)
+
+
+def test_autotune_buckets():
+    assert [bt.m_key(m) for m in (1, 16, 17, 130, 8192)] == [16, 16, 32, 256, 8192]
+    # mean blocks per block row 0, 0.4, 1, 6.4, 12.8 -> rounded 0, 0, 1, 6, 13 -> bit lengths
+    assert [bt.density_key(n, 128) for n in (0, 51, 128, 819, 1638)] == [0, 0, 1, 3, 4]
+
+
+def test_path_reports_why_not():
+    path = PATHS.lookup("bsr_triton")
+    reason = path.unsupported(block_sparse(64, 64, 32))  # a CPU weight
+    assert reason == ("needs a CUDA device" if bt.available() else "Triton is not installed")
