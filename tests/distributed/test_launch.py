@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -17,10 +13,10 @@ from sparsetorch.cli import main
 from sparsetorch.distributed.launch import ENVIRONMENT
 from sparsetorch.distributed.runner import Parallel
 from sparsetorch.experiments import Hparams, train
+from tests.distributed.torchrun import torchrun
 
 TINY = ["--dataset", "digits", "--train-size", "128", "--val-size", "50", "--test-size", "50",
         "--batch-size", "32", "--steps", "6", "--eval-every", "3"]  # fmt: skip
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -99,14 +95,8 @@ def test_torchrun_two_cpu_ranks_train_like_one_process(tmp_path):
     same run dir (the distributed mode is not part of a run's identity), same metrics."""
     argv = ["train", *TINY, "--method", "rigl", "--sparsity", "0.9", "--method-option",
             "delta_t=2", "--threads", "1"]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-              "--nproc_per_node", "2", "-m", "sparsetorch"]  # fmt: skip
-    done = subprocess.run(
-        [*launch, *argv, "--out", str(tmp_path / "ddp"), "--distributed", "ddp"],
-        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    args = ["-m", "sparsetorch", *argv, "--out", str(tmp_path / "ddp"), "--distributed", "ddp"]
+    done = torchrun(args, tmp_path, complete=lambda stdout: stdout.count("test acc") == 2)
     assert done.stdout.count("test acc") == 2  # one summary (it names test acc twice)
     assert main([*argv, "--out", str(tmp_path / "one")]) == 0
     (two,) = (tmp_path / "ddp").iterdir()
