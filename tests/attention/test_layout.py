@@ -148,6 +148,7 @@ def test_band_closed_form_flex_blocks_equal_the_generic_layout(n, lo, hi, bq, bk
         b = _dense(getattr(generic, num), getattr(generic, idx), rows, cols)
         assert torch.equal(a, b), num
         assert getattr(fast, idx).shape == (rows, cols)
+        assert getattr(fast, idx).is_contiguous()  # FlexAttention's kernels need row-major
 
 
 @pytest.mark.parametrize("pattern", TABLE_PATTERNS, ids=repr)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from sparsetorch.attention.counting import in_band
 from sparsetorch.attention.layout import FlexBlocks, blocks
@@ -55,34 +53,16 @@ class Band(AttentionPattern):
 
     def flex_blocks(self, n: int, block: int | tuple[int, int] = 128, device=None) -> FlexBlocks:
         """Closed form, without any block grid: the key blocks of a query block are one run
-        and its full blocks a sub-run. A few vector ops over the query blocks on the CPU, one
-        small copy to ``device`` and a widening there; a symmetric band with square blocks
-        reuses its key side as its query side."""
+        and its full blocks a sub-run. A few numpy ops over the query blocks on the host, then
+        :meth:`FlexBlocks.from_host` (one small copy to ``device``, widened there); a symmetric
+        band with square blocks reuses its key side as its query side."""
         self._validate(n)
         bq, bk = blocks(block)
         lo = -n if self.lo is None else max(self.lo, -n)
         hi = n if self.hi is None else min(self.hi, n)
         kv = _band_runs(n, bq, bk, lo, hi)
         q = kv if (bq == bk and lo == -hi) else _band_runs(n, bk, bq, -hi, -lo)
-        parts = [*kv, *q]
-        flat = torch.from_numpy(np.concatenate([a.ravel() for a in parts]))
-        flat = flat.to(device or "cpu")  # one transfer
-        views = [c.view(a.shape) for c, a in zip(flat.split([a.size for a in parts]), parts)]
-        kv_num, kv_idx, full_kv_num, full_kv_idx, q_num, q_idx, full_q_num, full_q_idx = views
-        kv_idx, full_kv_idx = _widen(kv_idx, full_kv_idx, math.ceil(n / bk))
-        q_idx, full_q_idx = _widen(q_idx, full_q_idx, math.ceil(n / bq))
-        return FlexBlocks(
-            n,
-            (bq, bk),
-            kv_num,
-            kv_idx,
-            full_kv_num,
-            full_kv_idx,
-            q_num,
-            q_idx,
-            full_q_num,
-            full_q_idx,
-        )
+        return FlexBlocks.from_host(n, (bq, bk), kv, q, device)
 
     @property
     def cost(self) -> str:
@@ -122,17 +102,9 @@ def _band_runs(n: int, bq: int, bk: int, lo: int, hi: int) -> list[np.ndarray]:
     t = np.arange(width)
     idx = np.where(t < left[:, None], first[:, None] + t, fb[:, None] + 1 + t - left[:, None])
     full_idx = fa[:, None] + t
-    out = [left + right, idx, fb - fa + 1, full_idx]
-    out[1], out[3] = np.clip(out[1], 0, nkb - 1), np.clip(out[3], 0, nkb - 1)
+    # entries past a row's count are unused; keep them in range (all entries are >= 0)
+    out = [left + right, np.minimum(idx, nkb - 1), fb - fa + 1, np.minimum(full_idx, nkb - 1)]
     return [a.astype(np.int32) for a in out]
-
-
-def _widen(idx: Tensor, full_idx: Tensor, width: int) -> tuple[Tensor, Tensor]:
-    """Pad index rows with zeros to ``width`` columns (FlexAttention reads the number of key
-    blocks, hence the sequence length it may cover, from the width)."""
-    wide = idx.new_zeros((2, idx.shape[0], width))
-    wide[:, :, : idx.shape[1]] = torch.stack((idx, full_idx))
-    return wide[0], wide[1]
 
 
 def causal() -> Band:

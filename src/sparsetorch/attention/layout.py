@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -130,12 +131,58 @@ class FlexBlocks:
     full_q_num: Tensor
     full_q_idx: Tensor
 
+    @classmethod
+    def from_host(
+        cls,
+        n: int,
+        block: tuple[int, int],
+        kv: list[np.ndarray],
+        q: list[np.ndarray],
+        device: torch.device | str | None,
+    ) -> FlexBlocks:
+        """From host arrays per side, ``[count, indices, full count, full indices]`` (int32;
+        indices (rows, w) with w <= the number of blocks of the other side, the unused tail of
+        a row anything in range): one host buffer, one host-to-device copy, then on the device
+        one zero fill and one copy (two when the block grid is not square) that widen the index
+        rows to the number of blocks. The widened tensors are row-major views of one buffer."""
+        nqb, nkb = math.ceil(n / block[0]), math.ceil(n / block[1])
+        square = nqb == nkb
+        if square:  # one copy widens both sides: pad their rows to one width on the host
+            w = max(kv[1].shape[1], q[1].shape[1])
+            kv, q = ([a if a.ndim == 1 else _pad_columns(a, w) for a in s] for s in (kv, q))
+        counts = [kv[0], kv[2], q[0], q[2]]
+        host = np.concatenate([a.ravel() for a in (*counts, kv[1], kv[3], q[1], q[3])])
+        flat = torch.from_numpy(host).to(device or "cpu")  # the one transfer
+        c = sum(a.size for a in counts)
+        kv_num, full_kv_num, q_num, full_q_num = flat[:c].split([a.size for a in counts])
+        wide = flat.new_zeros(4 * nqb * nkb)
+        kv_wide = wide[: 2 * nqb * nkb].view(2, nqb, nkb)  # (indices, full indices)
+        q_wide = wide[2 * nqb * nkb :].view(2, nkb, nqb)
+        wk, wq = kv[1].shape[1], q[1].shape[1]
+        if square:
+            wide.view(4, nqb, nkb)[:, :, :wk] = flat[c:].view(4, nqb, wk)
+        else:
+            kv_wide[:, :, :wk] = flat[c : c + 2 * nqb * wk].view(2, nqb, wk)
+            q_wide[:, :, :wq] = flat[c + 2 * nqb * wk :].view(2, nkb, wq)
+        return cls(
+            n,
+            block,
+            kv_num,
+            kv_wide[0],
+            full_kv_num,
+            kv_wide[1],
+            q_num,
+            q_wide[0],
+            full_q_num,
+            q_wide[1],
+        )
+
     def to_block_mask(self, mask_mod: Callable) -> object:
         """A FlexAttention ``BlockMask`` (batch and heads broadcast); nothing is evaluated."""
         from torch.nn.attention.flex_attention import BlockMask
 
         def bh(t: Tensor) -> Tensor:
-            return t.contiguous()[None, None]  # (1, 1, ...), row-major (see the class doc)
+            return t.contiguous().view(1, 1, *t.shape)  # (1, 1, ...), row-major (class doc)
 
         # Both sides from our layout (the transposed one too: no dense round trip).
         return BlockMask(
@@ -151,3 +198,12 @@ class FlexBlocks:
             BLOCK_SIZE=self.block,
             mask_mod=mask_mod,
         )
+
+
+def _pad_columns(a: np.ndarray, width: int) -> np.ndarray:
+    """(rows, w) -> (rows, width), zeros on the right."""
+    if a.shape[1] == width:
+        return a
+    out = np.zeros((a.shape[0], width), dtype=a.dtype)
+    out[:, : a.shape[1]] = a
+    return out
