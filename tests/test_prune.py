@@ -338,3 +338,80 @@ def test_sweep_exact_total_and_valid(sizes, sparsity, pattern, distribution, see
     assert kept(model) == unit * round((1 - sparsity) * total / unit + 1e-9)
     for n, m in masks.items():
         assert bool((model.get_parameter(n)[~m] == 0).all())
+
+
+# ---- cumulative pruning with per-layer distributions ------------------------------------------
+def test_cumulative_uniform_keeps_a_layer_already_sparser_and_stays_exact():
+    # 7x5 and 5x3 at 0.5: 17.5 and 7.5 apportioned to 18 and 7 (25 in all). At 0.51 uniform
+    # asks 0.49 of each: 17.15 and 7.35, but the second layer has only 7 left: it keeps its
+    # mask and the other layer takes the rest, so the total is exact (24.5 -> 25)
+    model = mlp(0, sizes=(7, 5, 3))
+    sparse.prune(model, 0.5, distribution="uniform")
+    first = {n: m.clone() for n, m in sparse.masks(model).items()}
+    assert [int(m.sum()) for m in first.values()] == [18, 7]
+    sparse.prune(model, 0.51, distribution="uniform")
+    second = sparse.masks(model)
+    assert kept(model) == 25
+    assert torch.equal(second["2.weight"], first["2.weight"])
+    assert all(bool((second[n] <= first[n]).all()) for n in first)
+
+
+def test_cumulative_erk_when_the_real_target_exceeds_what_is_left():
+    # 5x3 and 3x7 (36 weights): 0.3 keeps 25 (25.2); 0.305 asks for 25.02, which rounds to
+    # the 25 still kept: ERK must not refuse over a fraction of a weight
+    model = mlp(0, sizes=(5, 3, 7))
+    sparse.prune(model, 0.3, distribution="erk")
+    before = {n: m.clone() for n, m in sparse.masks(model).items()}
+    sparse.prune(model, 0.305, distribution="erk")
+    assert kept(model) == 25
+    assert all(torch.equal(sparse.masks(model)[n], before[n]) for n in before)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=st.lists(st.integers(1, 13), min_size=2, max_size=5),
+    steps=st.lists(st.floats(0, 0.97), min_size=1, max_size=5),
+    distribution=st.sampled_from(["global", "uniform", "erk"]),
+    mixed=st.sampled_from([None, "global", "uniform", "erk"]),
+    seed=st.integers(0, 1000),
+)
+def test_increasing_sparsities_are_nested_and_exact(sizes, steps, distribution, mixed, seed):
+    """Any increasing sequence of sparsities (the first round optionally with another
+    distribution): never raises, each mask is a subset of the one before, the total kept is
+    (1 - s) of all weights to the nearest weight (halves up), and a layer keeps weights only
+    while pruning it keeps its share."""
+    model = mlp(seed, tuple(sizes))
+    total = sum(weights(model).values())
+    previous = None
+    for i, sparsity in enumerate(sorted(steps)):
+        dist = mixed if (i == 0 and mixed is not None) else distribution
+        sparse.prune(model, sparsity, distribution=dist)
+        masks = {n: m.clone() for n, m in sparse.masks(model).items()}
+        assert kept(model) == int((1 - sparsity) * total + 0.5)
+        if previous is not None:
+            assert all(bool((masks[n] <= previous[n]).all()) for n in masks)
+        previous = masks
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=st.lists(st.sampled_from([4, 8, 12, 16]), min_size=2, max_size=4),
+    steps=st.lists(st.floats(0, 0.99), min_size=2, max_size=4),
+    pattern=st.sampled_from(["block4x4", "2:4", "1:4"]),
+    distribution=st.sampled_from(["global", "uniform", "erk"]),
+    seed=st.integers(0, 1000),
+)
+def test_increasing_sparsities_with_patterns(sizes, steps, pattern, distribution, seed):
+    model = mlp(seed, tuple(sizes))
+    p = get_pattern(pattern)
+    total = sum(weights(model).values())
+    unit = 16 if pattern == "block4x4" else 1
+    previous = None
+    for sparsity in sorted(max(s, 1 - (p.fixed_density or 1)) for s in steps):
+        sparse.prune(model, sparsity, pattern=pattern, distribution=distribution)
+        masks = {n: m.clone() for n, m in sparse.masks(model).items()}
+        assert all(p.is_valid(m) for m in masks.values())
+        assert kept(model) == unit * int((1 - sparsity) * total / unit + 0.5)
+        if previous is not None:
+            assert all(bool((masks[n] <= previous[n]).all()) for n in masks)
+        previous = masks

@@ -8,7 +8,9 @@ check passed, so a bad argument leaves it unchanged):
    biases or norms), narrowed by ``exclude`` and ``filter_fn``;
 2. scores: ``scores=`` if given, else ``criterion.scores(model, names, ...)``;
 3. cumulative: weights already pruned get score ``-inf`` and stay pruned (IMP relies on this);
-   asking a layer to keep more weights than it still has raises ValueError;
+   under ``uniform``/``erk`` a layer already sparser than its new share keeps its mask and the
+   other layers take up its deficit (the total stays exact); asking for more weights than
+   remain in all raises ValueError;
 4. the pattern reduces scores to units (weights, blocks, channels), the distribution decides how
    many units each layer keeps (per-layer counts are apportioned so that the total is exact to
    the nearest whole unit), and the one top-k selector (``sparsetorch.selection``) picks them;
@@ -110,13 +112,24 @@ def _unit_counts(
     available: dict[str, int],
 ) -> dict[str, int]:
     """Units each layer keeps under a per-layer distribution. A layer is capped by its pattern
-    and by the units it has left; ERK spreads the excess over the other layers."""
+    and by the units it has left (cumulative pruning: one already sparser than its new share
+    keeps its mask); the distribution spreads the excess over the other layers, so the total
+    stays exact. A total above what is left by less than the rounding (the earlier round
+    rounded down) is lowered to what is left."""
     upper = {n: min(pattern.max_units(s), available[n]) for n, s in shapes.items()}
     if density is None:  # the full mask of a fixed-density pattern (N:M): N of every M
         return {n: pattern.max_units(s) for n, s in shapes.items()}
     caps = {n: upper[n] * pattern.unit_size(s) / math.prod(s) for n, s in shapes.items()}
-    densities = distribution.densities(shapes, density, max_density=caps)
     sizes = {pattern.unit_size(s) for s in shapes.values()}
+    weights = sum(math.prod(s) for s in shapes.values())
+    room = sum(caps[n] * math.prod(s) for n, s in shapes.items())  # weights that may stay
+    if density * weights > room:
+        unit = next(iter(sizes)) if len(sizes) == 1 else 1
+        wanted, left = nearest_count(density, weights // unit), round(room / unit)
+        if wanted > left:
+            raise _too_many(pattern, shapes, 1 - density, wanted, left)
+        density = room / weights  # the same whole count: the earlier rounding went down
+    densities = distribution.densities(shapes, density, max_density=caps)
     if len(sizes) == 1:
         targets = {n: densities[n] * pattern.num_units(s) for n, s in shapes.items()}
         return _apportion(targets, upper)
@@ -124,6 +137,23 @@ def _unit_counts(
         n: min(upper[n], nearest_count(densities[n], pattern.num_units(s)))
         for n, s in shapes.items()
     }
+
+
+def _too_many(
+    pattern: _patterns.Pattern, shapes: dict[str, torch.Size], sparsity: float, k: int, left: int
+) -> ValueError:
+    """The error for a per-layer target above what the pattern or earlier pruning leaves."""
+    most = sum(pattern.max_units(s) * pattern.unit_size(s) for s in shapes.values())
+    total = sum(math.prod(s) for s in shapes.values())
+    if most < total and (1 - sparsity) * total > most:
+        return ValueError(
+            f"sparsity {sparsity:.6g} is below what pattern {pattern.name!r} allows (at least "
+            f"{1 - most / total:.4g})"
+        )
+    return ValueError(
+        f"cannot keep {k} units: only {left} remain unpruned (pruned weights stay pruned; "
+        "remove_masks first to start over)"
+    )
 
 
 def _global_count(

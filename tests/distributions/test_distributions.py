@@ -35,8 +35,21 @@ def test_registry():
 
 def test_uniform():
     assert get("uniform").densities(SHAPES, 0.3) == dict.fromkeys(SHAPES, 0.3)
-    with pytest.raises(ValueError, match=r"above the maximum 0\.5 of layer 'fc1'"):
+    with pytest.raises(ValueError, match=r"above what the layers allow even at their maxima"):
         get("uniform").densities(SHAPES, 0.6, max_density={"fc1": 0.5})
+
+
+def test_uniform_capped_layer_keeps_its_cap_and_the_others_share_the_excess():
+    # hand-solved: a (2, 2) capped at 0.25 (1 weight), b (10, 10) free; 0.5 of 104 = 52:
+    # b keeps 51 of 100 -> 0.51; the total stays exact
+    d = get("uniform").densities({"a": (2, 2), "b": (10, 10)}, 0.5, max_density={"a": 0.25})
+    assert d["a"] == 0.25
+    assert d["b"] == pytest.approx(0.51, rel=1e-12)
+    # every layer capped below the density: nothing can absorb it
+    with pytest.raises(ValueError, match=r"maxima \(0\.25 to 0\.4"):
+        get("uniform").densities(
+            {"a": (2, 2), "b": (10, 10)}, 0.5, max_density={"a": 0.25, "b": 0.4}
+        )
     with pytest.raises(ValueError, match=r"density must be in \[0, 1\]"):
         get("uniform").densities(SHAPES, 1.2)
 

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sparsetorch.distributions.base import Distribution, Shape, caps, check_density, numel
+from sparsetorch.distributions.base import (
+    Distribution,
+    Shape,
+    caps,
+    check_density,
+    fill_under_caps,
+    numel,
+)
 
 
 def erk_densities(
@@ -20,24 +27,8 @@ def erk_densities(
     check_density(density)
     if not shapes:
         raise ValueError("shapes must name at least one layer")
-    cap = caps(shapes, max_density)
-    sizes = {name: numel(shape) for name, shape in shapes.items()}
-    total = sum(sizes.values())
-    if density * total > sum(cap[n] * sizes[n] for n in shapes) * (1 + 1e-12):
-        raise ValueError(f"density {density} is above what the layers' caps allow")
-    raw = {name: sum(int(d) for d in shape) / sizes[name] for name, shape in shapes.items()}
-    capped: set[str] = set()
-    while True:
-        free = [n for n in shapes if n not in capped]
-        budget = density * total - sum(cap[n] * sizes[n] for n in capped)
-        divisor = sum(raw[n] * sizes[n] for n in free)
-        eps = budget / divisor if divisor else 0.0
-        over = {n for n in free if eps * raw[n] > cap[n]}
-        if not over:
-            break
-        # capping a layer frees budget, so eps only grows: every layer over now stays over
-        capped |= over
-    return {n: cap[n] if n in capped else eps * raw[n] for n in shapes}
+    raw = {name: sum(int(d) for d in shape) / numel(shape) for name, shape in shapes.items()}
+    return fill_under_caps(shapes, density, raw, caps(shapes, max_density))
 
 
 class ERK(Distribution):
