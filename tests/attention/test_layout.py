@@ -2,6 +2,8 @@
 evaluating the mask everywhere, on both the key side and the transposed query side, read the
 way FlexAttention's Triton kernels read them (row stride from the tensor, then +1 per entry)."""
 
+from unittest import mock
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 
 import sparsetorch.attention as A
+from sparsetorch.attention import layout
 from sparsetorch.attention.pattern import AttentionPattern
 from tests.attention.helpers import block_states
 
@@ -133,9 +136,11 @@ def test_q_side_is_the_transpose_of_the_kv_side():
     st.integers(1, 13),
     st.integers(1, 13),
 )
-def test_band_closed_form_flex_blocks_equal_the_generic_layout(n, lo, hi, bq, bk):
+@pytest.mark.parametrize("host_widen_max", [0, 1 << 14], ids=["device widening", "host"])
+def test_band_closed_form_flex_blocks_equal_the_generic_layout(host_widen_max, n, lo, hi, bq, bk):
     band = A.band(lo, hi)
-    fast = band.flex_blocks(n, (bq, bk))
+    with mock.patch.object(layout, "HOST_WIDEN_MAX", host_widen_max):  # both ways of widening
+        fast = band.flex_blocks(n, (bq, bk))
     generic = AttentionPattern.flex_blocks(band, n, (bq, bk))  # via the block grid
     nqb, nkb = -(-n // bq), -(-n // bk)
     for num, idx, rows, cols in [

@@ -20,6 +20,10 @@ import torch
 from torch import Tensor
 
 EMPTY, PARTIAL, FULL = 0, 1, 2
+# FlexBlocks.from_host widens index rows on the host (copying the zero padding) up to this many
+# int32 entries (64 KiB, n <= 8192 at block 128); beyond, it copies the narrow rows and widens
+# on the device (one fill and one copy), which moves ~n/128 x (run length) entries instead.
+HOST_WIDEN_MAX = 1 << 14
 Which = Literal["partial", "full", "any"]
 
 
@@ -142,28 +146,26 @@ class FlexBlocks:
     ) -> FlexBlocks:
         """From host arrays per side, ``[count, indices, full count, full indices]`` (int32;
         indices (rows, w) with w <= the number of blocks of the other side, the unused tail of
-        a row anything in range): one host buffer, one host-to-device copy, then on the device
-        one zero fill and one copy (two when the block grid is not square) that widen the index
-        rows to the number of blocks. The widened tensors are row-major views of one buffer."""
+        a row anything in range), in one host buffer and one host-to-device copy. Index rows
+        are widened to the number of blocks on the host for small grids (``HOST_WIDEN_MAX``),
+        else on the device: one zero fill and one copy (two when the block grid is not square).
+        The index tensors are row-major views of one buffer."""
         nqb, nkb = math.ceil(n / block[0]), math.ceil(n / block[1])
-        square = nqb == nkb
-        if square:  # one copy widens both sides: pad their rows to one width on the host
-            w = max(kv[1].shape[1], q[1].shape[1])
-            kv, q = ([a if a.ndim == 1 else _pad_columns(a, w) for a in s] for s in (kv, q))
         counts = [kv[0], kv[2], q[0], q[2]]
-        host = np.concatenate([a.ravel() for a in (*counts, kv[1], kv[3], q[1], q[3])])
-        flat = torch.from_numpy(host).to(device or "cpu")  # the one transfer
         c = sum(a.size for a in counts)
+        if 4 * nqb * nkb <= HOST_WIDEN_MAX:
+            flat = torch.from_numpy(_widened_on_host(counts, kv, q, nqb, nkb)).to(device or "cpu")
+            wide = flat[c:]
+        else:
+            if nqb == nkb:  # one copy widens both sides: pad their rows to one width on the host
+                w = max(kv[1].shape[1], q[1].shape[1])
+                kv, q = ([a if a.ndim == 1 else _pad_columns(a, w) for a in s] for s in (kv, q))
+            host = np.concatenate([a.ravel() for a in (*counts, kv[1], kv[3], q[1], q[3])])
+            flat = torch.from_numpy(host).to(device or "cpu")  # the one transfer
+            wide = _widened_on_device(flat[c:], kv[1].shape[1], q[1].shape[1], nqb, nkb)
         kv_num, full_kv_num, q_num, full_q_num = flat[:c].split([a.size for a in counts])
-        wide = flat.new_zeros(4 * nqb * nkb)
         kv_wide = wide[: 2 * nqb * nkb].view(2, nqb, nkb)  # (indices, full indices)
         q_wide = wide[2 * nqb * nkb :].view(2, nkb, nqb)
-        wk, wq = kv[1].shape[1], q[1].shape[1]
-        if square:
-            wide.view(4, nqb, nkb)[:, :, :wk] = flat[c:].view(4, nqb, wk)
-        else:
-            kv_wide[:, :, :wk] = flat[c : c + 2 * nqb * wk].view(2, nqb, wk)
-            q_wide[:, :, :wq] = flat[c + 2 * nqb * wk :].view(2, nkb, wq)
         return cls(
             n,
             block,
@@ -207,3 +209,31 @@ def _pad_columns(a: np.ndarray, width: int) -> np.ndarray:
     out = np.zeros((a.shape[0], width), dtype=a.dtype)
     out[:, : a.shape[1]] = a
     return out
+
+
+def _widened_on_host(counts: list, kv: list, q: list, nqb: int, nkb: int) -> np.ndarray:
+    """The counts, then the (2, nqb, nkb) key-side and (2, nkb, nqb) query-side index rows
+    padded with zeros, in one int32 buffer."""
+    c = sum(a.size for a in counts)
+    host = np.zeros(c + 4 * nqb * nkb, dtype=np.int32)
+    host[:c] = np.concatenate(counts)
+    kv_wide = host[c : c + 2 * nqb * nkb].reshape(2, nqb, nkb)
+    q_wide = host[c + 2 * nqb * nkb :].reshape(2, nkb, nqb)
+    for wide, side in ((kv_wide, kv), (q_wide, q)):
+        wide[0, :, : side[1].shape[1]] = side[1]
+        wide[1, :, : side[3].shape[1]] = side[3]
+    return host
+
+
+def _widened_on_device(narrow: Tensor, wk: int, wq: int, nqb: int, nkb: int) -> Tensor:
+    """(2, nqb, wk) key-side then (2, nkb, wq) query-side rows, flat -> one zero-padded buffer
+    of (2, nqb, nkb) then (2, nkb, nqb): a fill and one copy (two if the grid is not square,
+    where the widths may differ)."""
+    wide = narrow.new_zeros(4 * nqb * nkb)
+    if nqb == nkb and wk == wq:
+        wide.view(4, nqb, nkb)[:, :, :wk] = narrow.view(4, nqb, wk)
+    else:
+        split = 2 * nqb * wk
+        wide[: 2 * nqb * nkb].view(2, nqb, nkb)[:, :, :wk] = narrow[:split].view(2, nqb, wk)
+        wide[2 * nqb * nkb :].view(2, nkb, nqb)[:, :, :wq] = narrow[split:].view(2, nkb, wq)
+    return wide
