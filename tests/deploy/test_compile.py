@@ -87,6 +87,42 @@ def test_compile_runs_the_eager_choice_of_each_bucket():
     assert dispatcher.decisions == decisions and set(layer.chosen) == {1, 4}
 
 
+def test_eager_layer_asks_the_dispatcher_once_per_bucket():
+    asked = []
+
+    class CountingDispatcher(Dispatcher):
+        def choose(self, layer_key, paths, x):
+            asked.append(x.shape[0])
+            return super().choose(layer_key, paths, x)
+
+    layer = SparseLinear(
+        _linear(), ["dense", "nm_reference"], CountingDispatcher(lambda fn: 1.0, cache_file=None)
+    )
+    with torch.no_grad():
+        for m in (3, 4, 3, 1, 4, 2):
+            layer(torch.randn(m, 32))
+    assert asked == [3, 1, 2]  # buckets 4, 1, 2
+    assert layer.chosen == {3: "dense", 4: "dense", 1: "dense", 2: "dense"}
+
+
+def test_path_tensors_are_static_graph_inputs():
+    # cudagraphs (mode="reduce-overhead") copy every non-static input on each replay: the
+    # compressed weights must enter the graph as static, like parameters
+    model = nn.Sequential(_linear(), nn.GELU())
+    sparsify_(model, "2:4", paths=["nm_reference"])
+    compiled, counter = _compiled(model)
+    with torch.no_grad():
+        compiled(torch.randn(3, 32))
+    inputs = {
+        n.name: n.meta.get("tensor_dict", {}).get("_dynamo_static_input_type")
+        for n in counter.graphs[0].graph.nodes
+        if n.op == "placeholder"
+    }
+    path_inputs = {k: v for k, v in inputs.items() if "paths_nm_reference" in k}
+    assert len(path_inputs) == 3  # values, meta, bias
+    assert all(v is not None for v in path_inputs.values()), inputs
+
+
 def test_dispatcher_refuses_to_measure_under_compile():
     dispatcher = Dispatcher(timer=lambda fn: 1.0, cache_file=None)
     paths = {"dense": DensePath(torch.eye(4), None)}

@@ -48,9 +48,11 @@ class SparseLinear(nn.Module):
                 if bucket // 2 < m <= bucket:  # comparisons, so a symbolic M also works
                     return name
             return "dense" if "dense" in self.paths else next(iter(self.paths))
-        name = self.dispatcher.choose(self.layer_key, self.paths, x2)
+        bucket = m_bucket(m)
+        name = self.choices.get(bucket)
+        if name is None:  # first input of this bucket: the dispatcher (measures or reads cache)
+            name = self.choices[bucket] = self.dispatcher.choose(self.layer_key, self.paths, x2)
         self.chosen[m] = name
-        self.choices[m_bucket(m)] = name
         return name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
