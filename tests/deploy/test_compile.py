@@ -2,6 +2,9 @@
 the eager choice per M bucket is what the compiled graph runs (CPU; GPU twins in
 test_gpu_paths.py)."""
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -201,3 +204,14 @@ def test_triton_op_under_interpreter_equals_reference():
     path = NMTritonPath(w, b)
     compiled, _ = _compiled(lambda x: path(x), "aot_eager")
     torch.testing.assert_close(compiled(x), x @ w.T + b, rtol=1e-4, atol=1e-4)
+
+
+def test_python_blocks_of_the_deploy_docs_run():
+    doc = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+    assert len(blocks) == 2
+    namespace: dict = {}
+    for i, block in enumerate(blocks):  # the eager backend: Dynamo's tracing, no C++ build
+        code = block.replace("fullgraph=True)", 'fullgraph=True, backend="eager")')
+        exec(compile(code, f"{doc}:block{i}", "exec"), namespace)
+    assert isinstance(namespace["model"][0], SparseLinear)
