@@ -127,3 +127,70 @@ def test_sparsified_model_under_reduce_overhead_equals_dense(tmp_path):
                     compiled(x).float().clone(), expected[m], rtol=2e-2, atol=2e-1
                 )
     assert model[0].dispatcher.decisions == decisions  # nothing measured under compile
+
+
+# ---- bsr_triton (kernels/bsr_triton.py) ----------------------------------------------------
+
+
+def _block_sparse(out=256, inn=512, bs=64, density=0.25, dtype=torch.bfloat16):
+    g = torch.Generator().manual_seed(out + inn)
+    keep = torch.rand(out // bs, inn // bs, generator=g) < density  # (out/bs, in/bs)
+    keep[1] = False  # an empty block row: its outputs are the bias
+    keep[0, 0] = True
+    w = torch.randn(out, inn, generator=g) * keep.repeat_interleave(bs, 0).repeat_interleave(bs, 1)
+    return w.to(DEV, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("m", [1, 1000])
+def test_bsr_triton_path_equals_dense(dtype, m):
+    w = _block_sparse(dtype=dtype)
+    b = torch.randn(w.shape[0], device=DEV, dtype=dtype)
+    cls = PATHS.lookup("bsr_triton")
+    assert cls.unsupported(w) is None
+    path = cls(w, b)
+    assert path.blocksize == 64  # whole 64-blocks: no finer size stores less, 128 adds fill
+    x = torch.randn(m, w.shape[1], device=DEV, dtype=dtype)
+    y = path(x)
+    torch.testing.assert_close(y.float(), _expected(x, w, b), rtol=2e-2, atol=2e-1)
+    assert torch.equal(y[:, 64:128], b[64:128].expand(m, 64))
+
+
+def test_bsr_triton_path_refuses_with_reasons():
+    cls = PATHS.lookup("bsr_triton")
+    assert cls.unsupported(torch.zeros(64, 64, device=DEV)) == (
+        "needs float16/bfloat16, weight is torch.float32"
+    )
+    assert "not divisible by any block size" in cls.unsupported(
+        torch.zeros(64, 72, device=DEV, dtype=torch.bfloat16)
+    )
+
+
+def test_sparsify_bsr_offers_bsr_triton_and_matches(tmp_path):
+    def model_():
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Linear(512, 256), nn.GELU(), nn.Linear(256, 512))
+        m = m.to(DEV, torch.bfloat16)
+        with torch.no_grad():
+            m[0].weight.copy_(_block_sparse(256, 512))
+            m[2].weight.copy_(_block_sparse(512, 256))
+        return m
+
+    model, forced = model_(), model_()
+    x = torch.randn(64, 512, device=DEV, dtype=torch.bfloat16)
+    expected = model(x).float()
+    report = sparsify_(model, "bsr", dispatcher=Dispatcher(cache_file=tmp_path / "d.json"))
+    assert report.swapped == {n: ["dense", "bsr", "bsr_triton"] for n in ("0", "2")}
+    torch.testing.assert_close(model(x).float(), expected, rtol=2e-2, atol=2e-1)
+    report = sparsify_(forced, "bsr", paths=["bsr_triton"], dispatcher=Dispatcher(cache_file=None))
+    assert report.swapped == {n: ["bsr_triton"] for n in ("0", "2")}
+    torch.testing.assert_close(forced(x).float(), expected, rtol=2e-2, atol=2e-1)
+
+
+def test_bsr_triton_path_compiles_fullgraph():
+    w = _block_sparse()
+    b = torch.randn(w.shape[0], device=DEV, dtype=w.dtype)
+    path = PATHS.lookup("bsr_triton")(w, b)
+    x = torch.randn(40, w.shape[1], device=DEV, dtype=w.dtype)
+    compiled = torch.compile(lambda t: path(t) * 2, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), path(x) * 2)
