@@ -59,17 +59,36 @@ def require_batch(criterion: str, batch: Batch | Iterable[Batch] | None) -> Batc
     return batch
 
 
+def canonical_names(model: nn.Module, names: Sequence[str]) -> dict[str, str]:
+    """``{name: the name named_parameters() lists its parameter under}``. A parameter shared by
+    several modules (tied weights) has several names; all map to its first, so it is one
+    scoring variable, scored once, with the gradient of all its uses."""
+    first: dict[int, str] = {}
+    canonical = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        canonical[name] = first.setdefault(id(param), name)
+    missing = [n for n in names if n not in canonical]
+    if missing:
+        raise ValueError(f"model has no parameters {missing}")
+    return {n: canonical[n] for n in names}
+
+
+def by_name(scores: dict[str, torch.Tensor], canonical: dict[str, str]) -> dict[str, torch.Tensor]:
+    """Scores keyed by the requested names (tied aliases share their parameter's score)."""
+    return {n: scores[c] for n, c in canonical.items()}
+
+
 def weight_leaves(
-    model: nn.Module, names: Sequence[str], dtype: torch.dtype | None = None
+    model: nn.Module, names: Iterable[str], dtype: torch.dtype | None = None
 ) -> dict[str, torch.Tensor]:
-    """Detached copies of the named parameters that require grad (the scoring variables)."""
+    """Detached copies of the named parameters that require grad (the scoring variables): one
+    per distinct parameter, keyed by its canonical name (see :func:`canonical_names`)."""
+    names = list(names)
     if not names:
         raise ValueError("model has no prunable weights to score")
     params = dict(model.named_parameters())
-    missing = [n for n in names if n not in params]
-    if missing:
-        raise ValueError(f"model has no parameters {missing}")
-    return {n: params[n].detach().to(dtype or params[n].dtype).requires_grad_(True) for n in names}
+    unique = dict.fromkeys(canonical_names(model, names).values())
+    return {n: params[n].detach().to(dtype or params[n].dtype).requires_grad_(True) for n in unique}
 
 
 @contextlib.contextmanager

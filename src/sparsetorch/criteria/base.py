@@ -18,7 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparsetorch.criteria._batches import as_batches, mean_gradient, no_side_effects, weight_leaves
+from sparsetorch.criteria._batches import (
+    as_batches,
+    by_name,
+    canonical_names,
+    mean_gradient,
+    no_side_effects,
+    weight_leaves,
+)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -42,12 +49,11 @@ class Criterion:
 
 
 def parameters(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Parameter]:
-    """{name: parameter}; unknown names raise one ValueError listing them."""
+    """{name: parameter}; unknown names raise one ValueError listing them. A tied parameter
+    may be named by any of its modules (``named_parameters(remove_duplicate=False)``)."""
+    canonical = canonical_names(model, names)
     params = dict(model.named_parameters())
-    unknown = [n for n in names if n not in params]
-    if unknown:
-        raise ValueError(f"model has no parameters {unknown}")
-    return {n: params[n] for n in names}
+    return {n: params[c] for n, c in canonical.items()}
 
 
 def gradients(
@@ -62,9 +68,10 @@ def gradients(
     defaults to mean cross-entropy), or, without a batch, the ``.grad`` already there (after
     ``backward()``: the dense gradient of the effective weight)."""
     if batch is not None:
+        canonical = canonical_names(model, list(params))  # tied weights: one variable
         with no_side_effects(model):
-            leaves = weight_leaves(model, list(params))
-            found = mean_gradient(model, leaves, as_batches(batch), loss_fn)
+            leaves = weight_leaves(model, canonical.values())
+            found = by_name(mean_gradient(model, leaves, as_batches(batch), loss_fn), canonical)
     else:
         found = {n: p.grad for n, p in params.items()}
     missing = [n for n, g in found.items() if g is None]

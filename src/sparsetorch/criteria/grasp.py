@@ -31,6 +31,8 @@ from sparsetorch.criteria._batches import (
     LossFn,
     as_batches,
     batch_loss,
+    by_name,
+    canonical_names,
     mean_gradient,
     no_side_effects,
     require_batch,
@@ -88,10 +90,11 @@ def grasp_scores(
     ):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     batches = as_batches(batches)
+    canonical = canonical_names(model, names)  # tied weights: one variable, scored once
     with no_side_effects(model):
-        leaves = weight_leaves(model, names)
+        leaves = weight_leaves(model, canonical.values())
         hg = hessian_gradient_product(model, leaves, batches, loss_fn, float(temperature))
-    return {n: leaves[n].detach() * hg[n] for n in names}
+    return by_name({n: leaves[n].detach() * hg[n] for n in leaves}, canonical)
 
 
 class GraSP(Criterion):

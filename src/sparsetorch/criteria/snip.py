@@ -25,6 +25,8 @@ from sparsetorch.criteria._batches import (
     Batch,
     LossFn,
     as_batches,
+    by_name,
+    canonical_names,
     mean_gradient,
     no_side_effects,
     require_batch,
@@ -53,10 +55,11 @@ def snip_scores(
     defaults to mean cross-entropy.
     """
     batches = as_batches(batches)
+    canonical = canonical_names(model, names)  # tied weights: one variable, scored once
     with no_side_effects(model):
-        leaves = weight_leaves(model, names)
+        leaves = weight_leaves(model, canonical.values())
         grads = mean_gradient(model, leaves, batches, loss_fn)
-    return {n: saliency(leaves[n], grads[n]) for n in names}
+    return by_name({n: saliency(leaves[n], grads[n]) for n in leaves}, canonical)
 
 
 class SNIP(Criterion):

@@ -21,7 +21,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sparsetorch.criteria._batches import as_batches, forward, no_side_effects, weight_leaves
+from sparsetorch.criteria._batches import (
+    as_batches,
+    by_name,
+    canonical_names,
+    forward,
+    no_side_effects,
+    weight_leaves,
+)
 from sparsetorch.criteria.base import Criterion
 
 
@@ -45,8 +52,9 @@ def synflow_scores(
     shape = _check_input_shape(input_shape)
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
+    canonical = canonical_names(model, names)  # tied weights: one variable, scored once
     with no_side_effects(model, eval_mode=True):
-        leaves = {n: t.abs() for n, t in weight_leaves(model, names, dtype).items()}
+        leaves = {n: t.abs() for n, t in weight_leaves(model, canonical.values(), dtype).items()}
         leaves = {n: t.detach().requires_grad_(True) for n, t in leaves.items()}
         linear = {
             n: t.detach().abs().to(dtype)
@@ -66,7 +74,7 @@ def synflow_scores(
             f"SynFlow scores overflowed in {dtype} (R = {r.item():.3g}); use dtype=torch.float64 "
             "or a model with smaller initial weights"
         )
-    return scores
+    return by_name(scores, canonical)
 
 
 class SynFlow(Criterion):
