@@ -134,6 +134,7 @@ def test_random_block_masks(bs, rows, cols, m, density, seed, w_left):
     torch.testing.assert_close(y.float(), expected(w, x, b), rtol=1e-2, atol=2e-2)
 
 
+@pytest.mark.gpu
 @needs_kernel
 @needs_compiled
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -19,14 +19,21 @@ elements) is re-read from L2 by every x tile; it fits L2 (50 MB on H100) up to ~
 8192^2, and its loads ask to stay there (evict_last) while y, written once, is stored streaming
 (.cs) so it does not push x and W out.
 
-Roofline, 8192^3 bf16 on H100 (~990 TFLOP/s dense peak, ~3.3 TB/s HBM): DRAM traffic is x
-read once (128 MB) + y written once (128 MB) + W (6.4 MB at 5%) = ~80 us whatever the density;
-tensor-core work is density * 1.1 TFLOP = 55 GFLOP (~60 us at peak) at 5%. So at <= 10%
-density the kernel is bound by HBM traffic of x and y plus its short K loops (nnz/row ~6 blocks
-at 5%, bs 64: prologue and epilogue are not amortised), not by FLOPs; the FLOP limit of 20x
-(5%) is out of reach, ~14x is the memory floor against a 1.3 ms dense matmul. L2->SM traffic
-for x is density * out/bs times x (6.4x at 5%, bs 64; twice that at bs 32), which is why
-bs 32 is slower. At 25% it becomes compute bound like dense.
+Roofline, 8192^3 bf16 on H100 (~990 TFLOP/s dense peak, ~3.3 TB/s HBM; dense cuBLAS takes
+~1.3 ms): DRAM traffic is x read once (128 MB) + y written once (128 MB) + W (6.4 MB at 5%),
+~80 us whatever the density; tensor-core work is density * 1.1 TFLOP, ~60 us at 5% and ~120 us
+at 10% near peak. So 5% is bound by HBM (x in, y out): ceiling ~16x, not the 20x FLOP limit;
+10% is about balanced: ceiling ~10x; 25% is compute bound like dense (~4x). Below the ceilings
+sit the short K loops (~6 blocks per block row at 5%, bs 64: pipeline fill and the epilogue
+are not amortised within a tile; other resident programs on the SM hide them) and the L2->SM
+traffic for x: density * out/bs reads of x (6.4x at 5%, bs 64; twice that at bs 32, which is
+why bs 32 is slower).
+
+Compiled for sm_90 (Triton 3.9, checked without a GPU): the block index, x tile and W block are
+all loaded by cp.async a stage ahead, the MMA is wgmma with one group in flight, no register
+spills; 48-80 KB of shared memory at BLOCK_M 128-256, bs 64 (2-4 programs per SM). x tiles
+vectorise along their contiguous dim when M (column-major x) or the row stride (row-major x)
+is a multiple of 16; otherwise loads are scalar and slow (still correct).
 
 Autotuned (BLOCK_M, W_LEFT, num_warps, num_stages) per (M bucket, in, out, bs, density bucket,
 x layout, dtype). Under TRITON_INTERPRET=1 (CPU tests) a fixed ``config`` is used.
