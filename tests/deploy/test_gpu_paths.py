@@ -84,8 +84,9 @@ def test_graphed_path_inside_an_outer_graph_runs_plain(name):
     w = _weight_2to4()
     path = PATHS.lookup(name)(w, None)
     static_x = torch.randn(16, w.shape[1], device=DEV, dtype=torch.bfloat16)
+    # the warm-ups (outside capture) use the path's own graph; inside the outer capture it runs
+    # its plain kernel (a nested replay would make the capture fail)
     graph, static_y = capture(lambda: path(static_x))
-    assert path._graphs == {}  # graphs do not nest: the outer graph recorded the plain kernel
     static_x.copy_(torch.randn_like(static_x))
     graph.replay()
     torch.testing.assert_close(static_y.float(), _expected(static_x, w, None), rtol=2e-2, atol=2e-1)
