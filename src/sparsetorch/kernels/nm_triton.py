@@ -168,6 +168,8 @@ def nm_linear_triton(
         )
     x = x.contiguous()
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    if m == 0:  # an empty batch: nothing to launch (the GEMV's tl.arange(0, MB) needs MB > 0)
+        return y
     if m <= 16 and k % 512 == 0:
         mb = triton.next_power_of_2(m)
         xp = torch.nn.functional.pad(x, (0, 0, 0, mb - m)) if mb > m else x  # (MB, K)

@@ -1,0 +1,40 @@
+"""nm_triton edge cases that need no GPU: the kernels run in Triton's CPU interpreter
+(TRITON_INTERPRET=1 PYTHONPATH=src:. python -m pytest tests/kernels/test_nm_triton.py);
+without Triton they skip."""
+
+import os
+
+import pytest
+import torch
+
+from sparsetorch.kernels import compress_2to4, nm_triton
+from tests.kernels.test_nm_reference import random_2to4
+
+needs_interpreter = pytest.mark.skipif(
+    not nm_triton.available() or os.environ.get("TRITON_INTERPRET", "0") in ("", "0"),
+    reason="needs Triton; on CPU run with TRITON_INTERPRET=1",
+)
+
+
+@needs_interpreter
+@pytest.mark.parametrize("k", [128, 512])  # 512: the decode (GEMV) branch, M <= 16, K % 512 == 0
+def test_empty_batch_gives_empty_output(k):
+    w, b = random_2to4(32, k), torch.randn(32)
+    values, meta = compress_2to4(w)
+    x = torch.randn(0, k)
+    gemv = {"BLOCK_N": 32, "BLOCK_K": 128, "num_warps": 4}
+    y = nm_triton.nm_linear_triton(x, values, meta, b, gemv_config=gemv)
+    assert y.shape == (0, 32) and y.dtype == x.dtype
+    y = torch.ops.sparsetorch.nm_linear_2to4(x, values, meta, b)  # the op, autotuned GEMV
+    assert y.shape == (0, 32)
+
+
+@needs_interpreter
+def test_decode_branch_equals_dense_for_small_m():
+    w, b = random_2to4(32, 512), torch.randn(32)
+    values, meta = compress_2to4(w)
+    gemv = {"BLOCK_N": 32, "BLOCK_K": 128, "num_warps": 4}
+    for m in (1, 3, 16):
+        x = torch.randn(m, 512)
+        y = nm_triton.nm_linear_triton(x, values, meta, b, gemv_config=gemv)
+        torch.testing.assert_close(y, x @ w.T + b, rtol=1e-4, atol=1e-4)
