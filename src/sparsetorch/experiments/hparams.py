@@ -8,15 +8,24 @@ that re-running a finished command finds its work. Field metadata:
 
 * ``help``: the flag's help text;
 * ``flag``: the flag name when it is not ``--field-name`` (flags are flat: ``--lr``);
-* ``identity``: False for fields that do not change the result (where the data lives).
+* ``identity``: False for fields that do not change the result (where the data lives);
+* ``baseline``: the value the identity compares against when it is not the default (a
+  default resolved per run: ``distribution`` "auto" compares against "global", the default it
+  replaced, so runs that resolve to "global" keep their hashes).
 
-This module does not import torch: building the CLI parser stays cheap.
+``sparsity.distribution`` defaults to "auto": :meth:`Hparams.validate` replaces it by the
+default of the method's own ``distribution`` parameter (:func:`method_distribution`), so that
+``--method rigl`` trains RigL with ERK, as ``st.RigL(...)`` does.
+
+This module does not import torch: building the CLI parser stays cheap (resolving "auto"
+imports the algorithms, once, when a run is validated).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import math
 import types
@@ -28,6 +37,8 @@ from typing import Any
 # Bump when a field changes meaning; run dirs written by another version are refused.
 HPARAMS_VERSION = 1
 HASH_LENGTH = 10
+# sparsity.distribution: the method's own default (resolved by Hparams.validate)
+AUTO = "auto"
 
 
 def _f(default: Any, help: str, **meta: Any) -> Any:
@@ -99,7 +110,12 @@ class SparsityHparams:
     )
     sparsity: float = _f(0.0, "target sparsity in [0, 1)")
     pattern: str = _f("unstructured", "mask pattern: unstructured, N:M (2:4), blockHxW, channel")
-    distribution: str = _f("global", "how sparsity is spread over layers: global, uniform, erk")
+    distribution: str = _f(
+        AUTO,
+        "how sparsity is spread over layers: global, uniform, erk; auto = the method's own "
+        "default: erk for rigl/set, uniform for gmp, global otherwise",
+        baseline="global",
+    )
     options: dict[str, Any] = field(
         default_factory=dict,
         metadata={
@@ -199,9 +215,10 @@ class Hparams:
 
     # ---- identity -------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        """The fields that differ from their defaults, as ``{"group.field": value}``. Fields
-        marked ``identity=False`` are left out; ``epochs`` is left out when ``steps`` is set
-        (steps replace it)."""
+        """The fields that differ from their defaults (or ``baseline``), as
+        ``{"group.field": value}``. Fields marked ``identity=False`` are left out; ``epochs``
+        is left out when ``steps`` is set (steps replace it); distribution "auto" counts as
+        the value it resolves to."""
         out: dict[str, Any] = {}
         for group, group_cls in GROUPS.items():
             values = getattr(self, group)
@@ -210,15 +227,19 @@ class Hparams:
                     continue
                 if group == "training" and f.name == "epochs" and values.steps is not None:
                     continue
-                value = _jsonable(getattr(values, f.name))
-                if value != _jsonable(_default(f)):
+                value = getattr(values, f.name)
+                if group == "sparsity" and f.name == "distribution" and value == AUTO:
+                    value = method_distribution(values.method.strip().lower())
+                value = _jsonable(value)
+                if value != _jsonable(f.metadata.get("baseline", _default(f))):
                     out[f"{group}.{f.name}"] = value
         return out
 
     # ---- checks ---------------------------------------------------------------------------
     def validate(self) -> Hparams:
         """Check types and ranges, normalising losslessly in place (int -> float, list ->
-        tuple); names are checked against their registries by the runner. Returns self."""
+        tuple) and resolving distribution "auto" to the method's default; names are checked
+        against their registries by the runner. Returns self."""
         for group, group_cls in GROUPS.items():
             hints = typing.get_type_hints(group_cls)
             values = getattr(self, group)
@@ -231,6 +252,8 @@ class Hparams:
         for values, name in _NAME_FIELDS:  # registry names are case-insensitive
             group = getattr(self, values)
             setattr(group, name, getattr(group, name).strip().lower())
+        if s.distribution == AUTO:
+            s.distribution = method_distribution(s.method)
         _check(t.lr > 0 and math.isfinite(t.lr), "training.lr", t.lr, "a finite number > 0")
         _check(0 <= t.momentum < 1, "training.momentum", t.momentum, "[0, 1)")
         _check(t.weight_decay >= 0, "training.weight_decay", t.weight_decay, ">= 0")
@@ -276,6 +299,26 @@ _NAME_FIELDS = (
     ("sparsity", "pattern"),
     ("sparsity", "distribution"),
 )
+
+
+def method_distribution(method: str) -> str:
+    """The default of the ``distribution`` parameter of what the runner builds for
+    ``method`` (the registered factory, or the algorithm it names in its ``algorithm``
+    attribute: ``st.RigL`` for "rigl"); "global" for "dense", an unknown method or a factory
+    without that parameter."""
+    if method == "dense":
+        return "global"
+    from sparsetorch.algorithms import load_methods
+
+    try:
+        factory = load_methods().lookup(method)
+    except ValueError:  # unknown: the runner's name check says so
+        return "global"
+    target = getattr(factory, "algorithm", factory)
+    param = inspect.signature(target).parameters.get("distribution")
+    if param is None or not isinstance(param.default, str):
+        return "global"
+    return param.default
 
 
 def run_hash(identity: dict[str, Any]) -> str:

@@ -28,7 +28,13 @@ from sparsetorch.data import Dataset, Split
 from sparsetorch.experiments import checkpointing
 from sparsetorch.experiments.data_order import steps_per_epoch
 from sparsetorch.experiments.hooks import TrainHook
-from sparsetorch.experiments.hparams import DatasetHparams, Hparams, run_name
+from sparsetorch.experiments.hparams import (
+    AUTO,
+    DatasetHparams,
+    Hparams,
+    method_distribution,
+    run_name,
+)
 from sparsetorch.experiments.layers import layer_densities
 from sparsetorch.experiments.loop import Loop, fit
 from sparsetorch.experiments.optim import LR_SCHEDULES, OPTIMIZERS, build_optimizer
@@ -279,9 +285,13 @@ def prepare_model(
 
 def method_hooks(hp: Hparams) -> list[TrainHook]:
     """The hooks of ``hparams.sparsity.method``: none for "dense", else built by
-    ``sparsetorch.algorithms.METHODS.build(name, hparams=hparams)`` (a hook or a list)."""
+    ``sparsetorch.algorithms.METHODS.build(name, hparams=hparams)`` (a hook or a list).
+    Distribution "auto" (hparams not validated) becomes the method's own default."""
     if hp.sparsity.method == "dense":
         return []
+    if hp.sparsity.distribution == AUTO:
+        hp = copy.deepcopy(hp)
+        hp.sparsity.distribution = method_distribution(hp.sparsity.method.strip().lower())
     from sparsetorch.algorithms import load_methods
 
     built = load_methods().build(hp.sparsity.method, hparams=hp)

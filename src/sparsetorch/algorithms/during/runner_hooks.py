@@ -108,6 +108,7 @@ def _factory(method: str, cls: type[DynamicSparsity]) -> Callable[..., TrainHook
         return DynamicSparsityHook(build)
 
     build_hook.__name__ = f"build_{method}_hook"
+    build_hook.algorithm = cls  # its distribution default is the runner's (method_distribution)
     return build_hook
 
 
