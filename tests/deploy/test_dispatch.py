@@ -145,3 +145,36 @@ def test_a_path_that_raises_is_never_chosen():
     assert d.choose("L", paths, torch.zeros(1, 4)) == "dense"
     (decision,) = d.decisions.values()
     assert decision["errors"] == {"broken": "CUDA error: operation not supported"}
+
+
+def _density_timer(calls):
+    """csr takes (its weight's density) s, dense 0.5 s: csr wins below 50% density."""
+
+    def timer(fn):
+        path = fn.__defaults__[0]
+        calls.append(path.name)
+        if path.name == "csr":
+            return path.weight._nnz() / path.weight.shape[0] / path.weight.shape[1]
+        return 0.5
+
+    return timer
+
+
+def test_same_shape_different_sparsity_is_measured_again(tmp_path):
+    # one decision per weight shape would hand the 99%-sparse layer the dense layer's choice
+    # (in this process, and from the disk cache in every later one)
+    dense_lin, sparse_lin = nn.Linear(64, 32), nn.Linear(64, 32)
+    with torch.no_grad():
+        sparse_lin.weight.mul_(torch.rand(32, 64) < 0.01)
+    calls: list[str] = []
+    cache = tmp_path / "d.json"
+    d = Dispatcher(timer=_density_timer(calls), cache_file=cache)
+    x = torch.randn(4, 64)
+    assert SparseLinear(dense_lin, ["dense", "csr"], d).tune([4]) == {4: "dense"}
+    assert SparseLinear(sparse_lin, ["dense", "csr"], d).tune([4]) == {4: "csr"}
+    assert calls == ["dense", "csr", "dense", "csr"]
+    # a later process with the same two layers reads both decisions, measuring nothing
+    d2 = Dispatcher(timer=lambda fn: pytest.fail("measured again"), cache_file=cache)
+    with torch.no_grad():
+        assert SparseLinear(sparse_lin, ["dense", "csr"], d2).tune([4]) == {4: "csr"}
+        torch.testing.assert_close(SparseLinear(sparse_lin, ["dense", "csr"], d2)(x), sparse_lin(x))

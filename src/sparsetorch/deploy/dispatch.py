@@ -1,6 +1,7 @@
-"""Measured dispatch: per (weight shape, dtype, device, format, M bucket) time every path that
-can run, once, and use the fastest. Dense is always a candidate, so a sparsified layer is never
-slower than dense beyond measurement noise.
+"""Measured dispatch: per (layer key, device, M bucket) time every path that can run, once, and
+use the fastest; the layer key (``SparseLinear.layer_key``) names the weight shape, dtype,
+formats and sparsity (nonzeros, bytes stored per path). Dense is always a candidate, so a
+sparsified layer is never slower than dense beyond measurement noise.
 
 Decisions are cached on disk (JSON) under a key of the device name and library versions, so a
 second process on the same machine does not measure again. ``timer`` is injectable (tests).

@@ -32,8 +32,13 @@ class SparseLinear(nn.Module):
         self.name = name
         self.dispatcher = dispatcher
         self.paths = {c: PATHS.lookup(c)(weight, bias) for c in candidates}
+        # what the timings depend on: shape, dtype, engines, and the sparsity (nonzeros, and the
+        # bytes each engine stores: BSR's count of nonzero blocks) - one shape at 50% and at
+        # 99% must not share a decision (the dispatcher's cache is on disk, across processes)
+        stored = ",".join(f"{c}={p.nbytes()}" for c, p in sorted(self.paths.items()))
         self.layer_key = (
             f"{self.out_features}x{self.in_features}|{weight.dtype}|{'+'.join(sorted(candidates))}"
+            f"|nnz {int(torch.count_nonzero(weight))}|bytes {stored}"
         )
         self.chosen: dict[int, str] = {}  # M -> path name, for the report
         self.choices: dict[int, str] = {}  # M bucket -> path name, read under compile
