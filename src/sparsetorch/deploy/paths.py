@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from sparsetorch._registry import Registry
-from sparsetorch.deploy.graphed import GraphedPath
+from sparsetorch.deploy.dispatch import m_bucket
+from sparsetorch.deploy.graphed import GraphedPath, in_outer_graph
 from sparsetorch.kernels import bsr_triton, nm_triton
 from sparsetorch.kernels.nm_reference import compress_2to4, is_2to4, nm_linear_reference
 
@@ -258,9 +259,9 @@ class CuSparseLtPath(Path):
         self._alg: dict[int, int] = {}
 
     def _alg_id(self, xt: torch.Tensor) -> int:
-        bucket = max(1, xt.shape[1]).bit_length()
+        bucket = m_bucket(xt.shape[1])  # the dispatcher's M buckets: tune() searches each one
         if bucket not in self._alg:
-            if torch.compiler.is_compiling():  # no search while tracing: tune() in eager first
+            if in_outer_graph(xt):  # no search while tracing or capturing: tune() in eager first
                 return 0  # cuSPARSELt's default algorithm
             found = torch._cslt_sparse_mm_search(self.compressed, xt, bias=self.bias)
             self._alg[bucket] = int(found[0] if isinstance(found, tuple) else found)

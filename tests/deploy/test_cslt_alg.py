@@ -1,0 +1,49 @@
+"""cuSPARSELt's algorithm search (CuSparseLtPath._alg_id) on CPU, with torch's _cslt_* ops
+replaced by recorders: one search per dispatcher M bucket, none while compiling or capturing."""
+
+import pytest
+import torch
+
+from sparsetorch.deploy import paths as paths_mod
+from sparsetorch.deploy.dispatch import m_bucket
+from sparsetorch.deploy.paths import CuSparseLtPath
+
+
+@pytest.fixture
+def cslt(monkeypatch):
+    """A CuSparseLtPath for a (8, 32) weight whose search and matmul are recorded, not run."""
+    searched: list[int] = []  # padded M of each search
+    used: list[int] = []  # alg_id of each matmul
+
+    def search(compressed, xt, bias=None):
+        searched.append(xt.shape[1])
+        return 3
+
+    def matmul(compressed, xt, bias=None, transpose_result=False, alg_id=0):
+        used.append(alg_id)
+        return torch.zeros(xt.shape[1], 8)
+
+    monkeypatch.setattr(torch, "_cslt_sparse_mm_search", search)
+    monkeypatch.setattr(torch, "_cslt_sparse_mm", matmul)
+    path = object.__new__(CuSparseLtPath)  # no CUDA here: skip the compression in __init__
+    path.compressed, path.bias, path._alg = torch.zeros(1), None, {}
+    return path, searched, used
+
+
+def test_one_search_per_dispatcher_bucket(cslt):
+    path, searched, used = cslt
+    # tune() probes each bucket at its full size (m_bucket(M) rows); serving then sends any M of
+    # the bucket: M = 40 and 64 share bucket 64, M = 80 and 128 bucket 128
+    for m in (m_bucket(40), 40, 64, m_bucket(100), 80, 100, 128):
+        assert path(torch.zeros(m, 32)).shape == (m, 8)
+    assert searched == [64, 128]  # the probes only: serving never searches again
+    assert used == [3] * 7
+
+
+def test_no_search_while_capturing_or_compiling(cslt, monkeypatch):
+    path, searched, used = cslt
+    path(torch.zeros(16, 32))  # eager: bucket 16 searched
+    monkeypatch.setattr(paths_mod, "in_outer_graph", lambda x: True)  # a capture is running
+    path(torch.zeros(16, 32))  # searched bucket: its algorithm
+    path(torch.zeros(40, 32))  # never searched: cuSPARSELt's default, nothing timed or cached
+    assert searched == [16] and used == [3, 3, 0] and list(path._alg) == [16]
