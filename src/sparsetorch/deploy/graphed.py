@@ -46,6 +46,7 @@ class GraphedPath:
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__(weight, bias)
+        self._dtype, self._device = weight.dtype, weight.device  # what x must match
         # M bucket -> (graph, static input (bucket, in), static output (bucket, out))
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
 
@@ -57,16 +58,16 @@ class GraphedPath:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # x (M, in) -> (M, out)
         if in_outer_graph(x):
             return super().__call__(x)
+        if x.dtype != self._dtype or x.device != self._device:  # before a graph is captured
+            raise TypeError(
+                f"x must be {self._dtype} on {self._device} like the weight, "
+                f"got {x.dtype} on {x.device}"
+            )
         m = x.shape[0]
         bucket = m_bucket(m)
         if bucket not in self._graphs:
             self._graphs[bucket] = self._capture(bucket, x)
         graph, static_x, static_y = self._graphs[bucket]
-        if x.dtype != static_x.dtype or x.device != static_x.device:
-            raise TypeError(
-                f"x must be {static_x.dtype} on {static_x.device} like the weight, "
-                f"got {x.dtype} on {x.device}"
-            )
         static_x[:m].copy_(x)
         graph.replay()
         return static_y[:m].clone()  # the next replay overwrites static_y
