@@ -156,13 +156,18 @@ class FlexBlocks:
         if 4 * nqb * nkb <= HOST_WIDEN_MAX:
             flat = torch.from_numpy(_widened_on_host(counts, kv, q, nqb, nkb)).to(device or "cpu")
             wide = flat[c:]
-        else:
-            if nqb == nkb:  # one copy widens both sides: pad their rows to one width on the host
-                w = max(kv[1].shape[1], q[1].shape[1])
-                kv, q = ([a if a.ndim == 1 else _pad_columns(a, w) for a in s] for s in (kv, q))
+        else:  # a side's two index arrays share one width (on a square grid, both sides do:
+            # one copy widens all); narrower ones are padded to it on the host
+            wk, wq = (max(s[1].shape[1], s[3].shape[1]) for s in (kv, q))
+            if nqb == nkb:
+                wk = wq = max(wk, wq)
+            kv, q = (
+                [a if a.ndim == 1 else _pad_columns(a, w) for a in s]
+                for s, w in ((kv, wk), (q, wq))
+            )
             host = np.concatenate([a.ravel() for a in (*counts, kv[1], kv[3], q[1], q[3])])
             flat = torch.from_numpy(host).to(device or "cpu")  # the one transfer
-            wide = _widened_on_device(flat[c:], kv[1].shape[1], q[1].shape[1], nqb, nkb)
+            wide = _widened_on_device(flat[c:], wk, wq, nqb, nkb)
         kv_num, full_kv_num, q_num, full_q_num = flat[:c].split([a.size for a in counts])
         kv_wide = wide[: 2 * nqb * nkb].view(2, nqb, nkb)  # (indices, full indices)
         q_wide = wide[2 * nqb * nkb :].view(2, nkb, nqb)
