@@ -115,6 +115,22 @@ def test_strided_x_equals_contiguous(w_left):
 
 
 @needs_kernel
+def test_strided_bias_crow_col_equal_contiguous():
+    # the kernel steps through bias, crow and col by +1: views with other strides must be
+    # made contiguous first, not read as if they were
+    w = block_sparse(128, 96, 32).to(DEVICE)
+    v, crow, col = bt.to_bsr_arrays(w, 32)
+    x = torch.randn(5, 96).half().to(DEVICE)
+    b = torch.randn(256).half().to(DEVICE)[::2]  # (128,), stride 2
+    crow2, col2 = (torch.stack((t, t), 1)[:, 0] for t in (crow, col))  # stride 2
+    assert not (b.is_contiguous() or crow2.is_contiguous() or col2.is_contiguous())
+    cfg = {"BLOCK_M": 16, "W_LEFT": True}
+    y = bt.bsr_linear_triton(x, v, crow2, col2, b, 128, config=cfg)
+    torch.testing.assert_close(y, run(w, x, b.contiguous(), 32, cfg), rtol=0, atol=0)
+    torch.testing.assert_close(y.float(), expected(w, x, b), rtol=1e-2, atol=2e-2)
+
+
+@needs_kernel
 @settings(max_examples=12, deadline=None)
 @given(
     bs=st.sampled_from([16, 32]),

@@ -38,3 +38,14 @@ def test_decode_branch_equals_dense_for_small_m():
         x = torch.randn(m, 512)
         y = nm_triton.nm_linear_triton(x, values, meta, b, gemv_config=gemv)
         torch.testing.assert_close(y, x @ w.T + b, rtol=1e-4, atol=1e-4)
+
+
+@needs_interpreter
+def test_strided_bias_equals_contiguous():
+    # the kernels read the bias by +1 steps: a strided view must be made contiguous first
+    w = random_2to4(32, 128)
+    values, meta = compress_2to4(w)
+    b = torch.randn(64)[::2]  # (32,), stride 2
+    x = torch.randn(20, 128)
+    y = nm_triton.nm_linear_triton(x, values, meta, b)
+    torch.testing.assert_close(y, x @ w.T + b, rtol=1e-4, atol=1e-4)

@@ -268,6 +268,9 @@ def bsr_linear_triton(
         raise RuntimeError("bsr_linear_triton needs Triton (a CUDA build of torch)")
     if x.device.type != "cuda" and not interpreting():
         raise ValueError(f"x must be on a CUDA device (or set TRITON_INTERPRET=1), got {x.device}")
+    # the kernel steps through bias, crow and col by +1 (no-ops when already contiguous)
+    crow, col = crow.contiguous(), col.contiguous()
+    bias = bias.contiguous() if bias is not None else None
     m = x.shape[0]
     if config is None and interpreting():  # autotuning times kernels: needs a GPU
         config = {"BLOCK_M": min(64, m_key(m)), "W_LEFT": True}

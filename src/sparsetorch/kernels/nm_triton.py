@@ -167,6 +167,7 @@ def nm_linear_triton(
             f"do not match x of shape {tuple(x.shape)}"
         )
     x = x.contiguous()
+    bias = bias.contiguous() if bias is not None else None  # read by +1 steps
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:  # an empty batch: nothing to launch (the GEMV's tl.arange(0, MB) needs MB > 0)
         return y
