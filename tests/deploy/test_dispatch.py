@@ -178,3 +178,20 @@ def test_same_shape_different_sparsity_is_measured_again(tmp_path):
     with torch.no_grad():
         assert SparseLinear(sparse_lin, ["dense", "csr"], d2).tune([4]) == {4: "csr"}
         torch.testing.assert_close(SparseLinear(sparse_lin, ["dense", "csr"], d2)(x), sparse_lin(x))
+
+
+def test_a_triton_upgrade_changes_the_cuda_environment_key(monkeypatch):
+    """Decisions cached on disk are keyed by the Triton version too: our kernels' timings
+    change with it, so an upgrade measures again instead of reusing old choices."""
+    import sys
+    import types
+
+    from sparsetorch.deploy.dispatch import environment_key
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    keys = []
+    for version in ("3.6.0", "3.7.0"):
+        monkeypatch.setitem(sys.modules, "triton", types.SimpleNamespace(__version__=version))
+        keys.append(environment_key(torch.device("cuda", 0)))
+    assert keys[0].startswith("Fake GPU|torch ") and keys[0].endswith("|triton 3.6.0")
+    assert keys[0] != keys[1]

@@ -54,11 +54,21 @@ def default_timer(fn: Callable[[], object], calls: int = 20, batches: int = 5) -
     return statistics.median(samples)
 
 
+def _triton_version() -> str | None:
+    try:
+        import triton
+    except ImportError:
+        return None
+    return getattr(triton, "__version__", None)
+
+
 def environment_key(device: torch.device) -> str:
+    """What a measured decision depends on besides the layer: the device and the library
+    versions whose kernels were timed (a Triton upgrade re-tunes our kernels, so it re-measures)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         cslt = getattr(torch.backends.cusparselt, "version", lambda: None)()
-        return f"{name}|torch {torch.__version__}|cusparselt {cslt}"
+        return f"{name}|torch {torch.__version__}|cusparselt {cslt}|triton {_triton_version()}"
     return f"cpu {os.cpu_count()} cores|torch {torch.__version__}"
 
 
