@@ -14,7 +14,12 @@ from sparsetorch._registry import Registry
 from sparsetorch.deploy.dispatch import m_bucket
 from sparsetorch.deploy.graphed import GraphedPath, in_outer_graph
 from sparsetorch.kernels import bsr_triton, nm_triton
-from sparsetorch.kernels.nm_reference import compress_2to4, is_2to4, nm_linear_reference
+from sparsetorch.kernels.nm_reference import (
+    compress_2to4,
+    decompress_2to4,
+    is_2to4,
+    nm_linear_reference,
+)
 
 PATHS: Registry[type] = Registry("compute path")
 
@@ -35,6 +40,43 @@ class Path:
 
     def nbytes(self) -> int:
         raise NotImplementedError
+
+    def dense_weight(self) -> torch.Tensor:
+        """The dense (out, in) weight this path was prepared from, rebuilt from what the path
+        stores (equal bit for bit, except that a zero's sign is not kept: -0.0 comes back as
+        0.0 where the format drops zeros)."""
+        raise NotImplementedError
+
+
+def _bsr_to_dense(
+    values: torch.Tensor, crow: torch.Tensor, col: torch.Tensor, shape: tuple[int, int]
+) -> torch.Tensor:
+    """Dense (out, in) from BSR arrays: values (nnzb, bs, bs), crow (out/bs + 1,), col (nnzb,)."""
+    bs = values.shape[-1]
+    rows, cols = shape[0] // bs, shape[1] // bs
+    block_row = torch.repeat_interleave(
+        torch.arange(rows, device=crow.device), (crow[1:] - crow[:-1]).long()
+    )  # (nnzb,)
+    blocks = torch.zeros(rows, cols, bs, bs, dtype=values.dtype, device=values.device)
+    blocks[block_row, col.long()] = values
+    return blocks.transpose(1, 2).reshape(shape)  # (rows, bs, cols, bs) -> (out, in)
+
+
+def _dense_by_identity(
+    matmul, shape: tuple[int, int], dtype: torch.dtype, device: torch.device, chunk: int = 1024
+) -> torch.Tensor:
+    """Dense (out, in) W of an engine that can only multiply (its stored layout is opaque):
+    ``matmul(x) = x @ W.T`` on blocks of rows of the identity, ``chunk`` rows at a time (the
+    full identity would be in x in). Exact for finite weights: each output is one product
+    w * 1 plus products with zero."""
+    out, k = shape
+    weight = torch.empty(out, k, dtype=dtype, device=device)
+    for j in range(0, k, chunk):
+        c = min(chunk, k - j)
+        eye = torch.zeros(c, k, dtype=dtype, device=device)  # rows j..j+c of the identity
+        eye[:, j : j + c] = torch.eye(c, dtype=dtype, device=device)
+        weight[:, j : j + c] = matmul(eye).T  # (c, out) -> (out, c)
+    return weight
 
 
 def _cuda_half(weight: torch.Tensor) -> str | None:
@@ -58,6 +100,9 @@ class DensePath(Path):
 
     def nbytes(self):
         return self.weight.numel() * self.weight.element_size()
+
+    def dense_weight(self):
+        return self.weight
 
 
 @PATHS.register("csr")
@@ -85,6 +130,9 @@ class CSRPath(Path):
         return sum(
             t.numel() * t.element_size() for t in (w.values(), w.crow_indices(), w.col_indices())
         )
+
+    def dense_weight(self):
+        return self.weight.to_dense()
 
 
 @PATHS.register("bsr")
@@ -117,6 +165,9 @@ class BSRPath(Path):
             t.numel() * t.element_size() for t in (w.values(), w.crow_indices(), w.col_indices())
         )
 
+    def dense_weight(self):
+        return self.weight.to_dense()
+
 
 @PATHS.register("bsr_triton")
 class BSRTritonPath(Path):
@@ -144,6 +195,7 @@ class BSRTritonPath(Path):
         self.blocksize = bsr_triton.choose_blocksize(weight)
         self.values, self.crow, self.col = bsr_triton.to_bsr_arrays(weight, self.blocksize)
         self.out_features = weight.shape[0]
+        self.in_features = weight.shape[1]
 
     def __call__(self, x):
         return torch.ops.sparsetorch.bsr_linear(
@@ -152,6 +204,10 @@ class BSRTritonPath(Path):
 
     def nbytes(self):
         return sum(t.numel() * t.element_size() for t in (self.values, self.crow, self.col))
+
+    def dense_weight(self):
+        shape = (self.out_features, self.in_features)
+        return _bsr_to_dense(self.values, self.crow, self.col, shape)
 
 
 def _unsupported_2to4(weight: torch.Tensor) -> str | None:
@@ -181,12 +237,18 @@ class SemiStructuredPath(Path):
 
         self.weight = to_sparse_semi_structured(weight)
         self._bytes = weight.numel() * weight.element_size() * 9 // 16
+        self.shape = tuple(weight.shape)
 
     def __call__(self, x):
         return F.linear(x, self.weight, self.bias)
 
     def nbytes(self):
         return self._bytes
+
+    def dense_weight(self):
+        # torch's own to_dense multiplies by the whole (in, in) identity at once
+        w = self.weight
+        return _dense_by_identity(lambda x: F.linear(x, w), self.shape, w.dtype, w.device)
 
 
 @PATHS.register("nm_triton")
@@ -210,6 +272,9 @@ class NMTritonPath(Path):
 
     def nbytes(self):
         return self.values.numel() * self.values.element_size() + self.meta.numel()
+
+    def dense_weight(self):
+        return decompress_2to4(self.values, self.meta)
 
 
 @PATHS.register("nm_reference")
@@ -235,6 +300,9 @@ class NMReferencePath(Path):
     def nbytes(self):
         return self.values.numel() * self.values.element_size() + self.meta.numel()
 
+    def dense_weight(self):
+        return decompress_2to4(self.values, self.meta)
+
 
 @PATHS.register("cslt")
 class CuSparseLtPath(Path):
@@ -257,6 +325,7 @@ class CuSparseLtPath(Path):
         self.compressed = torch._cslt_compress(weight)
         self._bytes = weight.numel() * weight.element_size() * 9 // 16
         self._alg: dict[int, int] = {}
+        self.shape, self.dtype = tuple(weight.shape), weight.dtype
 
     def _alg_id(self, xt: torch.Tensor) -> int:
         bucket = m_bucket(xt.shape[1])  # the dispatcher's M buckets: tune() searches each one
@@ -280,6 +349,14 @@ class CuSparseLtPath(Path):
 
     def nbytes(self):
         return self._bytes
+
+    def dense_weight(self):
+        # cuSPARSELt's compressed blob is opaque: multiply it by the identity (chunks of 1024
+        # rows, a multiple of 16 like every 2:4 in_features), default algorithm, no graph
+        def matmul(x):  # (c, in) -> (c, out)
+            return torch._cslt_sparse_mm(self.compressed, x.T, transpose_result=True)
+
+        return _dense_by_identity(matmul, self.shape, self.dtype, self.compressed.device)
 
 
 @PATHS.register("cslt_graph")

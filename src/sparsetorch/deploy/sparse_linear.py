@@ -4,19 +4,54 @@ measurement per input size (see dispatch.py).
 Under torch.compile or inside a CUDA-graph capture nothing is measured: the layer uses the
 choice made in eager mode for the input's M bucket (``tune``), and dense (or, without a dense
 candidate, the first candidate) for a bucket never measured. So ``fullgraph=True`` holds.
+
+As a module it stands in for the nn.Linear it replaced:
+
+- ``state_dict()`` holds ``weight`` (dense (out, in), zeros where pruned: the dense path's own
+  tensor, else rebuilt from a sparse path, so no dense copy is kept for it) and ``bias``, under
+  nn.Linear's names: state dicts load from the dense model into the sparsified one and back;
+- ``load_state_dict`` and ``.to()`` / ``.half()`` / ``.cuda()`` / ... re-prepare every path from
+  the dense weight. A candidate that cannot run the new weight, device or dtype is set aside in
+  ``dropped`` (with the reason) and comes back when a later move allows it again; the
+  dispatcher's choices are forgotten (the layer key names dtype and nonzero count).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import nn
 
 from sparsetorch.deploy.dispatch import Dispatcher, m_bucket
 from sparsetorch.deploy.graphed import in_outer_graph
-from sparsetorch.deploy.paths import PATHS
+from sparsetorch.deploy.paths import PATHS, DensePath
+
+
+def prepare_paths(
+    weight: torch.Tensor, bias: torch.Tensor | None, candidates: list[str]
+) -> tuple[dict, dict[str, str]]:
+    """({name: path} for the candidates that can run ``weight``, {name: why not} for the rest)."""
+    paths, dropped = {}, {}
+    for name in candidates:
+        cls = PATHS.lookup(name)
+        reason = cls.unsupported(weight)
+        if reason is None:
+            paths[name] = cls(weight, bias)
+        else:
+            dropped[name] = reason
+    return paths, dropped
+
+
+def _reasons(dropped: dict[str, str]) -> str:
+    return "; ".join(f"{name}: {reason}" for name, reason in dropped.items())
 
 
 class SparseLinear(nn.Module):
+    # the conversion function (``.to()``) or error list (``load_state_dict``) of the last call
+    # that warned: every layer of one call sees the same object, so a model warns once
+    _warned_for: object = None
+
     def __init__(
         self,
         linear: nn.Linear,
@@ -25,23 +60,120 @@ class SparseLinear(nn.Module):
         name: str = "",
     ) -> None:
         super().__init__()
-        weight = linear.weight.detach()
-        bias = None if linear.bias is None else linear.bias.detach()
+        if not candidates:
+            raise ValueError(f"candidates of layer {name!r} must name at least one compute path")
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.device, self.dtype = weight.device, weight.dtype
         self.name = name
         self.dispatcher = dispatcher
-        self.paths = {c: PATHS.lookup(c)(weight, bias) for c in candidates}
+        self.candidates = list(candidates)  # as asked; every re-preparation starts from these
+        self.dropped: dict[str, str] = {}  # candidate -> why it cannot run here and now
+        weight = linear.weight.detach()
+        bias = None if linear.bias is None else linear.bias.detach()
+        # built as asked (the caller checked support: sparsify_ does); re-preparing checks
+        self._install(weight, bias, {c: PATHS.lookup(c)(weight, bias) for c in candidates})
+
+    def _install(self, weight: torch.Tensor, bias: torch.Tensor | None, paths: dict) -> None:
+        self.device, self.dtype = weight.device, weight.dtype
+        self.bias = bias
+        self.paths = paths
         # what the timings depend on: shape, dtype, engines, and the sparsity (nonzeros, and the
         # bytes each engine stores: BSR's count of nonzero blocks) - one shape at 50% and at
         # 99% must not share a decision (the dispatcher's cache is on disk, across processes)
         stored = ",".join(f"{c}={p.nbytes()}" for c, p in sorted(self.paths.items()))
         self.layer_key = (
-            f"{self.out_features}x{self.in_features}|{weight.dtype}|{'+'.join(sorted(candidates))}"
+            f"{self.out_features}x{self.in_features}|{weight.dtype}|{'+'.join(sorted(paths))}"
             f"|nnz {int(torch.count_nonzero(weight))}|bytes {stored}"
         )
         self.chosen: dict[int, str] = {}  # M -> path name, for the report
         self.choices: dict[int, str] = {}  # M bucket -> path name, read under compile
+
+    def dense_weight(self) -> torch.Tensor:
+        """The dense (out, in) weight: the dense path's tensor if there is one, else rebuilt
+        (a new tensor) from the first path; a zero's sign may not survive a sparse format."""
+        path = self.paths.get("dense") or next(iter(self.paths.values()))
+        return path.dense_weight()
+
+    def _warn_dense_only(self, call: object, what: str) -> None:
+        """One warning per call (not per layer) when sparse candidates are set aside and only
+        dense remains."""
+        if not self.dropped or set(self.paths) != {"dense"} or SparseLinear._warned_for is call:
+            return
+        SparseLinear._warned_for = call
+        warnings.warn(
+            f"{what}: SparseLinear {self.name!r} runs only its dense path on {self.dtype} "
+            f"{self.device} ({_reasons(self.dropped)}); other layers of this model may too: "
+            "see each layer's .dropped",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "weight"] = self.dense_weight()
+        if self.bias is not None:
+            destination[prefix + "bias"] = self.bias
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+    ):
+        names = ["weight"] if self.bias is None else ["weight", "bias"]
+        ours = {prefix + n for n in names}
+        rest = {k: v for k, v in state_dict.items() if k not in ours}
+        # the base class runs the load pre-hooks and flags unexpected keys (strict)
+        super()._load_from_state_dict(
+            rest, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+        )
+        missing_keys.extend(prefix + n for n in names if prefix + n not in state_dict)
+        given = {n: state_dict[prefix + n] for n in names if prefix + n in state_dict}
+        if not given:
+            return
+        shapes = {"weight": (self.out_features, self.in_features), "bias": (self.out_features,)}
+        assign = local_metadata.get("assign_to_params_buffers", False)
+        loaded = {}
+        for name, value in given.items():
+            key = prefix + name
+            if not isinstance(value, torch.Tensor):
+                errors.append(
+                    f"While copying the parameter named {key!r}, expected torch.Tensor from "
+                    f"checkpoint but received {type(value).__name__}"
+                )
+                return
+            if value.shape != shapes[name]:
+                errors.append(
+                    f"size mismatch for {key}: copying a param with shape {value.shape} from "
+                    f"checkpoint, the shape in current model is {torch.Size(shapes[name])}."
+                )
+                return
+            # like nn.Linear, which copies into its parameters: never alias the state dict
+            like = self.bias if name == "bias" else self  # both have .device and .dtype
+            value = value.detach()
+            loaded[name] = value if assign else value.to(like.device, like.dtype, copy=True)
+        weight = loaded["weight"] if "weight" in loaded else self.dense_weight()
+        bias = loaded.get("bias", self.bias)
+        paths, dropped = prepare_paths(weight, bias, self.candidates)
+        if not paths:
+            layer = prefix[:-1] or self.name
+            errors.append(
+                f"{prefix}weight: no compute path of SparseLinear {layer!r} can run the loaded "
+                f"weight ({_reasons(dropped)}); the layer was left as it was"
+            )
+            return
+        self.dropped = dropped
+        self._install(weight, bias, paths)
+        self._warn_dense_only(errors, "load_state_dict")
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        with torch.no_grad():
+            old = self.dense_weight()
+            weight = fn(old)
+            bias = None if self.bias is None else fn(self.bias)
+        if weight is old and bias is self.bias:  # nothing converted: paths and choices stay
+            return self
+        paths, self.dropped = prepare_paths(weight, bias, self.candidates)
+        self._install(weight, bias, paths or {"dense": DensePath(weight, bias)})
+        self._warn_dense_only(fn, f"moving to {weight.dtype} {weight.device}")
+        return self
 
     def path_for(self, x2: torch.Tensor) -> str:
         """The path for a (M, in) input: measured once per M bucket in eager mode."""
@@ -73,10 +205,23 @@ class SparseLinear(nn.Module):
         return dict(self.chosen)
 
     def compact_(self) -> None:
-        """Free every path never chosen so far (keeps at least one)."""
+        """Free every path never chosen so far (keeps at least one); they also leave the
+        candidates, so a later load or move does not rebuild them."""
         keep = set(self.chosen.values()) or {next(iter(self.paths))}
         self.paths = {k: v for k, v in self.paths.items() if k in keep}
+        self.candidates = [c for c in self.candidates if c in keep]
         self.layer_key = f"{self.layer_key}|kept {'+'.join(sorted(self.paths))}"
 
     def extra_repr(self) -> str:
-        return f"{self.in_features}, {self.out_features}, paths={list(self.paths)}"
+        parts = [
+            f"in_features={self.in_features}",
+            f"out_features={self.out_features}",
+            f"bias={self.bias is not None}",
+            f"paths={list(self.paths)}",
+        ]
+        if self.dropped:
+            parts.append(f"dropped={self.dropped}")
+        if self.choices:
+            per_bucket = ", ".join(f"M<={b}: {n}" for b, n in sorted(self.choices.items()))
+            parts.append(f"choices={{{per_bucket}}}")
+        return ", ".join(parts)
