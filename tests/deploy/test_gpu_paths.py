@@ -195,3 +195,92 @@ def test_bsr_triton_path_compiles_fullgraph():
     x = torch.randn(40, w.shape[1], device=DEV, dtype=w.dtype)
     compiled = torch.compile(lambda t: path(t) * 2, fullgraph=True, backend="aot_eager")
     torch.testing.assert_close(compiled(x), path(x) * 2)
+
+
+# ---- a sparsified model as an nn.Module: dense_weight, state_dict, load, .to (issue 10) ------
+
+_BITS = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
+
+
+def _bits(t):
+    """Bit patterns with -0.0 read as 0.0 (a sparse format drops zeros and their sign)."""
+    return (t + 0).view(_BITS[t.dtype])
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["semi_structured", "cslt", "cslt_graph", "nm_triton", "nm_triton_graph", "nm_reference"],
+)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_2to4_paths_rebuild_their_dense_weight_bitwise(name, dtype):
+    w = _weight_2to4(256, 2048 + 512, dtype)  # the identity-based rebuilds take two chunks
+    b = torch.randn(256, device=DEV, dtype=dtype)  # never added to the rebuilt weight
+    rebuilt = PATHS.lookup(name)(w, b).dense_weight()
+    assert rebuilt.dtype == dtype and rebuilt.device == w.device
+    assert torch.equal(_bits(rebuilt), _bits(w))
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [
+        ("bsr", torch.bfloat16),
+        ("bsr_triton", torch.bfloat16),
+        ("bsr_triton", torch.float16),
+        ("csr", torch.float32),
+    ],
+)
+def test_block_and_csr_paths_rebuild_their_dense_weight_bitwise(name, dtype):
+    w = _block_sparse(dtype=dtype)
+    rebuilt = PATHS.lookup(name)(w, None).dense_weight()
+    assert rebuilt.dtype == dtype and rebuilt.device == w.device
+    assert torch.equal(_bits(rebuilt), _bits(w))
+
+
+def _dense_2to4_model(seed):
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Linear(512, 256), nn.GELU(), nn.Linear(256, 512))
+    m = m.to(DEV, torch.bfloat16)
+    with torch.no_grad():
+        m[0].weight.copy_(random_2to4(256, 512, seed=seed).to(DEV, torch.bfloat16))
+        m[2].weight.copy_(random_2to4(512, 256, seed=seed + 1).to(DEV, torch.bfloat16))
+    return m
+
+
+def _dense_only_warnings(record):
+    return [w for w in record if "runs only its dense path" in str(w.message)]
+
+
+def test_sparsified_gpu_model_state_dict_load_save_and_moves(tmp_path):
+    import sparsetorch as st
+
+    sparse = _dense_2to4_model(0)
+    # no dense path: state_dict's weights are rebuilt from cuSPARSELt's compressed blob
+    sparsify_(sparse, "2:4", paths=["cslt", "nm_triton"], dispatcher=Dispatcher(cache_file=None))
+    for key, value in _dense_2to4_model(0).state_dict().items():
+        assert torch.equal(_bits(sparse.state_dict()[key]), _bits(value)), key
+    other = _dense_2to4_model(2)
+    sparse.load_state_dict(other.state_dict(), strict=True)
+    x = torch.randn(64, 512, device=DEV, dtype=torch.bfloat16)
+    with torch.no_grad():
+        expected = other(x).float()
+        torch.testing.assert_close(sparse(x).float(), expected, rtol=2e-2, atol=2e-1)
+    back = _dense_2to4_model(3)
+    back.load_state_dict(st.load(st.save(sparse, tmp_path / "m.safetensors")), strict=True)
+    for key, value in other.state_dict().items():
+        assert torch.equal(_bits(back.state_dict()[key]), _bits(value)), key
+    # to the CPU: no 2:4 engine there, dense runs, one warning for the model
+    with pytest.warns(RuntimeWarning) as record:
+        sparse.cpu()
+    assert len(_dense_only_warnings(record)) == 1
+    assert list(sparse[0].paths) == ["dense"] and set(sparse[0].dropped) == {"cslt", "nm_triton"}
+    with torch.no_grad():
+        torch.testing.assert_close(sparse(x.cpu()), other.cpu()(x.cpu()), rtol=0, atol=0)
+    sparse.cuda()  # back: both engines again, choices measured anew
+    assert list(sparse[0].paths) == ["cslt", "nm_triton"] and sparse[0].dropped == {}
+    with torch.no_grad():
+        torch.testing.assert_close(sparse(x).float(), expected, rtol=2e-2, atol=2e-1)
+        with pytest.warns(RuntimeWarning) as record:
+            sparse.float()  # the 2:4 engines need half types
+        assert len(_dense_only_warnings(record)) == 1
+        assert "needs float16/bfloat16" in sparse[2].dropped["cslt"]
+        torch.testing.assert_close(sparse(x.float()), expected, rtol=2e-2, atol=2e-1)
