@@ -337,3 +337,26 @@ def test_extra_repr_shows_features_paths_and_choices():
         layer(torch.randn(3, 32))
         layer(torch.randn(1, 32))
     assert repr(layer).endswith("paths=['dense', 'csr'], choices={M<=1: csr, M<=4: csr})")
+
+
+def test_assign_takes_the_loaded_dtype_and_storage():
+    model = _sparsified(["csr"])
+    state = {k: v.double() for k, v in _dense_model(seed=3).state_dict().items()}
+    model.load_state_dict(state, assign=True)
+    assert model[0].dtype == torch.float64 and model[0].bias.dtype == torch.float64
+    assert model[0].bias.data_ptr() == state["0.bias"].data_ptr()  # assigned, not copied
+    x = torch.randn(2, 32, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), _dense_model(seed=3).double()(x))
+
+
+def test_a_loaded_and_moved_model_still_compiles_fullgraph():
+    torch._dynamo.reset()
+    model = _sparsified(["nm_reference"])
+    model.load_state_dict(_dense_model(seed=5).state_dict())
+    model.double()
+    x = torch.randn(3, 32, dtype=torch.float64)
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), _dense_model(seed=5).double()(x))
+    torch._dynamo.reset()
