@@ -2,11 +2,12 @@
 from gloo's rare abort at process teardown.
 
 The shared CI machine once saw rank 0 of a finished script die with ``terminate called
-without an active exception`` (SIGABRT, in gloo's C++ teardown; 1 run in ~15 under load; never
-reproduced in 60 plain gloo launches). The work is judged by what it printed and wrote, so a
-run whose output is complete and whose only fault is that teardown abort passes with a warning;
-any other failure fails. ``PYTHONFAULTHANDLER`` makes an abort print every thread's Python
-stack, so a recurrence shows where it happened.
+without an active exception`` (SIGABRT; ~1 run in 15 of the FSDP2 + DCP doc script under load,
+on either rank; never in 60 plain gloo launches). ``PYTHONFAULTHANDLER`` showed where: the
+aborting thread has no Python frame, i.e. it happens in C++ teardown during interpreter
+finalisation, after the script's last line and ``destroy_process_group``. The work is judged by
+what it printed and wrote, so a run whose output is complete and whose only fault is that
+teardown abort passes with a warning; any other failure fails.
 """
 
 from __future__ import annotations
