@@ -105,21 +105,10 @@ class DensePath(Path):
         return self.weight
 
 
-@PATHS.register("csr")
-class CSRPath(Path):
-    """torch's CSR kernels (MKL on CPU, cuSPARSE on CUDA): y^T = W_csr @ x^T."""
+class _TorchCompressedPath(Path):
+    """A weight in one of torch's compressed sparse layouts (CSR, BSR): y^T = W @ x^T."""
 
-    name = "csr"
-
-    @classmethod
-    def unsupported(cls, weight):
-        if weight.dtype not in (torch.float32, torch.float64):
-            return f"torch CSR matmul is used for float32/float64 only, weight is {weight.dtype}"
-        return None
-
-    def __init__(self, weight, bias):
-        super().__init__(weight, bias)
-        self.weight = weight.to_sparse_csr()
+    weight: torch.Tensor  # sparse_csr or sparse_bsr
 
     def __call__(self, x):
         y = (self.weight @ x.T).T
@@ -135,8 +124,25 @@ class CSRPath(Path):
         return self.weight.to_dense()
 
 
+@PATHS.register("csr")
+class CSRPath(_TorchCompressedPath):
+    """torch's CSR kernels (MKL on CPU, cuSPARSE on CUDA): y^T = W_csr @ x^T."""
+
+    name = "csr"
+
+    @classmethod
+    def unsupported(cls, weight):
+        if weight.dtype not in (torch.float32, torch.float64):
+            return f"torch CSR matmul is used for float32/float64 only, weight is {weight.dtype}"
+        return None
+
+    def __init__(self, weight, bias):
+        super().__init__(weight, bias)
+        self.weight = weight.to_sparse_csr()
+
+
 @PATHS.register("bsr")
-class BSRPath(Path):
+class BSRPath(_TorchCompressedPath):
     """torch's block-sparse (BSR) matmul, Triton kernels on CUDA for half types."""
 
     name = "bsr"
@@ -154,19 +160,6 @@ class BSRPath(Path):
     def __init__(self, weight, bias):
         super().__init__(weight, bias)
         self.weight = weight.to_sparse_bsr((self.blocksize, self.blocksize))
-
-    def __call__(self, x):
-        y = (self.weight @ x.T).T
-        return y if self.bias is None else y + self.bias
-
-    def nbytes(self):
-        w = self.weight
-        return sum(
-            t.numel() * t.element_size() for t in (w.values(), w.crow_indices(), w.col_indices())
-        )
-
-    def dense_weight(self):
-        return self.weight.to_dense()
 
 
 @PATHS.register("bsr_triton")
@@ -251,8 +244,22 @@ class SemiStructuredPath(Path):
         return _dense_by_identity(lambda x: F.linear(x, w), self.shape, w.dtype, w.device)
 
 
+class _Compressed2to4Path(Path):
+    """A weight kept as our 2:4 compression: values (out, in/2) and 2-bit metadata."""
+
+    def __init__(self, weight, bias):
+        super().__init__(weight, bias)
+        self.values, self.meta = compress_2to4(weight)
+
+    def nbytes(self):
+        return self.values.numel() * self.values.element_size() + self.meta.numel()
+
+    def dense_weight(self):
+        return decompress_2to4(self.values, self.meta)
+
+
 @PATHS.register("nm_triton")
-class NMTritonPath(Path):
+class NMTritonPath(_Compressed2to4Path):
     """Our Triton 2:4 skinny GEMM (kernels/nm_triton.py); decode-sized M."""
 
     name = "nm_triton"
@@ -263,22 +270,12 @@ class NMTritonPath(Path):
             return "Triton is not installed"
         return _unsupported_2to4(weight)
 
-    def __init__(self, weight, bias):
-        super().__init__(weight, bias)
-        self.values, self.meta = compress_2to4(weight)
-
     def __call__(self, x):
         return nm_triton.nm_linear_2to4(x, self.values, self.meta, self.bias)  # a torch op
 
-    def nbytes(self):
-        return self.values.numel() * self.values.element_size() + self.meta.numel()
-
-    def dense_weight(self):
-        return decompress_2to4(self.values, self.meta)
-
 
 @PATHS.register("nm_reference")
-class NMReferencePath(Path):
+class NMReferencePath(_Compressed2to4Path):
     """The 2:4 reference twin (any device): decompress, then dense matmul. Never fast; it is
     the correctness anchor and is only dispatched to when forced."""
 
@@ -290,18 +287,8 @@ class NMReferencePath(Path):
             return "weight is not 2:4 sparse with in_features divisible by 8"
         return None
 
-    def __init__(self, weight, bias):
-        super().__init__(weight, bias)
-        self.values, self.meta = compress_2to4(weight)
-
     def __call__(self, x):
         return nm_linear_reference(x, self.values, self.meta, self.bias)
-
-    def nbytes(self):
-        return self.values.numel() * self.values.element_size() + self.meta.numel()
-
-    def dense_weight(self):
-        return decompress_2to4(self.values, self.meta)
 
 
 @PATHS.register("cslt")
