@@ -16,5 +16,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _one_thread():
+    """Every test starts with one intra-op thread and leaves the count as it found it (a CLI
+    test's --threads or a benchmark helper may change it); on a shared, loaded 2-core machine
+    OpenMP spin-waiting made two threads up to 100x slower for these tiny models."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from sparsetorch.cli import demo as demo_cli
 from sparsetorch.cli import main
@@ -7,14 +6,6 @@ from sparsetorch.data import load
 from tests.data.test_idx import _fake_fashion_dir
 
 SIZES = {"fc1.weight": 784 * 300, "fc2.weight": 300 * 100, "fc3.weight": 100 * 10}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_demo_on_a_fashion_mnist_slice(tmp_path):

@@ -9,14 +9,6 @@ TINY = ["--dataset", "digits", "--train-size", "120", "--val-size", "40", "--tes
         "--batch-size", "20", "--steps", "8", "--eval-every", "4"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_help_lists_lottery_and_training_flags_only(capsys):
     with pytest.raises(SystemExit):
         main(["lottery", "--help"])

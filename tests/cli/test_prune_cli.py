@@ -8,14 +8,6 @@ from sparsetorch.models import build
 from sparsetorch.patterns import get
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def checkpoint(tmp_path):
     torch.manual_seed(0)

@@ -12,14 +12,6 @@ from sparsetorch.experiments import Hparams, TrainHook, train
 from sparsetorch.experiments.layers import layer_densities
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(lr=1.2e-3):
     hp = Hparams()
     hp.dataset.name = "digits"

@@ -12,14 +12,6 @@ TINY = ["--dataset", "digits", "--train-size", "128", "--val-size", "50", "--tes
         "--batch-size", "32", "--steps", "6", "--eval-every", "3"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def dry_run(capsys, *argv):
     assert main(["train", "--dry-run", *argv]) == 0
     text = capsys.readouterr().out

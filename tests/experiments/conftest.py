@@ -21,15 +21,3 @@ def tiny_hp():
     hp.training.steps = 12
     hp.training.eval_every = 3
     return hp
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny models gain nothing from two, and on a shared, loaded machine
-    OpenMP spin-waiting makes two threads up to 100x slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

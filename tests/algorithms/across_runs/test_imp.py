@@ -18,15 +18,6 @@ REWIND = 10
 WEIGHTS = ("fc1.weight", "fc2.weight", "fc3.weight")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models on a shared 2-core machine: one thread is several times faster
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data():
     return st.data.load("fashion-mnist").slice(240, 60, 60)

@@ -13,14 +13,6 @@ from sparsetorch.experiments import Hparams, TrainContext, train
 from sparsetorch.masks import get_masks
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load("digits")

@@ -22,15 +22,6 @@ from sparsetorch.patterns import get as get_pattern
 NAMES = ["0.weight", "2.weight", "6.weight"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: threads only add contention on a shared machine (SynFlow runs 100 passes)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _net(seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(
