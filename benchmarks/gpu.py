@@ -43,18 +43,19 @@ def two_four(n: int, k: int, dtype=torch.bfloat16) -> torch.Tensor:
     return (w * torch.zeros_like(w, dtype=torch.bool).scatter_(-1, keep, True)).reshape(n, k)
 
 
+TWO_FOUR_PATHS = ("dense", "semi_structured", "cslt", "cslt_graph", "nm_triton", "nm_triton_graph")
+
+
 def table_2to4(ms, shapes) -> list[str]:
     rows = [
-        "| out x in | M | dense ms | semi_structured | cslt (cached alg) | cslt_graph | nm_triton | dispatched |",
-        "|---|---|---|---|---|---|---|---|",
+        "| out x in | M | dense ms | semi_structured | cslt (cached alg) | cslt_graph | nm_triton "
+        "| nm_triton_graph | dispatched |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     disp = Dispatcher(cache_file=None)
     for n, k in shapes:
         w = two_four(n, k)
-        paths = {
-            name: PATHS.lookup(name)(w, None)
-            for name in ("dense", "semi_structured", "cslt", "cslt_graph", "nm_triton")
-        }
+        paths = {name: PATHS.lookup(name)(w, None) for name in TWO_FOUR_PATHS}
         lin = torch.nn.Linear(k, n, bias=False, device="cuda", dtype=torch.bfloat16)
         with torch.no_grad():
             lin.weight.copy_(w)
@@ -63,7 +64,7 @@ def table_2to4(ms, shapes) -> list[str]:
             x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
             t = {}
             for name, path in paths.items():
-                if name == "nm_triton" and m > 64:  # decode kernels only
+                if name.startswith("nm_triton") and m > 64:  # decode kernels only
                     t[name] = float("nan")
                     continue
                 try:
@@ -75,10 +76,7 @@ def table_2to4(ms, shapes) -> list[str]:
                 sparse_linear(x)  # measure + decide once
                 t["dispatched"] = bench(lambda: sparse_linear(x))
             d = t["dense"]
-            cells = [
-                f"{d / t[c]:.2f}x" if t[c] == t[c] else "n/a"
-                for c in ("semi_structured", "cslt", "cslt_graph", "nm_triton")
-            ]
+            cells = [f"{d / t[c]:.2f}x" if t[c] == t[c] else "n/a" for c in TWO_FOUR_PATHS[1:]]
             choice = sparse_linear.chosen.get(m, "?")
             rows.append(
                 f"| {n}x{k} | {m} | {d * 1e3:.3f} | {' | '.join(cells)} | {d / t['dispatched']:.2f}x ({choice}) |"

@@ -15,8 +15,9 @@ weights densely, the sparse one is a copy after ``st.sparsify_(model, "2:4")`` o
 Linears (dense and every 2:4 engine are candidates; a fresh measured dispatcher picks per
 layer shape and M bucket during the eager warm-up). Attention and head Linears stay dense.
 
-Measured, in one run, median of repeats of back-to-back calls between two CUDA events
-(host time included, as serving pays it; warm-up calls first):
+Measured, in one run, median of 7 rounds of back-to-back calls between two CUDA events, the
+dense and the 2:4 model alternating round by round (host time included, as serving pays it;
+warm-up calls first):
 - prefill: ``model(idx)`` on batch x seq tokens, logits for every position;
 - decode: one step for a batch of sequences, one new token each, with a KV cache holding
   ``context - 1`` earlier tokens (the step embeds the token, writes its key/value into the cache
@@ -166,46 +167,52 @@ def check(dense, sparse, device, dtype) -> list[str]:
     return [f"{k}: relative error {e:.1e}" for k, e in errors.items()]
 
 
-def seconds_per_call(fn: Callable[[], object], device, iters: int, repeats: int = 5) -> float:
-    """Median over ``repeats`` of ``iters`` back-to-back calls timed between two events."""
-    cuda = device.type == "cuda"
-    for _ in range(3):  # warm-up: dispatcher measurement, autotuning, graph recording
+def sample(fn: Callable[[], object], device, iters: int) -> float:
+    """Seconds per call over ``iters`` back-to-back calls timed between two events."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iters):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / iters
+    t0 = time.perf_counter()
+    for _ in range(iters):
         fn()
-    samples = []
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                fn()
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end) / 1e3 / iters)
-        else:
-            t0 = time.perf_counter()
-            for _ in range(iters):
-                fn()
-            samples.append((time.perf_counter() - t0) / iters)
-    return statistics.median(samples)
+    return (time.perf_counter() - t0) / iters
 
 
-def timed(mode: str, step: Callable[[], object], device, iters: int) -> float:
-    """Seconds per call of ``step`` run eagerly, replayed from one CUDA graph, or compiled."""
+def prepared(mode: str, step: Callable[[], object]) -> Callable[[], object]:
+    """``step`` as it runs in a mode: eagerly, replayed from one CUDA graph, or compiled;
+    warmed up (dispatcher measurement, autotuning, graph recording happen here)."""
+    step()  # eager first: the dispatcher measures outside any capture or trace
     if mode == "eager":
-        return seconds_per_call(step, device, iters)
-    if mode == "graph":
-        step()  # eager first: the dispatcher measures outside the capture
+        call = step
+    elif mode == "graph":
         graph, _ = capture(step)
-        return seconds_per_call(graph.replay, device, iters)
-    compiled = torch.compile(step, mode="reduce-overhead", fullgraph=True, dynamic=False)
+        call = graph.replay
+    else:
+        compiled = torch.compile(step, mode="reduce-overhead", fullgraph=True, dynamic=False)
 
-    def call():
-        torch.compiler.cudagraph_mark_step_begin()
-        return compiled()
+        def call():
+            torch.compiler.cudagraph_mark_step_begin()
+            return compiled()
 
-    step()
-    return seconds_per_call(call, device, iters)
+    for _ in range(3):
+        call()
+    return call
+
+
+def interleaved(calls: dict[str, Callable[[], object]], device, iters: int, rounds: int = 7):
+    """Median seconds per call of each, sampled in alternation (dense, 2:4, dense, ...), so a
+    drift of the host or the GPU clock during the run hits both alike."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            samples[name].append(sample(call, device, iters))
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def mlp_choices(model, m: int) -> str:
@@ -217,6 +224,29 @@ def mlp_choices(model, m: int) -> str:
             only = next(iter(module.paths)) if len(module.paths) == 1 else "not measured"
             roles.setdefault(role, set()).add(module.choices.get(m_bucket(m), only))
     return ", ".join(f"{r} {'/'.join(sorted(c))}" for r, c in sorted(roles.items()))
+
+
+def dispatcher_table(model) -> list[str]:
+    """What the dispatcher measured per MLP shape and M bucket (µs per call, host included)."""
+    decisions, seen = {}, set()
+    for module in model.modules():
+        if isinstance(module, SparseLinear) and id(module.dispatcher) not in seen:
+            seen.add(id(module.dispatcher))
+            decisions.update(module.dispatcher.decisions)
+    if not decisions:
+        return []
+    names = sorted({p for d in decisions.values() for p in d["seconds"]})
+    rows = [
+        "Dispatcher measurements (µs per call, back-to-back, host included; inf = refused):",
+        "",
+        "| layer, M bucket | " + " | ".join(names) + " | choice |",
+        "|---|" + "---:|" * len(names) + "---|",
+    ]
+    for key, d in sorted(decisions.items()):
+        layer = "|".join(key.split("|")[1:])  # the environment part is in the header
+        cells = [f"{d['seconds'][p] * 1e6:.1f}" if p in d["seconds"] else "-" for p in names]
+        rows.append(f"| {layer} | " + " | ".join(cells) + f" | {d['choice']} |")
+    return rows
 
 
 def run(args, preset: Preset, device: torch.device, dtype: torch.dtype) -> tuple[list[str], bool]:
@@ -248,9 +278,9 @@ def run(args, preset: Preset, device: torch.device, dtype: torch.dtype) -> tuple
             if mode == "compile" and (phase == "prefill" or batch not in preset.compile_decode):
                 continue
             started = time.perf_counter()
-            cells = {}
+            torch._dynamo.reset()
+            calls, cells = {}, {}
             for label, model in (("dense", dense), ("2:4", sparse)):
-                torch._dynamo.reset()
                 if phase == "prefill":
                     step = lambda model=model: model(idx)  # noqa: E731
                     iters = preset.iters_prefill
@@ -266,11 +296,14 @@ def run(args, preset: Preset, device: torch.device, dtype: torch.dtype) -> tuple
                     iters = preset.iters_decode
                 try:
                     with torch.no_grad():
-                        cells[label] = batch * seq / timed(mode, step, device, iters)
+                        calls[label] = prepared(mode, step)
                 except Exception as exc:  # report in the table, keep measuring the rest
                     failed = True
                     traceback.print_exc()
                     cells[label] = f"failed ({type(exc).__name__})"
+            with torch.no_grad():
+                seconds = interleaved(calls, device, iters)
+            cells.update({label: batch * seq / t for label, t in seconds.items()})
             d, s = cells["dense"], cells["2:4"]
             ratio = f"{s / d:.2f}x" if isinstance(d, float) and isinstance(s, float) else "n/a"
             fmt = lambda v: f"{v:,.0f}" if isinstance(v, float) else v  # noqa: E731
@@ -279,7 +312,7 @@ def run(args, preset: Preset, device: torch.device, dtype: torch.dtype) -> tuple
                 f"| {phase} | {batch} x {seq} | {mode} | {fmt(d)} | {fmt(s)} | {ratio} | {chosen} |"
             )
             print(f"{rows[-1]}  # {time.perf_counter() - started:.0f} s", flush=True)
-    rows += ["", *[f"Checks: {n}." for n in notes]]
+    rows += ["", *dispatcher_table(sparse), "", *[f"Checks: {n}." for n in notes]]
     rows.append(f"Run time {time.perf_counter() - t0:.0f} s.")
     return rows, failed
 
@@ -309,8 +342,8 @@ def header(args, preset: Preset, device: torch.device, dtype: torch.dtype) -> li
         '`st.sparsify_(model, "2:4")` on the MLP Linears (attention and head stay dense).',
         "Prefill: `model(idx)` on batch x seq tokens. Decode: one new token per sequence with a "
         f"KV cache of {preset.context - 1} earlier tokens (MLP M = batch), repeated at that "
-        "position. Tokens/s = tokens per call / median seconds per call (back-to-back calls "
-        "between CUDA events). Modes: eager; graph = the whole step in one CUDA graph; compile "
+        "position. Tokens/s = tokens per call / seconds per call, the median of 7 rounds of "
+        "back-to-back calls between CUDA events, dense and 2:4 rounds alternating. Modes: eager; graph = the whole step in one CUDA graph; compile "
         '= `torch.compile(mode="reduce-overhead", fullgraph=True)`, decode only. In graph and '
         "compile modes a graphed path (`*_graph`) runs its plain kernel inside the outer graph.",
         "",

@@ -130,6 +130,24 @@ def test_layouts_built_on_the_gpu_equal_the_cpu_ones():
         assert torch.equal(dense, (cpu.state == 1))
 
 
+@pytest.mark.parametrize("n", [4096, 65536], ids=["widened on the host", "on the device"])
+def test_band_block_mask_build_does_not_wait_for_the_gpu(n):
+    """A new length's mask is built while earlier kernels still run: the host must not wait
+    for them (a copy from pageable memory did: it stalled until the stream drained), and the
+    queued copy must still deliver the right layout once they finish."""
+    pattern = A.local(512)
+    expected = pattern.flex_blocks(n, 128)  # on the CPU
+    torch.cuda.synchronize()
+    busy = torch.cuda.Event()
+    torch.cuda._sleep(2_000_000_000)  # ~1 s of GPU clock cycles queued on the stream
+    busy.record()
+    built = pattern.flex_blocks(n, 128, CUDA)
+    assert not busy.query(), "the build waited for the queued kernels"
+    torch.cuda.synchronize()
+    for field in ("kv_num", "kv_idx", "full_kv_num", "full_kv_idx", "q_num", "q_idx"):
+        assert torch.equal(getattr(built, field).cpu(), getattr(expected, field)), field
+
+
 def test_auto_picks_flex_for_long_sparse_patterns_on_cuda():
     assert A.choose(A.local(512), 65536, CUDA, requires_grad=True) == "flex"
     assert A.choose(A.causal(), 65536, CUDA, requires_grad=True) == "dense"

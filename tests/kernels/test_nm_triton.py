@@ -36,8 +36,25 @@ def test_decode_branch_equals_dense_for_small_m():
     gemv = {"BLOCK_N": 32, "BLOCK_K": 128, "num_warps": 4}
     for m in (1, 3, 16):
         x = torch.randn(m, 512)
-        y = nm_triton.nm_linear_triton(x, values, meta, b, gemv_config=gemv)
+        y = nm_triton.nm_linear_triton(x, values, meta, b, gemv_config=gemv, gemv_max_m=16)
         torch.testing.assert_close(y, x @ w.T + b, rtol=1e-4, atol=1e-4)
+
+
+SKINNY = {"BLOCK_N": 16, "BLOCK_K": 64, "num_warps": 4}
+
+
+@needs_interpreter
+@pytest.mark.parametrize("m", [5, 16, 33])
+@pytest.mark.parametrize("k", [256, 200])  # 200: the last K tile is partly past K (masked)
+def test_skinny_branch_equals_dense(m, k):
+    """The skinny GEMM's two-select expansion puts each kept value at its position (every
+    position pair of a group occurs in random_2to4 weights); rows and columns past M and N
+    are masked."""
+    w, b = random_2to4(40, k, seed=m), torch.randn(40)
+    values, meta = compress_2to4(w)
+    x = torch.randn(m, k)
+    y = nm_triton.nm_linear_triton(x, values, meta, b, skinny_config=SKINNY, gemv_max_m=0)
+    torch.testing.assert_close(y, x @ w.T + b, rtol=1e-4, atol=1e-4)
 
 
 @needs_interpreter
@@ -47,5 +64,5 @@ def test_strided_bias_equals_contiguous():
     values, meta = compress_2to4(w)
     b = torch.randn(64)[::2]  # (32,), stride 2
     x = torch.randn(20, 128)
-    y = nm_triton.nm_linear_triton(x, values, meta, b)
+    y = nm_triton.nm_linear_triton(x, values, meta, b, skinny_config=SKINNY)
     torch.testing.assert_close(y, x @ w.T + b, rtol=1e-4, atol=1e-4)

@@ -1,5 +1,6 @@
-"""Triton 2:4 kernels for decode: y = x @ W.T with W 2:4-compressed; M <= 8 takes a gather
-GEMV (autotuned), 8 < M <= 64 a skinny GEMM that expands tiles for tl.dot.
+"""Triton 2:4 kernels for decode: y = x @ W.T with W 2:4-compressed; small M takes a gather
+GEMV, larger M (up to 64 rows per tile) a skinny GEMM that expands tiles for tl.dot; both
+autotuned per shape.
 
 Small M is memory bound: the kernel streams the compressed weight (values + 2-bit positions,
 56% of dense bytes), expands each (BLOCK_N, BLOCK_K) tile in registers and multiplies it with
@@ -15,6 +16,11 @@ try:  # Triton is optional: present with CUDA builds of torch
     import triton.language as tl
 except ImportError:  # pragma: no cover - CPU machines
     triton = None
+
+
+# The gather GEMV's cost grows with M (one gather and reduction per row); above this M the
+# skinny GEMM (expanded tiles, tensor cores) is faster. Measured by benchmarks/nm_decode.py.
+GEMV_MAX_M = 4
 
 
 def available() -> bool:
@@ -54,11 +60,17 @@ if triton is not None:
                 other=0,
             ).to(tl.int32)  # (BN, BK/8)
             pos = (packed[:, :, None] >> (2 * four)[None, None, :]) & 3  # (BN, BK/8, 4)
-            pos = tl.reshape(pos, (BLOCK_N, G, 2))
-            val3 = tl.reshape(vals, (BLOCK_N, G, 2))
-            # expand to the dense tile: w[n, g, j] = sum_s (pos[n,g,s] == j) * val[n,g,s]
-            hit = pos[:, :, :, None] == four[None, None, None, :]  # (BN, G, 2, 4)
-            w = tl.sum(tl.where(hit, val3[:, :, :, None], 0.0), axis=2)  # (BN, G, 4)
+            # a byte's four fields are (group 2b, slot 0), (2b, 1), (2b + 1, 0), (2b + 1, 1)
+            p0, p1 = tl.split(tl.reshape(pos, (BLOCK_N, G, 2)))  # (BN, G) each
+            v0, v1 = tl.split(tl.reshape(vals, (BLOCK_N, G, 2)))
+            # expand to the dense tile: two selects per weight, w[n, g, j] = v0 if p0 == j,
+            # v1 if p1 == j, else 0 (the two positions of a group differ)
+            j = four[None, None, :]
+            w = tl.where(
+                p0[:, :, None] == j,
+                v0[:, :, None],
+                tl.where(p1[:, :, None] == j, v1[:, :, None], tl.zeros_like(v1[:, :, None])),
+            )  # (BN, G, 4)
             w = tl.reshape(w, (BLOCK_N, BLOCK_K)).to(vals.dtype)
             offs_k = k0 + tl.arange(0, BLOCK_K)
             xt = tl.load(
@@ -77,6 +89,18 @@ if triton is not None:
             mask=(offs_m[None, :] < M) & (offs_n[:, None] < N),
         )
 
+    _SKINNY_CONFIGS = [
+        triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=st)
+        for bn in (16, 32, 64)
+        for bk in (64, 128, 256)
+        for w in (4, 8)
+        for st in (3, 4)
+        if bn * bk <= 8192
+    ]
+    _nm_skinny_autotuned = triton.autotune(configs=_SKINNY_CONFIGS, key=["N", "K", "BLOCK_M"])(
+        _nm_skinny_kernel
+    )
+
     _GEMV_CONFIGS = [
         triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w)
         for bn in (4, 8, 16, 32)
@@ -93,7 +117,7 @@ if triton is not None:
         HAS_BIAS: tl.constexpr, MB: tl.constexpr,
         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):  # fmt: skip
-        # decode path (M <= 8): no expansion, no tensor cores; each kept value is multiplied by
+        # decode path (small M): no expansion, no tensor cores; each kept value is multiplied by
         # the x entry it belongs to (gathered from L1/L2: x is tiny), so only the compressed
         # weight streams from HBM.
         pid_n = tl.program_id(0)
@@ -149,14 +173,16 @@ def nm_linear_triton(
     values: torch.Tensor,
     meta: torch.Tensor,
     bias: torch.Tensor | None = None,
-    block_n: int = 32,
-    block_k: int = 128,
     gemv_config: dict | None = None,
+    skinny_config: dict | None = None,
+    gemv_max_m: int | None = None,
 ) -> torch.Tensor:
     """x (M, K) @ W.T (+ b) with W (N, K) 2:4-compressed; returns (M, N) in x's dtype.
 
-    ``gemv_config`` ({"BLOCK_N", "BLOCK_K", "num_warps"}) fixes the decode kernel's tiles
-    instead of autotuning them (benchmark sweeps, interpreter tests)."""
+    M <= ``gemv_max_m`` (default ``GEMV_MAX_M``) with K % 512 == 0 runs the gather GEMV,
+    larger M the skinny GEMM. ``gemv_config`` / ``skinny_config`` ({"BLOCK_N", "BLOCK_K",
+    "num_warps"}) fix a kernel's tiles instead of autotuning them (benchmark sweeps,
+    interpreter tests)."""
     if triton is None:
         raise RuntimeError("nm_linear_triton needs Triton (a CUDA build of torch)")
     m, k = x.shape
@@ -171,7 +197,7 @@ def nm_linear_triton(
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:  # an empty batch: nothing to launch (the GEMV's tl.arange(0, MB) needs MB > 0)
         return y
-    if m <= 16 and k % 512 == 0:
+    if m <= (GEMV_MAX_M if gemv_max_m is None else gemv_max_m) and k % 512 == 0:
         mb = triton.next_power_of_2(m)
         xp = torch.nn.functional.pad(x, (0, 0, 0, mb - m)) if mb > m else x  # (MB, K)
         kernel, extra = _nm_gemv_autotuned, {}
@@ -188,13 +214,15 @@ def nm_linear_triton(
         )  # fmt: skip
         return y
     block_m = max(16, triton.next_power_of_2(m)) if m <= 64 else 64
-    grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_m))
-    _nm_skinny_kernel[grid](
+    kernel, extra = _nm_skinny_autotuned, {}
+    if skinny_config is not None:
+        kernel, extra = _nm_skinny_kernel, dict(skinny_config)
+    grid = lambda cfg: (triton.cdiv(n, cfg["BLOCK_N"]), triton.cdiv(m, block_m))  # noqa: E731
+    kernel[grid](
         x, values, meta, bias if bias is not None else values, y,
         m, n, k,
         x.stride(0), values.stride(0), meta.stride(0), y.stride(0),
-        HAS_BIAS=bias is not None,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+        HAS_BIAS=bias is not None, BLOCK_M=block_m, **extra,
     )  # fmt: skip
     return y
 
