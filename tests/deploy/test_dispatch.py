@@ -195,3 +195,45 @@ def test_a_triton_upgrade_changes_the_cuda_environment_key(monkeypatch):
         keys.append(environment_key(torch.device("cuda", 0)))
     assert keys[0].startswith("Fake GPU|torch ") and keys[0].endswith("|triton 3.6.0")
     assert keys[0] != keys[1]
+
+
+def test_a_timer_of_another_kind_keeps_its_own_decisions(tmp_path):
+    """graph_timer (GPU time in a CUDA graph) and the host-inclusive default disagree for small
+    M; sharing a cache file, neither may reuse the other's choice."""
+    cache = tmp_path / "d.json"
+    graph_like = fake_timer({"dense": 2.0, "a": 1.0})
+    graph_like.kind = "graph"
+    assert (
+        Dispatcher(timer=graph_like, cache_file=cache).choose(
+            "L", _paths(["dense", "a"]), torch.zeros(1, 8)
+        )
+        == "a"
+    )
+    eager = Dispatcher(timer=fake_timer({"dense": 1.0, "a": 2.0}), cache_file=cache)
+    assert eager.choose("L", _paths(["dense", "a"]), torch.zeros(1, 8)) == "dense"
+    keys = sorted(json.loads(cache.read_text()))
+    assert [k.rsplit("|", 1)[-1] for k in keys] == ["M1", "graph"]
+    # and each reads its own back without measuring
+    again = Dispatcher(timer=lambda fn: pytest.fail("measured again"), cache_file=cache)
+    again.timer.kind = "graph"
+    assert again.choose("L", _paths(["dense", "a"]), torch.zeros(1, 8)) == "a"
+
+
+def test_a_chosen_bucket_is_served_without_any_capture_check(monkeypatch):
+    """The eager hot path (decode is host bound) is a dictionary lookup once a bucket is
+    chosen: no stream-capture query, no dispatcher."""
+    from sparsetorch.deploy import sparse_linear
+
+    lin = nn.Linear(32, 16)
+    with torch.no_grad():
+        lin.weight.copy_(random_2to4(16, 32))
+    layer = SparseLinear(lin, ["dense", "nm_reference"], Dispatcher(cache_file=None))
+    layer.tune([1, 4])
+    monkeypatch.setattr(sparse_linear, "in_outer_graph", lambda x: pytest.fail("checked"))
+    layer.dispatcher.choose = lambda *a: pytest.fail("asked the dispatcher")
+    with torch.no_grad():
+        for m in (1, 3, 4):
+            x = torch.randn(m, 32)
+            torch.testing.assert_close(layer(x), lin(x), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(layer(x[None]), lin(x[None]), rtol=1e-5, atol=1e-5)
+    assert set(layer.chosen) == {1, 3, 4}

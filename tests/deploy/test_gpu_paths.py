@@ -288,3 +288,20 @@ def test_sparsified_gpu_model_state_dict_load_save_and_moves(tmp_path):
         # float32 now: against the same weights in float32 (bf16 values are exact there)
         expected32 = copy.deepcopy(other).to(DEV, torch.float32)(x.float())  # other: on the CPU
         torch.testing.assert_close(sparse(x.float()), expected32, rtol=1e-3, atol=1e-3)
+
+
+def test_graph_timer_refuses_what_cannot_be_captured_and_keys_its_decisions():
+    from sparsetorch.deploy import graph_timer
+
+    with pytest.raises(RuntimeError):
+        graph_timer(torch.cuda.synchronize)  # not allowed while capturing
+    assert graph_timer(lambda: torch.ones(4, device=DEV) + 1) > 0  # the stream still works
+    model, reference = _dense_2to4_model(0), _dense_2to4_model(0)
+    dispatcher = Dispatcher(timer=graph_timer, cache_file=None)
+    sparsify_(model, "2:4", paths=["dense", "nm_triton", "nm_triton_graph"], dispatcher=dispatcher)
+    x = torch.randn(1, 512, device=DEV, dtype=torch.bfloat16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).float(), reference(x).float(), rtol=2e-2, atol=2e-1)
+    assert dispatcher.decisions and all(k.endswith("|graph") for k in dispatcher.decisions)
+    for decision in dispatcher.decisions.values():  # every candidate timed inside a graph
+        assert all(0 < t < float("inf") for t in decision["seconds"].values()), decision

@@ -1,6 +1,7 @@
 """Deployment: swap trained sparse weights for real sparse compute paths (``sparsify_``)."""
 
 from sparsetorch.deploy.dispatch import Dispatcher, m_bucket
+from sparsetorch.deploy.graphed import graph_timer
 from sparsetorch.deploy.paths import PATHS
 from sparsetorch.deploy.sparse_linear import SparseLinear
 from sparsetorch.deploy.sparsify import CONFIGS, SparsifyReport, sparsify_
@@ -11,6 +12,7 @@ __all__ = [
     "Dispatcher",
     "SparseLinear",
     "SparsifyReport",
+    "graph_timer",
     "m_bucket",
     "sparsify_",
 ]

@@ -102,9 +102,13 @@ class Dispatcher:
         tmp.write_text(json.dumps(self.decisions, indent=1, sort_keys=True))
         os.replace(tmp, self.cache_file)
 
-    @staticmethod
-    def key(layer_key: str, device: torch.device, m: int) -> str:
-        return f"{environment_key(device)}|{layer_key}|M{m_bucket(m)}"
+    def key(self, layer_key: str, device: torch.device, m: int) -> str:
+        # a timer measuring something else (graph_timer: GPU time inside a CUDA graph) keeps
+        # its own decisions: they differ from host-inclusive ones for small M
+        kind = getattr(self.timer, "kind", None)
+        return f"{environment_key(device)}|{layer_key}|M{m_bucket(m)}" + (
+            f"|{kind}" if kind else ""
+        )
 
     def choose(self, layer_key: str, paths: dict, x: torch.Tensor) -> str:
         """Name of the fastest of ``paths`` ({name: callable path}) for inputs like ``x``.

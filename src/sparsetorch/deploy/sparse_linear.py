@@ -180,6 +180,13 @@ class SparseLinear(nn.Module):
         if len(self.paths) == 1:
             return next(iter(self.paths))
         m = x2.shape[0]
+        if type(m) is int:  # the hot path (eager, captured or traced with a static M): a
+            # bucket chosen before needs no capture check (decode is host bound: every µs counts)
+            name = self.choices.get(1 << max(0, m - 1).bit_length())  # m_bucket(m)
+            if name is not None:
+                if m not in self.chosen and not torch.compiler.is_compiling():
+                    self.chosen[m] = name  # eager record of what ran (a trace writes no state)
+                return name
         if in_outer_graph(x2):  # compiling or capturing: never time, never write state
             for bucket, name in self.choices.items():
                 if bucket // 2 < m <= bucket:  # comparisons, so a symbolic M also works
@@ -193,6 +200,8 @@ class SparseLinear(nn.Module):
         return name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # (M, in): no reshapes
+            return self.paths[self.path_for(x)](x)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)  # (M, in)
         return self.paths[self.path_for(x2)](x2).reshape(*lead, self.out_features)
