@@ -18,6 +18,7 @@ As a module it stands in for the nn.Linear it replaced:
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -203,6 +204,11 @@ class SparseLinear(nn.Module):
         if x.dim() == 2:  # (M, in): no reshapes
             return self.paths[self.path_for(x)](x)
         lead = x.shape[:-1]
+        m = math.prod(lead)
+        if type(m) is int and self.choices.get(m_bucket(m)) == "dense":
+            if m not in self.chosen and not torch.compiler.is_compiling():
+                self.chosen[m] = "dense"
+            return self.paths["dense"](x)  # F.linear takes the leading dims: no reshapes
         x2 = x.reshape(-1, self.in_features)  # (M, in)
         return self.paths[self.path_for(x2)](x2).reshape(*lead, self.out_features)
 
