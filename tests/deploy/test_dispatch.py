@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from sparsetorch.deploy import Dispatcher, SparseLinear, m_bucket, sparsify_
+from sparsetorch.deploy.dispatch import default_timer
 from tests.kernels.test_nm_reference import random_2to4
 
 
@@ -237,3 +238,14 @@ def test_a_chosen_bucket_is_served_without_any_capture_check(monkeypatch):
             torch.testing.assert_close(layer(x), lin(x), rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(layer(x[None]), lin(x[None]), rtol=1e-5, atol=1e-5)
     assert set(layer.chosen) == {1, 3, 4}
+
+
+def test_a_graph_timer_measures_decode_sized_buckets_only(tmp_path):
+    graph_like = fake_timer({"dense": 2.0, "a": 1.0})  # in graphs "a" wins
+    graph_like.kind = "graph"
+    d = Dispatcher(timer=graph_like, cache_file=None)
+    assert d.timer_for(64) is graph_like and d.timer_for(65) is default_timer
+    d.timer_for = lambda m: graph_like if m <= 64 else fake_timer({"dense": 1.0, "a": 2.0})
+    assert d.choose("L", _paths(["dense", "a"]), torch.zeros(64, 8)) == "a"
+    assert d.choose("L", _paths(["dense", "a"]), torch.zeros(65, 8)) == "dense"
+    assert sorted(k[k.index("|L|") + 1 :] for k in d.decisions) == ["L|M128", "L|M64|graph"]

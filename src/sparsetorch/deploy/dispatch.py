@@ -24,6 +24,7 @@ DEFAULT_CACHE = (
 )
 
 Timer = Callable[[Callable[[], object]], float]
+GRAPH_TIMING_MAX_M = 64  # the largest M bucket a graph timer measures (Dispatcher.timer_for)
 
 
 def m_bucket(m: int) -> int:
@@ -102,10 +103,20 @@ class Dispatcher:
         tmp.write_text(json.dumps(self.decisions, indent=1, sort_keys=True))
         os.replace(tmp, self.cache_file)
 
+    def timer_for(self, m: int) -> Timer:
+        """The timer for inputs of M rows: ``self.timer``, except that a graph timer measures
+        only decode-sized buckets (M <= GRAPH_TIMING_MAX_M), where the host's launch cost is
+        what separates the paths; above, the default timer (measured on an H200: graph-timed
+        choices for M = 4096 made a CUDA-graphed prefill 0.87-0.94x of dense where the default
+        timer's choices gave 1.02-1.15x; docs/benchmarks.md)."""
+        if getattr(self.timer, "kind", None) == "graph" and m_bucket(m) > GRAPH_TIMING_MAX_M:
+            return default_timer
+        return self.timer
+
     def key(self, layer_key: str, device: torch.device, m: int) -> str:
         # a timer measuring something else (graph_timer: GPU time inside a CUDA graph) keeps
         # its own decisions: they differ from host-inclusive ones for small M
-        kind = getattr(self.timer, "kind", None)
+        kind = getattr(self.timer_for(m), "kind", None)
         return f"{environment_key(device)}|{layer_key}|M{m_bucket(m)}" + (
             f"|{kind}" if kind else ""
         )
@@ -130,10 +141,11 @@ class Dispatcher:
             x.dtype
         )
         times, errors = {}, {}
+        timer = self.timer_for(x.shape[0])
         with torch.no_grad():
             for name, path in paths.items():
                 try:
-                    times[name] = self.timer(lambda p=path: p(probe))
+                    times[name] = timer(lambda p=path: p(probe))
                 except RuntimeError as exc:  # an engine refusing this shape is not chosen
                     times[name], errors[name] = float("inf"), str(exc).splitlines()[0]
         dense = times.get("dense", float("inf"))
