@@ -165,3 +165,30 @@ def test_mask_functions_are_safe_on_the_padding_flexattention_passes(pattern):
     mask_mod = pattern.mask_mod(n)
     allowed = mask_mod(0, 0, idx[:, None], idx[None, :])  # no IndexError past n
     assert torch.equal(allowed[:n, :n], pattern.mask(n))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 90),
+    st.one_of(st.none(), st.integers(-100, 100)),
+    st.one_of(st.none(), st.integers(-100, 100)),
+    st.integers(1, 13),
+    st.integers(1, 13),
+)
+def test_band_closed_form_block_density_equals_the_generic_layout(n, lo, hi, bq, bk):
+    band = A.band(lo, hi)
+    generic = AttentionPattern.block_density(band, n, (bq, bk))  # via the block grid
+    # generic: a float32 mean; one block of difference is >= 1/8100 here
+    assert band.block_density(n, (bq, bk)) == pytest.approx(generic, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "pattern", [A.local(512), A.local(64) | A.global_tokens([0]), A.causal()], ids=repr
+)
+def test_choosing_a_cuda_backend_launches_nothing_on_the_device(pattern):
+    """auto's decision reads the layout on the host: on a machine without CUDA, asking for a
+    CUDA device still answers (no tensor is made there); the answer is what the GPU gets."""
+    cuda = torch.device("cuda")
+    want = "flex" if pattern.block_density(65536, 128) <= 0.5 else "dense"
+    assert A.choose(pattern, 65536, cuda, requires_grad=True) == want
+    assert A.choose(pattern, 1024, cuda, requires_grad=True) == "dense"  # short: always dense

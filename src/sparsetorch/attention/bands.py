@@ -64,6 +64,15 @@ class Band(AttentionPattern):
         q = kv if (bq == bk and lo == -hi) else _band_runs(n, bk, bq, -hi, -lo)
         return FlexBlocks.from_host(n, (bq, bk), kv, q, device)
 
+    def block_density(self, n: int, block: int | tuple[int, int] = 128) -> float:
+        """Closed form: the run lengths of ``_band_runs`` (host numpy, no block grid)."""
+        self._validate(n)
+        bq, bk = blocks(block)
+        lo = -n if self.lo is None else max(self.lo, -n)
+        hi = n if self.hi is None else min(self.hi, n)
+        count, _, full, _ = _band_runs(n, bq, bk, lo, hi)
+        return float(count.sum() + full.sum()) / (math.ceil(n / bq) * math.ceil(n / bk))
+
     @property
     def cost(self) -> str:
         if self.lo is None or self.hi is None:

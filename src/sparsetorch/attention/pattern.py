@@ -110,6 +110,12 @@ class AttentionPattern:
         state = torch.where(hi == 0, EMPTY, torch.where(lo == grid.bq * grid.bk, FULL, PARTIAL))
         return BlockLayout(n, (grid.bq, grid.bk), state.to(torch.int8))
 
+    def block_density(self, n: int, block: int | tuple[int, int] = 128) -> float:
+        """Fraction of the blocks a sparse backend computes (partial or full), from the layout
+        on the host: deciding a backend launches nothing on the GPU (patterns may have a
+        closed form)."""
+        return cached_layout(self, n, blocks(block), torch.device("cpu")).block_density
+
     def flex_blocks(
         self, n: int, block: int | tuple[int, int] = 128, device: torch.device | str | None = None
     ) -> FlexBlocks:

@@ -11,6 +11,8 @@ all agree with masked dense attention (rows without keys give zeros).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -77,8 +79,13 @@ def choose(pattern: AttentionPattern, n: int, device: torch.device, requires_gra
     if n < MIN_SPARSE_N[kind]:
         return "dense"
     block = flex.BLOCK if sparse == "flex" else BLOCK
-    density = cached_layout(pattern, n, block, device).block_density
+    density = _block_density(pattern, n, block)  # on the host: nothing launched on a GPU
     return sparse if density <= MAX_BLOCK_DENSITY[kind] else "dense"
+
+
+@functools.lru_cache(maxsize=256)
+def _block_density(pattern: AttentionPattern, n: int, block: int) -> float:
+    return pattern.block_density(n, block)
 
 
 @BACKENDS.register("auto")
