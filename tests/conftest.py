@@ -1,5 +1,15 @@
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
 import torch
+
+# The dispatcher caches its decisions on disk (~/.cache/sparsetorch by default): tests measure
+# into a fresh directory instead, so they neither read a stale decision nor write the user's.
+os.environ["SPARSETORCH_CACHE"] = tempfile.mkdtemp(prefix="sparsetorch-tests-")
+atexit.register(shutil.rmtree, os.environ["SPARSETORCH_CACHE"], ignore_errors=True)
 
 # Tests use tiny tensors: one intra-op thread is faster than two, and far faster on a machine
 # shared with other work (thread contention slowed small training loops up to 28x).
