@@ -7,7 +7,7 @@ import torch
 
 import sparsetorch.attention as A
 from sparsetorch.attention import sparse_attention
-from sparsetorch.attention.backends import flex
+from sparsetorch.attention.backends import flex, flex_band
 from sparsetorch.models.transformer import CausalTransformer
 from tests.attention.helpers import naive_attention
 
@@ -110,11 +110,28 @@ def test_flex_compiles_once_for_many_lengths():
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     flex.compiled_flex_attention.cache_clear()
+    flex_band.compiled_band_attention.cache_clear()
     pattern = A.causal() & A.local(64)
     for n in (640, 1000, 1500, 2100):  # 0/1-specialisation aside, one dynamic graph
         q, k, v = (t.detach() for t in _inputs(n))
         sparse_attention(q, k, v, pattern, backend="flex")
     assert torch._dynamo.utils.counters["frames"]["ok"] <= 2
+
+
+def test_windows_on_cuda_build_no_host_mask():
+    """local(w) / band(lo, hi) build their block lists inside the compiled call: no cached
+    host-built BlockMask, for any length; other patterns still use the cache."""
+    flex.block_mask.cache_clear()
+    for n in (700, 1300):
+        for pattern in (A.local(100), A.band(0, 64)):
+            q, k, v = (t.detach() for t in _inputs(n))
+            out = sparse_attention(q, k, v, pattern, backend="flex", scale=0.125)
+            expected = naive_attention(q, k, v, pattern.mask(n, CUDA), 0.125)
+            torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)
+    assert flex.block_mask.cache_info().currsize == 0
+    q, k, v = (t.detach() for t in _inputs(700))
+    sparse_attention(q, k, v, A.local(100) | A.global_tokens([0]), backend="flex")
+    assert flex.block_mask.cache_info().currsize == 1
 
 
 def test_layouts_built_on_the_gpu_equal_the_cpu_ones():

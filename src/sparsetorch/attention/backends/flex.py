@@ -2,7 +2,9 @@
 
 The ``BlockMask`` is built from the pattern's analytic :class:`BlockLayout` (both the key side
 and the transposed query side), never by ``create_block_mask``'s n x n evaluation, and cached
-per (pattern, n, device, block). ``flex_attention`` is compiled once with dynamic shapes, so a
+per (pattern, n, device, block). On CUDA a finite band (``local(w)``, ``band(lo, hi)``) skips
+the cache: its block lists are torch ops inside the compiled call (:mod:`.flex_band`), so a
+new length costs no host-side build at all. ``flex_attention`` is compiled once with dynamic shapes, so a
 new sequence length does not recompile (a new pattern structure does).
 
 On CPU, torch (2.11–2.13) compiles FlexAttention for inference only: its backward raises
@@ -21,9 +23,23 @@ import torch
 from torch import Tensor
 
 from sparsetorch.attention.backends import reference
+from sparsetorch.attention.backends.flex_band import compiled_band_attention
+from sparsetorch.attention.bands import Band
+from sparsetorch.attention.layout import blocks
 from sparsetorch.attention.pattern import AttentionPattern, cached_layout
 
 BLOCK = 128  # FlexAttention's default sparse block size
+
+
+def in_graph_band(pattern: AttentionPattern) -> bool:
+    """A finite, non-empty band (local(w), band(lo, hi)): on CUDA its block mask is built in
+    the compiled call (:mod:`.flex_band`), not on the host and cached."""
+    return (
+        isinstance(pattern, Band)
+        and pattern.lo is not None
+        and pattern.hi is not None
+        and pattern.lo <= pattern.hi
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -79,6 +95,9 @@ def flex_attention(
 ) -> Tensor:
     """FlexAttention over the pattern; ``block`` is the BlockMask's (q, kv) block size and
     ``kernel_options`` go to FlexAttention's kernel (tile sizes, stages, warps) as is."""
+    if q.is_cuda and in_graph_band(pattern):  # a window: the mask is built inside the call
+        lo, hi = pattern.lo, pattern.hi
+        return compiled_band_attention()(q, k, v, lo, hi, blocks(block), scale, kernel_options)
     mask = block_mask(pattern, q.shape[2], q.device, block)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     if needs_grad and q.device.type == "cpu":
