@@ -60,3 +60,22 @@ def test_in_graph_band_attention_equals_masked_attention():
         mask = A.local(100).mask(n)
         ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.25)
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+def test_a_window_builds_in_graph_on_its_first_call_at_a_length_only(monkeypatch):
+    from sparsetorch.attention.backends import flex
+
+    monkeypatch.setattr(flex, "_SEEN", flex._SeenOnce(capacity=2))
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")  # only decided here, never used
+    window = A.local(64)
+    assert flex.use_in_graph_build(window, 4096, cuda, 128)  # first call: in the graph
+    assert not flex.use_in_graph_build(window, 4096, cuda, 128)  # then the cached mask
+    assert not flex.use_in_graph_build(window, 4096, cuda, 128)
+    assert flex.use_in_graph_build(window, 4096, cuda, 64)  # another block size: a new key
+    assert flex.use_in_graph_build(A.local(64), 5000, cuda, 128)
+    assert flex.use_in_graph_build(window, 4096, cuda, 128)  # forgotten (capacity 2)
+    assert not flex.use_in_graph_build(window, 8192, cpu, 128)  # CPU: always the cache
+    for other in (A.causal(), A.local(64) | A.global_tokens([0]), A.band(5, 1)):
+        assert not flex.use_in_graph_build(other, 4096, cuda, 128)  # not a finite band
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert flex.use_in_graph_build(window, 4096, cuda, 128)  # traced: always in the graph

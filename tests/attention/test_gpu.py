@@ -118,20 +118,27 @@ def test_flex_compiles_once_for_many_lengths():
     assert torch._dynamo.utils.counters["frames"]["ok"] <= 2
 
 
-def test_windows_on_cuda_build_no_host_mask():
-    """local(w) / band(lo, hi) build their block lists inside the compiled call: no cached
-    host-built BlockMask, for any length; other patterns still use the cache."""
+def test_windows_on_cuda_build_in_the_graph_first_then_cache(monkeypatch):
+    """local(w) / band(lo, hi): the first call at a length builds its block lists inside the
+    compiled call (no host mask); the second builds and caches the host mask; both equal
+    masked attention. Other patterns always use the cache."""
+    monkeypatch.setattr(flex, "_SEEN", flex._SeenOnce())
     flex.block_mask.cache_clear()
+
+    def check(pattern, n):
+        q, k, v = (t.detach() for t in _inputs(n))
+        out = sparse_attention(q, k, v, pattern, backend="flex", scale=0.125)
+        expected = naive_attention(q, k, v, pattern.mask(n, CUDA), 0.125)
+        torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)
+
     for n in (700, 1300):
         for pattern in (A.local(100), A.band(0, 64)):
-            q, k, v = (t.detach() for t in _inputs(n))
-            out = sparse_attention(q, k, v, pattern, backend="flex", scale=0.125)
-            expected = naive_attention(q, k, v, pattern.mask(n, CUDA), 0.125)
-            torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)
-    assert flex.block_mask.cache_info().currsize == 0
-    q, k, v = (t.detach() for t in _inputs(700))
-    sparse_attention(q, k, v, A.local(100) | A.global_tokens([0]), backend="flex")
+            check(pattern, n)
+    assert flex.block_mask.cache_info().currsize == 0  # first calls: nothing built on the host
+    check(A.local(100), 700)  # a second call at a length: the cached host mask
     assert flex.block_mask.cache_info().currsize == 1
+    check(A.local(100) | A.global_tokens([0]), 700)
+    assert flex.block_mask.cache_info().currsize == 2
 
 
 def test_layouts_built_on_the_gpu_equal_the_cpu_ones():
