@@ -10,7 +10,9 @@ block lists itself, as torch ops on the symbolic length (:mod:`.flex_band`): not
 on the host, at the price of a few small kernels per call. The first call at a length takes
 that call; later calls at the length take the cached host-built mask (built on the second
 call), which is faster per call. A length seen once costs no build; a length used repeatedly
-pays one host build. Under an outer ``torch.compile`` the in-graph build is always used.
+pays one host build. While an outer ``torch.compile`` traces, the in-graph build is chosen (no
+Python state is read or written then); compiling a whole model that uses this backend is not
+tested.
 
 On CPU, torch (2.11–2.13) compiles FlexAttention for inference only: its backward raises
 NotImplementedError. With gradients on CPU this backend therefore runs FlexAttention forward
