@@ -176,27 +176,32 @@ class SparseLinear(nn.Module):
         self._warn_dense_only(fn, f"moving to {weight.dtype} {weight.device}")
         return self
 
+    def _known(self, m) -> str | None:
+        """The path chosen before for M rows' bucket (None: not chosen yet, or M symbolic),
+        recorded in ``chosen`` in eager mode (a trace writes no state). The hot path: a chosen
+        bucket needs no capture check and no dispatcher (eager decode is host bound)."""
+        if type(m) is not int:
+            return None
+        name = self.choices.get(m_bucket(m))
+        if name is not None and m not in self.chosen and not torch.compiler.is_compiling():
+            self.chosen[m] = name
+        return name
+
     def path_for(self, x2: torch.Tensor) -> str:
         """The path for a (M, in) input: measured once per M bucket in eager mode."""
         if len(self.paths) == 1:
             return next(iter(self.paths))
         m = x2.shape[0]
-        if type(m) is int:  # the hot path (eager, captured or traced with a static M): a
-            # bucket chosen before needs no capture check (decode is host bound: every µs counts)
-            name = self.choices.get(1 << max(0, m - 1).bit_length())  # m_bucket(m)
-            if name is not None:
-                if m not in self.chosen and not torch.compiler.is_compiling():
-                    self.chosen[m] = name  # eager record of what ran (a trace writes no state)
-                return name
+        name = self._known(m)
+        if name is not None:
+            return name
         if in_outer_graph(x2):  # compiling or capturing: never time, never write state
             for bucket, name in self.choices.items():
                 if bucket // 2 < m <= bucket:  # comparisons, so a symbolic M also works
                     return name
             return "dense" if "dense" in self.paths else next(iter(self.paths))
-        bucket = m_bucket(m)
-        name = self.choices.get(bucket)
-        if name is None:  # first input of this bucket: the dispatcher (measures or reads cache)
-            name = self.choices[bucket] = self.dispatcher.choose(self.layer_key, self.paths, x2)
+        # eager, first input of this bucket: the dispatcher (measures or reads its cache)
+        name = self.choices[m_bucket(m)] = self.dispatcher.choose(self.layer_key, self.paths, x2)
         self.chosen[m] = name
         return name
 
@@ -204,10 +209,7 @@ class SparseLinear(nn.Module):
         if x.dim() == 2:  # (M, in): no reshapes
             return self.paths[self.path_for(x)](x)
         lead = x.shape[:-1]
-        m = math.prod(lead)
-        if type(m) is int and self.choices.get(m_bucket(m)) == "dense":
-            if m not in self.chosen and not torch.compiler.is_compiling():
-                self.chosen[m] = "dense"
+        if self._known(math.prod(lead)) == "dense":
             return self.paths["dense"](x)  # F.linear takes the leading dims: no reshapes
         x2 = x.reshape(-1, self.in_features)  # (M, in)
         return self.paths[self.path_for(x2)](x2).reshape(*lead, self.out_features)
