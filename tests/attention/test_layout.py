@@ -128,14 +128,18 @@ def test_q_side_is_the_transpose_of_the_kv_side():
     assert "full" in repr(layout)
 
 
-@settings(max_examples=300, deadline=None)
-@given(
+# (n, lo, hi, bq, bk): bands of any bounds (None: unbounded) on small grids of any block shape
+BANDS = (
     st.integers(1, 90),
     st.one_of(st.none(), st.integers(-100, 100)),
     st.one_of(st.none(), st.integers(-100, 100)),
     st.integers(1, 13),
     st.integers(1, 13),
 )
+
+
+@settings(max_examples=300, deadline=None)
+@given(*BANDS)
 @pytest.mark.parametrize("host_widen_max", [0, 1 << 14], ids=["device widening", "host"])
 def test_band_closed_form_flex_blocks_equal_the_generic_layout(host_widen_max, n, lo, hi, bq, bk):
     band = A.band(lo, hi)
@@ -168,13 +172,7 @@ def test_mask_functions_are_safe_on_the_padding_flexattention_passes(pattern):
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    st.integers(1, 90),
-    st.one_of(st.none(), st.integers(-100, 100)),
-    st.one_of(st.none(), st.integers(-100, 100)),
-    st.integers(1, 13),
-    st.integers(1, 13),
-)
+@given(*BANDS)
 def test_band_closed_form_block_density_equals_the_generic_layout(n, lo, hi, bq, bk):
     band = A.band(lo, hi)
     generic = AttentionPattern.block_density(band, n, (bq, bk))  # via the block grid
