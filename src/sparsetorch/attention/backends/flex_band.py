@@ -20,6 +20,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from sparsetorch.attention.bands import Band
+
 
 def band_block_lists(
     n, bq: int, bk: int, lo: int, hi: int, device: torch.device | str | None = None
@@ -82,9 +84,10 @@ def band_block_mask(n, block: tuple[int, int], lo: int, hi: int, device, mask_mo
 def _band_attention(q, k, v, lo: int, hi: int, block, scale: float, kernel_options):
     from torch.nn.attention.flex_attention import flex_attention
 
+    allowed = Band(lo, hi).fn(q.shape[2], q.device)  # the band's own predicate
+
     def mask_mod(b, h, q_idx, kv_idx):
-        d = q_idx - kv_idx
-        return (d >= lo) & (d <= hi)
+        return allowed(q_idx, kv_idx)
 
     mask = band_block_mask(q.shape[2], block, lo, hi, q.device, mask_mod)
     return flex_attention(q, k, v, block_mask=mask, scale=scale, kernel_options=kernel_options)
