@@ -233,11 +233,13 @@ def mlp_choices(model, m: int) -> str:
 
 def dispatcher_table(model, title: str) -> list[str]:
     """What the model's dispatcher measured per MLP shape and M bucket (µs per call)."""
-    decisions, seen = {}, set()
+    decisions = {}  # (out, in, bucket) -> decision, once per layer shape
     for module in model.modules():
-        if isinstance(module, SparseLinear) and id(module.dispatcher) not in seen:
-            seen.add(id(module.dispatcher))
-            decisions.update(module.dispatcher.decisions)
+        if isinstance(module, SparseLinear):
+            for bucket in module.choices:
+                key = module.dispatcher.key(module.layer_key, module.device, bucket)
+                shape = (module.out_features, module.in_features, bucket)
+                decisions.setdefault(shape, module.dispatcher.decisions[key])
     if not decisions:
         return []
     names = sorted({p for d in decisions.values() for p in d["seconds"]})
@@ -247,11 +249,9 @@ def dispatcher_table(model, title: str) -> list[str]:
         "| out x in, M bucket | " + " | ".join(names) + " | choice |",
         "|---|" + "---:|" * len(names) + "---|",
     ]
-    for key, d in sorted(decisions.items()):
-        parts = key.split("|")  # environment | ... | shape | dtype | ... | M bucket [| kind]
-        layer = f"{parts[4]} {parts[-2 if parts[-1] == 'graph' else -1]}"  # shape, M bucket
+    for (out, inp, bucket), d in sorted(decisions.items()):
         cells = [f"{d['seconds'][p] * 1e6:.1f}" if p in d["seconds"] else "-" for p in names]
-        rows.append(f"| {layer} | " + " | ".join(cells) + f" | {d['choice']} |")
+        rows.append(f"| {out}x{inp} M{bucket} | " + " | ".join(cells) + f" | {d['choice']} |")
     return rows
 
 
