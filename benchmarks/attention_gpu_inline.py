@@ -13,11 +13,11 @@ median of single calls after warm-up, the two alternating. Cold: a first call at
 from __future__ import annotations
 
 import statistics
-import time
 import warnings
 
 import torch
 
+from attention_gpu import host_ms  # wall time with a synchronize, median of repeats
 from sparsetorch.attention import local
 from sparsetorch.attention.backends import flex
 from sparsetorch.attention.backends.flex_band import compiled_band_attention
@@ -31,14 +31,6 @@ def event_ms(fn) -> float:
     end.record()
     end.synchronize()
     return start.elapsed_time(end)
-
-
-def wall_ms(fn) -> float:
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t) * 1e3
 
 
 def main() -> None:
@@ -74,8 +66,7 @@ def main() -> None:
             flex.block_mask.cache_clear()
             cached()
 
-        cold_c = statistics.median(wall_ms(cold_cached) for _ in range(20))
-        cold_i = statistics.median(wall_ms(inlined) for _ in range(20))
+        cold_c, cold_i = host_ms(cold_cached, 20), host_ms(inlined, 20)
         print(
             f"| {n} | {c:.3f} | {i:.3f} | {i / c:.2f}x | {cold_c:.3f} | {cold_i:.3f} |", flush=True
         )
