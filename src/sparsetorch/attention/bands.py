@@ -51,25 +51,29 @@ class Band(AttentionPattern):
     def key(self) -> tuple:
         return (self.lo, self.hi)
 
+    def _bounds_within(self, n: int) -> tuple[int, int]:
+        """(lo, hi) for length n (validated), unbounded sides and |bounds| > n clipped to +-n
+        (the closed form's domain; |i - j| < n, so nothing changes)."""
+        self._validate(n)
+        lo = -n if self.lo is None else max(self.lo, -n)
+        hi = n if self.hi is None else min(self.hi, n)
+        return lo, hi
+
     def flex_blocks(self, n: int, block: int | tuple[int, int] = 128, device=None) -> FlexBlocks:
         """Closed form, without any block grid: the key blocks of a query block are one run
         and its full blocks a sub-run. A few numpy ops over the query blocks on the host, then
         :meth:`FlexBlocks.from_host` (one small copy to ``device``, widened there); a symmetric
         band with square blocks reuses its key side as its query side."""
-        self._validate(n)
+        lo, hi = self._bounds_within(n)
         bq, bk = blocks(block)
-        lo = -n if self.lo is None else max(self.lo, -n)
-        hi = n if self.hi is None else min(self.hi, n)
         kv = _band_runs(n, bq, bk, lo, hi)
         q = kv if (bq == bk and lo == -hi) else _band_runs(n, bk, bq, -hi, -lo)
         return FlexBlocks.from_host(n, (bq, bk), kv, q, device)
 
     def block_density(self, n: int, block: int | tuple[int, int] = 128) -> float:
         """Closed form: the run lengths of ``_band_runs`` (host numpy, no block grid)."""
-        self._validate(n)
+        lo, hi = self._bounds_within(n)
         bq, bk = blocks(block)
-        lo = -n if self.lo is None else max(self.lo, -n)
-        hi = n if self.hi is None else min(self.hi, n)
         count, _, full, _ = _band_runs(n, bq, bk, lo, hi)
         return float(count.sum() + full.sum()) / (math.ceil(n / bq) * math.ceil(n / bk))
 
