@@ -415,3 +415,12 @@ def test_increasing_sparsities_with_patterns(sizes, steps, pattern, distribution
         if previous is not None:
             assert all(bool((masks[n] <= previous[n]).all()) for n in masks)
         previous = masks
+
+
+def test_erk_total_is_exact_where_the_float_sum_of_targets_falls_short_of_a_half():
+    """Weights 3 + 1 + 3 at 50% ERK: the per-layer targets 1.4 + 0.7 + 1.4 sum to 3.4999.. in
+    floats; rounding that sum kept 3 weights, the nearest whole number of 3.5 is 4 (found by
+    hypothesis in test_increasing_sparsities_are_nested_and_exact)."""
+    model = mlp(0, (3, 1, 1, 3))
+    sparse.prune(model, 0.5, distribution="erk")
+    assert kept(model) == 4

@@ -89,10 +89,12 @@ def _checked_scores(
     return checked
 
 
-def _apportion(targets: dict[str, float], upper: dict[str, int]) -> dict[str, int]:
-    """Whole counts near ``targets`` (floor or ceil each, at most ``upper``) summing to the
-    nearest whole number of ``sum(targets)``: largest remainders first, ties in dict order."""
-    total = min(math.floor(sum(targets.values()) + 0.5), sum(upper.values()))
+def _apportion(targets: dict[str, float], upper: dict[str, int], total: int) -> dict[str, int]:
+    """Whole counts near ``targets`` (floor or ceil each, at most ``upper``) summing to
+    ``total`` (at most the uppers' sum): largest remainders first, ties in dict order. The
+    total is given, not rounded from ``sum(targets)``: that float sum can fall short of a
+    half (0.4666.. * 3 + 0.7 + 0.4666.. * 3 = 3.4999..) and round the wrong way."""
+    total = min(total, sum(upper.values()))
     counts = {n: min(upper[n], math.floor(t)) for n, t in targets.items()}
     rest = total - sum(counts.values())
     for n in sorted(targets, key=lambda n: -(targets[n] - math.floor(targets[n]))):
@@ -121,6 +123,8 @@ def _unit_counts(
         return {n: pattern.max_units(s) for n, s in shapes.items()}
     caps = {n: upper[n] * pattern.unit_size(s) / math.prod(s) for n, s in shapes.items()}
     sizes = {pattern.unit_size(s) for s in shapes.values()}
+    # the whole number of units to keep (one unit size); lowered to what is left below
+    total = nearest_count(density, sum(pattern.num_units(s) for s in shapes.values()))
     weights = sum(math.prod(s) for s in shapes.values())
     room = sum(caps[n] * math.prod(s) for n, s in shapes.items())  # weights that may stay
     if density * weights > room:
@@ -128,11 +132,11 @@ def _unit_counts(
         wanted, left = nearest_count(density, weights // unit), round(room / unit)
         if wanted > left:
             raise _too_many(pattern, shapes, 1 - density, wanted, left)
-        density = room / weights  # the same whole count: the earlier rounding went down
+        density, total = room / weights, left  # the earlier rounding went down
     densities = distribution.densities(shapes, density, max_density=caps)
     if len(sizes) == 1:
         targets = {n: densities[n] * pattern.num_units(s) for n, s in shapes.items()}
-        return _apportion(targets, upper)
+        return _apportion(targets, upper, total)
     return {
         n: min(upper[n], nearest_count(densities[n], pattern.num_units(s)))
         for n, s in shapes.items()
