@@ -1,31 +1,53 @@
-"""Windows on CUDA: the block mask built inside the compiled call (``backends/flex_band.py``)
-against the host-built, cached BlockMask — warm calls and first calls, in one process.
+"""Windows on CUDA: what a first call at a new length costs over a call with the cached mask.
 
     PYTHONPATH=src python3 benchmarks/attention_gpu_inline.py     # GPU machine, ~1 minute
 
-local(512), B1 H16 D128 bf16. "cached": FlexAttention compiled once with dynamic shapes, fed
-the library's cached host-built BlockMask (what ``backend="flex"`` runs for other patterns);
-"inline": the compiled call that builds the band's block lists itself. Warm: CUDA-event
-median of single calls after warm-up, the two alternating. Cold: a first call at a length
-(cache cleared for "cached"; nothing to clear for "inline"), host wall time with a sync.
+local(512), B1 H16 D128 bf16, through the library (``sparse_attention(..., backend="flex")``).
+"warm": the length's BlockMask is cached. "first": the cache is cleared before every call, so
+each call is a first call at its length: the window's block lists are built inside the
+compiled call (``backends/flex_band.py``, one extra kernel) and kept as the cached mask.
+"host": cleared, then the mask built on the host before the call (closed form, one copy; what
+windows did before and other patterns do).
+
+Three clocks, medians over rounds in which the variants alternate:
+- GPU ms per call: 50 calls queued behind ~0.1 s of GPU sleep, CUDA events around them, so
+  the host's launch cost is hidden and only the GPU's work counts;
+- host µs per call: the host's time for the same 50 calls (the GPU asleep, so nothing waits);
+- single-call ms: CUDA events around one call from an idle GPU (host and GPU in series).
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 import warnings
 
 import torch
 
-from attention_gpu import host_ms  # wall time with a synchronize, median of repeats
-from sparsetorch.attention import local
+from sparsetorch.attention import local, sparse_attention
 from sparsetorch.attention.backends import flex
-from sparsetorch.attention.backends.flex_band import compiled_band_attention
+
+CALLS, ROUNDS = 50, 5
 
 
-def event_ms(fn) -> float:
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+def queued(fn) -> tuple[float, float]:
+    """(GPU ms per call, host µs per call) of CALLS calls queued behind a GPU sleep."""
     torch.cuda.synchronize()
+    torch.cuda._sleep(200_000_000)  # ~0.1 s: the host runs ahead
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    t = time.perf_counter()
+    for _ in range(CALLS):
+        fn()
+    host = (time.perf_counter() - t) / CALLS * 1e6
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / CALLS, host
+
+
+def single(fn) -> float:
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     fn()
     end.record()
@@ -35,41 +57,50 @@ def event_ms(fn) -> float:
 
 def main() -> None:
     warnings.filterwarnings("ignore")
-    pattern, scale = local(512), 128**-0.5
-    dev = torch.device("cuda")
-    compiled = flex.compiled_flex_attention("cuda")
-    inline = compiled_band_attention()
+    pattern, dev = local(512), torch.device("cuda")
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}\n")
     print(
-        "| n | cached warm ms | inline warm ms | inline / cached | cached cold ms | inline cold ms |"
+        "| n | variant | GPU ms / call | host µs / call | single call ms | "
+        "GPU over warm | single call over warm |"
     )
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for n in (4096, 16384, 65536):
         q, k, v = (torch.randn(1, 16, n, 128, device=dev, dtype=torch.bfloat16) for _ in range(3))
 
-        def cached():
-            return compiled(q, k, v, block_mask=flex.block_mask(pattern, n, dev, 128), scale=scale)
+        def warm():
+            return sparse_attention(q, k, v, pattern, backend="flex")
 
-        def inlined():
-            return inline(q, k, v, -512, 512, (128, 128), scale, None)
+        def first():
+            flex.clear_block_masks()
+            return warm()
 
-        assert (cached().float() - inlined().float()).abs().max().item() < 1e-2
-        for _ in range(5):
-            cached(), inlined()
-        warm = {"cached": [], "inline": []}
-        for _ in range(30):
-            warm["cached"].append(event_ms(cached))
-            warm["inline"].append(event_ms(inlined))
-        c, i = (statistics.median(warm[key]) for key in ("cached", "inline"))
+        def host():
+            flex.clear_block_masks()
+            flex.block_mask(pattern, n, dev, 128)
+            return warm()
 
-        def cold_cached():
-            flex.block_mask.cache_clear()
-            cached()
-
-        cold_c, cold_i = host_ms(cold_cached, 20), host_ms(inlined, 20)
-        print(
-            f"| {n} | {c:.3f} | {i:.3f} | {i / c:.2f}x | {cold_c:.3f} | {cold_i:.3f} |", flush=True
-        )
+        variants = {"warm": warm, "first": first, "host": host}
+        for fn in variants.values():  # compile and warm up every path
+            for _ in range(3):
+                fn()
+        got = {name: {"gpu": [], "host": [], "single": []} for name in variants}
+        for _ in range(ROUNDS):
+            for name, fn in variants.items():
+                gpu, host_us = queued(fn)
+                got[name]["gpu"].append(gpu)
+                got[name]["host"].append(host_us)
+                got[name]["single"].append(statistics.median(single(fn) for _ in range(10)))
+        med = {
+            name: {clock: statistics.median(v) for clock, v in clocks.items()}
+            for name, clocks in got.items()
+        }
+        w = med["warm"]
+        for name, m in med.items():
+            print(
+                f"| {n} | {name} | {m['gpu']:.4f} | {m['host']:.1f} | {m['single']:.4f} | "
+                f"{m['gpu'] / w['gpu'] - 1:+.1%} | {m['single'] / w['single'] - 1:+.1%} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

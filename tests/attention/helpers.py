@@ -73,3 +73,34 @@ def patterns_with_n(draw, max_n: int = 48, depth: int = 3):
         )
 
     return draw(expr(depth)), n
+
+
+def equal_lists(count, idx, want_count, want_idx) -> None:
+    """Block lists: counts equal, the used prefix of every index row equal, every entry (used
+    or not) in range, rows contiguous (FlexAttention steps along a row by +1)."""
+    rows, width = want_idx.shape
+    assert torch.equal(count.cpu(), want_count.cpu())
+    assert idx.shape == (rows, width) and idx.dtype == torch.int32
+    assert int(idx.min()) >= 0 and int(idx.max()) < width
+    assert idx.is_contiguous()
+    idx, want_idx = idx.cpu(), want_idx.cpu()
+    for r in range(rows):
+        c = int(count[r])
+        assert torch.equal(idx[r, :c], want_idx[r, :c]), r
+
+
+# FlexBlocks' fields -> BlockMask's attributes, as (count, indices) pairs
+SIDES = [
+    (("kv_num", "kv_num_blocks"), ("kv_idx", "kv_indices")),
+    (("full_kv_num", "full_kv_num_blocks"), ("full_kv_idx", "full_kv_indices")),
+    (("q_num", "q_num_blocks"), ("q_idx", "q_indices")),
+    (("full_q_num", "full_q_num_blocks"), ("full_q_idx", "full_q_indices")),
+]
+
+
+def block_mask_equals_host(mask, pattern, n: int, block) -> None:
+    """A FlexAttention BlockMask (batch and heads broadcast) holds the lists of the host build."""
+    host = pattern.flex_blocks(n, block)
+    for (num, mask_num), (idx, mask_idx) in SIDES:
+        got = getattr(mask, mask_num)[0, 0], getattr(mask, mask_idx)[0, 0]
+        equal_lists(*got, getattr(host, num), getattr(host, idx))

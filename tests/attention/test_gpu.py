@@ -9,10 +9,11 @@ import sparsetorch.attention as A
 from sparsetorch.attention import sparse_attention
 from sparsetorch.attention.backends import flex, flex_band
 from sparsetorch.models.transformer import CausalTransformer
-from tests.attention.helpers import naive_attention
+from tests.attention.helpers import block_mask_equals_host, naive_attention
 
 pytestmark = pytest.mark.gpu
 CUDA = torch.device("cuda")
+CUDA0 = torch.device("cuda", 0)  # what tensors on CUDA report (the mask cache key)
 
 
 @pytest.fixture(autouse=True)
@@ -118,27 +119,49 @@ def test_flex_compiles_once_for_many_lengths():
     assert torch._dynamo.utils.counters["frames"]["ok"] <= 2
 
 
-def test_windows_on_cuda_build_in_the_graph_first_then_cache(monkeypatch):
+def test_windows_on_cuda_build_in_the_graph_once_and_keep_the_lists(monkeypatch):
     """local(w) / band(lo, hi): the first call at a length builds its block lists inside the
-    compiled call (no host mask); the second builds and caches the host mask; both equal
-    masked attention. Other patterns always use the cache."""
-    monkeypatch.setattr(flex, "_SEEN", flex._SeenOnce())
-    flex.block_mask.cache_clear()
+    compiled call and keeps them as that length's BlockMask (equal to the host build); later
+    calls use it. Lists kept under inference mode are rebuilt for a call with gradients. Every
+    call equals masked attention, values and gradients."""
+    monkeypatch.setattr(flex, "_MASKS", flex._MaskCache())
+    calls = []
+    monkeypatch.setattr(
+        flex,
+        "compiled_band_attention",
+        lambda: calls.append(1) or flex_band.compiled_band_attention(),
+    )
 
-    def check(pattern, n):
-        q, k, v = (t.detach() for t in _inputs(n))
+    def check(pattern, n, grad=True):
+        q, k, v = _inputs(n)
         out = sparse_attention(q, k, v, pattern, backend="flex", scale=0.125)
         expected = naive_attention(q, k, v, pattern.mask(n, CUDA), 0.125)
         torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)
+        if grad:
+            g = torch.randn_like(expected)
+            got = torch.autograd.grad(out, (q, k, v), g.float())
+            want = torch.autograd.grad(expected, (q, k, v), g)
+            for a, b in zip(got, want, strict=True):
+                torch.testing.assert_close(a.double(), b.double(), atol=1e-4, rtol=0)
 
     for n in (700, 1300):
         for pattern in (A.local(100), A.band(0, 64)):
             check(pattern, n)
-    assert flex.block_mask.cache_info().currsize == 0  # first calls: nothing built on the host
-    check(A.local(100), 700)  # a second call at a length: the cached host mask
-    assert flex.block_mask.cache_info().currsize == 1
-    check(A.local(100) | A.global_tokens([0]), 700)
-    assert flex.block_mask.cache_info().currsize == 2
+            block_mask_equals_host(
+                flex._MASKS.get(flex._key(pattern, n, CUDA0, 128)), pattern, n, 128
+            )
+    assert len(calls) == 4 and len(flex._MASKS) == 4
+    check(A.local(100), 700)  # the kept lists
+    assert len(calls) == 4
+    check(A.local(100) | A.global_tokens([0]), 700)  # not a window: the host build
+    assert len(calls) == 4 and len(flex._MASKS) == 5
+    with torch.inference_mode():
+        q, k, v = (t.detach() for t in _inputs(900))
+        sparse_attention(q, k, v, A.local(100), backend="flex")
+    assert len(calls) == 5
+    check(A.local(100), 900)  # the inference lists cannot be saved for backward: rebuilt
+    assert len(calls) == 6
+    assert not flex._MASKS.get(flex._key(A.local(100), 900, CUDA0, 128)).kv_indices.is_inference()
 
 
 def test_layouts_built_on_the_gpu_equal_the_cpu_ones():

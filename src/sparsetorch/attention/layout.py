@@ -157,23 +157,40 @@ class FlexBlocks:
         if 4 * nqb * nkb <= HOST_WIDEN_MAX:
             host, staged = _host_buffer(c + 4 * nqb * nkb, device)
             _widen_on_host(host, counts, kv, q, nqb, nkb)
-            flat = _to_device(staged, device)
-            wide = flat[c:]
-        else:  # a side's two index arrays share one width (on a square grid, both sides do:
-            # one copy widens all); narrower ones are padded to it on the host
-            wk, wq = (max(s[1].shape[1], s[3].shape[1]) for s in (kv, q))
-            if nqb == nkb:
-                wk = wq = max(wk, wq)
-            kv, q = (
-                [a if a.ndim == 1 else _pad_columns(a, w) for a in s]
-                for s, w in ((kv, wk), (q, wq))
-            )
-            parts = [a.ravel() for a in (*counts, kv[1], kv[3], q[1], q[3])]
-            host, staged = _host_buffer(sum(a.size for a in parts), device)
-            np.concatenate(parts, out=host)
-            flat = _to_device(staged, device)  # the one transfer
-            wide = _widened_on_device(flat[c:], wk, wq, nqb, nkb)
-        kv_num, full_kv_num, q_num, full_q_num = flat[:c].split([a.size for a in counts])
+            return cls.from_flat(n, block, _to_device(staged, device))  # the one transfer
+        # a side's two index arrays share one width (on a square grid, both sides do: one copy
+        # widens all); narrower ones are padded to it on the host
+        wk, wq = (max(s[1].shape[1], s[3].shape[1]) for s in (kv, q))
+        if nqb == nkb:
+            wk = wq = max(wk, wq)
+        kv, q = (
+            [a if a.ndim == 1 else _pad_columns(a, w) for a in s] for s, w in ((kv, wk), (q, wq))
+        )
+        parts = [a.ravel() for a in (*counts, kv[1], kv[3], q[1], q[3])]
+        host, staged = _host_buffer(sum(a.size for a in parts), device)
+        np.concatenate(parts, out=host)
+        flat = _to_device(staged, device)  # the one transfer
+        return cls._from_parts(n, block, flat[:c], _widened_on_device(flat[c:], wk, wq, nqb, nkb))
+
+    @classmethod
+    def from_flat(cls, n, block: tuple[int, int], flat: Tensor) -> FlexBlocks:
+        """Views of one int32 buffer laid out as :func:`flat_fields` says. ``n`` may be a
+        symbolic size (the in-graph build of :mod:`..backends.flex_band` writes this
+        buffer)."""
+        nqb, nkb = -(-n // block[0]), -(-n // block[1])
+        views = [
+            flat.narrow(0, offset, rows)
+            if width is None
+            else flat.narrow(0, offset, rows * width).view(rows, width)
+            for rows, width, offset in flat_fields(nqb, nkb)
+        ]
+        return cls(n, block, *views)
+
+    @classmethod
+    def _from_parts(cls, n, block: tuple[int, int], counts: Tensor, wide: Tensor) -> FlexBlocks:
+        """From the flat counts and the flat widened index rows (views, nothing copied)."""
+        nqb, nkb = -(-n // block[0]), -(-n // block[1])
+        kv_num, full_kv_num, q_num, full_q_num = counts.split([nqb, nqb, nkb, nkb])
         kv_wide = wide[: 2 * nqb * nkb].view(2, nqb, nkb)  # (indices, full indices)
         q_wide = wide[2 * nqb * nkb :].view(2, nkb, nqb)
         return cls(
@@ -187,6 +204,19 @@ class FlexBlocks:
             q_wide[0],
             full_q_num,
             q_wide[1],
+        )
+
+    def tensors(self) -> tuple[Tensor, ...]:
+        """The eight lists in field order (kv, full kv, q, full q; count then indices)."""
+        return (
+            self.kv_num,
+            self.kv_idx,
+            self.full_kv_num,
+            self.full_kv_idx,
+            self.q_num,
+            self.q_idx,
+            self.full_q_num,
+            self.full_q_idx,
         )
 
     def to_block_mask(self, mask_mod: Callable) -> object:
@@ -210,6 +240,54 @@ class FlexBlocks:
             BLOCK_SIZE=self.block,
             mask_mod=mask_mod,
         )
+
+
+def flat_fields(nqb: int, nkb: int) -> list[tuple]:
+    """Where each of :class:`FlexBlocks`' eight lists lies in one flat int32 buffer, in field
+    order: (rows, row width or None for a count array, offset). The counts come first (kv,
+    full kv: nqb each; q, full q: nkb each), then the index rows (kv, full kv: nqb x nkb; q,
+    full q: nkb x nqb)."""
+    c, w = 2 * (nqb + nkb), nqb * nkb
+    return [
+        (nqb, None, 0),
+        (nqb, nkb, c),
+        (nqb, None, nqb),
+        (nqb, nkb, c + w),
+        (nkb, None, 2 * nqb),
+        (nkb, nqb, c + 2 * w),
+        (nkb, None, 2 * nqb + nkb),
+        (nkb, nqb, c + 3 * w),
+    ]
+
+
+def block_mask_from_flat(n: int, block: tuple[int, int], flat: Tensor, mask_mod: Callable):
+    """FlexAttention's ``BlockMask`` (batch and heads broadcast) straight from a flat buffer
+    (:func:`flat_fields`): eight strided views, ~10 µs of host time where
+    ``FlexBlocks.from_flat(...).to_block_mask(...)`` takes ~35 µs (measured on the CPU); this
+    runs on a window's first call at a length, while the GPU waits for the host."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    nqb, nkb = -(-n // block[0]), -(-n // block[1])
+    base = flat.storage_offset()
+    t = [
+        flat.as_strided((1, 1, rows), (0, 0, 1), base + offset)
+        if width is None
+        else flat.as_strided((1, 1, rows, width), (0, 0, width, 1), base + offset)
+        for rows, width, offset in flat_fields(nqb, nkb)
+    ]
+    return BlockMask(
+        seq_lengths=(n, n),
+        kv_num_blocks=t[0],
+        kv_indices=t[1],
+        full_kv_num_blocks=t[2],
+        full_kv_indices=t[3],
+        q_num_blocks=t[4],
+        q_indices=t[5],
+        full_q_num_blocks=t[6],
+        full_q_indices=t[7],
+        BLOCK_SIZE=block,
+        mask_mod=mask_mod,
+    )
 
 
 def _host_buffer(size: int, device: torch.device | str | None) -> tuple[np.ndarray, Tensor]:

@@ -5,12 +5,12 @@ and the transposed query side), never by ``create_block_mask``'s n x n evaluatio
 per (pattern, n, device, block). ``flex_attention`` is compiled once with dynamic shapes, so a
 new sequence length does not recompile (a new pattern structure does).
 
-On CUDA a finite band (``local(w)``, ``band(lo, hi)``) also has a compiled call that builds its
-block lists itself, as torch ops on the symbolic length (:mod:`.flex_band`): nothing is built
-on the host, at the price of a few small kernels per call. The first call at a length takes
-that call; later calls at the length take the cached host-built mask (built on the second
-call), which is faster per call. A length seen once costs no build; a length used repeatedly
-pays one host build. While an outer ``torch.compile`` traces, the in-graph build is chosen (no
+On CUDA a finite band (``local(w)``, ``band(lo, hi)``) builds nothing on the host: its first
+call at a length is a compiled call that computes the block lists itself, as torch ops on the
+symbolic length (:mod:`.flex_band`, one small extra kernel), and returns them; they become the
+cached ``BlockMask`` of that length (views, nothing copied), which later calls use. Under
+``torch.inference_mode`` those lists are inference tensors: a later call that needs gradients
+builds them again. While an outer ``torch.compile`` traces, every call builds in the graph (no
 Python state is read or written then); compiling a whole model that uses this backend is not
 tested.
 
@@ -33,7 +33,7 @@ from torch import Tensor
 from sparsetorch.attention.backends import reference
 from sparsetorch.attention.backends.flex_band import compiled_band_attention
 from sparsetorch.attention.bands import Band
-from sparsetorch.attention.layout import blocks
+from sparsetorch.attention.layout import block_mask_from_flat, blocks
 from sparsetorch.attention.pattern import AttentionPattern, cached_layout
 
 BLOCK = 128  # FlexAttention's default sparse block size
@@ -50,45 +50,64 @@ def in_graph_band(pattern: AttentionPattern) -> bool:
     )
 
 
-class _SeenOnce:
-    """Keys called once so far (bounded: the least recently used are forgotten)."""
+IN_GRAPH_DEVICES = {"cuda"}  # device types whose windows build their lists in the graph
 
-    def __init__(self, capacity: int = 1024) -> None:
-        self.keys: OrderedDict = OrderedDict()
+
+class _MaskCache:
+    """BlockMasks per (pattern, n, device, block); past ``capacity`` the least recently used
+    is dropped."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.masks: OrderedDict = OrderedDict()
         self.capacity = capacity
 
-    def first_call(self, key) -> bool:
-        if key in self.keys:
-            self.keys.move_to_end(key)
-            return False
-        self.keys[key] = None
-        if len(self.keys) > self.capacity:
-            self.keys.popitem(last=False)
-        return True
+    def get(self, key):
+        mask = self.masks.get(key)
+        if mask is not None:
+            self.masks.move_to_end(key)
+        return mask
+
+    def put(self, key, mask) -> None:
+        self.masks[key] = mask
+        self.masks.move_to_end(key)
+        if len(self.masks) > self.capacity:
+            self.masks.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self.masks)
 
 
-_SEEN = _SeenOnce()
+_MASKS = _MaskCache()
 
 
-def use_in_graph_build(pattern: AttentionPattern, n: int, device: torch.device, block) -> bool:
-    """Whether this call builds the block mask inside the compiled call (module doc): a window
-    on CUDA at its first call at this length, or under an outer torch.compile. Measured on an
-    H200 (local(512), B1 H16 D128 bf16, `benchmarks/attention_gpu_inline.py`): a call costs
-    0.263 / 0.646 / 2.116 ms in-graph vs 0.224 / 0.618 / 2.077 ms with the cached mask at
-    n = 4k / 16k / 64k; a first call 0.257 / 0.630 / 2.168 vs 0.436 / 0.974 / 2.478 ms."""
-    if device.type != "cuda" or not in_graph_band(pattern):
-        return False
-    if torch.compiler.is_compiling():
-        return True
-    return _SEEN.first_call((pattern, n, device, blocks(block)))
+def clear_block_masks() -> None:
+    """Forget every cached BlockMask (the next call at each length builds again)."""
+    _MASKS.masks.clear()
 
 
-@functools.lru_cache(maxsize=64)
+def _key(pattern: AttentionPattern, n: int, device: torch.device, block) -> tuple:
+    return (pattern, n, device, blocks(block))
+
+
 def block_mask(
     pattern: AttentionPattern, n: int, device: torch.device, block: int | tuple[int, int] = BLOCK
 ):
-    """The cached FlexAttention ``BlockMask`` of ``pattern`` at length n on ``device``."""
-    return pattern.flex_blocks(n, block, device).to_block_mask(pattern.mask_mod(n, device))
+    """The cached FlexAttention ``BlockMask`` of ``pattern`` at length n on ``device``, built
+    on the host when there is none. Built outside inference mode: a mask first needed under
+    ``torch.inference_mode`` may later serve training, which saves its tensors for backward."""
+    key = _key(pattern, n, device, block)
+    mask = _MASKS.get(key)
+    if mask is None:
+        with torch.inference_mode(False):
+            mask = pattern.flex_blocks(n, block, device).to_block_mask(pattern.mask_mod(n, device))
+        _MASKS.put(key, mask)
+    return mask
+
+
+def _usable(mask, needs_grad: bool) -> bool:
+    """A cached mask serves this call (one made of inference tensors cannot be saved for a
+    backward pass)."""
+    return mask is not None and not (needs_grad and mask.kv_num_blocks.is_inference())
 
 
 @functools.cache
@@ -136,15 +155,28 @@ def flex_attention(
 ) -> Tensor:
     """FlexAttention over the pattern; ``block`` is the BlockMask's (q, kv) block size and
     ``kernel_options`` go to FlexAttention's kernel (tile sizes, stages, warps) as is."""
-    if use_in_graph_build(pattern, q.shape[2], q.device, block):
-        lo, hi = pattern.lo, pattern.hi
-        return compiled_band_attention()(q, k, v, lo, hi, blocks(block), scale, kernel_options)
-    mask = block_mask(pattern, q.shape[2], q.device, block)
+    n, device = q.shape[2], q.device
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    if needs_grad and q.device.type == "cpu":
+    if device.type in IN_GRAPH_DEVICES and in_graph_band(pattern):
+        if torch.compiler.is_compiling():  # traced into an outer graph: no Python state
+            return _in_graph(q, k, v, pattern, scale, block, kernel_options)[0]
+        key = _key(pattern, n, device, block)
+        if not _usable(_MASKS.get(key), needs_grad):
+            out, flat = _in_graph(q, k, v, pattern, scale, block, kernel_options)
+            mask_mod = pattern.mask_mod(n, device)
+            _MASKS.put(key, block_mask_from_flat(n, blocks(block), flat, mask_mod))
+            return out
+    mask = block_mask(pattern, n, device, block)
+    if needs_grad and device.type == "cpu":
         return _FlexForwardReferenceBackward.apply(q, k, v, pattern, mask, scale, kernel_options)
-    if q.device.type == "cpu":
+    if device.type == "cpu":
         q, k, v = q.detach(), k.detach(), v.detach()  # torch refuses CPU inputs needing grad
-    return compiled_flex_attention(q.device.type)(
+    return compiled_flex_attention(device.type)(
         q, k, v, block_mask=mask, scale=scale, kernel_options=kernel_options
     )
+
+
+def _in_graph(q, k, v, pattern: Band, scale: float, block, kernel_options):
+    """(output, flat block lists): the window's call that builds its lists in the graph."""
+    bq_bk = blocks(block)
+    return compiled_band_attention()(q, k, v, pattern.lo, pattern.hi, bq_bk, scale, kernel_options)
