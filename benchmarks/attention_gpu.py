@@ -31,9 +31,10 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-from sparsetorch.attention import local, sparse_attention
+from sparsetorch.attention import causal, global_tokens, local, sparse_attention, strided
 from sparsetorch.attention.backends import flex as flex_backend
 from sparsetorch.attention.bands import _band_runs
+from sparsetorch.attention.pattern import cached_layout
 
 # (name, BlockMask block size, FlexAttention kernel options)
 CONFIGS = [
@@ -198,10 +199,38 @@ def main() -> None:
                 row["configs"][name] = f"failed: {type(exc).__name__}: {str(exc)[:80]}"
         if args.backward:
             row["backward"] = backward_times(q, k, v, pattern, n, compiled, args.repeats)
+        row["others"] = other_builds(q, k, v, args.window, args.repeats)
         rows.append(row)
         print(f"n={n} done ({time.perf_counter() - began:.0f} s)", flush=True)
     report(rows, args)
     print(f"\n({time.perf_counter() - began:.0f} s)")
+
+
+def device_build(pattern, n: int, device) -> None:
+    """The whole build on the device (layout, ordered lists, BlockMask), for comparison."""
+    layout = pattern.block_layout(n, 128, device)
+    layout.flex_blocks().to_block_mask(pattern.mask_mod(n, device))
+
+
+def other_builds(q, k, v, window: int, repeats: int) -> dict[str, tuple[float, ...]]:
+    """Patterns that are not windows build their mask from their block layout (on the CPU
+    for grids up to HOST_BUILD_MAX_BLOCKS, else on the device): {pattern: (cold build ms,
+    build ms with the CPU layout already cached as ``auto`` leaves it, build ms with every
+    step on the device, library call ms)}."""
+    n, device = q.shape[2], q.device
+
+    def cold(pattern):
+        cached_layout.cache_clear()
+        cold_build(pattern, n, device)
+
+    out = {}
+    for pattern in (local(window) | global_tokens([0]), causal() & (local(window) | strided(256))):
+        build = host_ms(lambda p=pattern: cold(p), repeats)
+        warm = host_ms(lambda p=pattern: cold_build(p, n, device), repeats)
+        on_device = host_ms(lambda p=pattern: device_build(p, n, device), repeats)
+        call = cuda_ms(lambda p=pattern: sparse_attention(q, k, v, p, backend="flex"), repeats)
+        out[repr(pattern)] = (build, warm, on_device, call)
+    return out
 
 
 def backward_times(q, k, v, pattern, n, compiled, repeats) -> dict[str, float]:
@@ -262,6 +291,18 @@ def report(rows, args) -> None:
         "events around both. first: the mask cache cleared (a first call at a new length: a "
         "window builds its lists in the compiled call); host: cleared, then built on the host."
     )
+    print("\n### Other patterns: the host build from the block layout vs one call\n")
+    print(
+        "| n | pattern | build ms | build, layout cached ms | all on the device ms | "
+        "library call ms | build / call | cached layout build / call |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        for name, (build, warm, on_device, call) in r["others"].items():
+            print(
+                f"| {r['n']} | `{name}` | {build:.3f} | {warm:.3f} | {on_device:.3f} | "
+                f"{call:.3f} | {build / call:.1%} | {warm / call:.1%} |"
+            )
     print("\n### Every flex configuration (ms, speed-up over dense flash)\n")
     names = [name for name, _, _ in CONFIGS]
     print("| config | " + " | ".join(f"n={r['n']}" for r in rows) + " |")

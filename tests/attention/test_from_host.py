@@ -8,9 +8,12 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sparsetorch.attention import layout
 from sparsetorch.attention.layout import FlexBlocks
+from tests.attention.helpers import patterns_with_n
 
 
 def _side(rows: int, cols: int, w_partial: int, w_full: int, rng) -> list[np.ndarray]:
@@ -55,3 +58,16 @@ def test_index_rows_of_different_widths(block, widths):
         for built in (on_host, on_device):
             got = getattr(built, field)
             assert got.is_contiguous() and torch.equal(got, want), field
+
+
+@settings(max_examples=60, deadline=None)
+@given(patterns_with_n(), st.integers(1, 12), st.integers(1, 12))
+def test_lists_sent_in_one_copy_equal_the_lists_sent(pattern_n, bq, bk):
+    """FlexBlocks.to: the packed copy (what a GPU build of a small grid sends) holds every
+    list entry for entry, row-major, with the same shapes."""
+    pattern, n = pattern_n
+    lists = pattern.flex_blocks(n, (bq, bk))
+    sent = lists.to("cpu")
+    for got, want in zip(sent.tensors(), lists.tensors(), strict=True):
+        assert torch.equal(got, want) and got.is_contiguous()
+    assert (sent.n, sent.block) == (n, (bq, bk))

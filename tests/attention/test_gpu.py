@@ -2,6 +2,8 @@
 uses our block masks without recompiling per length, layouts built on the device are the
 CPU's. Run on the GPU machine: ``pytest -m gpu tests/attention/test_gpu.py``."""
 
+import math
+
 import pytest
 import torch
 
@@ -9,7 +11,7 @@ import sparsetorch.attention as A
 from sparsetorch.attention import sparse_attention
 from sparsetorch.attention.backends import flex, flex_band
 from sparsetorch.models.transformer import CausalTransformer
-from tests.attention.helpers import block_mask_equals_host, naive_attention
+from tests.attention.helpers import SIDES, block_mask_equals_host, equal_lists, naive_attention
 
 pytestmark = pytest.mark.gpu
 CUDA = torch.device("cuda")
@@ -175,6 +177,23 @@ def test_layouts_built_on_the_gpu_equal_the_cpu_ones():
         for r in range(8):
             dense[r, fast.kv_idx[r, : fast.kv_num[r]].long().cpu()] = True
         assert torch.equal(dense, (cpu.state == 1))
+
+
+@pytest.mark.parametrize("n", [500, 9000], ids=["built on the CPU, one copy", "on the device"])
+def test_flex_lists_for_the_gpu_equal_the_cpu_ones(n):
+    """Small grids are built on the CPU and sent in one copy, large ones on the device: both
+    equal the CPU build, list for list."""
+    on_host = math.ceil(n / 128) ** 2 <= A.pattern.HOST_BUILD_MAX_BLOCKS
+    assert on_host == (n == 500)
+    for pattern in PATTERNS:
+        try:
+            pattern.check(n)
+        except ValueError:
+            continue  # a block layout that does not cover n
+        gpu, cpu = pattern.flex_blocks(n, 128, CUDA), pattern.flex_blocks(n, 128)
+        assert gpu.kv_idx.device.type == "cuda"
+        for (num, _), (idx, _) in SIDES:
+            equal_lists(getattr(gpu, num), getattr(gpu, idx), getattr(cpu, num), getattr(cpu, idx))
 
 
 @pytest.mark.parametrize("n", [4096, 65536], ids=["widened on the host", "on the device"])

@@ -206,6 +206,12 @@ class FlexBlocks:
             q_wide[1],
         )
 
+    def to(self, device: torch.device | str | None) -> FlexBlocks:
+        """These lists (on the CPU) on ``device``, packed into one host-to-device copy
+        (:meth:`from_host`)."""
+        host = [t.numpy() for t in self.tensors()]
+        return FlexBlocks.from_host(self.n, self.block, host[:4], host[4:], device)
+
     def tensors(self) -> tuple[Tensor, ...]:
         """The eight lists in field order (kv, full kv, q, full q; count then indices)."""
         return (

@@ -27,6 +27,11 @@ MaskFn = Callable[[Tensor, Tensor], Tensor]  # (q_idx, kv_idx) -> allowed, broad
 Bounds = tuple[Tensor, Tensor]  # (lo, hi) allowed pairs per block, int64 (nqb, nkb)
 
 _TILE_ELEMENTS = 1 << 22  # mask elements evaluated at once when refining blocks
+# Block grids up to this size build FlexAttention's lists for a GPU on the CPU and send them in
+# one copy (H200, benchmarks/attention_gpu.py "Other patterns", n = 4096 at block 128: 1.15-1.32
+# ms against 2.0-2.7 ms all on the device, 0.3-0.65 ms with the CPU layout already cached; on
+# this repository's CPU the CPU build takes 2.5-3.6 ms at n = 16384, the device 1.4-2.2 ms).
+HOST_BUILD_MAX_BLOCKS = 64 * 64
 
 
 class Grid:
@@ -119,8 +124,15 @@ class AttentionPattern:
     def flex_blocks(
         self, n: int, block: int | tuple[int, int] = 128, device: torch.device | str | None = None
     ) -> FlexBlocks:
-        """The block layout in FlexAttention's ordered form (patterns may have a fast path)."""
-        return self.block_layout(n, block, device).flex_blocks()
+        """The block layout in FlexAttention's ordered form (patterns may have a fast path).
+        On an accelerator, a grid of at most ``HOST_BUILD_MAX_BLOCKS`` blocks is built on the
+        CPU (cached: ``auto`` has usually built it already to decide) and sent in one copy;
+        there, the dozens of small device operations of a build cost more than that copy."""
+        bq, bk = blocks(block)
+        device = torch.device(device or "cpu")
+        if device.type == "cpu" or math.ceil(n / bq) * math.ceil(n / bk) > HOST_BUILD_MAX_BLOCKS:
+            return self.block_layout(n, (bq, bk), device).flex_blocks()
+        return cached_layout(self, n, (bq, bk), torch.device("cpu")).flex_blocks().to(device)
 
     def mask_mod(self, n: int, device: torch.device | str | None = None) -> Callable:
         """FlexAttention's ``mask_mod(b, h, q_idx, kv_idx)`` for sequence length n."""
