@@ -38,13 +38,11 @@ def _entries(row, col, full, n, bq, bk, lo, hi, nk) -> Tensor:
     # min(floor(a / bk), (n - 1) // bk): dividing before clamping (Inductor fails to compile
     # a floor division of a clamped index under dynamic shapes, torch 2.13 on the CPU)
     first = torch.clamp(torch.div(qs - hi, bk, rounding_mode="floor"), min=0)
-    ends = torch.div(qe - 1 - lo, bk, rounding_mode="floor")
-    ends = torch.minimum(ends, torch.div(n - 1 + 0 * ends, bk, rounding_mode="floor"))
+    ends = torch.clamp(torch.div(qe - 1 - lo, bk, rounding_mode="floor"), max=(n - 1) // bk)
     last = torch.where(j0 > j1, first - 1, ends)  # the run [first, last] (maybe empty)
     # full: the whole unclipped tile inside the band
     f0 = -torch.div(hi - qe + 1, bk, rounding_mode="floor")  # ceil((qe - 1 - hi) / bk)
-    f1 = torch.div(qs - lo - bk + 1, bk, rounding_mode="floor")
-    f1 = torch.minimum(f1, torch.div(n + 0 * f1, bk, rounding_mode="floor") - 1)
+    f1 = torch.clamp(torch.div(qs - lo - bk + 1, bk, rounding_mode="floor"), max=n // bk - 1)
     f1 = torch.where(qe - qs < bq, f0 - 1, f1)  # a clipped query block has no full tile
     fa = torch.minimum(torch.maximum(f0, first), last + 1)
     fb = torch.minimum(torch.maximum(f1, fa - 1), last)
