@@ -23,6 +23,7 @@ def cslt(monkeypatch):
         used.append(alg_id)
         return torch.zeros(xt.shape[1], 8)
 
+    monkeypatch.setattr(torch._C, "_cusparselt", None, raising=False)  # the older search API
     monkeypatch.setattr(torch, "_cslt_sparse_mm_search", search, raising=False)
     monkeypatch.setattr(torch, "_cslt_sparse_mm", matmul, raising=False)
     path = object.__new__(CuSparseLtPath)  # no CUDA here: skip the compression in __init__
@@ -47,3 +48,20 @@ def test_no_search_while_capturing_or_compiling(cslt, monkeypatch):
     path(torch.zeros(16, 32))  # searched bucket: its algorithm
     path(torch.zeros(40, 32))  # never searched: cuSPARSELt's default, nothing timed or cached
     assert searched == [16] and used == [3, 3, 0] and list(path._alg) == [16]
+
+
+def test_the_newer_search_api_is_preferred_where_torch_has_it(cslt, monkeypatch):
+    """torch 2.11 deprecates torch._cslt_sparse_mm_search for torch._C._cusparselt.mm_search,
+    which returns (alg_id, split_k, split_k mode, max alg_id)."""
+    path, searched, used = cslt
+    calls = []
+
+    class Cusparselt:
+        @staticmethod
+        def mm_search(compressed, xt, bias, alpha, out_dtype, transpose_result):
+            calls.append((xt.shape[1], transpose_result))
+            return (5, 1, -1, 9)
+
+    monkeypatch.setattr(torch._C, "_cusparselt", Cusparselt, raising=False)
+    path(torch.zeros(16, 32))
+    assert calls == [(16, False)] and searched == [] and used == [5]

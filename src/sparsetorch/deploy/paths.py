@@ -203,6 +203,17 @@ class BSRTritonPath(Path):
         return _bsr_to_dense(self.values, self.crow, self.col, shape)
 
 
+def _cslt_search(compressed, xt, bias):
+    """cuSPARSELt's algorithm search: ``torch._C._cusparselt.mm_search`` where torch has it
+    (2.11 warns that ``torch._cslt_sparse_mm_search`` is deprecated); an algorithm id, or a
+    tuple led by one. It searches the untransposed product: with ``transpose_result=True``
+    cuSPARSELt 0.8 failed the search ("internal error", float16, M = 16, on an H200)."""
+    cusparselt = getattr(torch._C, "_cusparselt", None)
+    if cusparselt is not None and hasattr(cusparselt, "mm_search"):
+        return cusparselt.mm_search(compressed, xt, bias, None, None, False)
+    return torch._cslt_sparse_mm_search(compressed, xt, bias=bias)
+
+
 def _unsupported_2to4(weight: torch.Tensor) -> str | None:
     reason = _cuda_half(weight)
     if reason:
@@ -319,7 +330,7 @@ class CuSparseLtPath(Path):
         if bucket not in self._alg:
             if in_outer_graph(xt):  # no search while tracing or capturing: tune() in eager first
                 return 0  # cuSPARSELt's default algorithm
-            found = torch._cslt_sparse_mm_search(self.compressed, xt, bias=self.bias)
+            found = _cslt_search(self.compressed, xt, self.bias)
             self._alg[bucket] = int(found[0] if isinstance(found, tuple) else found)
         return self._alg[bucket]
 
