@@ -40,8 +40,9 @@ BLOCK = 128  # FlexAttention's default sparse block size
 
 
 def in_graph_band(pattern: AttentionPattern) -> bool:
-    """A finite, non-empty band (local(w), band(lo, hi)): on CUDA its block mask is built in
-    the compiled call (:mod:`.flex_band`), not on the host and cached."""
+    """A finite, non-empty band (local(w), band(lo, hi)): on CUDA its block lists are built
+    in the compiled call of its first call at a length (:mod:`.flex_band`), never on the host,
+    and then cached."""
     return (
         isinstance(pattern, Band)
         and pattern.lo is not None
