@@ -94,14 +94,20 @@ def block_mask(
     pattern: AttentionPattern, n: int, device: torch.device, block: int | tuple[int, int] = BLOCK
 ):
     """The cached FlexAttention ``BlockMask`` of ``pattern`` at length n on ``device``, built
-    on the host when there is none. Built outside inference mode: a mask first needed under
-    ``torch.inference_mode`` may later serve training, which saves its tensors for backward."""
+    on the host when there is none."""
     key = _key(pattern, n, device, block)
     mask = _MASKS.get(key)
-    if mask is None:
-        with torch.inference_mode(False):
-            mask = pattern.flex_blocks(n, block, device).to_block_mask(pattern.mask_mod(n, device))
-        _MASKS.put(key, mask)
+    return mask if mask is not None else _host_build(key)
+
+
+def _host_build(key: tuple):
+    """Build the key's mask on the host and cache it. Outside inference mode: a mask first
+    needed under ``torch.inference_mode`` may later serve training, which saves its tensors
+    for backward."""
+    pattern, n, device, block = key
+    with torch.inference_mode(False):
+        mask = pattern.flex_blocks(n, block, device).to_block_mask(pattern.mask_mod(n, device))
+    _MASKS.put(key, mask)
     return mask
 
 
@@ -158,16 +164,17 @@ def flex_attention(
     ``kernel_options`` go to FlexAttention's kernel (tile sizes, stages, warps) as is."""
     n, device = q.shape[2], q.device
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    if device.type in IN_GRAPH_DEVICES and in_graph_band(pattern):
-        if torch.compiler.is_compiling():  # traced into an outer graph: no Python state
-            return _in_graph(q, k, v, pattern, scale, block, kernel_options)[0]
-        key = _key(pattern, n, device, block)
-        if not _usable(_MASKS.get(key), needs_grad):
-            out, flat = _in_graph(q, k, v, pattern, scale, block, kernel_options)
-            mask_mod = pattern.mask_mod(n, device)
-            _MASKS.put(key, block_mask_from_flat(n, blocks(block), flat, mask_mod))
-            return out
-    mask = block_mask(pattern, n, device, block)
+    window = device.type in IN_GRAPH_DEVICES and in_graph_band(pattern)
+    if window and torch.compiler.is_compiling():  # traced into an outer graph: no Python state
+        return _in_graph(q, k, v, pattern, scale, block, kernel_options)[0]
+    key = _key(pattern, n, device, block)
+    mask = _MASKS.get(key)  # one lookup per call
+    if window and not _usable(mask, needs_grad):
+        out, flat = _in_graph(q, k, v, pattern, scale, block, kernel_options)
+        _MASKS.put(key, block_mask_from_flat(n, key[3], flat, pattern.mask_mod(n, device)))
+        return out
+    if mask is None:
+        mask = _host_build(key)
     if needs_grad and device.type == "cpu":
         return _FlexForwardReferenceBackward.apply(q, k, v, pattern, mask, scale, kernel_options)
     if device.type == "cpu":
@@ -179,5 +186,5 @@ def flex_attention(
 
 def _in_graph(q, k, v, pattern: Band, scale: float, block, kernel_options):
     """(output, flat block lists): the window's call that builds its lists in the graph."""
-    bq_bk = blocks(block)
-    return compiled_band_attention()(q, k, v, pattern.lo, pattern.hi, bq_bk, scale, kernel_options)
+    lo, hi = pattern.lo, pattern.hi
+    return compiled_band_attention()(q, k, v, lo, hi, blocks(block), scale, kernel_options)
