@@ -227,25 +227,34 @@ class FlexBlocks:
 
     def to_block_mask(self, mask_mod: Callable) -> object:
         """A FlexAttention ``BlockMask`` (batch and heads broadcast); nothing is evaluated."""
-        from torch.nn.attention.flex_attention import BlockMask
 
         def bh(t: Tensor) -> Tensor:
             return (t if t.is_contiguous() else t.contiguous()).view(1, 1, *t.shape)  # row-major
 
         # Both sides from our layout (the transposed one too: no dense round trip).
-        return BlockMask(
-            seq_lengths=(self.n, self.n),
-            kv_num_blocks=bh(self.kv_num),
-            kv_indices=bh(self.kv_idx),
-            full_kv_num_blocks=bh(self.full_kv_num),
-            full_kv_indices=bh(self.full_kv_idx),
-            q_num_blocks=bh(self.q_num),
-            q_indices=bh(self.q_idx),
-            full_q_num_blocks=bh(self.full_q_num),
-            full_q_indices=bh(self.full_q_idx),
-            BLOCK_SIZE=self.block,
-            mask_mod=mask_mod,
-        )
+        lists = [bh(t) for t in self.tensors()]
+        return _block_mask(self.n, self.block, lists, mask_mod)
+
+
+def _block_mask(n, block: tuple[int, int], lists: list[Tensor], mask_mod: Callable):
+    """FlexAttention's ``BlockMask`` from :class:`FlexBlocks`' eight lists in field order, each
+    with batch and head dimensions (1, 1, ...)."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    kv_num, kv_idx, full_kv_num, full_kv_idx, q_num, q_idx, full_q_num, full_q_idx = lists
+    return BlockMask(
+        seq_lengths=(n, n),
+        kv_num_blocks=kv_num,
+        kv_indices=kv_idx,
+        full_kv_num_blocks=full_kv_num,
+        full_kv_indices=full_kv_idx,
+        q_num_blocks=q_num,
+        q_indices=q_idx,
+        full_q_num_blocks=full_q_num,
+        full_q_indices=full_q_idx,
+        BLOCK_SIZE=block,
+        mask_mod=mask_mod,
+    )
 
 
 def flat_fields(nqb: int, nkb: int) -> list[tuple]:
@@ -271,29 +280,15 @@ def block_mask_from_flat(n: int, block: tuple[int, int], flat: Tensor, mask_mod:
     (:func:`flat_fields`): eight strided views, ~10 µs of host time where
     ``FlexBlocks.from_flat(...).to_block_mask(...)`` takes ~35 µs (measured on the CPU); this
     runs on a window's first call at a length, while the GPU waits for the host."""
-    from torch.nn.attention.flex_attention import BlockMask
-
     nqb, nkb = -(-n // block[0]), -(-n // block[1])
     base = flat.storage_offset()
-    t = [
+    lists = [
         flat.as_strided((1, 1, rows), (0, 0, 1), base + offset)
         if width is None
         else flat.as_strided((1, 1, rows, width), (0, 0, width, 1), base + offset)
         for rows, width, offset in flat_fields(nqb, nkb)
     ]
-    return BlockMask(
-        seq_lengths=(n, n),
-        kv_num_blocks=t[0],
-        kv_indices=t[1],
-        full_kv_num_blocks=t[2],
-        full_kv_indices=t[3],
-        q_num_blocks=t[4],
-        q_indices=t[5],
-        full_q_num_blocks=t[6],
-        full_q_indices=t[7],
-        BLOCK_SIZE=block,
-        mask_mod=mask_mod,
-    )
+    return _block_mask(n, block, lists, mask_mod)
 
 
 def _host_buffer(size: int, device: torch.device | str | None) -> tuple[np.ndarray, Tensor]:
