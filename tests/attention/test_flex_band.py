@@ -18,6 +18,15 @@ from sparsetorch.attention.backends.flex_band import (
 from sparsetorch.attention.layout import FlexBlocks, block_mask_from_flat
 from tests.attention.helpers import SIDES, block_mask_equals_host, equal_lists
 
+# (n, lo, width, bq, bk): any non-empty band lo <= i - j <= lo + width, also reaching past +-n
+BANDS = (
+    st.integers(1, 200),
+    st.integers(-300, 300),
+    st.integers(0, 300),
+    st.integers(1, 40),
+    st.integers(1, 40),
+)
+
 
 def _equal_to_host(lists, n, bq, bk, lo, hi):
     host = A.band(lo, hi).flex_blocks(n, (bq, bk))
@@ -34,26 +43,14 @@ def _flat_equal_to_host(flat, n, bq, bk, lo, hi):
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.integers(1, 200),
-    st.integers(-300, 300),
-    st.integers(0, 300),
-    st.integers(1, 40),
-    st.integers(1, 40),
-)
+@given(*BANDS)
 def test_band_block_lists_equal_the_host_closed_form(n, lo, width, bq, bk):
     hi = lo + width  # any non-empty band, also reaching past +-n
     _equal_to_host(band_block_lists(n, bq, bk, lo, hi), n, bq, bk, lo, hi)
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.integers(1, 200),
-    st.integers(-300, 300),
-    st.integers(0, 300),
-    st.integers(1, 40),
-    st.integers(1, 40),
-)
+@given(*BANDS)
 def test_flat_block_lists_equal_the_host_build_on_both_sides(n, lo, width, bq, bk):
     hi = lo + width
     flat = band_flat_blocks(n, (bq, bk), lo, hi, None)
