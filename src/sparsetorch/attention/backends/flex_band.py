@@ -116,7 +116,6 @@ def _band_attention(q, k, v, lo: int, hi: int, block, scale: float, kernel_optio
         return allowed(q_idx, kv_idx)
 
     flat = band_flat_blocks(n, block, lo, hi, q.device)
-    lists = FlexBlocks.from_flat(n, block, flat)
     if q.device.type == "cpu":
         # torch 2.13's C++ FlexAttention template does not compile views of one buffer as
         # its block lists under dynamic shapes ("'kv_num_blocks' was not declared"), so on
@@ -124,6 +123,8 @@ def _band_attention(q, k, v, lo: int, hi: int, block, scale: float, kernel_optio
         bq, bk = block
         kv, q_lists = band_block_lists(n, bq, bk, lo, hi), band_block_lists(n, bk, bq, -hi, -lo)
         lists = FlexBlocks(n, block, *kv, *q_lists)
+    else:
+        lists = FlexBlocks.from_flat(n, block, flat)
     mask = lists.to_block_mask(mask_mod)
     out = flex_attention(q, k, v, block_mask=mask, scale=scale, kernel_options=kernel_options)
     return out, flat
