@@ -24,6 +24,7 @@ import warnings
 
 import torch
 
+from attention_gpu import cuda_ms  # median of single calls, CUDA events from an idle GPU
 from sparsetorch.attention import local, sparse_attention
 from sparsetorch.attention.backends import flex
 
@@ -43,16 +44,6 @@ def queued(fn) -> tuple[float, float]:
     end.record()
     end.synchronize()
     return start.elapsed_time(end) / CALLS, host
-
-
-def single(fn) -> float:
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end)
 
 
 def main() -> None:
@@ -89,7 +80,7 @@ def main() -> None:
                 gpu, host_us = queued(fn)
                 got[name]["gpu"].append(gpu)
                 got[name]["host"].append(host_us)
-                got[name]["single"].append(statistics.median(single(fn) for _ in range(10)))
+                got[name]["single"].append(cuda_ms(fn, 10, warmup=0))
         med = {
             name: {clock: statistics.median(v) for clock, v in clocks.items()}
             for name, clocks in got.items()
