@@ -98,6 +98,12 @@ SIDES = [
 ]
 
 
+def flex_blocks_equal(got, want) -> None:
+    """Two FlexBlocks hold the same lists on both sides, partial and full (equal_lists)."""
+    for (num, _), (idx, _) in SIDES:
+        equal_lists(getattr(got, num), getattr(got, idx), getattr(want, num), getattr(want, idx))
+
+
 def block_mask_equals_host(mask, pattern, n: int, block) -> None:
     """A FlexAttention BlockMask (batch and heads broadcast) holds the lists of the host build."""
     host = pattern.flex_blocks(n, block)

@@ -16,7 +16,7 @@ from sparsetorch.attention.backends.flex_band import (
     compiled_band_attention,
 )
 from sparsetorch.attention.layout import FlexBlocks, block_mask_from_flat
-from tests.attention.helpers import SIDES, block_mask_equals_host, equal_lists
+from tests.attention.helpers import block_mask_equals_host, equal_lists, flex_blocks_equal
 
 # (n, lo, width, bq, bk): any non-empty band lo <= i - j <= lo + width, also reaching past +-n
 BANDS = (
@@ -37,9 +37,7 @@ def _equal_to_host(lists, n, bq, bk, lo, hi):
 def _flat_equal_to_host(flat, n, bq, bk, lo, hi):
     """Both sides, partial and full, as FlexAttention reads them from the flat buffer."""
     host = A.band(lo, hi).flex_blocks(n, (bq, bk))
-    ours = FlexBlocks.from_flat(n, (bq, bk), flat)
-    for (num, _), (idx, _) in SIDES:
-        equal_lists(getattr(ours, num), getattr(ours, idx), getattr(host, num), getattr(host, idx))
+    flex_blocks_equal(FlexBlocks.from_flat(n, (bq, bk), flat), host)
 
 
 @settings(max_examples=300, deadline=None)
