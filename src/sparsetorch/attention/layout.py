@@ -277,9 +277,10 @@ def flat_fields(nqb: int, nkb: int) -> list[tuple]:
 
 def block_mask_from_flat(n: int, block: tuple[int, int], flat: Tensor, mask_mod: Callable):
     """FlexAttention's ``BlockMask`` (batch and heads broadcast) straight from a flat buffer
-    (:func:`flat_fields`): eight strided views, ~10 µs of host time where
-    ``FlexBlocks.from_flat(...).to_block_mask(...)`` takes ~35 µs (measured on the CPU); this
-    runs on a window's first call at a length, while the GPU waits for the host."""
+    (:func:`flat_fields`): eight strided views, 12–14 µs of host time with the mask_mod where
+    ``FlexBlocks.from_flat(...).to_block_mask(...)`` takes 34–36 µs
+    (``benchmarks/attention_mask_host.py``, CPU); this runs on a window's first call at a
+    length, while the GPU waits for the host."""
     nqb, nkb = -(-n // block[0]), -(-n // block[1])
     base = flat.storage_offset()
     lists = [
