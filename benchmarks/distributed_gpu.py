@@ -143,8 +143,8 @@ def _sync(device: torch.device) -> None:
 
 
 def time_topk(device: torch.device) -> None:
-    from sparsetorch.distributed.topk import sharded_topk
     from sparsetorch.selection import topk_mask
+    from sparsetorch.sharding.topk import sharded_topk
 
     print("| n | selection.topk_mask ms | radix select ms | equal |")
     for n in (1 << 20, 1 << 22, 1 << 24):

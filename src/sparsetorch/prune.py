@@ -18,7 +18,7 @@ check passed, so a bad argument leaves it unchanged):
 
 FSDP2-sharded (DTensor) weights get sharded masks computed without gathering any weight: each
 rank scores its rows and the counting and ranking run over all ranks
-(``sparsetorch.distributed.topk``), with the same result as on the whole model, bitwise.
+(``sparsetorch.sharding.topk``), with the same result as on the whole model, bitwise.
 
 ``sparsetorch.prune`` is also callable: ``st.prune(model, ...)`` calls :func:`prune`.
 """
@@ -37,9 +37,9 @@ from torch import nn
 from sparsetorch import criteria as _criteria
 from sparsetorch import distributions as _distributions
 from sparsetorch import patterns as _patterns
-from sparsetorch.distributed.sharding import like, local, selector_for
 from sparsetorch.masks import apply_masks, get_mask, prunable_parameters
 from sparsetorch.selection import check_scores, nearest_count
+from sparsetorch.sharding.dtensor import like, local, selector_for
 
 Target = tuple[str, nn.Module, str]
 

@@ -128,7 +128,7 @@ def layouts(rank: int, world: int, data) -> dict:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Shard, distribute_tensor
 
-    from sparsetorch.distributed.sharding import selector_for
+    from sparsetorch.sharding.dtensor import selector_for
 
     hsdp = init_device_mesh("cpu", (world, 1), mesh_dim_names=("replicate", "shard"))
     model = fsdp(mlp(), mesh=hsdp)

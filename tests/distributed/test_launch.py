@@ -11,8 +11,8 @@ import pytest
 
 from sparsetorch.cli import main
 from sparsetorch.distributed.launch import ENVIRONMENT
-from sparsetorch.distributed.runner import Parallel
 from sparsetorch.experiments import Hparams, train
+from sparsetorch.experiments.distributed import Parallel
 from tests.distributed.torchrun import torchrun
 
 TINY = ["--dataset", "digits", "--train-size", "128", "--val-size", "50", "--test-size", "50",

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import sparsetorch as st
-from sparsetorch.experiments import checkpointing, train
+from sparsetorch.experiments import run_state, train
 from tests.distributed import scenarios
 from tests.distributed.common import (
     SHORT,
@@ -234,7 +234,7 @@ def test_runner_distributed_equals_one_process(ranks, runner_reference, mode):
     # a finished run keeps whole model states only, readable as a one-process run's
     run_dir = Path(ranks[0][f"runner_{mode}"]["run_dir"])
     assert all(name.startswith("model_step") for name in ranks[0][f"runner_{mode}"]["checkpoints"])
-    step, state = checkpointing.latest_model_state(run_dir)
+    step, state = run_state.latest_model_state(run_dir)
     assert step == 50 and all(torch.equal(state[k], v) for k, v in mine.items())
 
 

@@ -11,14 +11,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsetorch.distributed.topk import (
+from sparsetorch.selection import global_topk_masks, topk_mask
+from sparsetorch.sharding.topk import (
     LOCAL,
     Comm,
     ShardSelector,
     sharded_topk,
     sortable_keys,
 )
-from sparsetorch.selection import global_topk_masks, topk_mask
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32]
 

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 from sparsetorch.experiments import TrainHook, load_run, train
-from sparsetorch.experiments import checkpointing as ckpt
-from sparsetorch.experiments.checkpointing import latest_model_state
+from sparsetorch.experiments import run_state as ckpt
+from sparsetorch.experiments.run_state import latest_model_state
 
 
 class Interrupt(TrainHook):

@@ -12,9 +12,9 @@ from sparsetorch.experiments import (
     load_run,
     train,
 )
-from sparsetorch.experiments.checkpointing import load_resume, resume_path
 from sparsetorch.experiments.data_order import batch_indices, epoch_order
 from sparsetorch.experiments.result import NONDETERMINISTIC
+from sparsetorch.experiments.run_state import load_resume, resume_path
 
 
 def strip(rows):

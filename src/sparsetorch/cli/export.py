@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sparsetorch.checkpoint import report_file, save
-    from sparsetorch.experiments.checkpointing import latest_model_state
+    from sparsetorch.experiments.run_state import latest_model_state
 
     if not args.run_dir.is_dir():
         raise FileNotFoundError(f"run dir {str(args.run_dir)!r} does not exist")

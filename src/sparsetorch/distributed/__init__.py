@@ -1,8 +1,9 @@
 """Distributed sparse training: DDP and FSDP2 (``torch.distributed.fsdp.fully_shard``) with
 masks that stay identical on every rank; docs/distributed.md has the guide.
 
-Names are resolved lazily: ``sparsetorch.distributed.sharding`` and ``.topk`` (used by the
-mask mechanism and the algorithms) import only torch.
+Names are resolved lazily. The primitives below the mask mechanism (the sharded exact top-k,
+DTensor plumbing) live in :mod:`sparsetorch.sharding`; this package sits above ``masking`` and
+is imported only by code that wraps, checks or checkpoints a distributed model.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ _LAZY: dict[str, str] = {
     "MasksDiverged": "sparsetorch.distributed.verify:MasksDiverged",
     "ConfigMismatch": "sparsetorch.distributed.verify:ConfigMismatch",
     # sharded checkpoints (DCP)
-    "save_checkpoint": "sparsetorch.distributed.checkpoint:save_checkpoint",
-    "load_checkpoint": "sparsetorch.distributed.checkpoint:load_checkpoint",
-    "ReshardWarning": "sparsetorch.distributed.checkpoint:ReshardWarning",
+    "save_checkpoint": "sparsetorch.distributed.dcp:save_checkpoint",
+    "load_checkpoint": "sparsetorch.distributed.dcp:load_checkpoint",
+    "ReshardWarning": "sparsetorch.distributed.dcp:ReshardWarning",
     # exact top-k over shards
-    "ShardSelector": "sparsetorch.distributed.topk:ShardSelector",
-    "sharded_topk": "sparsetorch.distributed.topk:sharded_topk",
+    "ShardSelector": "sparsetorch.sharding.topk:ShardSelector",
+    "sharded_topk": "sparsetorch.sharding.topk:sharded_topk",
 }
 
 __all__ = sorted(_LAZY)

@@ -20,8 +20,8 @@ from typing import Any
 
 from torch import nn
 
-from sparsetorch.distributed.sharding import is_dtensor, shard_like
 from sparsetorch.masks import SUFFIX, attach_mask, named_masked, prunable_parameters
+from sparsetorch.sharding.dtensor import is_dtensor, shard_like
 
 
 def ddp(model: nn.Module, **kwargs: Any) -> nn.Module:

@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparsetorch.distributed.sharding import _rows, is_dtensor, local, selector_for
-from sparsetorch.distributed.topk import GroupComm
 from sparsetorch.masks import SUFFIX, mask_of, named_masked
+from sparsetorch.sharding.dtensor import _rows, is_dtensor, local, selector_for
+from sparsetorch.sharding.topk import GroupComm
 
 _MIX = 2654435761  # Knuth's multiplicative hash constant
 

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparsetorch.distributed.sharding import local, selector_for
 from sparsetorch.masks import named_masked, prunable_parameters
+from sparsetorch.sharding.dtensor import local, selector_for
 
 
 def sparsifiable(model: nn.Module) -> list[tuple[str, torch.Tensor]]:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from sparsetorch.data import Dataset
-from sparsetorch.experiments import checkpointing
+from sparsetorch.experiments import run_state
 from sparsetorch.experiments.data_order import batch_indices, epoch_order
 from sparsetorch.experiments.evaluate import evaluate, loss_fn
 from sparsetorch.experiments.hooks import TrainContext, TrainHook
@@ -67,7 +67,7 @@ class Loop:
     progress: bool = False
     start_step: int = 0  # first update (late rewinding starts at the rewind step)
     log_fn: Callable[[dict[str, Any]], None] | None = None  # e.g. TensorBoard
-    # DDP / FSDP2 (sparsetorch.distributed.runner.Parallel); None: one process. Ranks other
+    # DDP / FSDP2 (sparsetorch.experiments.distributed.Parallel); None: one process. Ranks other
     # than 0 run with run=None: they write nothing, but take part in every collective.
     parallel: Any = None
     _states: dict[int, Any] = field(default_factory=dict)
@@ -87,7 +87,7 @@ class Loop:
 
     def save_state(self, step: int) -> None:
         if self.parallel is not None:  # gathered to rank 0 (a collective for FSDP)
-            path = checkpointing.model_state_path(self.run.path, step) if self.run else None
+            path = run_state.model_state_path(self.run.path, step) if self.run else None
             state = self.parallel.save_model_state(self.model, path)
             if state is not None:
                 self._states[step] = state
@@ -96,8 +96,8 @@ class Loop:
                 k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
             }
         else:
-            path = checkpointing.model_state_path(self.run.path, step)
-            self._states[step] = checkpointing.save_model_state(self.model, path)
+            path = run_state.model_state_path(self.run.path, step)
+            self._states[step] = run_state.save_model_state(self.model, path)
 
     def eval_row(self, step: int, train_loss: float | None, wall_s: float, logs: dict) -> dict:
         val = evaluate(self.model, self.data.val, self.device)
@@ -141,7 +141,7 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
         if loop.parallel is not None:
             loop.parallel.restore_resume(resume, model, optimizer)
         else:
-            checkpointing.restore_resume(resume, model, optimizer)
+            run_state.restore_resume(resume, model, optimizer)
         _load_hook_states(loop.hooks, resume["hooks"])
         step, wall_offset = resume["step"], resume["wall_s"]
         metrics = run.truncate_metrics(step) if run else []
@@ -217,8 +217,8 @@ def _record(loop: Loop, ctx: TrainContext, step: int, train_loss: float | None, 
             wall_s=wall,
         )
     elif loop.run is not None:
-        checkpointing.save_resume(
-            checkpointing.resume_path(loop.run.path),
+        run_state.save_resume(
+            run_state.resume_path(loop.run.path),
             step=step,
             model=loop.model,
             optimizer=loop.optimizer,
@@ -241,13 +241,13 @@ def _load_hook_states(hooks: Sequence[TrainHook], states: list[dict[str, Any]]) 
 
 
 def _saved_states(run: RunDir | None) -> dict[int, Path]:
-    return {} if run is None else checkpointing.saved_model_states(run.path)
+    return {} if run is None else run_state.saved_model_states(run.path)
 
 
 def _diverged_message(loop: Loop, step: int, value: float) -> str:
     where = f"loss became {value} at step {step} (epoch {step / loop.steps_per_epoch:.2f})"
     if loop.run is None:
         return f"{where}; stopped (in-memory run: nothing saved). Lower the learning rate?"
-    resume = checkpointing.resume_path(loop.run.path)
+    resume = run_state.resume_path(loop.run.path)
     kept = f"the last good checkpoint is {str(resume)!r}" if resume.is_file() else "no checkpoint"
     return f"{where}; stopped, {kept}. Lower the learning rate?"

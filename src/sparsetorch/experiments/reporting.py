@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from sparsetorch.experiments import checkpointing
+from sparsetorch.experiments import run_state
 from sparsetorch.experiments.layers import layer_densities
 from sparsetorch.experiments.plots import plot_comparison, plot_curves, plot_densities
 from sparsetorch.experiments.result import TrainResult, early_stop_row
@@ -119,8 +119,8 @@ def model_from_run(run_dir: str | Path) -> tuple[nn.Module, int]:
     run = RunDir(run_dir)
     shape = run.run_info()["dataset"]
     model = build_model(run.hparams(), tuple(shape["input_shape"]), shape["num_classes"])
-    step, state = checkpointing.latest_model_state(run.path)
-    checkpointing.load_into(model, state)
+    step, state = run_state.latest_model_state(run.path)
+    run_state.load_into(model, state)
     return model, step
 
 

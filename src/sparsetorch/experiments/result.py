@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparsetorch.experiments import checkpointing
+from sparsetorch.experiments import run_state
 from sparsetorch.experiments.hparams import Hparams
 
 # metric fields that vary between identical runs (everything else is bitwise reproducible)
@@ -57,7 +57,7 @@ class TrainResult:
             raise ValueError(f"no weights saved at step {step}; saved steps: {self.saved_steps}")
         state = self.states[step]
         if isinstance(state, Path):
-            return checkpointing.load_model_state(state)
+            return run_state.load_model_state(state)
         return {k: v.clone() for k, v in state.items()}
 
     def summary(self) -> str:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from sparsetorch.data import Dataset, Split
-from sparsetorch.experiments import checkpointing
+from sparsetorch.experiments import run_state
 from sparsetorch.experiments.data_order import steps_per_epoch
 from sparsetorch.experiments.hooks import TrainHook
 from sparsetorch.experiments.hparams import (
@@ -94,8 +94,8 @@ def train(
     hp = copy.deepcopy(hparams).validate()
     _check_names(hp)
     parallel = None
-    if distributed is not None:  # DDP / FSDP2: sparsetorch.distributed.runner
-        from sparsetorch.distributed.runner import Parallel
+    if distributed is not None:  # DDP / FSDP2: sparsetorch.experiments.distributed
+        from sparsetorch.experiments.distributed import Parallel
 
         parallel = Parallel(distributed, torch.device(device))
     identity = hp.identity()
@@ -112,7 +112,7 @@ def train(
     wanted = sorted({int(k) for k in save_states_at})
     if run is not None:
         run.check_compatible(identity)
-        checkpointing.check_run_dir(run.path)  # before any checkpoint is loaded
+        run_state.check_run_dir(run.path)  # before any checkpoint is loaded
         if run.is_complete():
             return _reuse(run, model, wanted, device)
 
@@ -141,9 +141,9 @@ def train(
             run.create(hp, _run_info(identity, data, total, spe, all_hooks))
         if parallel is not None:
             parallel.run_path = run.path
-        if checkpointing.resume_path(run.path).is_file():
-            load = checkpointing.load_resume if parallel is None else parallel.load_resume
-            resume = load(checkpointing.resume_path(run.path))
+        if run_state.resume_path(run.path).is_file():
+            load = run_state.load_resume if parallel is None else parallel.load_resume
+            resume = load(run_state.resume_path(run.path))
             _warn_if_threads_changed(run)
     loop = Loop(
         model=model,
@@ -194,14 +194,14 @@ def load_run(
     given, else into a freshly built one)."""
     run = RunDir(run_dir)
     result = run.read_result()
-    checkpointing.check_run_dir(run.path)
+    run_state.check_run_dir(run.path)
     hp = run.hparams()
     info = run.run_info()
     if model is None:
         shape = info["dataset"]
         model = build_model(hp, tuple(shape["input_shape"]), shape["num_classes"])
     states = {int(k): run.path / v for k, v in result["states"].items()}
-    checkpointing.load_into(model, checkpointing.load_model_state(states[result["total_steps"]]))
+    run_state.load_into(model, run_state.load_model_state(states[result["total_steps"]]))
     return TrainResult(
         hparams=hp,
         model=model.to(device),
@@ -275,7 +275,7 @@ def prepare_model(
     if model is None:
         model = build_model(hp, data.input_shape, data.num_classes)
     if init_state is not None:
-        checkpointing.load_into(model, init_state)
+        run_state.load_into(model, init_state)
     if masks is not None:
         from sparsetorch.masks import apply_masks
 

@@ -21,8 +21,8 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
-from sparsetorch.distributed.sharding import local
 from sparsetorch.masks.module_masks import OWNER_ATTR, SUFFIX
+from sparsetorch.sharding.dtensor import local
 
 
 def mask_of(param: torch.Tensor) -> tuple[torch.Tensor, int] | None:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from sparsetorch.distributed.sharding import shard_like
+from sparsetorch.sharding.dtensor import shard_like
 
 SUFFIX = "_mask"
 # attribute set on a masked Parameter: (owning module, parameter name); see enforce.py

@@ -11,7 +11,7 @@ import torch
 import sparsetorch as st
 from sparsetorch.algorithms.during.topology import nm_group_ids
 from sparsetorch.distributions import get as get_distribution
-from sparsetorch.experiments.checkpointing import load_into
+from sparsetorch.experiments.run_state import load_into
 from sparsetorch.patterns import get as get_pattern
 from tests.algorithms.during.helpers import (
     batch,

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from sparsetorch.experiments import checkpointing
+from sparsetorch.experiments import run_state
 from sparsetorch.experiments.hparams import Hparams, run_hash
 from sparsetorch.experiments.rundir import check_out_dir, read_json, write_json
 
@@ -58,13 +58,13 @@ class LotteryDir:
 
     # masks
     def save_masks(self, seed: int, round_: int, masks: dict[str, torch.Tensor], branch=TICKET):
-        checkpointing.atomic_save(
+        run_state.atomic_save(
             {k: v.detach().to("cpu") for k, v in masks.items()},
             self.masks_file(seed, round_, branch),
         )
 
     def load_masks(self, seed: int, round_: int, branch: str = TICKET) -> dict[str, torch.Tensor]:
-        return checkpointing.safe_load(self.masks_file(seed, round_, branch))
+        return run_state.safe_load(self.masks_file(seed, round_, branch))
 
     def has_masks(self, seed: int, round_: int, branch: str = TICKET) -> bool:
         return self.masks_file(seed, round_, branch).is_file()

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from sparsetorch.distributed.sharding import local, selector_for
+from sparsetorch.sharding.dtensor import local, selector_for
 
 
 def update_stats(

@@ -16,7 +16,6 @@ from torch import nn
 
 from sparsetorch.algorithms.during.base import DynamicSparsity, check_fraction, check_int
 from sparsetorch.algorithms.during.drop_and_grow import default_t_end
-from sparsetorch.distributed.sharding import local, selector_for
 from sparsetorch.distributions import get as get_distribution
 from sparsetorch.masks import get_mask
 from sparsetorch.masks.prunable import FilterFn
@@ -24,6 +23,7 @@ from sparsetorch.patterns import get as get_pattern
 from sparsetorch.prune import compute_masks
 from sparsetorch.schedules import Gradual
 from sparsetorch.selection import nearest_count
+from sparsetorch.sharding.dtensor import local, selector_for
 
 
 class GMP(DynamicSparsity):

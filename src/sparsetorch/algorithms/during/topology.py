@@ -18,7 +18,7 @@ With ``group`` (an integer id per element, e.g. the N:M groups), every group reg
 as many connections as it lost, inside the group: the count per group is preserved, so a valid
 N:M mask stays valid, whatever its density (``update_mask`` applies this for any pattern).
 
-Counting and top-k go through a ``select`` (``sparsetorch.distributed.topk.Selector``): for
+Counting and top-k go through a ``select`` (``sparsetorch.sharding.topk.Selector``): for
 FSDP2-sharded weights ``update_mask`` works on this rank's rows and the selector counts and
 ranks over all ranks' rows, so the new mask is the one the whole tensor would get, bitwise.
 """
@@ -29,10 +29,10 @@ import math
 
 import torch
 
-from sparsetorch.distributed.sharding import like, local, selector_for
-from sparsetorch.distributed.topk import LOCAL, Selector
 from sparsetorch.patterns import NM, Pattern
 from sparsetorch.patterns.nm import as_rows, from_rows
+from sparsetorch.sharding.dtensor import like, local, selector_for
+from sparsetorch.sharding.topk import LOCAL, Selector
 
 
 def n_to_drop(n_active: int, fraction: float) -> int:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsetorch.experiments import checkpointing as ckpt
+from sparsetorch.experiments import run_state as ckpt
 from sparsetorch.masks import apply_masks, get_masks
 
 

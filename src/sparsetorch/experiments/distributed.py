@@ -29,13 +29,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparsetorch.distributed.checkpoint import load_checkpoint, save_checkpoint
+from sparsetorch.distributed.dcp import load_checkpoint, save_checkpoint
 from sparsetorch.distributed.parallel import ddp, fsdp
-from sparsetorch.distributed.sharding import is_dtensor
-from sparsetorch.distributed.topk import GroupComm
 from sparsetorch.distributed.verify import check_same_config, verify_masks
-from sparsetorch.experiments import checkpointing
+from sparsetorch.experiments import run_state
 from sparsetorch.experiments.hooks import TrainContext, TrainHook
+from sparsetorch.sharding.dtensor import is_dtensor
+from sparsetorch.sharding.topk import GroupComm
 
 MODES = ("ddp", "fsdp")
 RESUME_FORMAT = "dcp-1"
@@ -148,7 +148,7 @@ class Parallel:
         if path is None:
             return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
         holder = types.SimpleNamespace(state_dict=lambda: state)  # what save_model_state reads
-        return checkpointing.save_model_state(holder, path)
+        return run_state.save_model_state(holder, path)
 
     def save_resume(
         self,
@@ -162,7 +162,7 @@ class Parallel:
         """DCP directory (all ranks) + ``resume.pt`` (rank 0), then older directories go."""
         if self.run_path is None:
             return
-        folder = self.run_path / checkpointing.CHECKPOINT_DIR
+        folder = self.run_path / run_state.CHECKPOINT_DIR
         save_checkpoint(folder / f"{DCP_PREFIX}{step}", model, optimizer)
         hook_states = _gathered(hooks[:-1])  # the last hook is ours: no state
         if not self.is_writer:
@@ -177,14 +177,14 @@ class Parallel:
             "hooks": hook_states,
             "wall_s": wall_s,
         }
-        checkpointing.atomic_save(state, checkpointing.resume_path(self.run_path))
+        run_state.atomic_save(state, run_state.resume_path(self.run_path))
         for old in folder.glob(f"{DCP_PREFIX}*"):
             if old.name != state["dcp"]:
                 shutil.rmtree(old, ignore_errors=True)
 
     def load_resume(self, path: Path) -> dict[str, Any]:
-        state = checkpointing.safe_load(path)
-        if isinstance(state, dict) and state.get("format") == checkpointing.RESUME_FORMAT:
+        state = run_state.safe_load(path)
+        if isinstance(state, dict) and state.get("format") == run_state.RESUME_FORMAT:
             state = dict(state, hooks=[*state["hooks"], {}])  # a one-process run's checkpoint
             return state
         if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
@@ -194,13 +194,13 @@ class Parallel:
     def restore_resume(
         self, state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer
     ) -> None:
-        if state["format"] == checkpointing.RESUME_FORMAT:  # written by a one-process run
+        if state["format"] == run_state.RESUME_FORMAT:  # written by a one-process run
             if self.mode == "fsdp":
                 raise ValueError(
                     "this run dir was checkpointed by a one-process run: resume it without "
                     "--distributed, or with --distributed ddp"
                 )
-            checkpointing.restore_resume(state, model, optimizer)
+            run_state.restore_resume(state, model, optimizer)
             return
         load_checkpoint(Path(state["path"]).parent / state["dcp"], model, optimizer)
         torch.set_rng_state(state["torch_rng"])
@@ -214,12 +214,12 @@ class Parallel:
         if self.mode == "ddp" or not self.is_writer:
             return model
         state = (
-            checkpointing.load_model_state(final_state)
+            run_state.load_model_state(final_state)
             if isinstance(final_state, str | Path)
             else final_state
         )
         plain = self._template.to_empty(device=self.device)
-        return checkpointing.load_into(plain, state)
+        return run_state.load_into(plain, state)
 
 
 def _gathered(states: Any) -> Any:
@@ -259,8 +259,8 @@ class ParallelHook(TrainHook):
         one-process readers of the run dir (``latest_model_state``, ``sparsetorch export``);
         the final model state is there whole."""
         if ctx.run_dir is not None:  # rank 0 of a run with a run dir
-            folder = ctx.run_dir / checkpointing.CHECKPOINT_DIR
-            checkpointing.resume_path(ctx.run_dir).unlink(missing_ok=True)
+            folder = ctx.run_dir / run_state.CHECKPOINT_DIR
+            run_state.resume_path(ctx.run_dir).unlink(missing_ok=True)
             for old in folder.glob(f"{DCP_PREFIX}*"):
                 shutil.rmtree(old, ignore_errors=True)
 

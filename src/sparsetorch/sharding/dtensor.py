@@ -10,7 +10,7 @@ Why the algorithms do not compute on DTensors directly: a reduction followed by 
 on a sharded DTensor returns this rank's partial value (``int(mask.sum())`` differs per rank,
 measured with torch 2.13 / gloo), so every count would be silently wrong. Instead each
 algorithm takes the local shards (:func:`local`), counts and selects through a
-:class:`~sparsetorch.distributed.topk.Selector` (:func:`selector_for`: explicit all-reduces
+:class:`~sparsetorch.sharding.topk.Selector` (:func:`selector_for`: explicit all-reduces
 over the shard group) and wraps its result back (:func:`like`).
 
 Only ``sys.modules`` is consulted to tell a DTensor (no DTensor can exist unless torch's
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from sparsetorch.distributed.topk import LOCAL, GroupComm, Selector, ShardSelector
+from sparsetorch.sharding.topk import LOCAL, GroupComm, Selector, ShardSelector
 
 _SELECTORS: dict[int, Selector] = {}  # id(process group) -> its selector
 
