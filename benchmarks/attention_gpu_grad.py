@@ -35,7 +35,7 @@ from torch.nn.attention.flex_attention import create_block_mask
 import sparsetorch.attention as A
 from sparsetorch.attention.backends import flex
 
-PATTERNS = {
+ATTENTION_PATTERNS = {
     "local(64) (band, control)": A.local(64),
     "global_tokens([0, 700])": A.global_tokens([0, 700]),
     "local(32) | global_tokens([0, 257])": A.local(32) | A.global_tokens([0, 257]),
@@ -123,7 +123,7 @@ def main() -> int:
     for dtype_name in args.dtypes:
         dtype = getattr(torch, dtype_name)
         tol = TOLERANCE[dtype]
-        for name, pattern in PATTERNS.items():
+        for name, pattern in ATTENTION_PATTERNS.items():
             if dtype == torch.bfloat16 and name not in BF16_PATTERNS:
                 continue  # each (pattern, dtype) compiles once; bf16 on a subset
             for n in args.n:

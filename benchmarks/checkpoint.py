@@ -27,11 +27,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sparsetorch import prune
 from sparsetorch.checkpoint import load, save
 from sparsetorch.checkpoint.header import read_header, sparsetorch_metadata
-from sparsetorch.masks import apply_masks, masks_from_state_dict, remove_masks
+from sparsetorch.masking import apply_masks, masks_from_state_dict, remove_masks
 from sparsetorch.models import build
+from sparsetorch.pruning import prune
 
 SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.99)
 

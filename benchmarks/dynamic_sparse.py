@@ -27,10 +27,10 @@ import torch
 from sparsetorch.algorithms.during.flops import forward_flops, training_flops
 from sparsetorch.data import load
 from sparsetorch.experiments import Hparams, train
-from sparsetorch.masks import get_masks
+from sparsetorch.masking import get_masks
+from sparsetorch.model_report import count_flops
 from sparsetorch.models import build
 from sparsetorch.models.lenet import LeNet300100
-from sparsetorch.report import count_flops
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ def build(preset: Preset, device: torch.device, dtype: torch.dtype, paths: list[
             n_heads=preset.n_heads,
         )
     model = model.to(dtype).eval()
-    st.prune(model, pattern="2:4", filter_fn=lambda full, module, param: is_mlp(full))
+    st.prune(model, pattern="2:4", filter_fn=lambda module, fqn: is_mlp(fqn))
     st.remove_masks(model)
     sparse = {}
     for name, timer in (("eager", default_timer), ("graph", graph_timer)):
@@ -104,7 +104,7 @@ def build(preset: Preset, device: torch.device, dtype: torch.dtype, paths: list[
         report = st.sparsify_(
             sparse[name],
             "2:4",
-            filter_fn=lambda name, m: is_mlp(name),
+            filter_fn=lambda module, fqn: is_mlp(fqn),
             dispatcher=Dispatcher(timer=timer, cache_file=None),
             paths=paths,
         )

@@ -30,17 +30,17 @@ import time
 
 import torch
 
-from sparsetorch.algorithms.across_runs import IMP, LotteryHparams
 from sparsetorch.experiments import Hparams
+from sparsetorch.lottery import IMP, IMPConfig
 
 
-def lenet(args: argparse.Namespace) -> tuple[Hparams, LotteryHparams]:
+def lenet(args: argparse.Namespace) -> tuple[Hparams, IMPConfig]:
     hp = Hparams()
     hp.model.name = "lenet300"
     hp.training.optimizer, hp.training.lr, hp.training.batch_size = "adam", 1.2e-3, 60
     hp.training.epochs = args.epochs or 3
     hp.training.eval_every = 250
-    lottery = LotteryHparams(
+    lottery = IMPConfig(
         rounds=args.rounds or 15,
         prune_rate=0.2,
         layer_rates={"output": 0.1},
@@ -51,7 +51,7 @@ def lenet(args: argparse.Namespace) -> tuple[Hparams, LotteryHparams]:
     return hp, lottery
 
 
-def conv2(args: argparse.Namespace) -> tuple[Hparams, LotteryHparams]:
+def conv2(args: argparse.Namespace) -> tuple[Hparams, IMPConfig]:
     hp = Hparams()
     hp.model.name = "conv2"
     hp.training.optimizer, hp.training.lr, hp.training.batch_size = "adam", 2e-4, 60
@@ -66,7 +66,7 @@ def conv2(args: argparse.Namespace) -> tuple[Hparams, LotteryHparams]:
         hp.training.steps, hp.training.epochs = None, args.epochs
     conv_rate, fc_rate, output_rate = rates
     conv = {f"features.{i}": conv_rate for i in (0, 2)}  # the two 3x3 convolutions
-    lottery = LotteryHparams(
+    lottery = IMPConfig(
         rounds=args.rounds or rounds,
         prune_rate=fc_rate,
         layer_rates={**conv, "output": output_rate},

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import sparsetorch as st
-from sparsetorch.masks import enforce
+from sparsetorch.masking import enforce
 from sparsetorch.patterns.permutation import kept_magnitude, permute_channels_, search_permutation
 from sparsetorch.selection import global_topk_masks, topk_mask
 

@@ -22,8 +22,8 @@ from sparsetorch.criteria.snip import snip_scores
 from sparsetorch.data import load
 from sparsetorch.experiments import Hparams, build_model
 from sparsetorch.experiments.data_order import batch_indices, epoch_order
-from sparsetorch.masks import get_masks, prunable_parameters
-from sparsetorch.prune import compute_masks
+from sparsetorch.masking import get_masks, prunable_parameters
+from sparsetorch.pruning import compute_masks
 
 
 def main() -> None:

@@ -27,8 +27,8 @@ from sparsetorch.criteria.snip import snip_scores
 from sparsetorch.data import load
 from sparsetorch.experiments import Hparams, build_model, prepare_dataset, train
 from sparsetorch.experiments.data_order import batch_indices, epoch_order
-from sparsetorch.masks import prunable_parameters
-from sparsetorch.prune import compute_masks
+from sparsetorch.masking import prunable_parameters
+from sparsetorch.pruning import compute_masks
 
 
 def variants(model, names, batch, seed):

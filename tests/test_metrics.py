@@ -7,7 +7,7 @@ from torch import nn
 
 import sparsetorch
 from sparsetorch.formats import BSR, CSR
-from sparsetorch.masks import attach_mask
+from sparsetorch.masking import attach_mask
 from sparsetorch.metrics import density, sparsity
 
 

@@ -4,7 +4,7 @@ density d = nonzeros / total, sparsity s = 1 - d (the tutorial's "s = ||w||_0 / 
 nonzeros, which is the density). Zero means ``== 0`` (both signs); NaN counts as nonzero.
 
 For an ``nn.Module`` the count runs over its prunable weights by default (the weights of Linear,
-Conv and Embedding layers, ``sparsetorch.masks.prunable_parameters``): biases and norm
+Conv and Embedding layers, ``sparsetorch.masking.prunable_parameters``): biases and norm
 parameters are never pruned, so counting them would understate the sparsity. ``params="all"``
 counts every parameter. Both are global ratios: layers weigh by their size. A weight that a
 mask keeps but that happens to be exactly zero counts as zero.
@@ -43,7 +43,7 @@ def _module_counts(model: nn.Module, params: str) -> tuple[int, int]:
     if params == "all":
         tensors = list(model.parameters())
     else:
-        from sparsetorch.masks import prunable_parameters
+        from sparsetorch.masking import prunable_parameters
 
         tensors = [module._parameters[name] for _, module, name in prunable_parameters(model)]
     if not tensors:

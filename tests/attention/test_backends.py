@@ -8,7 +8,7 @@ from sparsetorch.attention import sparse_attention
 from sparsetorch.attention.backends import reference
 from tests.attention.helpers import naive_attention
 
-PATTERNS = [
+ATTENTION_PATTERNS = [
     A.causal(),
     A.causal() & A.local(5),  # causal window: short first rows
     A.local(70) | A.global_tokens([0, 33]),
@@ -44,7 +44,7 @@ def _check(backend, pattern, n, atol=1e-5):
 
 
 @pytest.mark.parametrize("backend", ["reference", "dense"])
-@pytest.mark.parametrize("pattern", PATTERNS, ids=repr)
+@pytest.mark.parametrize("pattern", ATTENTION_PATTERNS, ids=repr)
 @pytest.mark.parametrize("n", [37, 150])  # 150 = 2 blocks of 64 + a clipped one
 def test_backend_equals_masked_dense_attention(backend, pattern, n):
     _check(backend, pattern, n)

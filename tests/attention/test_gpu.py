@@ -25,7 +25,7 @@ def _room_for_every_pattern(monkeypatch):
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 64)
 
 
-PATTERNS = [
+ATTENTION_PATTERNS = [
     A.local(40),
     A.causal() & A.local(33),  # a band: the closed-form block mask
     A.local(20) | A.global_tokens([0, 257]),
@@ -46,7 +46,7 @@ def _inputs(n, dtype=torch.float32, heads=2, dim=64):
 
 
 @pytest.mark.parametrize("backend", ["flex", "reference", "dense"])
-@pytest.mark.parametrize("pattern", PATTERNS, ids=repr)
+@pytest.mark.parametrize("pattern", ATTENTION_PATTERNS, ids=repr)
 @pytest.mark.parametrize("n", [300, 500])  # not multiples of the 128 block
 def test_cuda_backends_equal_masked_dense_attention(backend, pattern, n):
     q, k, v = _inputs(n)
@@ -166,7 +166,7 @@ def test_windows_on_cuda_build_in_the_graph_once_and_keep_the_lists(monkeypatch)
 
 
 def test_layouts_built_on_the_gpu_equal_the_cpu_ones():
-    for pattern in PATTERNS:
+    for pattern in ATTENTION_PATTERNS:
         cpu = pattern.block_layout(500, 64)
         gpu = pattern.block_layout(500, 64, CUDA)
         assert torch.equal(cpu.state, gpu.state.cpu())
@@ -185,7 +185,7 @@ def test_flex_lists_for_the_gpu_equal_the_cpu_ones(n):
     on_host = math.ceil(n / 128) ** 2 <= A.pattern.HOST_BUILD_MAX_BLOCKS
     assert on_host == (n == 500)
     compared = 0
-    for pattern in PATTERNS:
+    for pattern in ATTENTION_PATTERNS:
         try:
             pattern.check(n)
         except ValueError:
@@ -194,7 +194,7 @@ def test_flex_lists_for_the_gpu_equal_the_cpu_ones(n):
         assert gpu.kv_idx.device.type == "cuda"
         flex_blocks_equal(gpu, pattern.flex_blocks(n, 128))
         compared += 1
-    assert compared >= len(PATTERNS) - 1  # only the 8 x 8 block layout may not cover n
+    assert compared >= len(ATTENTION_PATTERNS) - 1  # only the 8 x 8 block layout may not cover n
 
 
 @pytest.mark.parametrize("n", [4096, 65536], ids=["widened on the host", "on the device"])

@@ -15,7 +15,7 @@ from sparsetorch.attention import layout
 from sparsetorch.attention.pattern import AttentionPattern
 from tests.attention.helpers import block_states
 
-PATTERNS = [
+ATTENTION_PATTERNS = [
     A.local(20),
     A.causal() & (A.local(9) | A.strided(33)),
     A.local(12) | A.global_tokens([0, 70]),
@@ -98,7 +98,7 @@ def test_a_transposed_layout_gives_row_major_q_indices():
     assert torch.equal(flex.q_idx.long(), raw)
 
 
-@pytest.mark.parametrize("pattern", PATTERNS, ids=repr)
+@pytest.mark.parametrize("pattern", ATTENTION_PATTERNS, ids=repr)
 @pytest.mark.parametrize(("n", "block"), [(150, 32), (128, 64), (77, (16, 32))])
 def test_block_mask_equals_create_block_mask(pattern, n, block):
     bq, bk = (block, block) if isinstance(block, int) else block

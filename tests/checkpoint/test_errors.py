@@ -8,7 +8,7 @@ from torch import nn
 from sparsetorch.checkpoint import CheckpointError, load, save
 from sparsetorch.checkpoint.header import FORMAT_VERSION
 from sparsetorch.checkpoint.tensor_codec import checksum
-from sparsetorch.masks import apply_masks, get_masks
+from sparsetorch.masking import apply_masks, get_masks
 from tests.checkpoint.helpers import assert_bitwise, read_raw, write_raw
 
 

@@ -5,7 +5,7 @@ from torch import nn
 from sparsetorch.checkpoint import load, report_file
 from sparsetorch.cli import main
 from sparsetorch.experiments.run_state import model_state_path, save_model_state
-from sparsetorch.masks import apply_masks
+from sparsetorch.masking import apply_masks
 from tests.checkpoint.helpers import assert_bitwise
 
 

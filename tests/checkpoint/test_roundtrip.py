@@ -9,7 +9,7 @@ from torch import nn
 
 import sparsetorch
 from sparsetorch.checkpoint import load, read_state, save
-from sparsetorch.masks import apply_masks, attach_mask, get_masks
+from sparsetorch.masking import apply_masks, attach_mask, get_masks
 from tests.checkpoint.helpers import PATTERNS, assert_bitwise, bits, make_mask, masked_weight
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)

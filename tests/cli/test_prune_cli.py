@@ -3,7 +3,7 @@ import torch
 
 import sparsetorch as st
 from sparsetorch.cli import build_parser, main
-from sparsetorch.masks import masks_from_state_dict
+from sparsetorch.masking import masks_from_state_dict
 from sparsetorch.models import build
 from sparsetorch.patterns import get
 

@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+from sparsetorch.algorithms.config import CONFIGS
 from sparsetorch.cli import build_parser, main
 from sparsetorch.experiments.flags import flag_name
 from sparsetorch.experiments.hparams import GROUPS, Hparams
@@ -25,6 +26,11 @@ def test_help_shows_every_hparams_flag(capsys):
     text = capsys.readouterr().out
     for group_cls in GROUPS.values():
         for f in dataclasses.fields(group_cls):
+            if f.metadata.get("method_options"):  # one flag per option of every method
+                for config in CONFIGS.names():
+                    for option in CONFIGS.lookup(config).option_fields():
+                        assert "--" + option.name.replace("_", "-") in text, option.name
+                continue
             assert flag_name(f) in text, flag_name(f)
     for flag in ("--config", "--out", "--device", "--threads", "--progress", "--dry-run"):
         assert flag in text
@@ -40,8 +46,7 @@ def test_every_flag_sets_its_field(capsys):
         *["--epochs", "3", "--lr-schedule", "step", "--milestones", "5,9", "--gamma", "0.5"],
         *["--warmup-steps", "2", "--eval-every", "4", "--seed", "3", "--data-seed", "4"],
         *["--method", "rigl", "--sparsity", "0.9", "--pattern", "2:4", "--distribution", "erk"],
-        *["--method-option", "delta_t=100", "--method-option", "alpha=0.3"],
-        *["--method-option", "name=cosine", "--method-option", "dense_last=false"],
+        *["--delta-t", "50", "--alpha", "0.4", "--t-end", "none", "--schedule", "constant"],
     )
     expected = Hparams()
     expected.model.name, expected.model.options = "conv4", {"width": 3}
@@ -56,22 +61,23 @@ def test_every_flag_sets_its_field(capsys):
     t.seed, t.data_seed = 3, 4
     s = expected.sparsity
     s.method, s.sparsity, s.pattern, s.distribution = "rigl", 0.9, "2:4", "erk"
-    s.options = {"delta_t": 100, "alpha": 0.3, "name": "cosine", "dense_last": False}
+    s.options = {"delta_t": 50, "alpha": 0.4, "t_end": None, "schedule": "constant"}
     assert hp == expected
 
 
 def test_config_file_and_flags_round_trip(tmp_path, capsys):
-    flags = ["--model", "conv2", "--lr", "0.003", "--steps", "40", "--method-option", "a=1"]
+    flags = ["--model", "conv2", "--lr", "0.003", "--steps", "40", "--method", "gmp"]
+    flags += ["--sparsity", "0.5", "--delta-t", "5"]
     from_flags, run_dir = dry_run(capsys, *flags, "--out", str(tmp_path))
     config = tmp_path / "c.yaml"
     from_flags.save(config)
     from_config, run_dir_2 = dry_run(capsys, "--config", str(config), "--out", str(tmp_path))
     assert from_config == from_flags and run_dir_2 == run_dir
-    assert run_dir.startswith(str(tmp_path / "conv2-dense-"))
-    # flags override the file; option dicts merge key by key
-    over, _ = dry_run(capsys, "--config", str(config), "--lr", "0.1", "--method-option", "b=2")
+    assert run_dir.startswith(str(tmp_path / "conv2-gmp-"))
+    # flags override the file; method options merge key by key
+    over, _ = dry_run(capsys, "--config", str(config), "--lr", "0.1", "--t-start", "2")
     assert over.training.lr == 0.1 and over.training.steps == 40
-    assert over.sparsity.options == {"a": 1, "b": 2}
+    assert over.sparsity.options == {"delta_t": 5, "t_start": 2}
     # --epochs on the command line wins over steps from the file
     epochs, _ = dry_run(capsys, "--config", str(config), "--epochs", "2")
     assert (epochs.training.epochs, epochs.training.steps) == (2, None)
@@ -102,7 +108,8 @@ def test_parser_rejects_malformed_values(capsys):
     for argv, message in (
         (["train", "--lr", "fast"], "invalid float value: 'fast'"),
         (["train", "--milestones", "3,x"], "expected integers separated by commas"),
-        (["train", "--method-option", "novalue"], "expected KEY=VALUE"),
+        (["train", "--model-option", "novalue"], "expected KEY=VALUE"),
+        (["train", "--delta-t", "often"], "expected int or 'none'"),
         (["train", "--eval-every", "often"], "expected int or 'none'"),
     ):
         with pytest.raises(SystemExit):

@@ -123,8 +123,8 @@ def test_bad_inputs():
 
 def test_registered_criterion_drives_prune():
     from sparsetorch.criteria import CRITERIA
-    from sparsetorch.masks import get_masks
-    from sparsetorch.prune import compute_masks, prune
+    from sparsetorch.masking import get_masks
+    from sparsetorch.pruning import compute_masks, prune
 
     model = _mlp(4)
     batch = (torch.randn(8, 3, dtype=torch.float64), torch.randint(0, 2, (8,)))

@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch import nn
 
 import sparsetorch as st
+from sparsetorch import masking
 from sparsetorch.distributed import (
     check_same_config,
     ddp,
@@ -63,8 +64,8 @@ def api_fsdp(rank: int, world: int, data, method: str, ckpt: Path | None = None)
     steps = STEPS if method == "rigl" else SHORT
     out = train_api(method, model, model, data, rank, world, verify=verify_masks, steps=steps)
     weights, masks = [], []
-    for full_name, module, name in st.masks.named_masked(model):
-        param, mask = module._parameters[name], module._buffers[name + st.masks.SUFFIX]
+    for full_name, module, name in masking.named_masked(model):
+        param, mask = module._parameters[name], module._buffers[name + masking.SUFFIX]
         weights.append((full_name, tuple(param.placements), tuple(param.to_local().shape)))
         masks.append((full_name, tuple(mask.placements), tuple(mask.to_local().shape)))
     out["layouts"] = (weights, masks)
@@ -140,7 +141,7 @@ def layouts(rank: int, world: int, data) -> dict:
     out["diverged"] = caught(verify_masks, model)
     columns = distribute_tensor(torch.zeros(4, 6), mesh(), [Shard(1)])
     out["columns"] = caught(selector_for, columns)
-    out["dtensor_on_plain"] = caught(st.masks.attach_mask, nn.Linear(6, 4), "weight", columns > 0)
+    out["dtensor_on_plain"] = caught(masking.attach_mask, nn.Linear(6, 4), "weight", columns > 0)
     return out
 
 

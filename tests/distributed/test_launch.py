@@ -93,8 +93,8 @@ def test_every_batch_needs_an_example_per_rank():
 def test_torchrun_two_cpu_ranks_train_like_one_process(tmp_path):
     """The real launcher: two gloo ranks via torchrun, then the same command in one process:
     same run dir (the distributed mode is not part of a run's identity), same metrics."""
-    argv = ["train", *TINY, "--method", "rigl", "--sparsity", "0.9", "--method-option",
-            "delta_t=2", "--threads", "1"]  # fmt: skip
+    argv = ["train", *TINY, "--method", "rigl", "--sparsity", "0.9", "--delta-t", "2",
+            "--threads", "1"]  # fmt: skip
     args = ["-m", "sparsetorch", *argv, "--out", str(tmp_path / "ddp"), "--distributed", "ddp"]
     done = torchrun(args, tmp_path, complete=lambda stdout: stdout.count("test acc") == 2)
     assert done.stdout.count("test acc") == 2  # one summary (it names test acc twice)

@@ -1,5 +1,5 @@
-"""``sparsity.distribution`` defaults to "auto": each method's own default (the default of the
-``distribution`` parameter of what the runner builds), resolved before the run's identity, so
+"""``sparsity.distribution`` defaults to "auto": each method's own default (the default of its
+config dataclass's ``distribution`` field), resolved before the run's identity, so
 that runs resolving to "global" keep the hashes they had when "global" was the default for all.
 
 The hard-coded run names below were computed with the code before "auto" existed (default
@@ -8,17 +8,16 @@ The hard-coded run names below were computed with the code before "auto" existed
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 
 import pytest
 import torch
 
 import sparsetorch as st
-from sparsetorch.algorithms import load_methods
 from sparsetorch.cli import main
 from sparsetorch.experiments import Hparams, train
 from sparsetorch.experiments.hparams import AUTO, SparsityHparams, method_distribution, run_name
+from sparsetorch.experiments.methods import method_names
 
 # run names of `--method M --sparsity 0.9` (all other hparams default) before this change
 OLD_DEFAULT_NAMES = {
@@ -86,9 +85,10 @@ def test_explicit_values_hash_as_before():
 
 
 @pytest.mark.parametrize("cls", [st.RigL, st.SET, st.GMP])
-def test_resolution_reads_the_algorithm_signature(cls):
+def test_resolution_reads_the_algorithm_config(cls):
     method = cls.__name__.lower()
-    own = inspect.signature(cls.__init__).parameters["distribution"].default
+    own = cls.Config().distribution
+    assert own == cls.Config.default("distribution")
     assert method_distribution(method) == own
     assert hparams(method, " AUTO ").sparsity.distribution == own  # case and spaces
 
@@ -98,7 +98,7 @@ def test_help_text_agrees_with_the_resolved_defaults():
     (f,) = [f for f in dataclasses.fields(SparsityHparams) if f.name == "distribution"]
     assert "erk for rigl/set, uniform for gmp, global otherwise" in f.metadata["help"]
     claimed = {"rigl": "erk", "set": "erk", "gmp": "uniform"}
-    for method in ["dense", *load_methods().names()]:
+    for method in ["dense", *method_names()]:
         assert method_distribution(method) == claimed.get(method, "global"), method
 
 
@@ -159,7 +159,7 @@ def rigl_hp(tiny_hp):
 
 
 def layer_densities(model):
-    return {k: v.float().mean().item() for k, v in st.masks.get_masks(model).items()}
+    return {k: v.float().mean().item() for k, v in st.masks(model).items()}
 
 
 def test_default_rigl_trains_bitwise_as_explicit_erk(rigl_hp, digits):
@@ -211,7 +211,7 @@ def test_method_hooks_of_unvalidated_hparams_use_the_method_default(digits):
         (hook,) = method_hooks(raw)
         assert raw.sparsity.distribution == "auto"  # the caller's hparams are not changed
         if method == "snip":
-            assert hook.distribution == own
+            assert hook.config.distribution == own
             continue
         model = build("lenet300", input_shape=digits.input_shape, num_classes=10)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

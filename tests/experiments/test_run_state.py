@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from sparsetorch.experiments import run_state as ckpt
-from sparsetorch.masks import apply_masks, get_masks
+from sparsetorch.masking import apply_masks, get_masks
 
 
 class Unsafe:

@@ -1,9 +1,11 @@
 import json
+from dataclasses import dataclass
 
 import pytest
 import torch
 
 from sparsetorch._registry import Registry
+from sparsetorch.algorithms.config import AlgorithmConfig, setting
 from sparsetorch.experiments import (
     HPARAMS_VERSION,
     TrainHook,
@@ -13,6 +15,7 @@ from sparsetorch.experiments import (
     train,
 )
 from sparsetorch.experiments.data_order import batch_indices, epoch_order
+from sparsetorch.experiments.methods import Method, method_names
 from sparsetorch.experiments.result import NONDETERMINISTIC
 from sparsetorch.experiments.run_state import load_resume, resume_path
 
@@ -251,16 +254,23 @@ def test_before_backward_can_replace_the_loss(tiny_hp, digits):
 
 
 def test_method_hooks_come_from_the_methods_registry(monkeypatch, tiny_hp, digits):
-    registry = Registry("method")
-    built = []
+    @dataclass
+    class ToyConfig(AlgorithmConfig):
+        method = "toy"
+        delta_t: int = setting(1, "steps between updates", low=1)
 
-    @registry.register("toy")
-    def _toy(hparams):
-        built.append(hparams.sparsity.options)
-        return [Counter()]
+    configs, methods, built = Registry("method"), Registry("method"), []
+    configs.register("toy")(ToyConfig)
 
-    monkeypatch.setattr("sparsetorch.algorithms.load_methods", lambda: registry)
-    tiny_hp.sparsity.method = "toy"
+    def hook(config):
+        built.append(config.options())
+        return Counter()
+
+    methods.register("toy")(Method("toy", ToyConfig, hook))
+    method_names()  # the real methods registered before the registries are swapped
+    monkeypatch.setattr("sparsetorch.algorithms.config.CONFIGS", configs)
+    monkeypatch.setattr("sparsetorch.experiments.methods.METHODS", methods)
+    tiny_hp.sparsity.method, tiny_hp.sparsity.sparsity = "toy", 0.5
     tiny_hp.sparsity.options = {"delta_t": 2}
     result = train(tiny_hp, dataset=digits)
     assert built == [{"delta_t": 2}] and result.final["count"] == 12

@@ -2,7 +2,15 @@ import math
 
 import pytest
 
-from sparsetorch.schedules import SCHEDULES, CosineDecay, Gradual, OneShot
+from sparsetorch.schedules import (
+    SCHEDULES,
+    ConstantFraction,
+    CosineDecay,
+    Gradual,
+    OneShot,
+    fraction_schedule,
+    sparsity_schedule,
+)
 
 
 def test_registry_builds_with_kwargs():
@@ -11,7 +19,7 @@ def test_registry_builds_with_kwargs():
     assert isinstance(SCHEDULES.build("one_shot", sparsity=0.5), OneShot)
     assert isinstance(SCHEDULES.build("cosine", fraction=0.3, end_step=100), CosineDecay)
     with pytest.raises(
-        ValueError, match="unknown schedule 'linear'; known: cosine, gradual, one_shot"
+        ValueError, match="unknown schedule 'linear'; known: constant, cosine, gradual, one_shot"
     ):
         SCHEDULES.build("linear")
 
@@ -88,3 +96,36 @@ def test_cosine_fraction_and_update_steps():
         CosineDecay(0.0, end_step=10)
     with pytest.raises(ValueError, match="step must be an int >= 0"):
         c.fraction_at(-1)
+
+
+def test_constant_fraction_holds_alpha_until_end_step():
+    s = ConstantFraction(0.3, end_step=50, frequency=10)
+    assert [t for t in range(60) if s.is_update_step(t)] == [10, 20, 30, 40]
+    assert {s.fraction_at(t) for t in range(50)} == {0.3} and s.fraction_at(50) == 0.0
+
+
+def test_every_sparsity_schedule_builds_from_one_ramp_signature():
+    ramp = dict(initial_sparsity=0.2, final_sparsity=0.8, begin_step=5, end_step=25, frequency=5)
+    gradual, one_shot = sparsity_schedule("gradual", **ramp), sparsity_schedule("one_shot", **ramp)
+    assert isinstance(gradual, Gradual) and gradual.sparsity_at(25) == 0.8
+    assert [t for t in range(30) if one_shot.is_update_step(t)] == [5]
+    assert [one_shot.sparsity_at(t) for t in (0, 4, 5, 29)] == [0.2, 0.2, 0.8, 0.8]
+    cosine = fraction_schedule("cosine", fraction=0.3, end_step=100, frequency=10)
+    assert cosine.fraction_at(50) == pytest.approx(0.15)
+
+
+def test_a_schedule_of_the_wrong_kind_is_refused_by_name():
+    with pytest.raises(
+        ValueError,
+        match="'cosine' does not give a sparsity per step; choose one of gradual, one_shot",
+    ):
+        sparsity_schedule(
+            "cosine", initial_sparsity=0, final_sparsity=0.5, begin_step=0, end_step=1, frequency=1
+        )
+    with pytest.raises(
+        ValueError,
+        match="'gradual' does not give a drop fraction per step; choose one of constant, cosine",
+    ):
+        fraction_schedule("gradual", fraction=0.3, end_step=10, frequency=1)
+    with pytest.raises(ValueError, match=r"initial_sparsity 0\.9 must be <= sparsity 0\.5"):
+        OneShot(0.5, initial_sparsity=0.9)

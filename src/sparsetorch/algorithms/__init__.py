@@ -1,26 +1,6 @@
-"""Sparsity algorithms: at_init (SNIP, GraSP, SynFlow, random), during (GMP, SET, RigL),
-across_runs (lottery tickets / IMP).
-
-``METHODS`` maps a ``--method`` name to a factory ``(hparams) -> TrainHook`` that the runner
-plugs into its training loop (see sparsetorch.experiments.hooks). Algorithm modules register
-themselves on import; ``load_methods()`` imports them all.
+"""Sparsity algorithms: ``at_init`` (SNIP, GraSP, SynFlow, random pruning) and ``during``
+(GMP, SET, RigL). Each is a small composition of the four axes plus its own step logic, with one
+config dataclass (``algorithms.config``) for its settings. The lottery-ticket procedure (IMP)
+runs whole trainings and lives above the runner, in ``sparsetorch.lottery``; the runner's
+adapters are in ``sparsetorch.experiments.methods``.
 """
-
-from __future__ import annotations
-
-import importlib
-import pkgutil
-
-from sparsetorch._registry import Registry
-
-METHODS: Registry = Registry("method")
-
-
-def load_methods() -> Registry:
-    """Import every algorithm module so that its methods are registered."""
-    for info in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
-        importlib.import_module(info.name)
-    return METHODS
-
-
-__all__ = ["METHODS", "load_methods"]

@@ -20,7 +20,7 @@ from sparsetorch.attention.block_sparse import BlockPattern, block
 from sparsetorch.attention.functional import sparse_attention
 from sparsetorch.attention.layout import BlockLayout
 from sparsetorch.attention.module import SparseAttention
-from sparsetorch.attention.parse import PATTERNS, parse, register
+from sparsetorch.attention.parse import ATTENTION_PATTERNS, parse, register
 from sparsetorch.attention.pattern import AttentionPattern
 from sparsetorch.attention.periodic import Dilated, Strided, dilated, strided
 from sparsetorch.attention.random_keys import RandomKeys, random
@@ -39,8 +39,8 @@ for _name, _constructor in (
     register(_name, _constructor)
 
 __all__ = [
+    "ATTENTION_PATTERNS",
     "BACKENDS",
-    "PATTERNS",
     "AttentionPattern",
     "Band",
     "BlockLayout",

@@ -14,12 +14,12 @@ from typing import Any
 from sparsetorch._registry import Registry
 from sparsetorch.attention.pattern import AttentionPattern
 
-PATTERNS: Registry = Registry("attention pattern")
+ATTENTION_PATTERNS: Registry = Registry("attention pattern")
 
 
 def register(name: str, constructor: Any) -> None:
     """Make ``name(...)`` usable in pattern strings."""
-    PATTERNS.register(name)(constructor)
+    ATTENTION_PATTERNS.register(name)(constructor)
 
 
 def parse(spec: str | AttentionPattern) -> AttentionPattern:
@@ -45,13 +45,13 @@ def _pattern(node: ast.AST, spec: str) -> AttentionPattern:
         return ~_pattern(node.operand, spec)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         name = node.func.id
-        if name not in PATTERNS:
+        if name not in ATTENTION_PATTERNS:
             raise ValueError(
-                f"unknown attention pattern {name!r} in {spec!r}; known: {', '.join(PATTERNS.names())}"
+                f"unknown attention pattern {name!r} in {spec!r}; known: {', '.join(ATTENTION_PATTERNS.names())}"
             )
         args = [_value(a, spec) for a in node.args]
         kwargs = {k.arg: _value(k.value, spec) for k in node.keywords if k.arg}
-        return PATTERNS.lookup(name)(*args, **kwargs)
+        return ATTENTION_PATTERNS.lookup(name)(*args, **kwargs)
     raise ValueError(
         f"cannot parse attention pattern {spec!r}: expected calls like local(64) combined "
         f"with |, & and ~"

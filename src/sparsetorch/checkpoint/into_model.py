@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from sparsetorch.checkpoint.errors import CheckpointError
-from sparsetorch.masks import SUFFIX, apply_masks, get_masks, named_masked
-from sparsetorch.masks.module_masks import detach_mask
+from sparsetorch.masking import SUFFIX, apply_masks, get_masks, named_masked
+from sparsetorch.masking.module_masks import detach_mask
 
 _SHOWN = 5
 

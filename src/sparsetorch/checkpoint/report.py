@@ -12,7 +12,7 @@ from sparsetorch.checkpoint import dtypes
 from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, check_entries
 from sparsetorch.checkpoint.header import read_header, sparsetorch_metadata
 from sparsetorch.checkpoint.reader import _read_plain
-from sparsetorch.report import format_bytes, format_table
+from sparsetorch.model_report import format_bytes, format_table
 
 COLUMNS = ("tensor", "shape", "dtype", "density", "pattern", "encoding", "stored", "dense")
 

@@ -16,7 +16,7 @@ from sparsetorch.checkpoint import dtypes
 from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, SEP, part_key
 from sparsetorch.checkpoint.header import FORMAT_VERSION, metadata_json
 from sparsetorch.checkpoint.tensor_codec import Encoded, encode_tensor
-from sparsetorch.masks import SUFFIX
+from sparsetorch.masking import SUFFIX
 
 
 def _state_dict(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -37,10 +37,10 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo's lottery (on ``data``) and print through ``out``; returns the summary
     (``rows``, ``table``, ``markdown``, ``figure``) plus ``report``, the ticket's report."""
-    from sparsetorch.algorithms.across_runs import IMP, LotteryHparams
     from sparsetorch.experiments import Hparams
     from sparsetorch.experiments.runner import load_run
-    from sparsetorch.report import report
+    from sparsetorch.lottery import IMP, IMPConfig
+    from sparsetorch.model_report import report
 
     for name, value in (("rounds", rounds), ("epochs", epochs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -49,7 +49,7 @@ def run_demo(
     hp.dataset.name = data.name
     hp.training.epochs = epochs
     hp.training.eval_every = EVAL_EVERY
-    lottery = LotteryHparams(
+    lottery = IMPConfig(
         rounds=rounds,
         prune_rate=RATE,
         layer_rates={"output": OUTPUT_RATE},

@@ -25,83 +25,11 @@ DESCRIPTION = (
 )
 
 
-def _layer_rate(text: str) -> tuple[str, float]:
-    name, sep, value = text.partition("=")
-    try:
-        if not sep or not name.strip():
-            raise ValueError
-        return name.strip(), float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected NAME=RATE (e.g. output=0.1), got {text!r}"
-        ) from None
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integers separated by commas, got {text!r}"
-        ) from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sparsetorch.experiments.flags import add_hparam_arguments
+    from sparsetorch.experiments.flags import add_config_arguments, add_hparam_arguments
+    from sparsetorch.lottery.config import IMPConfig
 
-    lottery = parser.add_argument_group("lottery")
-    lottery.add_argument(
-        "--rounds", type=int, default=10, metavar="N", help="pruning rounds after the dense round 0"
-    )
-    lottery.add_argument(
-        "--prune-rate",
-        type=float,
-        default=argparse.SUPPRESS,
-        metavar="P",
-        help="fraction of the remaining weights pruned each round, in (0, 1) (default: 0.2; "
-        "N:M patterns take none: their tickets are one-shot)",
-    )
-    lottery.add_argument(
-        "--layer-rate",
-        type=_layer_rate,
-        action="append",
-        default=argparse.SUPPRESS,
-        metavar="NAME=RATE",
-        help="per-layer rate, repeatable; NAME is a layer (fc3), a parameter (fc3.weight) or "
-        "'output' (the last layer); RATE 0 keeps the layer dense. The paper's LeNet: "
-        "--layer-rate output=0.1",
-    )
-    lottery.add_argument(
-        "--scope",
-        choices=("layerwise", "global"),
-        default="layerwise",
-        help="prune each layer by its rate, or all layers with one magnitude threshold",
-    )
-    lottery.add_argument(
-        "--pattern",
-        default="unstructured",
-        help="ticket pattern: unstructured, blockHxW (e.g. block4x4: rounds prune whole "
-        "blocks), N:M (e.g. 2:4: one round to the N:M mask, then rewind)",
-    )
-    lottery.add_argument(
-        "--rewind",
-        default="init",
-        help="rewind point: 'init' (theta_0), STEPS (e.g. 500) or EPOCHSep (e.g. 1ep)",
-    )
-    lottery.add_argument(
-        "--seeds", type=_ints, default="0", metavar="S,S,...", help="one IMP run per seed"
-    )
-    lottery.add_argument(
-        "--controls",
-        type=_names,
-        default=argparse.SUPPRESS,
-        metavar="NAME,...",
-        help="control branches: reinit, random-prune (default: none)",
-    )
+    add_config_arguments(parser.add_argument_group("lottery"), IMPConfig, "lottery")
     run = parser.add_argument_group("run")
     run.add_argument("--out", metavar="DIR", default="runs", help="parent of the lottery run dir")
     run.add_argument(
@@ -135,21 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparsetorch.algorithms.across_runs import IMP, LotteryHparams
-    from sparsetorch.experiments.flags import hparams_from_args
+    from sparsetorch.experiments.flags import given_config, hparams_from_args
+    from sparsetorch.lottery import IMP, IMPConfig
 
     options = vars(args)
     hp = hparams_from_args(args, options.get("config"))
-    lottery = LotteryHparams(
-        rounds=args.rounds,
-        prune_rate=options.get("prune_rate"),
-        layer_rates=dict(options.get("layer_rate", ())),
-        scope=args.scope,
-        pattern=args.pattern,
-        rewind=args.rewind,
-        seeds=args.seeds,
-        controls=options.get("controls", ()),
-    )
+    lottery = IMPConfig(**given_config(args, "lottery"))
     threads = options.get("threads")
     if threads is not None:
         if threads < 1:

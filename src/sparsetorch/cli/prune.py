@@ -100,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _load_weights(model, path: Path) -> None:
     import torch
 
-    from sparsetorch.masks import apply_masks, masks_from_state_dict
+    from sparsetorch.masking import apply_masks, masks_from_state_dict
 
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
@@ -201,6 +201,6 @@ COMMAND = Command(
     add_arguments=add_arguments,
     run=run,
     description="Prune a saved model once and print its per-layer report. The checkpoint "
-    "is loaded into --model (saved masks included), pruned in place by sparsetorch.prune and "
+    "is loaded into --model (saved masks included), pruned in place by sparsetorch.pruning and "
     "saved to --out if given.",
 )

@@ -66,10 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
         print(report_file(path))
         return 0
-    from sparsetorch.algorithms.across_runs.layout import is_lottery_dir
+    from sparsetorch.lottery.run_dir import is_lottery_dir
 
     if is_lottery_dir(path):  # a lottery run: its per-round table and figure
-        from sparsetorch.algorithms.across_runs.summary import report
+        from sparsetorch.lottery.summary import report
 
         print(report(path))
         return 0

@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from sparsetorch.experiments.hparams import run_name
         from sparsetorch.experiments.rundir import check_out_dir
+        from sparsetorch.experiments.runner import check_names
 
+        check_names(hp)  # the run this prints must be one train would start
         print(json.dumps(hp.to_dict(), indent=2))
         print(f"# run dir: {check_out_dir(args.out) / run_name(hp, hp.identity())}")
         return 0

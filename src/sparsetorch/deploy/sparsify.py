@@ -53,11 +53,11 @@ def _candidates(name: str, linear: nn.Linear, engines: tuple[str, ...]) -> tuple
 def sparsify_(
     model: nn.Module,
     config: str = "2:4",
-    filter_fn: Callable[[str, nn.Module], bool] | None = None,
+    filter_fn: Callable[[nn.Module, str], bool] | None = None,
     dispatcher: Dispatcher | None = None,
     paths: list[str] | None = None,
 ) -> SparsifyReport:
-    """Swap every Linear (passing ``filter_fn(name, module)``) for a :class:`SparseLinear`.
+    """Swap every Linear (passing ``filter_fn(module, name)``) for a :class:`SparseLinear`.
 
     ``config``: "2:4", "bsr" or "csr". ``paths`` overrides the candidate list (e.g.
     ``["nm_reference"]`` to force the reference twin). A weight that is not 2:4-valid under
@@ -71,7 +71,7 @@ def sparsify_(
     targets = [
         (name, module)
         for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and (filter_fn is None or filter_fn(name, module))
+        if isinstance(module, nn.Linear) and (filter_fn is None or filter_fn(module, name))
     ]
     if config == "2:4":
         bad = [n for n, m in targets if m.weight.shape[1] % 4 == 0 and not is_2to4(m.weight)]

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from sparsetorch.distributed.parallel import shard_masks
-from sparsetorch.masks import attach_mask, get_mask, named_masked
+from sparsetorch.masking import attach_mask, get_mask, named_masked
 
 META_FILE = "sparsetorch.json"
 FORMAT = 1

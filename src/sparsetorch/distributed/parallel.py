@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from sparsetorch.masks import SUFFIX, attach_mask, named_masked, prunable_parameters
+from sparsetorch.masking import SUFFIX, attach_mask, named_masked, prunable_parameters
 from sparsetorch.sharding.dtensor import is_dtensor, shard_like
 
 

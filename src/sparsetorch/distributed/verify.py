@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparsetorch.masks import SUFFIX, mask_of, named_masked
+from sparsetorch.masking import SUFFIX, mask_of, named_masked
 from sparsetorch.sharding.dtensor import _rows, is_dtensor, local, selector_for
 from sparsetorch.sharding.topk import GroupComm
 

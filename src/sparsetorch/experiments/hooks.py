@@ -6,9 +6,12 @@ Order within one training step (``step`` counts optimizer steps from 0)::
     loss = hook.before_backward(ctx, step, loss)  # if not None; e.g. adds a regulariser
     loss.backward()
     hook.after_backward(ctx, step)   # param.grad is the dense gradient of the effective weight
-    optimizer.step()                 # masks enforced by sparsetorch.masks' optimizer hooks
-    hook.after_step(ctx, step)       # topology updates (GMP prune, RigL/SET drop+grow) go here
-                                     # or in after_backward when they need the dense gradient
+    optimizer.step()                 # or, for the one hook with steps_optimizer = True,
+                                     # hook.optimizer_step(ctx, step): a dynamic-sparsity
+                                     # algorithm's own step (RigL updates instead of stepping)
+    hook.after_step(ctx, step)
+
+Masks are enforced by the optimizer step hooks of ``sparsetorch.masking``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,14 @@ class TrainHook:
 
     def after_backward(self, ctx: TrainContext, step: int) -> None:
         """After ``loss.backward()``, before ``optimizer.step()``."""
+
+    #: True when :meth:`optimizer_step` replaces the loop's ``optimizer.step()`` (one hook at
+    #: most: an algorithm that decides, step by step, whether and how the optimizer steps)
+    steps_optimizer: bool = False
+
+    def optimizer_step(self, ctx: TrainContext, step: int) -> None:
+        """The training step's optimizer update, for a hook with ``steps_optimizer``."""
+        raise NotImplementedError
 
     def after_step(self, ctx: TrainContext, step: int) -> None:
         """After ``optimizer.step()``."""

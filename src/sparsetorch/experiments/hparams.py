@@ -14,18 +14,19 @@ that re-running a finished command finds its work. Field metadata:
   replaced, so runs that resolve to "global" keep their hashes).
 
 ``sparsity.distribution`` defaults to "auto": :meth:`Hparams.validate` replaces it by the
-default of the method's own ``distribution`` parameter (:func:`method_distribution`), so that
-``--method rigl`` trains RigL with ERK, as ``st.RigL(...)`` does.
+default of the method's config (:func:`method_distribution`), so that ``--method rigl`` trains
+RigL with ERK, as ``st.RigL(...)`` does. ``sparsity.options`` hold the method's options, one
+command-line flag per field of its config dataclass; the identity counts those that differ
+from the config's defaults.
 
-This module does not import torch: building the CLI parser stays cheap (resolving "auto"
-imports the algorithms, once, when a run is validated).
+This module does not import torch (neither do the algorithms' configs): building the CLI
+parser stays cheap.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import math
 import types
@@ -106,7 +107,8 @@ class TrainingHparams:
 class SparsityHparams:
     method: str = _f(
         "dense",
-        "sparsity method: dense, or a sparsetorch.algorithms method (e.g. magnitude, snip, rigl)",
+        "sparsity method: dense, snip, grasp, synflow, random (at initialisation), gmp, set, "
+        "rigl (during training)",
     )
     sparsity: float = _f(0.0, "target sparsity in [0, 1)")
     pattern: str = _f("unstructured", "mask pattern: unstructured, N:M (2:4), blockHxW, channel")
@@ -116,13 +118,30 @@ class SparsityHparams:
         "default: erk for rigl/set, uniform for gmp, global otherwise",
         baseline="global",
     )
+    # the method's options; one flag per field of the method's config dataclass
+    # (sparsetorch.algorithms.config): --delta-t, --alpha, --batches, ...
     options: dict[str, Any] = field(
         default_factory=dict,
-        metadata={
-            "help": "method option KEY=VALUE, repeatable (e.g. delta_t=100)",
-            "flag": "--method-option",
-        },
+        metadata={"help": "the method's options, one flag each", "method_options": True},
     )
+
+    def config(self) -> Any:
+        """The method's config dataclass built from these hparams (None for "dense");
+        raises ValueError/TypeError for an unknown method or a bad option."""
+        if self.method == "dense":
+            return None
+        from sparsetorch.algorithms.config import CONFIGS
+
+        if self.method not in CONFIGS:
+            known = ", ".join(["dense", *CONFIGS.names()])
+            raise ValueError(f"unknown method {self.method!r}; known: {known}")
+        cls = CONFIGS.lookup(self.method)
+        distribution = (
+            cls.default("distribution") if self.distribution == AUTO else self.distribution
+        )
+        return cls.from_options(
+            self.options, sparsity=self.sparsity, pattern=self.pattern, distribution=distribution
+        )
 
 
 GROUPS: dict[str, type] = {
@@ -230,6 +249,8 @@ class Hparams:
                 value = getattr(values, f.name)
                 if group == "sparsity" and f.name == "distribution" and value == AUTO:
                     value = method_distribution(values.method.strip().lower())
+                if group == "sparsity" and f.name == "options":
+                    value = _method_options(values)
                 value = _jsonable(value)
                 if value != _jsonable(f.metadata.get("baseline", _default(f))):
                     out[f"{group}.{f.name}"] = value
@@ -239,7 +260,8 @@ class Hparams:
     def validate(self) -> Hparams:
         """Check types and ranges, normalising losslessly in place (int -> float, list ->
         tuple) and resolving distribution "auto" to the method's default; names are checked
-        against their registries by the runner. Returns self."""
+        against their registries, and the method's options by its config, by the runner
+        (``experiments.runner.check_names``) before a run dir exists. Returns self."""
         for group, group_cls in GROUPS.items():
             hints = typing.get_type_hints(group_cls)
             values = getattr(self, group)
@@ -285,7 +307,7 @@ class Hparams:
         if s.method == "dense" and s.sparsity > 0:
             raise ValueError(
                 f"sparsity.sparsity is {s.sparsity} but sparsity.method is 'dense': choose a "
-                "method (e.g. --method magnitude) to reach a sparsity"
+                "method (e.g. --method snip or --method rigl) to reach a sparsity"
             )
         return self
 
@@ -302,23 +324,26 @@ _NAME_FIELDS = (
 
 
 def method_distribution(method: str) -> str:
-    """The default of the ``distribution`` parameter of what the runner builds for
-    ``method`` (the registered factory, or the algorithm it names in its ``algorithm``
-    attribute: ``st.RigL`` for "rigl"); "global" for "dense", an unknown method or a factory
-    without that parameter."""
+    """The default distribution of ``method``: its config's (``RigLConfig.distribution`` is
+    "erk"); "global" for "dense" or an unknown method (the runner's name check says so)."""
     if method == "dense":
         return "global"
-    from sparsetorch.algorithms import load_methods
+    from sparsetorch.algorithms.config import CONFIGS
 
+    if method not in CONFIGS:
+        return "global"
+    return CONFIGS.lookup(method).default("distribution")
+
+
+def _method_options(sparsity: SparsityHparams) -> dict[str, Any]:
+    """The options of a run's identity: those that differ from the method config's defaults
+    (as given, for an unknown method or bad options, which validation refuses)."""
+    if sparsity.method.strip().lower() == "dense" or not sparsity.options:
+        return sparsity.options
     try:
-        factory = load_methods().lookup(method)
-    except ValueError:  # unknown: the runner's name check says so
-        return "global"
-    target = getattr(factory, "algorithm", factory)
-    param = inspect.signature(target).parameters.get("distribution")
-    if param is None or not isinstance(param.default, str):
-        return "global"
-    return param.default
+        return sparsity.config().options()
+    except (ValueError, TypeError):
+        return sparsity.options
 
 
 def run_hash(identity: dict[str, Any]) -> str:

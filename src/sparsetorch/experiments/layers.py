@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparsetorch.masks import named_masked, prunable_parameters
+from sparsetorch.masking import named_masked, prunable_parameters
 from sparsetorch.sharding.dtensor import local, selector_for
 
 

@@ -7,7 +7,7 @@ One step (``step`` counts optimizer updates from 0)::
     loss = cross_entropy(model(x), y);  loss = hook.before_backward(...) (if not None)
     stop if loss is not finite (the last good checkpoint is kept)
     loss.backward();  hook.after_backward(ctx, step)
-    optimizer.step();  hook.after_step(ctx, step)
+    optimizer.step() (or the stepping hook's optimizer_step);  hook.after_step(ctx, step)
     step += 1;  save the model if step in save_states_at;  evaluate + checkpoint on schedule
 
 Everything that decides the numbers (data order, learning rate, RNG) is a function of the
@@ -158,6 +158,7 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
     if step == loop.start_step and not metrics:
         metrics.append(_record(loop, ctx, step, None, wall()))
 
+    stepper = _stepping_hook(loop.hooks)
     model.train()
     forward = model if loop.parallel is None else loop.parallel.forward_model
     loss_sum, loss_count = 0.0, 0
@@ -181,7 +182,10 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
             loss.backward()
             for hook in loop.hooks:
                 hook.after_backward(ctx, step)
-            optimizer.step()
+            if stepper is None:
+                optimizer.step()
+            else:
+                stepper.optimizer_step(ctx, step)
             for hook in loop.hooks:
                 hook.after_step(ctx, step)
             step += 1
@@ -200,6 +204,15 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
     for hook in loop.hooks:
         hook.on_train_end(ctx)
     return LoopOutput(metrics, dict(loop._states), wall())
+
+
+def _stepping_hook(hooks: Sequence[TrainHook]) -> TrainHook | None:
+    """The hook that steps the optimizer itself (None: the loop calls ``optimizer.step()``)."""
+    steppers = [hook for hook in hooks if hook.steps_optimizer]
+    if len(steppers) > 1:
+        names = [type(hook).__name__ for hook in steppers]
+        raise ValueError(f"at most one hook may step the optimizer, got {names}")
+    return steppers[0] if steppers else None
 
 
 def _record(loop: Loop, ctx: TrainContext, step: int, train_loss: float | None, wall: float):

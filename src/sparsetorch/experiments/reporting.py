@@ -50,7 +50,7 @@ LAYER_HEADER = ("parameter", "shape", "nnz", "size", "density")
 def per_layer_report(model: nn.Module) -> str:
     """``sparsetorch.report(model)`` when that module exists, else a plain density table."""
     try:
-        from sparsetorch.report import report
+        from sparsetorch.model_report import report
     except ImportError:
         return text_table(LAYER_HEADER, layer_rows(layer_densities(model)))
     return str(report(model))

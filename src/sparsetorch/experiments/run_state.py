@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from sparsetorch.experiments.rundir import RESULT_FILE
-from sparsetorch.masks import apply_masks, masks_from_state_dict
+from sparsetorch.masking import apply_masks, masks_from_state_dict
 
 CHECKPOINT_DIR = "checkpoints"
 RESUME_FILE = "resume.pt"

@@ -32,7 +32,6 @@ from sparsetorch.experiments.hparams import (
     AUTO,
     DatasetHparams,
     Hparams,
-    method_distribution,
     run_name,
 )
 from sparsetorch.experiments.layers import layer_densities
@@ -92,7 +91,7 @@ def train(
     unfinished one resumes from its last checkpoint, bitwise as if never interrupted.
     """
     hp = copy.deepcopy(hparams).validate()
-    _check_names(hp)
+    check_names(hp)
     parallel = None
     if distributed is not None:  # DDP / FSDP2: sparsetorch.experiments.distributed
         from sparsetorch.experiments.distributed import Parallel
@@ -277,27 +276,21 @@ def prepare_model(
     if init_state is not None:
         run_state.load_into(model, init_state)
     if masks is not None:
-        from sparsetorch.masks import apply_masks
+        from sparsetorch.masking import apply_masks
 
         apply_masks(model, dict(masks))
     return model
 
 
 def method_hooks(hp: Hparams) -> list[TrainHook]:
-    """The hooks of ``hparams.sparsity.method``: none for "dense", else built by
-    ``sparsetorch.algorithms.METHODS.build(name, hparams=hparams)`` (a hook or a list).
-    Distribution "auto" (hparams not validated) becomes the method's own default."""
-    if hp.sparsity.method == "dense":
+    """The hook of ``hparams.sparsity.method`` (none for "dense"): the method's runner
+    adapter (``sparsetorch.experiments.methods``) built with the method's config."""
+    config = hp.sparsity.config()
+    if config is None:
         return []
-    if hp.sparsity.distribution == AUTO:
-        hp = copy.deepcopy(hp)
-        hp.sparsity.distribution = method_distribution(hp.sparsity.method.strip().lower())
-    from sparsetorch.algorithms import load_methods
+    from sparsetorch.experiments.methods import method
 
-    built = load_methods().build(hp.sparsity.method, hparams=hp)
-    if built is None:
-        return []
-    return list(built) if isinstance(built, list | tuple) else [built]
+    return [method(hp.sparsity.method)(config)]
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -305,7 +298,10 @@ def _head(split: Split, n: int | None) -> Split:
     return split if n is None else split.head(n)
 
 
-def _check_names(hp: Hparams) -> None:
+def check_names(hp: Hparams) -> None:
+    """Every name of ``hp`` is registered (model, dataset, optimizer, schedule, method, pattern,
+    distribution) and the method's options pass its config's checks; raises ValueError or
+    TypeError before anything is built or written."""
     from sparsetorch.data import DATASETS
     from sparsetorch.models import MODELS
 
@@ -319,31 +315,18 @@ def _check_names(hp: Hparams) -> None:
             raise ValueError(
                 f"unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}"
             )
-    if hp.sparsity.method != "dense":
-        from sparsetorch.algorithms import load_methods
+    hp.sparsity.config()  # the method's name and options
+    from sparsetorch.distributions import DISTRIBUTIONS
+    from sparsetorch.patterns import PATTERNS
 
-        methods = load_methods()
-        if hp.sparsity.method not in methods:
-            known = ", ".join(["dense", *methods.names()])
-            raise ValueError(f"unknown method {hp.sparsity.method!r}; known: {known}")
-    for module, attr, name in (
-        ("sparsetorch.patterns", "PATTERNS", hp.sparsity.pattern),
-        ("sparsetorch.distributions", "DISTRIBUTIONS", hp.sparsity.distribution),
+    for registry, name in (
+        (PATTERNS, hp.sparsity.pattern),
+        (DISTRIBUTIONS, hp.sparsity.distribution),
     ):
-        registry = _optional_registry(module, attr)
-        if registry is not None and name not in registry:
+        if name != AUTO and name not in registry:
             raise ValueError(
                 f"unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}"
             )
-
-
-def _optional_registry(module: str, attr: str) -> Any:
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):  # not written yet
-        return None
 
 
 def state_digest(state: StateDict) -> str:

@@ -38,6 +38,17 @@ class Gradual(SparsitySchedule):
             raise ValueError(f"frequency must be an int >= 1, got {frequency!r}")
         self.frequency = frequency
 
+    @classmethod
+    def ramp(
+        cls,
+        initial_sparsity: float,
+        final_sparsity: float,
+        begin_step: int,
+        end_step: int,
+        frequency: int,
+    ) -> Gradual:
+        return cls(final_sparsity, begin_step, end_step, frequency, initial_sparsity)
+
     def is_update_step(self, step: int) -> bool:
         check_step(step)
         if not self.begin_step <= step <= self.end_step:

@@ -16,7 +16,7 @@ from sparsetorch.algorithms.at_init import (
 from sparsetorch.criteria.grasp import grasp_scores
 from sparsetorch.criteria.snip import snip_scores
 from sparsetorch.criteria.synflow import synflow_scores
-from sparsetorch.masks import get_masks
+from sparsetorch.masking import get_masks
 from sparsetorch.patterns import get as get_pattern
 
 NAMES = ["0.weight", "2.weight", "6.weight"]
@@ -186,7 +186,7 @@ def test_layer_collapse_snip_yes_synflow_no(seed=0):
     # 99.9% of 33,024 weights = 33 kept. SNIP puts all of them in the last layer (its scores
     # there are far larger) and empties the first two; iterative SynFlow keeps every layer and
     # input->output paths. Counts (seed 0): SNIP {1: 0, 3: 0, 5: 33}, SynFlow {1: 10, 3: 6, 5: 17}.
-    from sparsetorch.prune import compute_masks
+    from sparsetorch.pruning import compute_masks
 
     names = ["1.weight", "3.weight", "5.weight"]
     g = torch.Generator().manual_seed(0)

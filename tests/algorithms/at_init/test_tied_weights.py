@@ -134,6 +134,6 @@ def test_prune_by_scores_of_either_name_gives_the_same_mask():
     names = ["a.weight", "mid.weight", "out.weight"]
     via_alias = snip_scores(model, ["b.weight", "mid.weight", "out.weight"], batch)
     scores = dict(zip(names, via_alias.values()))
-    masks = st.prune.compute_masks(model, 0.5, scores=scores)
-    expected = st.prune.compute_masks(model, 0.5, scores=snip_scores(model, names, batch))
+    masks = st.compute_masks(model, 0.5, scores=scores)
+    expected = st.compute_masks(model, 0.5, scores=snip_scores(model, names, batch))
     assert all(torch.equal(masks[n], expected[n]) for n in names)

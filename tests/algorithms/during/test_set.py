@@ -109,7 +109,9 @@ def test_seed_decides_the_regrowth():
 
 def test_generator_argument_is_used():
     gen = torch.Generator().manual_seed(derived_seed(3))
-    a = st.SET(m := tiny_mlp(), make_optimizer("momentum", m), 0.8, total_steps=40, generator=gen)
+    a = st.SET(
+        m := tiny_mlp(), make_optimizer("momentum", m), sparsity=0.8, total_steps=40, generator=gen
+    )
     b = set_(seed=3, delta_t=100)
     assert all(torch.equal(a.masks()[n], b.masks()[n]) for n in a.masks())
 
@@ -122,13 +124,15 @@ def test_random_mask_is_not_drawn_from_the_weights_stream():
     model = torch.nn.Linear(200, 100, bias=False)
     torch.manual_seed(0)
     same_stream = torch.rand(100, 200)
-    algo = st.SET(model, make_optimizer("momentum", model), 0.5, total_steps=10, seed=0)
+    algo = st.SET(model, make_optimizer("momentum", model), sparsity=0.5, total_steps=10, seed=0)
     assert not torch.equal(algo.masks()["weight"], topk_mask(same_stream, 10000))
     # ... which is what an underived seed gives
     torch.manual_seed(0)
     model = torch.nn.Linear(200, 100, bias=False)
     gen = torch.Generator().manual_seed(0)
-    algo = st.SET(model, make_optimizer("momentum", model), 0.5, total_steps=10, generator=gen)
+    algo = st.SET(
+        model, make_optimizer("momentum", model), sparsity=0.5, total_steps=10, generator=gen
+    )
     assert torch.equal(algo.masks()["weight"], topk_mask(same_stream, 10000))
 
 

@@ -18,20 +18,25 @@ Programmatic use prunes a model in place::
     snip(model, (x, y), sparsity=0.9)                 # global, unstructured
     snip(model, (x, y), sparsity=0.5, pattern="2:4")  # any pattern
 
-In the runner (``sparsetorch train --method snip --sparsity 0.9``) each method is a
-:class:`~sparsetorch.experiments.hooks.TrainHook` that prunes in ``on_train_start``.
+Each has a config dataclass (:class:`SNIPConfig`, ...) whose fields are the runner's flags
+(``sparsetorch train --method snip --sparsity 0.9 --batches 4``); the runner prunes with it in
+``on_train_start`` (``sparsetorch.experiments.methods``).
 """
 
-from sparsetorch.algorithms.at_init.base import AtInitHook, empty_layers, prune_with_scores
+from sparsetorch.algorithms.at_init.base import empty_layers, prune_with_scores
 from sparsetorch.algorithms.at_init.by_name import AT_INIT, prune_at_init
 from sparsetorch.algorithms.at_init.grasp import grasp
 from sparsetorch.algorithms.at_init.random_pruning import random_prune
 from sparsetorch.algorithms.at_init.snip import snip
 from sparsetorch.algorithms.at_init.synflow import exponential_densities, synflow
+from sparsetorch.algorithms.config import GraSPConfig, RandomConfig, SNIPConfig, SynFlowConfig
 
 __all__ = [
     "AT_INIT",
-    "AtInitHook",
+    "GraSPConfig",
+    "RandomConfig",
+    "SNIPConfig",
+    "SynFlowConfig",
     "empty_layers",
     "exponential_densities",
     "grasp",

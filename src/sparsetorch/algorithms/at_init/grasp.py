@@ -9,21 +9,15 @@ theta * (H g) = -S and its top-k is the paper's mask.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import nn
 
-from sparsetorch.algorithms import METHODS
-from sparsetorch.algorithms.at_init.base import (
-    AtInitHook,
-    FilterFn,
-    check_positive_int,
-    prune_with_scores,
-    scoring_batches,
-)
+from sparsetorch.algorithms.at_init.base import prune_with_scores
 from sparsetorch.criteria._batches import Batch, LossFn
 from sparsetorch.criteria.grasp import DEFAULT_TEMPERATURE, grasp_scores
-from sparsetorch.masks import prunable_parameters
+from sparsetorch.masking import prunable_parameters
+from sparsetorch.masking.prunable import FilterFn
 
 
 def grasp(
@@ -52,23 +46,3 @@ def grasp(
         exclude=exclude,
         filter_fn=filter_fn,
     )
-
-
-@METHODS.register("grasp")
-class GraSPHook(AtInitHook):
-    """``--method grasp``; options ``batches`` (default 1) and ``temperature`` (default 200,
-    the official code's softmax temperature)."""
-
-    method = "grasp"
-    defaults: ClassVar[dict[str, Any]] = {"batches": 1, "temperature": DEFAULT_TEMPERATURE}
-
-    def prune(self, ctx) -> None:
-        n = check_positive_int("batches", self.options["batches"])
-        grasp(
-            ctx.model,
-            scoring_batches(ctx, n),
-            self.sparsity,
-            pattern=self.pattern,
-            distribution=self.distribution,
-            temperature=self.options["temperature"],
-        )

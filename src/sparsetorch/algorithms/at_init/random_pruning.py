@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparsetorch.algorithms import METHODS
-from sparsetorch.algorithms.at_init.base import AtInitHook, FilterFn, mask_seed, prune_with_scores
+from sparsetorch.algorithms.at_init.base import prune_with_scores
 from sparsetorch.criteria import get as get_criterion
-from sparsetorch.masks import prunable_parameters
+from sparsetorch.masking import prunable_parameters
+from sparsetorch.masking.prunable import FilterFn
 
 
 def random_prune(
@@ -47,20 +47,3 @@ def random_prune(
         exclude=exclude,
         filter_fn=filter_fn,
     )
-
-
-@METHODS.register("random")
-class RandomHook(AtInitHook):
-    """``--method random`` (use ``--distribution uniform`` or ``erk``); the mask's seed is
-    derived from ``--seed``."""
-
-    method = "random"
-
-    def prune(self, ctx) -> None:
-        random_prune(
-            ctx.model,
-            self.sparsity,
-            generator=mask_seed(ctx.seed),
-            pattern=self.pattern,
-            distribution=self.distribution,
-        )

@@ -8,21 +8,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import nn
 
-from sparsetorch.algorithms import METHODS
-from sparsetorch.algorithms.at_init.base import (
-    AtInitHook,
-    FilterFn,
-    check_positive_int,
-    prune_with_scores,
-    scoring_batches,
-)
+from sparsetorch.algorithms.at_init.base import prune_with_scores
 from sparsetorch.criteria._batches import Batch, LossFn
 from sparsetorch.criteria.snip import snip_scores
-from sparsetorch.masks import prunable_parameters
+from sparsetorch.masking import prunable_parameters
+from sparsetorch.masking.prunable import FilterFn
 
 
 def snip(
@@ -50,21 +44,3 @@ def snip(
         exclude=exclude,
         filter_fn=filter_fn,
     )
-
-
-@METHODS.register("snip")
-class SNIPHook(AtInitHook):
-    """``--method snip``; option ``batches`` (default 1): mini-batches scored."""
-
-    method = "snip"
-    defaults: ClassVar[dict[str, Any]] = {"batches": 1}
-
-    def prune(self, ctx) -> None:
-        n = check_positive_int("batches", self.options["batches"])
-        snip(
-            ctx.model,
-            scoring_batches(ctx, n),
-            self.sparsity,
-            pattern=self.pattern,
-            distribution=self.distribution,
-        )

@@ -17,24 +17,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
-from sparsetorch.algorithms import METHODS
-from sparsetorch.algorithms.at_init.base import (
-    AtInitHook,
-    FilterFn,
-    check_no_collapse,
-    check_positive_int,
-)
+from sparsetorch.algorithms.at_init.base import check_no_collapse, check_positive_int
+from sparsetorch.algorithms.config import DEFAULT_ITERATIONS
 from sparsetorch.criteria.synflow import synflow_scores
-from sparsetorch.masks import apply_masks, get_masks, prunable_parameters
+from sparsetorch.masking import apply_masks, get_masks, prunable_parameters
+from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import get as get_pattern
-from sparsetorch.prune import compute_masks
-
-DEFAULT_ITERATIONS = 100
+from sparsetorch.pruning import compute_masks
 
 
 def exponential_densities(density: float, iterations: int, start: float = 1.0) -> list[float]:
@@ -85,27 +79,3 @@ def synflow(
     final = {n: m for n, m in get_masks(work).items() if n in set(names)}
     check_no_collapse(final, "synflow", sparsity, distribution)
     return apply_masks(model, final)
-
-
-@METHODS.register("synflow")
-class SynFlowHook(AtInitHook):
-    """``--method synflow``; option ``iterations`` (default 100). Data-free: only the
-    dataset's input shape is used."""
-
-    method = "synflow"
-    defaults: ClassVar[dict[str, Any]] = {"iterations": DEFAULT_ITERATIONS}
-
-    def prune(self, ctx) -> None:
-        if ctx.sample_batch is not None and not ctx.sample_batch[0].is_floating_point():
-            raise ValueError(
-                "synflow feeds an all-ones float input; this dataset's inputs are "
-                f"{ctx.sample_batch[0].dtype} (token ids), which it cannot linearise"
-            )
-        synflow(
-            ctx.model,
-            ctx.data.input_shape,
-            self.sparsity,
-            iterations=check_positive_int("iterations", self.options["iterations"]),
-            pattern=self.pattern,
-            distribution=self.distribution,
-        )

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from sparsetorch.algorithms.during.churn import update_stats
-from sparsetorch.masks import attach_mask, get_mask, prunable_parameters
-from sparsetorch.masks.prunable import FilterFn
+from sparsetorch.masking import attach_mask, get_mask, prunable_parameters
+from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import Pattern
 
 

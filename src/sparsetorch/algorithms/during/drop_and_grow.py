@@ -1,7 +1,7 @@
 """What SET and RigL share: a sparse start, then every ``delta_t`` steps drop the weakest active
-connections and grow as many new ones, with a drop fraction decaying as
-alpha_t = alpha / 2 (1 + cos(pi t / T_end)) and no update from ``T_end`` on
-(``sparsetorch.schedules.CosineDecay``). The two methods differ only in the grow score
+connections and grow as many new ones, with a drop fraction given by the ``schedule`` setting
+(``"cosine"``: alpha_t = alpha / 2 (1 + cos(pi t / T_end)); ``"constant"``: alpha) and no update
+from ``T_end`` on. The two methods differ only in the grow score
 (random for SET, dense-gradient magnitude for RigL) and in when the update happens."""
 
 from __future__ import annotations
@@ -11,18 +11,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparsetorch.algorithms.during.base import (
-    DynamicSparsity,
-    check_fraction,
-    check_int,
-    make_generator,
-)
+from sparsetorch.algorithms.config import DropAndGrowConfig, build_config
+from sparsetorch.algorithms.during.base import DynamicSparsity, make_generator
 from sparsetorch.algorithms.during.topology import update_mask
-from sparsetorch.masks import SUFFIX
-from sparsetorch.masks.prunable import FilterFn
+from sparsetorch.masking import SUFFIX
+from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import get as get_pattern
-from sparsetorch.prune import prune
-from sparsetorch.schedules import CosineDecay
+from sparsetorch.pruning import prune
+from sparsetorch.schedules import fraction_schedule
 
 
 def default_t_end(total_steps: int) -> int:
@@ -31,24 +27,22 @@ def default_t_end(total_steps: int) -> int:
 
 
 class DropAndGrow(DynamicSparsity):
-    """Base of SET and RigL. Subclasses define :meth:`grow_scores`."""
+    """Base of SET and RigL. Subclasses set ``Config`` and define :meth:`grow_scores`."""
+
+    Config: type[DropAndGrowConfig] = DropAndGrowConfig
 
     def __init__(
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        sparsity: float = 0.9,
-        distribution: str = "erk",
+        config: DropAndGrowConfig | None = None,
         *,
         total_steps: int,
-        delta_t: int = 100,
-        alpha: float = 0.3,
-        t_end: int | None = None,
-        pattern: str = "unstructured",
         exclude: list[str] | None = None,
         filter_fn: FilterFn | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        **settings: Any,
     ) -> None:
         super().__init__(
             model,
@@ -58,17 +52,20 @@ class DropAndGrow(DynamicSparsity):
             filter_fn=filter_fn,
             generator=make_generator(seed, generator),
         )
-        self.sparsity = check_fraction("sparsity", sparsity, closed=False)
-        self.delta_t = check_int("delta_t", delta_t, 1)
-        self.alpha = check_fraction("alpha", alpha)
-        if t_end is None:
-            t_end = default_t_end(self.total_steps)
-        self.t_end = check_int("t_end", t_end, 1, self.total_steps)
-        self.pattern = get_pattern(pattern)
-        self.distribution = distribution
+        self.config = cfg = build_config(self.Config, config, settings)
+        if cfg.t_end is not None and cfg.t_end > self.total_steps:
+            raise ValueError(f"t_end must be in [1, {self.total_steps}], got {cfg.t_end}")
+        self.sparsity, self.delta_t, self.alpha = cfg.sparsity, cfg.delta_t, cfg.alpha
+        self.t_end = default_t_end(self.total_steps) if cfg.t_end is None else cfg.t_end
+        self.pattern = get_pattern(cfg.pattern)
+        self.distribution = cfg.distribution
         # alpha = 0: no topology update at all (static sparse training)
         self.schedule = (
-            CosineDecay(self.alpha, self.t_end, self.delta_t) if self.alpha > 0 else None
+            fraction_schedule(
+                cfg.schedule, fraction=self.alpha, end_step=self.t_end, frequency=self.delta_t
+            )
+            if self.alpha > 0
+            else None
         )
         if not self.existing_masks(self.pattern):
             prune(
@@ -76,7 +73,7 @@ class DropAndGrow(DynamicSparsity):
                 sparsity=self.sparsity,
                 pattern=self.pattern,
                 criterion="random",
-                distribution=distribution,
+                distribution=self.distribution,
                 generator=self.generator,
                 exclude=self.exclude,
                 filter_fn=filter_fn,

@@ -11,7 +11,7 @@ FLOPs times its density: what an ideal sparse kernel computes), one training ite
 * for pruning (GMP) 3 f_S(t), with the density of iteration t (dense before pruning starts).
 
 Mask updates themselves (top-k over the weights) are not counted, as in the paper. Dense
-per-layer forward FLOPs come from ``sparsetorch.report.count_flops``.
+per-layer forward FLOPs come from ``sparsetorch.model_report.count_flops``.
 """
 
 from __future__ import annotations

@@ -5,31 +5,35 @@ compression", 2017 (arXiv:1710.01878), gradual magnitude pruning:
 
 At every update step the smallest-magnitude weights are pruned until the layer (or the model,
 with the "global" distribution) reaches s_t; pruned weights stay pruned. The schedule is
-``sparsetorch.schedules.Gradual``; the pruning is ``sparsetorch.prune`` (cumulative, any
+``sparsetorch.schedules.Gradual``; the pruning is ``sparsetorch.pruning`` (cumulative, any
 pattern and distribution). The update follows the optimizer step of iteration t.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from sparsetorch.algorithms.during.base import DynamicSparsity, check_fraction, check_int
+from sparsetorch.algorithms.config import GMPConfig, build_config
+from sparsetorch.algorithms.during.base import DynamicSparsity, check_int
 from sparsetorch.algorithms.during.drop_and_grow import default_t_end
 from sparsetorch.distributions import get as get_distribution
-from sparsetorch.masks import get_mask
-from sparsetorch.masks.prunable import FilterFn
+from sparsetorch.masking import get_mask
+from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import get as get_pattern
-from sparsetorch.prune import compute_masks
-from sparsetorch.schedules import Gradual
+from sparsetorch.pruning import compute_masks
+from sparsetorch.schedules import sparsity_schedule
 from sparsetorch.selection import nearest_count
 from sparsetorch.sharding.dtensor import local, selector_for
 
 
 class GMP(DynamicSparsity):
-    """``GMP(model, optimizer, sparsity=0.9, distribution="uniform", total_steps=T,
-    delta_t=100, t_start=0, t_end=None (75% of T), initial_sparsity=None, pattern=
-    "unstructured")``; call ``gmp.step()`` after ``loss.backward()``.
+    """``GMP(model, optimizer, total_steps=T, sparsity=0.9, distribution="uniform",
+    delta_t=100, t_start=0, t_end=None (75% of T), initial_sparsity=None, schedule="gradual",
+    pattern="unstructured")`` (or ``config=GMPConfig(...)``); call ``gmp.step()`` after
+    ``loss.backward()``.
 
     ``initial_sparsity`` (s_i) defaults to 0, or to 1 - N/M under an N:M pattern (whose masks
     are never denser). From ``t_end`` to the end of training the sparsity stays at
@@ -37,53 +41,52 @@ class GMP(DynamicSparsity):
     """
 
     method = "gmp"
+    Config = GMPConfig
 
     def __init__(
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        sparsity: float = 0.9,
-        distribution: str = "uniform",
+        config: GMPConfig | None = None,
         *,
         total_steps: int,
-        delta_t: int = 100,
-        t_start: int = 0,
-        t_end: int | None = None,
-        initial_sparsity: float | None = None,
-        pattern: str = "unstructured",
         exclude: list[str] | None = None,
         filter_fn: FilterFn | None = None,
+        **settings: Any,
     ) -> None:
         super().__init__(
             model, optimizer, total_steps=total_steps, exclude=exclude, filter_fn=filter_fn
         )
-        self.pattern = get_pattern(pattern)
-        self.distribution = get_distribution(distribution)
-        self.sparsity = check_fraction("sparsity", sparsity, closed=False)
+        self.config = cfg = build_config(GMPConfig, config, settings)
+        self.pattern = get_pattern(cfg.pattern)
+        self.distribution = get_distribution(cfg.distribution)
+        self.sparsity = cfg.sparsity
+        initial_sparsity = cfg.initial_sparsity
         if initial_sparsity is None:
             initial_sparsity = 1.0 - (self.pattern.fixed_density or 1.0)
-        initial_sparsity = check_fraction("initial_sparsity", initial_sparsity, closed=False)
         least = 1.0 - (self.pattern.fixed_density or 1.0)
         if initial_sparsity < least - 1e-12:
             raise ValueError(
                 f"initial_sparsity must be >= {least:g} under pattern {self.pattern.name!r} "
                 f"(its masks keep at most {1 - least:g}), got {initial_sparsity}"
             )
+        t_end = cfg.t_end
         if t_end is None:
             t_end = min(default_t_end(self.total_steps), self.total_steps - 1)
         self.t_end = check_int("t_end", t_end, 0, self.total_steps - 1)
-        self.t_start = check_int("t_start", t_start, 0, self.t_end)
-        self.delta_t = check_int("delta_t", delta_t, 1)
+        self.t_start = check_int("t_start", cfg.t_start, 0, self.t_end)
+        self.delta_t = cfg.delta_t
         if initial_sparsity > self.sparsity:
             raise ValueError(
                 f"initial_sparsity {initial_sparsity} must be <= sparsity {self.sparsity}"
             )
-        self.schedule = Gradual(
+        self.schedule = sparsity_schedule(
+            cfg.schedule,
+            initial_sparsity=initial_sparsity,
             final_sparsity=self.sparsity,
             begin_step=self.t_start,
             end_step=self.t_end,
             frequency=self.delta_t,
-            initial_sparsity=initial_sparsity,
         )
         self.existing_masks(self.pattern)  # check any starting masks (they stay pruned)
 
@@ -95,8 +98,8 @@ class GMP(DynamicSparsity):
             pattern=self.pattern,
             criterion="magnitude",
             distribution="uniform" if only else self.distribution,
-            exclude=None if only else self.exclude,
-            filter_fn=(lambda full, m, n: full == only) if only else self.filter_fn,
+            exclude=[n for n, _, _ in self.targets if n != only] if only else self.exclude,
+            filter_fn=None if only else self.filter_fn,
         )
 
     def _layerwise_masks(self, density: float) -> dict[str, torch.Tensor]:

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import torch
 
+from sparsetorch.algorithms.config import RigLConfig
 from sparsetorch.algorithms.during.drop_and_grow import DropAndGrow
 
 
 class RigL(DropAndGrow):
-    """``rigl = RigL(model, optimizer, sparsity=0.9, distribution="erk", total_steps=T,
-    delta_t=100, alpha=0.3, t_end=None (75% of T), pattern="unstructured", seed=0)``; call
-    ``rigl.step()`` after ``loss.backward()`` (it steps the optimizer).
+    """``rigl = RigL(model, optimizer, total_steps=T, sparsity=0.9, distribution="erk",
+    delta_t=100, alpha=0.3, t_end=None (75% of T), schedule="cosine", pattern="unstructured",
+    seed=0)`` (settings as keywords or ``config=RigLConfig(...)``); call ``rigl.step()`` after
+    ``loss.backward()`` (it steps the optimizer).
 
     If every prunable weight already has a mask (a resumed run, or a chosen start such as a
     SNIP mask) that topology is the start; otherwise a random one at ``sparsity`` spread by
@@ -39,6 +41,7 @@ class RigL(DropAndGrow):
     """
 
     method = "rigl"
+    Config = RigLConfig
 
     def grow_scores(self, param: torch.Tensor) -> torch.Tensor:
         if param.grad is None:

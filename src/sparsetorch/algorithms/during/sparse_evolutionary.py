@@ -7,9 +7,10 @@ Communications 9, 2383 (2018).
         drop the fraction zeta of active connections closest to zero (smallest |w|)
         grow as many new connections at random among the inactive ones
 
-The paper drops zeta = 0.3 after every epoch with a constant fraction; here the period,
-fraction and its decay are RigL's (delta_t, alpha, cosine to T_end) so that SET and RigL are
-compared on the same schedule, as in Evci et al. 2020 and its official code. New connections
+The paper drops zeta = 0.3 after every epoch with a constant fraction (``schedule="constant"``,
+``delta_t`` = the steps of an epoch); by default the period, fraction and its decay are RigL's
+(delta_t, alpha, cosine to T_end) so that SET and RigL are compared on the same schedule, as in
+Evci et al. 2020 and its official code. New connections
 start at zero with zeroed optimizer state (the official code's ``grow_init='zeros'``; the
 paper draws them from the initial distribution). The update follows the optimizer step.
 """
@@ -18,16 +19,18 @@ from __future__ import annotations
 
 import torch
 
+from sparsetorch.algorithms.config import SETConfig
 from sparsetorch.algorithms.during.drop_and_grow import DropAndGrow
 
 
 class SET(DropAndGrow):
-    """``SET(model, optimizer, sparsity=0.9, distribution="erk", total_steps=T, delta_t=100,
-    alpha=0.3, t_end=None, pattern="unstructured", seed=0)``; call ``set_.step()`` after
-    ``loss.backward()``. Random growth draws from the seeded generator: same seed, same
-    topologies."""
+    """``SET(model, optimizer, total_steps=T, sparsity=0.9, distribution="erk", delta_t=100,
+    alpha=0.3, t_end=None, schedule="cosine", pattern="unstructured", seed=0)`` (or
+    ``config=SETConfig(...)``); call ``set_.step()`` after ``loss.backward()``. Random growth
+    draws from the seeded generator: same seed, same topologies."""
 
     method = "set"
+    Config = SETConfig
 
     def grow_scores(self, param: torch.Tensor) -> torch.Tensor:
         # uniform scores: a uniformly random choice among the candidates (drawn on the CPU

@@ -9,7 +9,6 @@ A query row with no allowed key outputs zeros (and gets zero gradients).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
@@ -148,7 +147,3 @@ def reference_attention(q, k, v, layout: BlockLayout, fn: MaskFn, scale: float) 
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         return BlockSparseAttention.apply(q, k, v, layout, fn, scale)
     return forward_pass(q, k, v, layout, fn, scale)[0]
-
-
-def default_scale(head_dim: int) -> float:
-    return 1.0 / math.sqrt(head_dim)

@@ -9,8 +9,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from sparsetorch.algorithms.across_runs.round_masks import ticket_masks
-from sparsetorch.algorithms.across_runs.rounds import (
+from sparsetorch.lottery.round_masks import ticket_masks
+from sparsetorch.lottery.rounds import (
     check_rate,
     check_rounds,
     density_after,
@@ -18,7 +18,7 @@ from sparsetorch.algorithms.across_runs.rounds import (
     rounds_to,
     units_after,
 )
-from sparsetorch.masks import apply_masks
+from sparsetorch.masking import apply_masks
 
 
 def exact_kept(n: int, rate_percent: int, rounds: int) -> int:

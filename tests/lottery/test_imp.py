@@ -6,13 +6,13 @@ import pytest
 import torch
 
 import sparsetorch as st
-from sparsetorch.algorithms.across_runs import IMP, LotteryHparams
-from sparsetorch.algorithms.across_runs.rounds import units_after
-from sparsetorch.algorithms.across_runs.seeds import derive_seed
 from sparsetorch.experiments import Hparams
 from sparsetorch.experiments.loop import Loop
 from sparsetorch.experiments.rundir import RunDir
 from sparsetorch.experiments.runner import load_run
+from sparsetorch.lottery import IMP, IMPConfig
+from sparsetorch.lottery.rounds import units_after
+from sparsetorch.lottery.seeds import derive_seed
 
 REWIND = 10
 WEIGHTS = ("fc1.weight", "fc2.weight", "fc3.weight")
@@ -31,10 +31,10 @@ def tiny_hparams() -> Hparams:
     return hp
 
 
-def tiny_lottery(**kw) -> LotteryHparams:
+def tiny_lottery(**kw) -> IMPConfig:
     settings = dict(rounds=2, prune_rate=0.5, layer_rates={"output": 0.2}, rewind=str(REWIND))
     settings.update(kw)
-    return LotteryHparams(**settings)
+    return IMPConfig(**settings)
 
 
 def metrics(run_dir):
@@ -225,9 +225,9 @@ def test_bad_input(tmp_path, data):
         lt = tiny_lottery(rounds=5, layer_rates={"output": 0.9})
         IMP(tiny_hparams(), lt, out_dir=tmp_path, dataset=data).run()
     with pytest.raises(ValueError, match=r"exactly one pruning round"):
-        LotteryHparams(rounds=3, pattern="2:4").validate()
+        IMPConfig(rounds=3, pattern="2:4").validate()
     with pytest.raises(ValueError, match=r"fixed density.*prune_rate"):
-        LotteryHparams(rounds=1, pattern="2:4", prune_rate=0.2).validate()
+        IMPConfig(rounds=1, pattern="2:4", prune_rate=0.2).validate()
     with pytest.raises(ValueError, match=r"method 'dense'"):
         hp = tiny_hparams()
         hp.sparsity.method = "gmp"
@@ -236,7 +236,7 @@ def test_bad_input(tmp_path, data):
 
 
 def test_nm_ticket_is_one_shot_to_the_full_nm_mask(tmp_path, data):
-    lottery = LotteryHparams(rounds=1, pattern="2:4", rewind="init", controls=("random-prune",))
+    lottery = IMPConfig(rounds=1, pattern="2:4", rewind="init", controls=("random-prune",))
     imp = IMP(tiny_hparams(), lottery, out_dir=tmp_path, dataset=data, progress=False)
     summary = imp.run()
     dense = load_run(imp.dir.round_dir(0, 0)).state_at(30)

@@ -1,6 +1,6 @@
 """The masks of one IMP round, and the random masks of the random-pruning control.
 
-Both go through the library's one pruner (``sparsetorch.prune.compute_masks``: cumulative, so a
+Both go through the library's one pruner (``sparsetorch.pruning.compute_masks``: cumulative, so a
 weight pruned in an earlier round stays pruned) or its one top-k selector; nothing here ranks
 weights by itself.
 """
@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from sparsetorch import patterns as _patterns
-from sparsetorch.algorithms.across_runs.rounds import sparsity_after
 from sparsetorch.criteria import Random
-from sparsetorch.masks import get_masks
-from sparsetorch.prune import compute_masks
+from sparsetorch.lottery.rounds import sparsity_after
+from sparsetorch.masking import prunable_parameters
+from sparsetorch.pruning import compute_masks
 from sparsetorch.selection import topk_mask
 
 
@@ -37,7 +37,7 @@ def ticket_masks(
     pruned = [name for name, rate in rates.items() if rate > 0]
     if pat.fixed_density is not None:
         return compute_masks(
-            model, None, pattern=pat, distribution="uniform", filter_fn=_only(pruned)
+            model, None, pattern=pat, distribution="uniform", exclude=_only(model, pruned)
         )
     if scope == "global":
         (rate,) = set(rates[n] for n in pruned)
@@ -46,7 +46,7 @@ def ticket_masks(
             sparsity_after(rate, round_),
             pattern=pat,
             distribution="global",
-            filter_fn=_only(pruned),
+            exclude=_only(model, pruned),
         )
     else:
         masks = {}
@@ -57,7 +57,7 @@ def ticket_masks(
                     sparsity_after(rates[name], round_),
                     pattern=pat,
                     distribution="uniform",
-                    filter_fn=_only([name]),
+                    exclude=_only(model, [name]),
                 )
             )
     empty = [name for name, mask in masks.items() if not bool(mask.any())]
@@ -84,11 +84,7 @@ def random_masks(
     return out
 
 
-def current_masks(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of the masks attached to ``model``."""
-    return {name: mask.detach().clone() for name, mask in get_masks(model).items()}
-
-
-def _only(names: list[str]):
+def _only(model: nn.Module, names: list[str]) -> list[str]:
+    """``exclude`` that leaves only the parameters ``names`` prunable."""
     wanted = set(names)
-    return lambda full, module, param: full in wanted
+    return [full for full, _, _ in prunable_parameters(model) if full not in wanted]

@@ -11,7 +11,7 @@ from torch import nn
 import sparsetorch as sparse
 from sparsetorch.distributions import erk_densities
 from sparsetorch.patterns import get as get_pattern
-from sparsetorch.prune import compute_masks
+from sparsetorch.pruning import compute_masks
 
 
 class Net(nn.Module):
@@ -124,7 +124,7 @@ def test_exclude_and_filter_fn():
     sparse.prune(model, 0.5, exclude=["conv"])
     assert sorted(sparse.masks(model)) == ["fc1.weight", "fc2.weight"]
     model = Net()
-    sparse.prune(model, 0.5, filter_fn=lambda name, module, param: isinstance(module, nn.Linear))
+    sparse.prune(model, 0.5, filter_fn=lambda module, fqn: isinstance(module, nn.Linear))
     assert sorted(sparse.masks(model)) == ["fc1.weight", "fc2.weight"]
     with pytest.raises(
         ValueError, match=r"exclude names no module or parameter of the model: \['fc3'\]"
@@ -311,7 +311,7 @@ def test_bad_scores_raise_and_leave_the_model_unchanged(override, error, match):
 
 
 def test_st_prune_stays_callable_after_importing_the_module():
-    import sparsetorch.prune  # noqa: F401  (binds the module as sparsetorch.prune)
+    import sparsetorch.pruning  # noqa: F401  (binds the module as sparsetorch.pruning)
 
     model = mlp()
     assert sparse.prune(model, 0.5) is model

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-DOC = Path(__file__).resolve().parents[3] / "docs" / "lottery.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "lottery.md"
 
 
 def test_python_blocks_of_docs_lottery_run(tmp_path):

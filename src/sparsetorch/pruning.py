@@ -19,15 +19,11 @@ check passed, so a bad argument leaves it unchanged):
 FSDP2-sharded (DTensor) weights get sharded masks computed without gathering any weight: each
 rank scores its rows and the counting and ranking run over all ranks
 (``sparsetorch.sharding.topk``), with the same result as on the whole model, bitwise.
-
-``sparsetorch.prune`` is also callable: ``st.prune(model, ...)`` calls :func:`prune`.
 """
 
 from __future__ import annotations
 
 import math
-import sys
-import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -37,7 +33,8 @@ from torch import nn
 from sparsetorch import criteria as _criteria
 from sparsetorch import distributions as _distributions
 from sparsetorch import patterns as _patterns
-from sparsetorch.masks import apply_masks, get_mask, prunable_parameters
+from sparsetorch.masking import apply_masks, get_mask, prunable_parameters
+from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.selection import check_scores, nearest_count
 from sparsetorch.sharding.dtensor import like, local, selector_for
 
@@ -192,7 +189,7 @@ def compute_masks(
     scores: Mapping[str, torch.Tensor] | None = None,
     generator: torch.Generator | int | None = None,
     exclude: Iterable[str] | None = None,
-    filter_fn: Callable[[str, nn.Module, str], bool] | None = None,
+    filter_fn: FilterFn | None = None,
     batch: tuple[Any, Any] | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
@@ -284,7 +281,7 @@ def prune(
     scores: Mapping[str, torch.Tensor] | None = None,
     generator: torch.Generator | int | None = None,
     exclude: Iterable[str] | None = None,
-    filter_fn: Callable[[str, nn.Module, str], bool] | None = None,
+    filter_fn: FilterFn | None = None,
     batch: tuple[Any, Any] | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> nn.Module:
@@ -301,7 +298,8 @@ def prune(
             pruned parameter, finite.
         generator: a torch.Generator or int seed for random criteria.
         exclude: module or parameter names kept dense (e.g. ``["fc1"]``).
-        filter_fn: ``(full_name, module, param_name) -> bool``, True = prunable.
+        filter_fn: ``(module, fqn) -> bool`` (torchao's signature: the module and its fully
+            qualified name), True = prune its weight.
         batch, loss_fn: ``(inputs, targets)`` and ``loss_fn(model(inputs), targets)`` for
             criteria that need gradients (``"gradient"``, ``"taylor"``).
 
@@ -324,12 +322,5 @@ def prune(
     )
     return apply_masks(model, masks)
 
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> nn.Module:  # st.prune(model, ...)
-        return prune(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["compute_masks", "prune"]

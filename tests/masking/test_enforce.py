@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import sparsetorch as sparse
-from sparsetorch.masks import apply_masks, mask_gradients_
+from sparsetorch.masking import apply_masks, mask_gradients_
 
 OPTIMIZERS = {
     "sgd_momentum": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),

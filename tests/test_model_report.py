@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from sparsetorch.formats import best_format
-from sparsetorch.report import Report, report
+from sparsetorch.model_report import Report, report
 
 
 def _convnet():
@@ -122,6 +122,6 @@ def test_errors():
 
 def test_public_name_stays_callable_after_importing_the_module():
     import sparsetorch
-    import sparsetorch.report  # binds the attribute to the module
+    import sparsetorch.model_report  # binds the attribute to the module
 
     assert isinstance(sparsetorch.report(nn.Linear(3, 3)), Report)

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from sparsetorch.algorithms import load_methods
 from sparsetorch.algorithms.at_init.base import mask_seed
-from sparsetorch.algorithms.at_init.synflow import SynFlowHook
+from sparsetorch.algorithms.config import SynFlowConfig
 from sparsetorch.data import load
 from sparsetorch.experiments import Hparams, TrainContext, train
-from sparsetorch.masks import get_masks
+from sparsetorch.experiments.methods import method, method_names
+from sparsetorch.masking import get_masks
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,7 @@ def _hp(method, sparsity=0.9, distribution="global", seed=0, **options):
 
 
 def test_registered_in_methods():
-    methods = load_methods()
-    assert {"snip", "grasp", "synflow", "random"} <= set(methods.names())
+    assert {"snip", "grasp", "synflow", "random"} <= set(method_names())
 
 
 @pytest.mark.parametrize(
@@ -98,7 +97,7 @@ def test_random_mask_depends_on_seed_not_on_init(digits):
 
 
 def test_resume_does_not_reprune(digits):
-    hook = load_methods().build("snip", hparams=_hp("snip"))
+    hook = method("snip")(_hp("snip").sparsity.config())
     assert hook.state_dict() == {"done": False}
     hook.load_state_dict({"done": True})
     ctx = TrainContext(
@@ -135,7 +134,7 @@ def test_bad_options_and_inputs(digits):
         train(_hp("snip", batches=100), dataset=digits)
     with pytest.raises(ValueError, match="would empty layer"):
         train(_hp("snip", 0.9999), dataset=digits)
-    hook = SynFlowHook(_hp("synflow"))
+    hook = method("synflow")(SynFlowConfig())
     ctx = TrainContext(
         model=torch.nn.Embedding(10, 4), optimizer=None, data=None, total_steps=1,
         steps_per_epoch=1, seed=0, sample_batch=(torch.zeros(2, 5, dtype=torch.long),) * 2,
@@ -177,7 +176,7 @@ def _fresh_lenet(seed):
 def test_cli_prune_method_snip_and_random_save_the_masks(tmp_path, capsys):
     from sparsetorch.algorithms.at_init import random_prune, snip
     from sparsetorch.cli import main
-    from sparsetorch.masks import masks_from_state_dict
+    from sparsetorch.masking import masks_from_state_dict
 
     base = ["prune", "--model", "lenet300", "--sparsity", "0.95", "--seed", "3"]
     snip_out, random_out = tmp_path / "snip.pt", tmp_path / "random.pt"

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 import sparsetorch as sparse
-from sparsetorch.masks import (
+from sparsetorch.masking import (
     apply_masks,
     attach_mask,
     detach_mask,

@@ -17,11 +17,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from sparsetorch.algorithms.across_runs.config import CONTROLS
-from sparsetorch.algorithms.across_runs.layout import TICKET, LotteryDir
 from sparsetorch.experiments.plots import _figure, _save
 from sparsetorch.experiments.reporting import markdown_table, text_table
 from sparsetorch.experiments.rundir import RESULT_FILE, read_json, write_json, write_text_atomic
+from sparsetorch.lottery.config import CONTROLS
+from sparsetorch.lottery.run_dir import TICKET, LotteryDir
 
 BRANCHES = (TICKET, *CONTROLS)
 SUMMARY_FILE = "summary.json"

@@ -1,6 +1,6 @@
 """Keep masks enforced under any torch.optim optimizer.
 
-Two global optimizer hooks (installed once, on import of ``sparsetorch.masks``):
+Two global optimizer hooks (installed once, on import of ``sparsetorch.masking``):
 
 * before ``step()``: gradients of masked parameters are multiplied by their masks, so no
   optimizer moves a pruned weight and no momentum/Adam moment builds up there;
@@ -21,7 +21,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
-from sparsetorch.masks.module_masks import OWNER_ATTR, SUFFIX
+from sparsetorch.masking.module_masks import OWNER_ATTR, SUFFIX
 from sparsetorch.sharding.dtensor import local
 
 
@@ -85,7 +85,7 @@ _HANDLES = (
 def mask_gradients_(model: torch.nn.Module) -> None:
     """Mask the gradients now (e.g. before ``clip_grad_norm_``, which otherwise counts the
     dense gradient at pruned positions)."""
-    from sparsetorch.masks.module_masks import named_masked
+    from sparsetorch.masking.module_masks import named_masked
 
     for _, module, name in named_masked(model):
         grad = module._parameters[name].grad

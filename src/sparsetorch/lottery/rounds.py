@@ -16,20 +16,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from sparsetorch.lottery.config import check_rate
 from sparsetorch.selection import nearest_count
 
 OUTPUT = "output"  # layer_rates key for the last prunable weight (the classifier)
-
-
-def check_rate(rate: float, name: str = "prune_rate", allow_zero: bool = False) -> float:
-    """``rate`` as a float in (0, 1) (or [0, 1) with ``allow_zero``); one clear error otherwise."""
-    if isinstance(rate, bool) or not isinstance(rate, int | float):
-        raise TypeError(f"{name} must be a float in (0, 1), got {rate!r}")
-    low_ok = rate >= 0 if allow_zero else rate > 0
-    if not (low_ok and rate < 1) or not math.isfinite(rate):
-        interval = "[0, 1)" if allow_zero else "(0, 1)"
-        raise ValueError(f"{name} must be in {interval}, got {rate}")
-    return float(rate)
 
 
 def layer_rates(
@@ -70,7 +60,7 @@ def sparsity_after(rate: float, rounds: int) -> float:
 
 def units_after(rate: float, rounds: int, num_units: int) -> int:
     """Units (weights, blocks) a layer of ``num_units`` keeps after ``rounds`` rounds: the
-    count ``sparsetorch.prune`` keeps for ``sparsity_after(rate, rounds)``."""
+    count ``sparsetorch.pruning`` keeps for ``sparsity_after(rate, rounds)``."""
     return nearest_count(1.0 - sparsity_after(rate, rounds), num_units)
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import sparsetorch as sparse
-from sparsetorch.masks import apply_masks, masks_from_state_dict
+from sparsetorch.masking import apply_masks, masks_from_state_dict
 
 
 def make(seed=0):

@@ -9,12 +9,13 @@ everything already trained.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sparsetorch.algorithms.across_runs.rewind import Rewind
-from sparsetorch.algorithms.across_runs.rounds import check_rate
+from sparsetorch.algorithms.config import setting
+from sparsetorch.lottery.rewind import Rewind
 
 SCOPES = ("layerwise", "global")
 CONTROLS = ("reinit", "random-prune")
@@ -22,26 +23,51 @@ DEFAULT_RATE = 0.2
 
 
 @dataclass
-class LotteryHparams:
+class IMPConfig:
     """``rounds`` pruning rounds after the dense round 0, each pruning ``prune_rate`` of the
     remaining weights (``layer_rates`` overrides per layer, ``"output"`` = the last layer),
     per layer (``scope="layerwise"``) or with one global threshold (``"global"``), in
     ``pattern`` units, rewinding to ``rewind`` (``"init"``, steps ``"500"``, epochs ``"2ep"``).
 
     Fixed-density patterns (N:M) make one-shot tickets: ``rounds`` must be 1 and no rate is
-    given; round 1 keeps the best N of every M weights of the trained dense network.
+    given; round 1 keeps the best N of every M weights of the trained dense network. The fields
+    generate the flags of ``sparsetorch lottery``.
     """
 
-    rounds: int = 10
-    prune_rate: float | None = None  # None: 0.2, or the pattern's fixed density for N:M
-    layer_rates: dict[str, float] = field(default_factory=dict)
-    scope: str = "layerwise"
-    pattern: str = "unstructured"
-    rewind: str = "init"
-    seeds: tuple[int, ...] = (0,)
-    controls: tuple[str, ...] = ()
+    rounds: int = setting(10, "pruning rounds after the dense round 0", metavar="N")
+    prune_rate: float | None = setting(
+        None,
+        "fraction of the remaining weights pruned each round, in (0, 1) (default: 0.2; N:M "
+        "patterns take none: their tickets are one-shot)",
+        metavar="P",
+    )
+    layer_rates: dict[str, float] = setting(
+        {},
+        "per-layer rate, repeatable; NAME is a layer (fc3), a parameter (fc3.weight) or "
+        "'output' (the last layer); RATE 0 keeps the layer dense. The paper's LeNet: "
+        "--layer-rate output=0.1",
+        flag="--layer-rate",
+        metavar="NAME=RATE",
+    )
+    scope: str = setting(
+        "layerwise",
+        "prune each layer by its rate, or all layers with one magnitude threshold",
+        choices=SCOPES,
+    )
+    pattern: str = setting(
+        "unstructured",
+        "ticket pattern: unstructured, blockHxW (e.g. block4x4: rounds prune whole blocks), "
+        "N:M (e.g. 2:4: one round to the N:M mask, then rewind)",
+    )
+    rewind: str = setting(
+        "init", "rewind point: 'init' (theta_0), STEPS (e.g. 500) or EPOCHSep (e.g. 1ep)"
+    )
+    seeds: tuple[int, ...] = setting((0,), "one IMP run per seed", metavar="S,S,...")
+    controls: tuple[str, ...] = setting(
+        (), "control branches: reinit, random-prune (default: none)", metavar="NAME,..."
+    )
 
-    def validate(self) -> LotteryHparams:
+    def validate(self) -> IMPConfig:
         """Check every field (one clear error naming it); returns self, normalised."""
         from sparsetorch.patterns import get as get_pattern
 
@@ -101,12 +127,23 @@ class LotteryHparams:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LotteryHparams:
+    def from_dict(cls, data: dict[str, Any]) -> IMPConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown lottery field(s) {unknown}; known: {', '.join(known)}")
         return cls(**data).validate()
+
+
+def check_rate(rate: float, name: str = "prune_rate", allow_zero: bool = False) -> float:
+    """``rate`` as a float in (0, 1) (or [0, 1) with ``allow_zero``); one clear error otherwise."""
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise TypeError(f"{name} must be a float in (0, 1), got {rate!r}")
+    low_ok = rate >= 0 if allow_zero else rate > 0
+    if not (low_ok and rate < 1) or not math.isfinite(rate):
+        interval = "[0, 1)" if allow_zero else "(0, 1)"
+        raise ValueError(f"{name} must be in {interval}, got {rate}")
+    return float(rate)
 
 
 def _int_tuple(values: Sequence[int] | int, name: str) -> tuple[int, ...]:

@@ -1,5 +1,6 @@
-"""GMP/SET/RigL inside the runner: the hook protocol gives bitwise the same run as
-``algo.step()``, ``sparsetorch train --method ...`` logs every update and resumes exactly."""
+"""GMP/SET/RigL inside the runner: the hook steps through the algorithm's own ``step()`` (the
+same run as a plain loop, bitwise), ``sparsetorch train --method ...`` logs every update and
+resumes exactly."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ import pytest
 import torch
 
 import sparsetorch as st
-from sparsetorch.algorithms import load_methods
-from sparsetorch.algorithms.during.runner_hooks import DynamicSparsityHook
 from sparsetorch.cli import main
 from sparsetorch.data import load
 from sparsetorch.experiments import Hparams, TrainContext, TrainHook, train
+from sparsetorch.experiments.methods import method, method_names
 from sparsetorch.experiments.result import NONDETERMINISTIC
 from tests.algorithms.during.helpers import batch, make_optimizer, tiny_mlp, weights
 
@@ -58,9 +58,13 @@ class Interrupt(TrainHook):
 )
 def test_hook_protocol_is_bitwise_the_same_as_step(cls, kwargs):
     direct_model, hooked_model = tiny_mlp(), tiny_mlp()
-    direct = cls(direct_model, make_optimizer("adam", direct_model), total_steps=24, **kwargs)
+    seeded = {} if cls is st.GMP else {"seed": 0}
+    direct = cls(
+        direct_model, make_optimizer("adam", direct_model), total_steps=24, **seeded, **kwargs
+    )
     opt = make_optimizer("adam", hooked_model)
-    hook = DynamicSparsityHook(lambda ctx: cls(ctx.model, ctx.optimizer, total_steps=24, **kwargs))
+    hook = method(cls.method)(cls.Config(**kwargs))
+    assert hook.steps_optimizer
     ctx = TrainContext(
         model=hooked_model, optimizer=opt, data=None, total_steps=24, steps_per_epoch=24, seed=0
     )
@@ -72,13 +76,15 @@ def test_hook_protocol_is_bitwise_the_same_as_step(cls, kwargs):
             torch.nn.functional.cross_entropy(model(x), y).backward()
         direct.step()
         hook.after_backward(ctx, t)
-        opt.step()
+        hook.optimizer_step(ctx, t)
         hook.after_step(ctx, t)
     a, b = weights(direct), weights(hook.algo)
     assert all(torch.equal(a[n], b[n]) for n in a)
     assert all(torch.equal(direct.masks()[n], m) for n, m in hook.algo.masks().items())
     assert hook.algo.history == direct.history and direct.history
     assert ctx.logs[f"{direct.method}/step"] == direct.history[-1]["step"]
+    with pytest.raises(RuntimeError, match="at step 24 but the runner at step 3"):
+        hook.optimizer_step(ctx, 3)
 
 
 def strip(rows):
@@ -112,13 +118,13 @@ def test_train_rigl_logs_updates_writes_churn_and_resumes_exactly(tmp_path, digi
 
 
 def test_methods_are_registered_and_reject_unknown_options():
-    methods = load_methods()
-    for name in ("gmp", "set", "rigl"):
-        assert name in methods
-    with pytest.raises(ValueError, match=r"unknown --method-option.*'beta'.*known: delta_t"):
-        methods.build("rigl", hparams=tiny_hp("rigl", beta=1))
-    with pytest.raises(ValueError, match="unknown --method-option"):
-        methods.build("gmp", hparams=tiny_hp("gmp", alpha=0.3))
+    assert {"gmp", "set", "rigl"} <= set(method_names())
+    with pytest.raises(
+        ValueError, match=r"method 'rigl' has no option\(s\) \['beta'\]; known: delta_t"
+    ):
+        tiny_hp("rigl", beta=1).sparsity.config()
+    with pytest.raises(ValueError, match=r"method 'gmp' has no option\(s\) \['alpha'\]"):
+        tiny_hp("gmp", alpha=0.3).sparsity.config()
 
 
 def test_cli_train_gmp(tmp_path, capsys):
@@ -128,7 +134,7 @@ def test_cli_train_gmp(tmp_path, capsys):
             "--dataset", "digits", "--train-size", "128", "--val-size", "32",
             "--test-size", "32", "--batch-size", "32", "--steps", "8", "--eval-every", "4",
             "--method", "gmp", "--sparsity", "0.8", "--distribution", "uniform",
-            "--method-option", "delta_t=2", "--method-option", "t_end=6",
+            "--delta-t", "2", "--t-end", "6",
             "--out", str(tmp_path),
         ]
     )  # fmt: skip

@@ -2,7 +2,8 @@
 
 Biases, norm parameters and everything else are not. A weight shared by several modules (tied
 embeddings) is listed once, under its first owner. ``exclude`` (module or parameter names,
-e.g. ``["fc1"]`` or ``["fc1.weight"]``) and ``filter_fn(full_name, module, param_name) -> bool``
+e.g. ``["fc1"]`` or ``["fc1.weight"]``) and ``filter_fn(module, fqn) -> bool`` (the signature of
+torchao's ``sparsify_``: the module and its fully qualified name; True = prune its weight)
 narrow the default set.
 """
 
@@ -20,7 +21,8 @@ PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Embedding,
 )
 
-FilterFn = Callable[[str, nn.Module, str], bool]
+# (module, its fully qualified name) -> True to include it; one signature everywhere
+FilterFn = Callable[[nn.Module, str], bool]
 
 
 def prunable_parameters(
@@ -43,7 +45,7 @@ def prunable_parameters(
         full = f"{module_name}.weight" if module_name else "weight"
         if module_name in excluded or full in excluded:
             continue
-        if filter_fn is not None and not filter_fn(full, module, "weight"):
+        if filter_fn is not None and not filter_fn(module, module_name):
             continue
         found.append((full, module, "weight"))
     known = {name for name, _ in model.named_modules()} | {n for n, _ in model.named_parameters()}

@@ -29,18 +29,18 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sparsetorch.algorithms.across_runs.config import LotteryHparams
-from sparsetorch.algorithms.across_runs.layout import TICKET, LotteryDir, lottery_name
-from sparsetorch.algorithms.across_runs.rewind import Rewind
-from sparsetorch.algorithms.across_runs.round_masks import random_masks, ticket_masks
-from sparsetorch.algorithms.across_runs.rounds import check_rounds, layer_rates
-from sparsetorch.algorithms.across_runs.seeds import derive_seed
 from sparsetorch.data import Dataset
 from sparsetorch.experiments import Hparams, TrainResult, build_model, prepare_dataset, train
 from sparsetorch.experiments.data_order import steps_per_epoch
 from sparsetorch.experiments.progress import progress_enabled
 from sparsetorch.experiments.rundir import check_out_dir
-from sparsetorch.masks import prunable_parameters
+from sparsetorch.lottery.config import IMPConfig
+from sparsetorch.lottery.rewind import Rewind
+from sparsetorch.lottery.round_masks import random_masks, ticket_masks
+from sparsetorch.lottery.rounds import check_rounds, layer_rates
+from sparsetorch.lottery.run_dir import TICKET, LotteryDir, lottery_name
+from sparsetorch.lottery.seeds import derive_seed
+from sparsetorch.masking import prunable_parameters
 from sparsetorch.patterns import get as get_pattern
 
 State = dict[str, torch.Tensor]  # a state_dict
@@ -54,7 +54,7 @@ class IMP:
         hparams: the training hparams of every round (``sparsetorch.experiments.Hparams``;
             method "dense": IMP does the pruning). ``training.seed`` is replaced by each seed.
         lottery: rounds, rates, scope, pattern, rewind point, seeds, controls
-            (:class:`LotteryHparams`; default: 10 rounds at 20%, rewind to init, seed 0).
+            (:class:`IMPConfig`; default: 10 rounds at 20%, rewind to init, seed 0).
         out_dir: parent directory; the run lives in ``out_dir/lottery-<model>-<hash>``.
         run_dir: the exact lottery directory instead (an existing one is resumed, and refused
             when it was started with other hparams).
@@ -67,7 +67,7 @@ class IMP:
     def __init__(
         self,
         hparams: Hparams,
-        lottery: LotteryHparams | None = None,
+        lottery: IMPConfig | None = None,
         *,
         out_dir: str | Path | None = None,
         run_dir: str | Path | None = None,
@@ -82,7 +82,7 @@ class IMP:
                 f"IMP prunes by itself: the training hparams must use method 'dense', got "
                 f"{self.hparams.sparsity.method!r}"
             )
-        self.lottery = copy.deepcopy(lottery or LotteryHparams()).validate()
+        self.lottery = copy.deepcopy(lottery or IMPConfig()).validate()
         self.identity = {**self.hparams.identity(), **self.lottery.identity()}
         self.identity.pop("training.seed", None)  # each seed is a run of its own
         if (run_dir is None) == (out_dir is None):
@@ -150,7 +150,7 @@ class IMP:
     def run(self) -> dict[str, Any]:
         """Train every round of every seed, then the controls; write the summary (table and
         figure). Returns the summary."""
-        from sparsetorch.algorithms.across_runs.summary import write_summary
+        from sparsetorch.lottery.summary import write_summary
 
         plan = self.plan()
         self.dir.open(

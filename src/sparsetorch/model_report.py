@@ -11,8 +11,6 @@ density (what an ideal sparse kernel would skip).
 from __future__ import annotations
 
 import math
-import sys
-import types
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -20,7 +18,7 @@ import torch
 from torch import nn
 
 from sparsetorch.formats import best_format
-from sparsetorch.masks import prunable_parameters
+from sparsetorch.masking import prunable_parameters
 
 
 def _linear_macs(module: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> int:
@@ -253,14 +251,3 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
         for module, mode in modes.items():
             module.training = mode
     return flops
-
-
-class _CallableModule(types.ModuleType):
-    """``st.report(model)`` works even after ``import sparsetorch.report`` has bound the name
-    ``sparsetorch.report`` to this module instead of the function."""
-
-    def __call__(self, *args, **kwargs) -> Report:
-        return report(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -1,15 +1,12 @@
 """Masks on modules: attach, read, apply, remove; enforced under every torch.optim optimizer.
 
-``sparsetorch.masks`` is also callable: ``st.masks(model)`` returns ``{param name: bool mask}``.
+``st.masks(model)`` is :func:`get_masks`: ``{parameter name: bool mask}``.
 """
 
 from __future__ import annotations
 
-import sys
-import types
-
-from sparsetorch.masks.enforce import mask_gradients_, mask_of
-from sparsetorch.masks.module_masks import (
+from sparsetorch.masking.enforce import mask_gradients_, mask_of
+from sparsetorch.masking.module_masks import (
     SUFFIX,
     apply_masks,
     attach_mask,
@@ -20,7 +17,7 @@ from sparsetorch.masks.module_masks import (
     named_masked,
     remove_masks,
 )
-from sparsetorch.masks.prunable import PRUNABLE_TYPES, prunable_parameters
+from sparsetorch.masking.prunable import PRUNABLE_TYPES, prunable_parameters
 
 __all__ = [
     "PRUNABLE_TYPES",
@@ -37,11 +34,3 @@ __all__ = [
     "prunable_parameters",
     "remove_masks",
 ]
-
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, model):  # st.masks(model)
-        return get_masks(model)
-
-
-sys.modules[__name__].__class__ = _CallableModule
