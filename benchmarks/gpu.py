@@ -90,6 +90,7 @@ def table_bsr(size: int, densities, blocks) -> list[str]:
     BSR ``wb @ x``, and ours (kernels/bsr_triton.py) as y^T = x @ W.T with x = X.T (a view:
     the same product; "ours" column) and with x row-major (the Linear case, against dense
     F.linear on the same x). Ours is checked against dense before it is timed."""
+    from sparsetorch.formats import BSR
     from sparsetorch.kernels import bsr_triton
 
     rows = [
@@ -107,7 +108,8 @@ def table_bsr(size: int, densities, blocks) -> list[str]:
             wb = w.to_sparse_bsr((block, block))
             td = bench(lambda: w @ x)
             tb = bench(lambda: wb @ x)
-            v, crow, col = bsr_triton.to_bsr_arrays(w, block)
+            bsr = BSR.from_dense(w, (block, block))
+            v, crow, col = bsr.values, bsr.row_ptr, bsr.col_indices
             xr = x.T.contiguous()  # (N, in) row-major
             cells, configs = [], []
             for xin in (x.T, xr):

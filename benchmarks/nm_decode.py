@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 from triton.testing import do_bench
 
-from sparsetorch.kernels import compress_2to4, nm_triton
+from sparsetorch.formats import NM
+from sparsetorch.kernels import nm_triton
 
 SHAPES = [(4096, 4096), (14336, 4096), (4096, 14336)]
 MS = [1, 2, 4, 8, 16, 32, 64]
@@ -33,7 +34,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for n, k in SHAPES:
         w = two_four(n, k)
-        values, meta = compress_2to4(w)
+        nm = NM.from_dense(w, 2, 4)
+        values, meta = nm.values, nm.meta
         for m in MS:
             x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
             ref = torch.nn.functional.linear(x, w).float()

@@ -25,8 +25,8 @@ def round_trip(name, mask2d):
     plan = codec.plan(support, mask2d.shape, 2**62)
     assert plan is not None
     parts = codec.encode(support, mask2d.shape, plan.params)
-    layout = codec.layout(mask2d.shape, support.nnz, plan.params)
-    assert {k: (v.dtype.name, v.shape) for k, v in parts.items()} == layout
+    spec = codec.parts_spec(mask2d.shape, support.nnz, plan.params)
+    assert {k: (v.dtype.name, v.shape) for k, v in parts.items()} == spec
     assert sum(v.nbytes for v in parts.values()) == plan.nbytes
     back = codec.decode(parts, mask2d.shape, support.nnz, plan.params)
     assert np.array_equal(back.mask(), mask2d.reshape(-1))

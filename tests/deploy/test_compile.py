@@ -12,9 +12,10 @@ from torch._dynamo.testing import CompileCounterWithBackend
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from sparsetorch.deploy import Dispatcher, SparseLinear, sparsify_
+from sparsetorch.deploy.compute_paths import DensePath, NMReferencePath, NMTritonPath
 from sparsetorch.deploy.graphed import GraphedPath
-from sparsetorch.deploy.paths import DensePath, NMReferencePath, NMTritonPath
-from sparsetorch.kernels import compress_2to4, nm_linear_reference, nm_triton
+from sparsetorch.formats import NM
+from sparsetorch.kernels import nm_linear_reference, nm_triton
 from tests.kernels.test_nm_reference import random_2to4
 
 
@@ -164,7 +165,8 @@ def test_sparsified_model_compiles_fullgraph():
 
 def test_triton_op_has_a_fake_implementation():
     w = random_2to4(24, 64)
-    values, meta = compress_2to4(w)
+    nm = NM.from_dense(w, 2, 4)
+    values, meta = nm.values, nm.meta
     with FakeTensorMode() as mode:
         x = mode.from_tensor(torch.randn(5, 64))
         y = torch.ops.sparsetorch.nm_linear_2to4(
@@ -194,7 +196,8 @@ def test_triton_path_is_one_opaque_op_in_the_graph(monkeypatch):
 def test_triton_op_under_interpreter_equals_reference():
     # the skinny kernel (M > 16); the autotuned GEMV needs a GPU to benchmark its configs
     w, b = random_2to4(8, 128), torch.randn(8)
-    values, meta = compress_2to4(w)
+    nm = NM.from_dense(w, 2, 4)
+    values, meta = nm.values, nm.meta
     x = torch.randn(20, 128)
     op = torch.ops.sparsetorch.nm_linear_2to4.default
     torch.testing.assert_close(op(x, values, meta, b), x @ w.T + b, rtol=1e-4, atol=1e-4)

@@ -4,9 +4,9 @@ replaced by recorders: one search per dispatcher M bucket, none while compiling 
 import pytest
 import torch
 
-from sparsetorch.deploy import paths as paths_mod
+from sparsetorch.deploy import compute_paths
+from sparsetorch.deploy.compute_paths import CuSparseLtPath
 from sparsetorch.deploy.dispatch import m_bucket
-from sparsetorch.deploy.paths import CuSparseLtPath
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_one_search_per_dispatcher_bucket(cslt):
 def test_no_search_while_capturing_or_compiling(cslt, monkeypatch):
     path, searched, used = cslt
     path(torch.zeros(16, 32))  # eager: bucket 16 searched
-    monkeypatch.setattr(paths_mod, "in_outer_graph", lambda x: True)  # a capture is running
+    monkeypatch.setattr(compute_paths, "in_outer_graph", lambda x: True)  # a capture is running
     path(torch.zeros(16, 32))  # searched bucket: its algorithm
     path(torch.zeros(40, 32))  # never searched: cuSPARSELt's default, nothing timed or cached
     assert searched == [16] and used == [3, 3, 0] and list(path._alg) == [16]

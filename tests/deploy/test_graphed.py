@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from sparsetorch.deploy.compute_paths import DensePath
 from sparsetorch.deploy.graphed import GraphedPath
-from sparsetorch.deploy.paths import DensePath
 
 
 class _GraphedDense(GraphedPath, DensePath):

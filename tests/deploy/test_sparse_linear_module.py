@@ -12,7 +12,7 @@ from torch import nn
 
 import sparsetorch as st
 from sparsetorch.deploy import PATHS, Dispatcher, SparseLinear, sparsify_
-from sparsetorch.deploy.paths import _dense_by_identity
+from sparsetorch.deploy.compute_paths import _dense_by_identity
 from tests.kernels.test_nm_reference import random_2to4
 
 _INT = {torch.float64: torch.int64, torch.float32: torch.int32}

@@ -16,6 +16,12 @@ from sparsetorch.formats.bsr import BSR
 from sparsetorch.kernels import bsr_triton as bt
 
 
+def bsr_arrays(w: torch.Tensor, bs: int) -> tuple[torch.Tensor, ...]:
+    """The kernel's arguments (values, crow, col): formats.BSR's arrays at square blocks bs."""
+    bsr = BSR.from_dense(w, (bs, bs))
+    return bsr.values, bsr.row_ptr, bsr.col_indices
+
+
 def _kernel_device() -> tuple[str | None, str]:
     """Where the kernel can run here, or None and why not."""
     if not bt.available():
@@ -26,7 +32,7 @@ def _kernel_device() -> tuple[str | None, str]:
     if bt.interpreting():
         try:  # the interpreter must really work here (numpy, Triton version)
             w = torch.ones(16, 16, dtype=torch.float16)
-            v, crow, col = bt.to_bsr_arrays(w, 16)
+            v, crow, col = bsr_arrays(w, 16)
             y = bt.bsr_linear_triton(torch.ones(1, 16, dtype=torch.float16), v, crow, col, None, 16)
             assert torch.equal(y, torch.full((1, 16), 16.0, dtype=torch.float16))
         except Exception as exc:  # any failure means: cannot test here
@@ -55,7 +61,7 @@ def block_sparse(out, inn, bs, density=0.5, empty_rows=(1,), seed=0, dtype=torch
 
 
 def run(w, x, bias, bs, config=None):
-    v, crow, col = bt.to_bsr_arrays(w, bs)
+    v, crow, col = bsr_arrays(w, bs)
     return bt.bsr_linear_triton(x, v, crow, col, bias, w.shape[0], config=config)
 
 
@@ -76,7 +82,7 @@ def test_equals_dense_and_formats_bsr(bs, m, w_left):
     assert y.shape == (m, 4 * bs) and y.dtype == torch.float16
     torch.testing.assert_close(y.float(), expected(w, x, b), rtol=1e-2, atol=2e-2)
     # formats/bsr.py's block products on the same arrays, in float32
-    v, crow, col = bt.to_bsr_arrays(w, bs)
+    v, crow, col = bsr_arrays(w, bs)
     ref = BSR(crow.cpu(), col.cpu(), v.float().cpu(), tuple(w.shape)).matmul_reference(
         x.float().cpu().T
     )  # (out, M)
@@ -119,7 +125,7 @@ def test_strided_bias_crow_col_equal_contiguous():
     # the kernel steps through bias, crow and col by +1: views with other strides must be
     # made contiguous first, not read as if they were
     w = block_sparse(128, 96, 32).to(DEVICE)
-    v, crow, col = bt.to_bsr_arrays(w, 32)
+    v, crow, col = bsr_arrays(w, 32)
     x = torch.randn(5, 96).half().to(DEVICE)
     b = torch.randn(256).half().to(DEVICE)[::2]  # (128,), stride 2
     crow2, col2 = (torch.stack((t, t), 1)[:, 0] for t in (crow, col))  # stride 2
@@ -169,7 +175,7 @@ def test_autotuned_on_cuda(dtype, m):
 
 def _args(bs=32, out=64, inn=64, dtype=torch.float16):
     w = block_sparse(out, inn, bs, empty_rows=(), dtype=dtype)
-    v, crow, col = bt.to_bsr_arrays(w, bs)
+    v, crow, col = bsr_arrays(w, bs)
     return torch.randn(2, inn).to(dtype), v, crow, col
 
 
@@ -199,15 +205,18 @@ def test_bad_input_named(change, error, match):
 
 def test_block_size_must_be_supported():
     w = torch.ones(24, 24, dtype=torch.float16)
-    v, crow, col = bt.to_bsr_arrays(w, 8)
+    v, crow, col = bsr_arrays(w, 8)
     with pytest.raises(ValueError, match=r"block size must be one of \(16, 32, 64, 128\), got 8"):
         bt.bsr_linear_triton(torch.ones(1, 24).half(), v, crow, col, None, 24)
 
 
-def test_to_bsr_arrays_round_trip():
+def test_formats_bsr_holds_the_kernels_arguments():
+    # what the kernel and torch.compile need: int32 indices, contiguous blocks that are no
+    # view of another tensor (fake tensors cannot take a view of a sparse tensor's values)
     w = block_sparse(128, 96, 32, empty_rows=(0, 3))
-    v, crow, col = bt.to_bsr_arrays(w, 32)
+    v, crow, col = bsr_arrays(w, 32)
     assert crow.dtype == col.dtype == torch.int32 and v.is_contiguous() and v._base is None
+    assert crow.is_contiguous() and col.is_contiguous()
     assert crow[1] == 0 and crow[-1] == crow[-2] == v.shape[0]  # block rows 0 and 3 empty
     assert torch.equal(BSR(crow, col, v, (128, 96)).to_dense(), w)
 

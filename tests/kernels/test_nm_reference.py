@@ -1,9 +1,14 @@
+"""The 2:4 reference twin on ``formats.NM``'s arrays, and the compressed weight the 2:4 kernels
+read (values + 2-bit positions, four per byte) pinned against a naive decoder."""
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsetorch.kernels import compress_2to4, decompress_2to4, is_2to4, nm_linear_reference
+from sparsetorch.formats import NM
+from sparsetorch.formats.nm import dense_from_meta, is_nm
+from sparsetorch.kernels import nm_linear_reference
 
 
 def random_2to4(n: int, k: int, dtype=torch.float32, seed: int = 0) -> torch.Tensor:
@@ -12,6 +17,18 @@ def random_2to4(n: int, k: int, dtype=torch.float32, seed: int = 0) -> torch.Ten
     keep = torch.rand(n, k // 4, 4, generator=g).argsort(-1)[..., :2]
     mask = torch.zeros_like(w, dtype=torch.bool).scatter_(-1, keep, True)
     return (w * mask).reshape(n, k)
+
+
+def naive_decode(values: torch.Tensor, meta: torch.Tensor, k: int) -> torch.Tensor:
+    """The kernels' reading of the compressed weight, one element at a time: byte b of a row
+    holds the positions of slots 4b..4b+3 (bits [2j, 2j+1] for slot 4b+j); slot s belongs to
+    group s // 2, so it sits at column 4 * (s // 2) + position."""
+    out = torch.zeros(values.shape[0], k, dtype=values.dtype)
+    for r in range(values.shape[0]):
+        for s in range(values.shape[1]):
+            position = (int(meta[r, s // 4]) >> (2 * (s % 4))) & 3
+            out[r, 4 * (s // 2) + position] = values[r, s]
+    return out
 
 
 @settings(max_examples=40, deadline=None)
@@ -23,42 +40,41 @@ def random_2to4(n: int, k: int, dtype=torch.float32, seed: int = 0) -> torch.Ten
 )
 def test_compress_round_trip_bitwise(n, groups8, dtype, seed):
     w = random_2to4(n, 8 * groups8, dtype, seed)
-    values, meta = compress_2to4(w)
-    assert values.shape == (n, 4 * groups8) and meta.shape == (n, groups8)
-    assert meta.dtype == torch.uint8
-    assert torch.equal(decompress_2to4(values, meta), w)
+    nm = NM.from_dense(w, 2, 4)
+    assert nm.values.shape == (n, 4 * groups8) and nm.meta.shape == (n, groups8)
+    assert nm.meta.dtype == torch.uint8 and nm.values.is_contiguous() and nm.meta.is_contiguous()
+    assert torch.equal(dense_from_meta(nm.values, nm.meta, 2, 4), w)
+    assert torch.equal(naive_decode(nm.values, nm.meta, 8 * groups8), w)
 
 
 def test_golden_meta_byte():
     # row: group 0 keeps positions 1 and 3, group 1 keeps 0 and 2
     w = torch.tensor([[0.0, 5.0, 0.0, 7.0, 1.0, 0.0, 2.0, 0.0]])
-    values, meta = compress_2to4(w)
-    assert values.tolist() == [[5.0, 7.0, 1.0, 2.0]]
-    assert meta.tolist() == [[1 | (3 << 2) | (0 << 4) | (2 << 6)]]
+    nm = NM.from_dense(w, 2, 4)
+    assert nm.values.tolist() == [[5.0, 7.0, 1.0, 2.0]]
+    assert nm.meta.tolist() == [[1 | (3 << 2) | (0 << 4) | (2 << 6)]]
 
 
 def test_groups_with_fewer_than_two_nonzeros():
     w = torch.tensor([[0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0]])
-    values, meta = compress_2to4(w)
-    assert torch.equal(decompress_2to4(values, meta), w)
+    nm = NM.from_dense(w, 2, 4)
+    assert torch.equal(dense_from_meta(nm.values, nm.meta, 2, 4), w)
 
 
 def test_groups_never_straddle_rows():
     # each row alone is 2:4, but the flattened tensor's groups (if rows of 6 were used) are not
     w = torch.tensor([[1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0] * 2])
-    assert is_2to4(w)
-    assert not is_2to4(torch.tensor([[1.0, 1.0, 1.0, 0.0] * 2]))
+    assert is_nm(w, 2, 4)
+    assert not is_nm(torch.tensor([[1.0, 1.0, 1.0, 0.0] * 2]), 2, 4)
 
 
 def test_not_2to4_is_an_error():
     with pytest.raises(ValueError, match="not 2:4"):
-        compress_2to4(torch.ones(2, 8))
-    with pytest.raises(ValueError, match="divisible by 8"):
-        compress_2to4(torch.zeros(2, 4))
+        NM.from_dense(torch.ones(2, 8), 2, 4)
 
 
 def test_reference_linear_equals_dense():
     w = random_2to4(12, 32)
     x, b = torch.randn(5, 32), torch.randn(12)
-    values, meta = compress_2to4(w)
-    torch.testing.assert_close(nm_linear_reference(x, values, meta, b), x @ w.T + b)
+    nm = NM.from_dense(w, 2, 4)
+    torch.testing.assert_close(nm_linear_reference(x, nm.values, nm.meta, b), x @ w.T + b)

@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-from sparsetorch.kernels import compress_2to4, nm_triton
+from sparsetorch.formats import NM
+from sparsetorch.kernels import nm_triton
 from tests.kernels.test_nm_reference import random_2to4
 
 needs_interpreter = pytest.mark.skipif(
@@ -16,11 +17,16 @@ needs_interpreter = pytest.mark.skipif(
 )
 
 
+def _compressed(w):
+    nm = NM.from_dense(w, 2, 4)
+    return nm.values, nm.meta
+
+
 @needs_interpreter
 @pytest.mark.parametrize("k", [128, 512])  # 512: the decode (GEMV) branch, M <= 16, K % 512 == 0
 def test_empty_batch_gives_empty_output(k):
     w, b = random_2to4(32, k), torch.randn(32)
-    values, meta = compress_2to4(w)
+    values, meta = _compressed(w)
     x = torch.randn(0, k)
     gemv = {"BLOCK_N": 32, "BLOCK_K": 128, "num_warps": 4}
     y = nm_triton.nm_linear_triton(x, values, meta, b, gemv_config=gemv)
@@ -32,7 +38,7 @@ def test_empty_batch_gives_empty_output(k):
 @needs_interpreter
 def test_decode_branch_equals_dense_for_small_m():
     w, b = random_2to4(32, 512), torch.randn(32)
-    values, meta = compress_2to4(w)
+    values, meta = _compressed(w)
     gemv = {"BLOCK_N": 32, "BLOCK_K": 128, "num_warps": 4}
     for m in (1, 3, 16):
         x = torch.randn(m, 512)
@@ -51,7 +57,7 @@ def test_skinny_branch_equals_dense(m, k):
     position pair of a group occurs in random_2to4 weights); rows and columns past M and N
     are masked."""
     w, b = random_2to4(40, k, seed=m), torch.randn(40)
-    values, meta = compress_2to4(w)
+    values, meta = _compressed(w)
     x = torch.randn(m, k)
     y = nm_triton.nm_linear_triton(x, values, meta, b, skinny_config=SKINNY, gemv_max_m=0)
     torch.testing.assert_close(y, x @ w.T + b, rtol=1e-4, atol=1e-4)
@@ -61,7 +67,7 @@ def test_skinny_branch_equals_dense(m, k):
 def test_strided_bias_equals_contiguous():
     # the kernels read the bias by +1 steps: a strided view must be made contiguous first
     w = random_2to4(32, 128)
-    values, meta = compress_2to4(w)
+    values, meta = _compressed(w)
     b = torch.randn(64)[::2]  # (32,), stride 2
     x = torch.randn(20, 128)
     y = nm_triton.nm_linear_triton(x, values, meta, b, skinny_config=SKINNY)

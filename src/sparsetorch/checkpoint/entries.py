@@ -13,7 +13,7 @@ from typing import Any
 from sparsetorch.checkpoint import dtypes
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.header import Header, code_of
-from sparsetorch.checkpoint.tensor_codec import DENSE, layout
+from sparsetorch.checkpoint.tensor_codec import DENSE, parts_spec
 
 MASK_OF = "mask_of"
 ALIAS = "alias"
@@ -76,7 +76,7 @@ def _check_entry(header: Header, key: str, entry: Any, entries: dict[str, Any]) 
     if not _is_count(crc) or not isinstance(params, dict) or not isinstance(encoding, str):
         raise CheckpointError("corrupt metadata entry (encoding, params or crc32)")
     parts = {}
-    for part, (dtype_name, shape) in layout(entry).items():
+    for part, (dtype_name, shape) in parts_spec(entry).items():
         name = part_key(key, part)
         info = header.tensors.get(name)
         if info is None:

@@ -1,6 +1,6 @@
 """Reading and checking a safetensors header before any tensor data is touched.
 
-File layout (safetensors): 8-byte little-endian header length N, N bytes of JSON
+File structure (safetensors): 8-byte little-endian header length N, N bytes of JSON
 ``{"__metadata__": {str: str}, name: {"dtype", "shape", "data_offsets": [begin, end]}, ...}``,
 then the data. sparsetorch keeps one key, ``__metadata__["sparsetorch"] = "<crc32 of JSON, 8 hex> <JSON>"``,
 so no byte of its metadata can change unnoticed (and, being one key, the header is the same

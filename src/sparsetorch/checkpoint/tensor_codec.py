@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sparsetorch.checkpoint import codecs, dtypes
-from sparsetorch.checkpoint.codecs import Layout
+from sparsetorch.checkpoint.codecs import PartsSpec
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.support import Support
 
@@ -90,7 +90,7 @@ def _dense(entry: dict[str, Any], t: torch.Tensor, mask: torch.Tensor | None) ->
     return Encoded(entry, parts)
 
 
-def layout(entry: dict[str, Any]) -> Layout:
+def parts_spec(entry: dict[str, Any]) -> PartsSpec:
     """The parts (dtype name, shape) a valid file holds for this entry."""
     shape = tuple(entry["shape"])
     if entry["encoding"] == DENSE:
@@ -99,7 +99,7 @@ def layout(entry: dict[str, Any]) -> Layout:
         codec = codecs.get(entry["encoding"])
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
-    parts = codec.layout(shape, entry["nnz"], entry["params"])
+    parts = codec.parts_spec(shape, entry["nnz"], entry["params"])
     if entry["dtype"] != "bool":
         parts["values"] = (entry["dtype"], (entry["nnz"],))
     return parts
@@ -109,7 +109,7 @@ def decode_tensor(
     entry: dict[str, Any], parts: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, Support | None]:
     """The dense tensor of an entry (new memory) and, for sparse ones, its kept positions.
-    ``parts`` must match :func:`layout`; the checksum is verified here."""
+    ``parts`` must match :func:`parts_spec`; the checksum is verified here."""
     if checksum(parts) != entry["crc32"]:
         raise CheckpointError("checksum mismatch: the stored bytes are corrupt")
     if entry["encoding"] == DENSE:

@@ -1,8 +1,8 @@
 """Deployment: swap trained sparse weights for real sparse compute paths (``sparsify_``)."""
 
+from sparsetorch.deploy.compute_paths import PATHS
 from sparsetorch.deploy.dispatch import Dispatcher, m_bucket
 from sparsetorch.deploy.graphed import graph_timer
-from sparsetorch.deploy.paths import PATHS
 from sparsetorch.deploy.sparse_linear import SparseLinear
 from sparsetorch.deploy.sparsify import CONFIGS, SparsifyReport, sparsify_
 

@@ -14,12 +14,12 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path as FsPath
+from pathlib import Path
 
 import torch
 
 DEFAULT_CACHE = (
-    FsPath(os.environ.get("SPARSETORCH_CACHE", FsPath.home() / ".cache" / "sparsetorch"))
+    Path(os.environ.get("SPARSETORCH_CACHE", Path.home() / ".cache" / "sparsetorch"))
     / "dispatch.json"
 )
 
@@ -83,7 +83,7 @@ class Dispatcher:
         margin: float = 1.0,
     ) -> None:
         self.timer = timer
-        self.cache_file = FsPath(cache_file) if cache_file else None
+        self.cache_file = Path(cache_file) if cache_file else None
         self.margin = margin  # a sparse path must be at least this much faster than dense
         self.decisions: dict[str, dict] = self._read()
 

@@ -24,9 +24,9 @@ import warnings
 import torch
 from torch import nn
 
+from sparsetorch.deploy.compute_paths import PATHS, DensePath
 from sparsetorch.deploy.dispatch import Dispatcher, m_bucket
 from sparsetorch.deploy.graphed import in_outer_graph
-from sparsetorch.deploy.paths import PATHS, DensePath
 
 
 def prepare_paths(

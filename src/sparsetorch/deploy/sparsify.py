@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from sparsetorch.deploy.compute_paths import PATHS
 from sparsetorch.deploy.dispatch import Dispatcher
-from sparsetorch.deploy.paths import PATHS
 from sparsetorch.deploy.sparse_linear import SparseLinear
-from sparsetorch.kernels.nm_reference import is_2to4
+from sparsetorch.formats.nm import is_nm
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ def sparsify_(
     dispatcher: Dispatcher | None = None,
     paths: list[str] | None = None,
 ) -> SparsifyReport:
-    """Swap every Linear (passing ``filter_fn(module, name)``) for a :class:`SparseLinear`.
+    """Swap every Linear (passing ``filter_fn(module, fqn)``, torchao's signature) for a
+    :class:`SparseLinear`.
 
     ``config``: "2:4", "bsr" or "csr". ``paths`` overrides the candidate list (e.g.
     ``["nm_reference"]`` to force the reference twin). A weight that is not 2:4-valid under
@@ -74,7 +75,7 @@ def sparsify_(
         if isinstance(module, nn.Linear) and (filter_fn is None or filter_fn(module, name))
     ]
     if config == "2:4":
-        bad = [n for n, m in targets if m.weight.shape[1] % 4 == 0 and not is_2to4(m.weight)]
+        bad = [n for n, m in targets if m.weight.shape[1] % 4 == 0 and not is_nm(m.weight, 2, 4)]
         if bad:
             raise ValueError(
                 f"layer(s) {', '.join(bad)} are not 2:4 sparse; prune them with "

@@ -5,6 +5,10 @@ true ``nbytes``, row/column access, ``@`` and interop with torch.sparse and scip
 ``"bsr"`` (pass ``blocksize=``) or ``"bsrHxW"``, ``"nm"`` (2:4 unless ``n=``/``m=``) or
 ``"nmN:M"``, and ``"dense"`` (the tensor itself, for comparison). :func:`best_format` picks the
 smallest encoding of a tensor.
+
+These are the package's only representations of a sparse weight: ``kernels``, ``deploy`` and
+the checkpoint N:M codec take their arrays, and :func:`is_nm` (``formats.nm``) is the one
+answer to "is this N:M?".
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from sparsetorch.formats._base import FLOAT_DTYPES, SparseFormat, SparseVector
 from sparsetorch.formats.bsr import BSR
 from sparsetorch.formats.coo import COO
 from sparsetorch.formats.csr import CSR
-from sparsetorch.formats.nm import NM
+from sparsetorch.formats.nm import NM, group_counts, is_nm
 
 Encoder = Callable[[torch.Tensor], "SparseFormat | torch.Tensor"]
 FORMATS: Registry[Encoder] = Registry("format")
@@ -57,7 +61,7 @@ def candidates(t: torch.Tensor) -> list[str]:
     names += [f"bsr{b}x{b}" for b in BEST_BLOCKSIZES if rows % b == 0 and cols % b == 0]
     for m in BEST_GROUPS:
         if cols % m == 0 and t.numel():
-            n = max(1, int((t.reshape(-1, m) != 0).sum(1).max()))
+            n = max(1, int(group_counts(t, m)[0].max()))  # the smallest n that holds
             if n < m:
                 names.append(f"nm{n}:{m}")
     return names
@@ -90,4 +94,5 @@ __all__ = [
     "SparseVector",
     "best_format",
     "candidates",
+    "is_nm",
 ]

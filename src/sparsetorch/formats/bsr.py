@@ -55,6 +55,15 @@ def check_blocksize(blocksize: object, shape: tuple[int, ...]) -> tuple[int, int
     return h, w
 
 
+def stored_blocks(t: torch.Tensor, blocksize: tuple[int, int]) -> torch.Tensor:
+    """Which (h, w) blocks of the 2-D ``t`` BSR stores: those holding a nonzero (True entry of
+    a bool mask), as a bool grid (rows/h, cols/w); the blocksize must divide the shape."""
+    h, w = check_blocksize(blocksize, tuple(t.shape))
+    rows, cols = t.shape
+    nonzero = t if t.dtype == torch.bool else t != 0
+    return nonzero.reshape(rows // h, h, cols // w, w).any(dim=3).any(dim=1)
+
+
 class BSR(SparseFormat):
     name = "bsr"
 
@@ -99,7 +108,7 @@ class BSR(SparseFormat):
         h, w = check_blocksize(blocksize, t.shape)
         rows, cols = t.shape
         grid = t.reshape(rows // h, h, cols // w, w).transpose(1, 2)  # (rows/h, cols/w, h, w)
-        block_rows, block_cols = (grid != 0).any(dim=(2, 3)).nonzero(as_tuple=True)
+        block_rows, block_cols = stored_blocks(t, (h, w)).nonzero(as_tuple=True)
         idx = index_dtype(max(block_rows.numel(), cols // w))
         row_ptr = compress_rows(block_rows, rows // h, idx)
         return cls(row_ptr, block_cols, grid[block_rows, block_cols], t.shape)

@@ -1,14 +1,13 @@
-"""Fast sparse kernels, each with a reference twin.
+"""Fast sparse kernels, each with a reference twin. They take the arrays of a
+``sparsetorch.formats`` container, never a representation of their own:
 
-- ``nm_triton.nm_linear_triton``: 2:4 skinny GEMM for decode (Triton, CUDA); twin
-  ``nm_reference.nm_linear_reference``.
+- ``nm_triton.nm_linear_triton``: 2:4 skinny GEMM for decode (Triton, CUDA) on
+  ``formats.NM(n=2, m=4)``'s ``values`` and ``meta``; twin ``nm_reference.nm_linear_reference``.
+- ``bsr_triton.bsr_linear_triton``: block-sparse GEMM (Triton, CUDA) on ``formats.BSR``'s
+  ``values``, ``row_ptr`` and ``col_indices`` (square blocks of 16..128); twin
+  ``formats.BSR.matmul_reference``.
 """
 
-from sparsetorch.kernels.nm_reference import (
-    compress_2to4,
-    decompress_2to4,
-    is_2to4,
-    nm_linear_reference,
-)
+from sparsetorch.kernels.nm_reference import nm_linear_reference
 
-__all__ = ["compress_2to4", "decompress_2to4", "is_2to4", "nm_linear_reference"]
+__all__ = ["nm_linear_reference"]

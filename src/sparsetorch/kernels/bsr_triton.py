@@ -1,8 +1,10 @@
 """Block-sparse (BSR) linear in Triton: y = x @ W.T + b with W (out, in) stored as its nonzero
 (bs, bs) blocks; x (M, in) -> y (M, out), float16/bfloat16, fp32 accumulation.
 
-Layout (torch's BSR): ``values`` (nnzb, bs, bs) row-major blocks of W, ``crow`` (out/bs + 1,)
-block-row pointers, ``col`` (nnzb,) block columns; bs in {16, 32, 64, 128} dividing both dims.
+The weight is a :class:`sparsetorch.formats.BSR` with square blocks (``BSR.from_dense(w, (bs,
+bs))``): ``values`` (nnzb, bs, bs) row-major blocks of W, ``crow`` = its ``row_ptr`` (out/bs +
+1,) block-row pointers, ``col`` = its ``col_indices`` (nnzb,) block columns; bs in {16, 32, 64,
+128} dividing both dims.
 
 One program computes one output tile: one W block row (bs output features) x BLOCK_M rows of
 x, looping over that block row's nonzero blocks (tl.dot, fp32 accumulator). Empty block rows
@@ -36,16 +38,17 @@ vectorise along their contiguous dim when M (column-major x) or the row stride (
 is a multiple of 16; otherwise loads are scalar and slow (still correct).
 
 Autotuned (BLOCK_M, W_LEFT, num_warps, num_stages) per (M bucket, in, out, bs, density bucket,
-x layout, dtype). Under TRITON_INTERPRET=1 (CPU tests) a fixed ``config`` is used.
+x row- or column-major, dtype). Under TRITON_INTERPRET=1 (CPU tests) a fixed ``config`` is used.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import warnings
 
 import torch
+
+from sparsetorch.formats.bsr import stored_blocks
 
 try:  # Triton is optional: present with CUDA builds of torch
     import triton
@@ -97,28 +100,10 @@ def choose_blocksize(weight: torch.Tensor, slack: float = 1.5) -> int | None:
     sizes = [b for b in BLOCK_SIZES if rows % b == 0 and cols % b == 0]
     if not sizes:
         return None
-    nz = weight != 0
-    stored = {}
-    for b in sizes:
-        blocks = nz.reshape(rows // b, b, cols // b, b).any(dim=3).any(dim=1)  # (rows/b, cols/b)
-        stored[b] = int(blocks.sum()) * b * b
+    nonzero = weight != 0
+    stored = {b: int(stored_blocks(nonzero, (b, b)).sum()) * b * b for b in sizes}
     floor = stored[sizes[0]]
     return max(b for b in sizes if stored[b] <= slack * floor)
-
-
-def to_bsr_arrays(weight: torch.Tensor, blocksize: int) -> tuple[torch.Tensor, ...]:
-    """(values (nnzb, bs, bs) contiguous, crow (out/bs + 1,) int32, col (nnzb,) int32) of a
-    dense weight, through torch's to_sparse_bsr; only blocks with a nonzero are stored. The
-    values are a copy: a view would keep the sparse tensor as its base, which torch.compile's
-    fake tensors cannot take."""
-    with warnings.catch_warnings():  # "Sparse BSR tensor support is in beta state"
-        warnings.filterwarnings("ignore", message="Sparse BSR tensor support")
-        w = weight.detach().to_sparse_bsr((blocksize, blocksize))
-    return (
-        w.values().clone(memory_format=torch.contiguous_format),
-        w.crow_indices().to(torch.int32).contiguous(),
-        w.col_indices().to(torch.int32).contiguous(),
-    )
 
 
 def _check(x, values, crow, col, bias, out_features) -> int:
@@ -158,12 +143,12 @@ def _check(x, values, crow, col, bias, out_features) -> int:
 
 if triton is not None:
 
-    @triton.jit(do_not_specialize=["M_KEY", "K_KEY", "DENSITY_KEY", "LAYOUT_KEY"])
+    @triton.jit(do_not_specialize=["M_KEY", "K_KEY", "DENSITY_KEY", "X_ROW_MAJOR_KEY"])
     def _bsr_kernel(
         x_ptr, v_ptr, crow_ptr, col_ptr, b_ptr, y_ptr,
         M, BLOCK_ROWS,
         stride_xm, stride_xk, stride_ym, stride_yn,
-        M_KEY, K_KEY, DENSITY_KEY, LAYOUT_KEY,  # autotune keys only (buckets, see below)
+        M_KEY, K_KEY, DENSITY_KEY, X_ROW_MAJOR_KEY,  # autotune keys only (buckets, see below)
         BS: tl.constexpr, HAS_BIAS: tl.constexpr,
         BLOCK_M: tl.constexpr, W_LEFT: tl.constexpr,
     ):  # fmt: skip
@@ -242,7 +227,7 @@ if triton is not None:
 
     _bsr_autotuned = triton.autotune(
         configs=_CONFIGS,
-        key=["M_KEY", "K_KEY", "BLOCK_ROWS", "BS", "DENSITY_KEY", "LAYOUT_KEY"],
+        key=["M_KEY", "K_KEY", "BLOCK_ROWS", "BS", "DENSITY_KEY", "X_ROW_MAJOR_KEY"],
         prune_configs_by={"early_config_prune": _prune},
     )(_bsr_kernel)
 

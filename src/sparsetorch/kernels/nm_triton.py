@@ -4,7 +4,8 @@ autotuned per shape.
 
 Small M is memory bound: the kernel streams the compressed weight (values + 2-bit positions,
 56% of dense bytes), expands each (BLOCK_N, BLOCK_K) tile in registers and multiplies it with
-tl.dot against the (BLOCK_K, BLOCK_M) slice of x. Layout: see nm_reference.py (its twin).
+tl.dot against the (BLOCK_K, BLOCK_M) slice of x. The compressed weight is
+``formats.NM.from_dense(w, 2, 4)``'s ``values`` and ``meta`` (see nm_reference.py, its twin).
 """
 
 from __future__ import annotations

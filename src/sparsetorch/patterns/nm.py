@@ -1,10 +1,11 @@
 """N:M sparsity: at most N kept weights in every group of M consecutive weights along the
 reduction (input) dimension, the layout sparse tensor cores accelerate (2:4 on NVIDIA Ampere+).
 
-Layout (as NVIDIA ASP): a weight is seen as rows of input channels, ``(rows, in)`` with the
-input-channel dim (dim 1) last; for Linear that is the weight itself, for a conv
-``(out, in, kh, kw)`` it is ``(out*kh*kw, in)``, i.e. groups of M input channels at each kernel
-position, the reduction order of an NHWC implicit GEMM. A 1-D weight is one row.
+Groups (as NVIDIA ASP): a weight is seen as rows of input channels, ``(rows, in)`` with the
+input-channel dim (dim 1) last (``sparsetorch.formats.nm.as_rows``); for Linear that is the
+weight itself, for a conv ``(out, in, kh, kw)`` it is ``(out*kh*kw, in)``, i.e. groups of M input
+channels at each kernel position, the reduction order of an NHWC implicit GEMM. A 1-D weight is
+one row.
 
 Rows whose length is not a multiple of M end with a partial group of L < M weights; it may keep
 ``ceil(N*L/M)`` (<= N, so zero-padding the row to a multiple of M gives a valid N:M row for
@@ -12,6 +13,7 @@ hardware, and the density stays as close to N/M as whole weights allow).
 
 The full mask (``density=None``) keeps exactly N per group; a lower density keeps the best
 weights among those, so ``sparsity=0.9`` with ``"2:4"`` is 90% sparse and still 2:4-valid.
+Validity is ``sparsetorch.formats.nm.is_nm``, the one N:M check of the package.
 """
 
 from __future__ import annotations
@@ -20,24 +22,10 @@ import math
 
 import torch
 
+from sparsetorch.formats.nm import as_rows, from_rows, group_counts, is_nm
 from sparsetorch.patterns.base import Pattern, check_mask, float_scores
 
-
-def as_rows(x: torch.Tensor) -> torch.Tensor:
-    """View of ``x`` as ``(rows, in)`` with the input-channel dim (dim 1) last."""
-    if x.dim() == 1:
-        return x.reshape(1, -1)
-    if x.dim() == 2:
-        return x
-    return x.movedim(1, -1).reshape(-1, x.shape[1])  # (out*k..., in)
-
-
-def from_rows(rows: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
-    """Inverse of :func:`as_rows`."""
-    if len(shape) <= 2:
-        return rows.reshape(shape)
-    moved = (shape[0], *shape[2:], shape[1])
-    return rows.reshape(moved).movedim(-1, 1)
+__all__ = ["NM", "as_rows", "from_rows"]
 
 
 def _top_in_groups(groups: torch.Tensor, n: int) -> torch.Tensor:
@@ -87,22 +75,14 @@ class NM(Pattern):
 
     def group_counts(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Kept weights per full group ``(R, C/M)`` and per partial group ``(R,)`` or None."""
-        rows = as_rows(mask)
-        r, c = rows.shape
-        full = c // self.m * self.m
-        counts = rows[:, :full].reshape(r, -1, self.m).sum(-1)
-        partial = rows[:, full:].sum(-1) if full < c else None
-        return counts, partial
+        return group_counts(as_rows(mask), self.m)
 
     def is_valid(self, mask: torch.Tensor) -> bool:
         check_mask(mask)
         if mask.dim() == 0:
             return False
-        counts, partial = self.group_counts(mask)
         rest = _rows_cols(mask.shape)[1] % self.m
-        return bool((counts <= self.n).all()) and (
-            partial is None or bool((partial <= self.partial_keep(rest)).all())
-        )
+        return is_nm(as_rows(mask), self.n, self.m, partial_n=self.partial_keep(rest))
 
     def fill(self, mask: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Grow within groups: add to every group its highest-scoring pruned weights until it

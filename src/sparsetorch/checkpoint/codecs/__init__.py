@@ -19,7 +19,7 @@ csr        ``crow`` int32/64, ``col`` uint8/16/32   (rows+1)*4 + nnz * (1, 2 or 
 from __future__ import annotations
 
 from sparsetorch._registry import Registry
-from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape, shape2d
+from sparsetorch.checkpoint.codecs.base import Codec, PartsSpec, Plan, Shape, shape2d
 from sparsetorch.checkpoint.codecs.base import choose as choose_among
 from sparsetorch.checkpoint.codecs.bitmask import Bitmask
 from sparsetorch.checkpoint.codecs.block import Block
@@ -60,7 +60,7 @@ __all__ = [
     "FLAT",
     "ORDER",
     "Codec",
-    "Layout",
+    "PartsSpec",
     "Plan",
     "Shape",
     "choose",

@@ -11,7 +11,7 @@ import numpy as np
 from sparsetorch.checkpoint.support import Support
 
 Shape = tuple[int, ...]  # the full tensor shape
-Layout = dict[str, tuple[str, tuple[int, ...]]]  # part -> (numpy dtype name, shape)
+PartsSpec = dict[str, tuple[str, tuple[int, ...]]]  # part -> (numpy dtype name, shape)
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Codec:
     """Encode/decode the kept positions (row-major) of a tensor of ``shape``.
 
     ``plan`` may return None (not applicable) and may skip expensive work when it cannot
-    beat ``budget`` index bytes. ``layout`` is the exact parts a valid file holds; ``decode``
+    beat ``budget`` index bytes. ``parts_spec`` is the exact parts a valid file holds; ``decode``
     validates every invariant it relies on and raises ``CheckpointError`` otherwise.
     """
 
@@ -50,7 +50,7 @@ class Codec:
     def encode(self, support: Support, shape: Shape, params: dict) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def layout(self, shape: Shape, nnz: int, params: dict) -> Layout:
+    def parts_spec(self, shape: Shape, nnz: int, params: dict) -> PartsSpec:
         raise NotImplementedError
 
     def decode(self, parts: dict[str, np.ndarray], shape: Shape, nnz: int, params: dict) -> Support:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape, numel_of
+from sparsetorch.checkpoint.codecs.base import Codec, PartsSpec, Plan, Shape, numel_of
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.support import Support
 
@@ -18,7 +18,7 @@ class Bitmask(Codec):
     def encode(self, support: Support, shape: Shape, params: dict) -> dict[str, np.ndarray]:
         return {"bitmask": np.packbits(support.mask(), bitorder="little")}
 
-    def layout(self, shape: Shape, nnz: int, params: dict) -> Layout:
+    def parts_spec(self, shape: Shape, nnz: int, params: dict) -> PartsSpec:
         return {"bitmask": ("uint8", ((numel_of(shape) + 7) // 8,))}
 
     def decode(self, parts: dict[str, np.ndarray], shape: Shape, nnz: int, params: dict) -> Support:

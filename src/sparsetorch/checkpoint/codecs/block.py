@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape, choose, shape2d
+from sparsetorch.checkpoint.codecs.base import Codec, PartsSpec, Plan, Shape, choose, shape2d
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.support import Support
 
@@ -98,10 +98,10 @@ class Block(Codec):
             raise CheckpointError(f"block {h}x{w} does not tile shape {shape} with nnz={nnz}")
         return h, w, self.flat[index]
 
-    def layout(self, shape: Shape, nnz: int, params: dict) -> Layout:
+    def parts_spec(self, shape: Shape, nnz: int, params: dict) -> PartsSpec:
         h, w, inner = self._check(shape, nnz, params)
-        grid_layout = inner.layout(_grid_shape(shape, h, w), nnz // (h * w), {})
-        return {f"grid_{k}": v for k, v in grid_layout.items()}
+        grid_spec = inner.parts_spec(_grid_shape(shape, h, w), nnz // (h * w), {})
+        return {f"grid_{k}": v for k, v in grid_spec.items()}
 
     def decode(self, parts: dict[str, np.ndarray], shape: Shape, nnz: int, params: dict) -> Support:
         h, w, inner = self._check(shape, nnz, params)

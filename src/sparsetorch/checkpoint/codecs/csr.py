@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape, shape2d
+from sparsetorch.checkpoint.codecs.base import Codec, PartsSpec, Plan, Shape, shape2d
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.support import Support
 
@@ -39,7 +39,7 @@ class CSRIndex(Codec):
         np.cumsum(np.bincount(row, minlength=rows), out=crow[1:])
         return {"crow": crow, "col": col.astype(col_dtype(cols))}
 
-    def layout(self, shape: Shape, nnz: int, params: dict) -> Layout:
+    def parts_spec(self, shape: Shape, nnz: int, params: dict) -> PartsSpec:
         rows, cols = shape2d(shape)
         return {
             "crow": (crow_dtype(nnz).name, (rows + 1,)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape, numel_of
+from sparsetorch.checkpoint.codecs.base import Codec, PartsSpec, Plan, Shape, numel_of
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.support import Support
 
@@ -44,7 +44,7 @@ class Delta(Codec):
     def encode(self, support: Support, shape: Shape, params: dict) -> dict[str, np.ndarray]:
         return {"delta": gaps(support.positions()).astype(self.dtype)}
 
-    def layout(self, shape: Shape, nnz: int, params: dict) -> Layout:
+    def parts_spec(self, shape: Shape, nnz: int, params: dict) -> PartsSpec:
         return {"delta": (self.dtype.name, (nnz,))}
 
     def decode(self, parts: dict[str, np.ndarray], shape: Shape, nnz: int, params: dict) -> Support:

@@ -1,23 +1,27 @@
 """N:M masks (exactly N kept in every group of M): log2(M)-bit indices per kept value.
 
-For 2:4 this is the compressed layout sparse tensor cores use: half the values plus a 2-bit
-position each. M is a power of two, 2 <= M <= 16; the smallest M that fits wins. Groups are M
-consecutive elements of a row in one of two views (``params["view"]``):
+For 2:4 this is what sparse tensor cores store: half the values plus a 2-bit position each. M
+is a power of two, 2 <= M <= 16; the smallest M that fits wins. Groups are M consecutive
+elements of a row in one of two views (``params["view"]``):
 
-* ``"in_last"`` (tensors of 3+ dims, tried first): sparsetorch.patterns' layout, the weight as
-  ``(out*kh*kw, in)`` rows with the input channels last (groups of input channels at each
-  kernel position, as NVIDIA ASP);
+* ``"in_last"`` (tensors of 3+ dims, tried first): the rows N:M pruning groups along
+  (``sparsetorch.formats.nm.as_rows``), the weight as ``(out*kh*kw, in)`` with the input
+  channels last (groups of input channels at each kernel position, as NVIDIA ASP);
 * ``"rows"``: the tensor viewed as ``(shape[0], -1)`` (for Linear weights both views agree).
+
+Which groups hold exactly N is ``sparsetorch.formats.nm.is_exactly_nm``, the formats' count.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from sparsetorch.checkpoint.bits import pack_uint, packed_nbytes, unpack_uint
-from sparsetorch.checkpoint.codecs.base import Codec, Layout, Plan, Shape, numel_of, shape2d
+from sparsetorch.checkpoint.codecs.base import Codec, PartsSpec, Plan, Shape, numel_of, shape2d
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.support import Support
+from sparsetorch.formats.nm import as_rows, from_rows, is_exactly_nm
 
 GROUP_SIZES = (2, 4, 8, 16)
 VIEWS = ("in_last", "rows")
@@ -32,18 +36,27 @@ def row_length(shape: Shape, view: str) -> int:
     return shape[1] if view == "in_last" else shape2d(shape)[1]
 
 
+def view_rows(mask: np.ndarray, shape: Shape, view: str) -> torch.Tensor:
+    """The flat row-major mask as the (rows, cols) matrix of the view (shares memory where
+    no dim moves)."""
+    t = torch.from_numpy(mask)
+    if view == "rows":
+        return t.reshape(shape2d(shape))
+    return as_rows(t.reshape(shape))  # (out*k..., in), a copy
+
+
 def to_view(mask: np.ndarray, shape: Shape, view: str) -> np.ndarray:
     """The flat row-major mask reordered into the view's row-major order."""
     if view == "rows":
         return mask
-    return np.moveaxis(mask.reshape(shape), 1, -1).reshape(-1)  # (out, k..., in) copy
+    return view_rows(mask, shape, view).reshape(-1).numpy()
 
 
 def from_view(mask: np.ndarray, shape: Shape, view: str) -> np.ndarray:
     if view == "rows":
         return mask
-    moved = mask.reshape(shape[0], *shape[2:], shape[1])
-    return np.moveaxis(moved, -1, 1).reshape(-1)  # copy back to row-major
+    rows = torch.from_numpy(mask).reshape(-1, shape[1])  # (out*k..., in)
+    return from_rows(rows, shape).reshape(-1).numpy()  # a copy back to row-major
 
 
 def detect_nm(support: Support, shape: Shape) -> tuple[int, int, str] | None:
@@ -51,20 +64,17 @@ def detect_nm(support: Support, shape: Shape) -> tuple[int, int, str] | None:
     numel, nnz = support.numel, support.nnz
     for view in _views(shape):
         cols = row_length(shape, view)
-        viewed = None
+        rows = None
         for m in GROUP_SIZES:
             if cols % m or (nnz * m) % numel:
                 continue
             n = nnz * m // numel
             if not 0 < n < m:
                 continue
-            if viewed is None:
-                viewed = to_view(support.mask(), shape, view)
-            groups = viewed.reshape(-1, m)  # (numel/m, m)
-            head = groups[:_SAMPLE_GROUPS].sum(axis=1, dtype=np.uint8)
-            if (head != n).any():
-                continue
-            if (groups.sum(axis=1, dtype=np.uint8) == n).all():
+            if rows is None:
+                rows = view_rows(support.mask(), shape, view)  # (R, cols)
+            head = rows[: -(-_SAMPLE_GROUPS * m // cols)]
+            if is_exactly_nm(head, n, m) and is_exactly_nm(rows, n, m):
                 return n, m, view
     return None
 
@@ -101,7 +111,7 @@ class NM(Codec):
             raise CheckpointError(f"{n}:{m} does not fit shape {list(shape)} with nnz={nnz}")
         return n, m, view
 
-    def layout(self, shape: Shape, nnz: int, params: dict) -> Layout:
+    def parts_spec(self, shape: Shape, nnz: int, params: dict) -> PartsSpec:
         _, m, _ = self._check(shape, nnz, params)
         return {"nm_index": ("uint8", (packed_nbytes(nnz, m.bit_length() - 1),))}
 

@@ -3,6 +3,12 @@
 A path is prepared once per weight (compression, format conversion) and then called with a
 2-D input (M, in). ``PATHS`` maps the names used by the dispatcher to path classes; each class
 says, for a given weight, whether it can run and if not why (the reason is reported).
+
+Every path that keeps a sparse representation of its own builds it with ``sparsetorch.formats``
+(``CSR``, ``BSR``, ``NM``) and keeps that container as ``format``: its arrays are what the engine
+reads, its ``nbytes`` what the path stores, its ``to_dense()`` the weight the path rebuilds. The
+2:4 validity check is ``formats.nm.is_nm``. Only the cuSPARSELt and semi-structured engines pack
+the dense weight themselves (what they store is torch's, opaque).
 """
 
 from __future__ import annotations
@@ -13,18 +19,17 @@ import torch.nn.functional as F
 from sparsetorch._registry import Registry
 from sparsetorch.deploy.dispatch import m_bucket
 from sparsetorch.deploy.graphed import GraphedPath, in_outer_graph
+from sparsetorch.formats import BSR, CSR, NM, SparseFormat
+from sparsetorch.formats.nm import is_nm
 from sparsetorch.kernels import bsr_triton, nm_triton
-from sparsetorch.kernels.nm_reference import (
-    compress_2to4,
-    decompress_2to4,
-    is_2to4,
-    nm_linear_reference,
-)
+from sparsetorch.kernels.nm_reference import nm_linear_reference
 
 PATHS: Registry[type] = Registry("compute path")
 
 
-class Path:
+class ComputePath:
+    """One way to compute y = x @ W.T + b for a fixed weight: prepared once, called per input."""
+
     name = "path"
 
     @classmethod
@@ -48,24 +53,22 @@ class Path:
         raise NotImplementedError
 
 
-def _bsr_to_dense(
-    values: torch.Tensor, crow: torch.Tensor, col: torch.Tensor, shape: tuple[int, int]
-) -> torch.Tensor:
-    """Dense (out, in) from BSR arrays: values (nnzb, bs, bs), crow (out/bs + 1,), col (nnzb,)."""
-    bs = values.shape[-1]
-    rows, cols = shape[0] // bs, shape[1] // bs
-    block_row = torch.repeat_interleave(
-        torch.arange(rows, device=crow.device), (crow[1:] - crow[:-1]).long()
-    )  # (nnzb,)
-    blocks = torch.zeros(rows, cols, bs, bs, dtype=values.dtype, device=values.device)
-    blocks[block_row, col.long()] = values
-    return blocks.transpose(1, 2).reshape(shape)  # (rows, bs, cols, bs) -> (out, in)
+class FormatPath(ComputePath):
+    """A path whose stored weight is a ``sparsetorch.formats`` container (``self.format``)."""
+
+    format: SparseFormat
+
+    def nbytes(self):
+        return self.format.nbytes
+
+    def dense_weight(self):
+        return self.format.to_dense()
 
 
 def _dense_by_identity(
     matmul, shape: tuple[int, int], dtype: torch.dtype, device: torch.device, chunk: int = 1024
 ) -> torch.Tensor:
-    """Dense (out, in) W of an engine that can only multiply (its stored layout is opaque):
+    """Dense (out, in) W of an engine that can only multiply (what it stores is opaque):
     ``matmul(x) = x @ W.T`` on blocks of rows of the identity, ``chunk`` rows at a time (the
     full identity would be in x in). Exact for finite weights: each output is one product
     w * 1 plus products with zero."""
@@ -88,7 +91,7 @@ def _cuda_half(weight: torch.Tensor) -> str | None:
 
 
 @PATHS.register("dense")
-class DensePath(Path):
+class DensePath(ComputePath):
     name = "dense"
 
     def __init__(self, weight, bias):
@@ -105,23 +108,15 @@ class DensePath(Path):
         return self.weight
 
 
-class _TorchCompressedPath(Path):
-    """A weight in one of torch's compressed sparse layouts (CSR, BSR): y^T = W @ x^T."""
+class _TorchCompressedPath(FormatPath):
+    """A weight in one of torch's compressed sparse layouts (CSR, BSR), viewed from our format's
+    arrays (int32 indices where they fit): y^T = W @ x^T."""
 
-    weight: torch.Tensor  # sparse_csr or sparse_bsr
+    weight: torch.Tensor  # sparse_csr or sparse_bsr, sharing self.format's arrays
 
     def __call__(self, x):
         y = (self.weight @ x.T).T
         return y if self.bias is None else y + self.bias
-
-    def nbytes(self):
-        w = self.weight
-        return sum(
-            t.numel() * t.element_size() for t in (w.values(), w.crow_indices(), w.col_indices())
-        )
-
-    def dense_weight(self):
-        return self.weight.to_dense()
 
 
 @PATHS.register("csr")
@@ -138,7 +133,8 @@ class CSRPath(_TorchCompressedPath):
 
     def __init__(self, weight, bias):
         super().__init__(weight, bias)
-        self.weight = weight.to_sparse_csr()
+        self.format = CSR.from_dense(weight)
+        self.weight = self.format.to_torch()
 
 
 @PATHS.register("bsr")
@@ -159,11 +155,12 @@ class BSRPath(_TorchCompressedPath):
 
     def __init__(self, weight, bias):
         super().__init__(weight, bias)
-        self.weight = weight.to_sparse_bsr((self.blocksize, self.blocksize))
+        self.format = BSR.from_dense(weight, (self.blocksize, self.blocksize))
+        self.weight = self.format.to_torch()
 
 
 @PATHS.register("bsr_triton")
-class BSRTritonPath(Path):
+class BSRTritonPath(FormatPath):
     """Our Triton block-sparse matmul (kernels/bsr_triton.py) on the weight's nonzero blocks,
     at the largest block size in 16..128 that adds little zero fill (choose_blocksize)."""
 
@@ -186,21 +183,19 @@ class BSRTritonPath(Path):
     def __init__(self, weight, bias):
         super().__init__(weight, bias)
         self.blocksize = bsr_triton.choose_blocksize(weight)
-        self.values, self.crow, self.col = bsr_triton.to_bsr_arrays(weight, self.blocksize)
+        self.format = BSR.from_dense(weight, (self.blocksize, self.blocksize))
+        # the kernel's arguments, read on every call
+        self.values, self.crow, self.col = (
+            self.format.values,
+            self.format.row_ptr,
+            self.format.col_indices,
+        )
         self.out_features = weight.shape[0]
-        self.in_features = weight.shape[1]
 
     def __call__(self, x):
         return torch.ops.sparsetorch.bsr_linear(
             x, self.values, self.crow, self.col, self.bias, self.out_features
         )
-
-    def nbytes(self):
-        return sum(t.numel() * t.element_size() for t in (self.values, self.crow, self.col))
-
-    def dense_weight(self):
-        shape = (self.out_features, self.in_features)
-        return _bsr_to_dense(self.values, self.crow, self.col, shape)
 
 
 def _cslt_search(compressed, xt, bias):
@@ -220,13 +215,13 @@ def _unsupported_2to4(weight: torch.Tensor) -> str | None:
         return reason
     if weight.shape[0] % 64 or weight.shape[1] % 64:
         return f"2:4 engines need both dims divisible by 64, shape is {tuple(weight.shape)}"
-    if not is_2to4(weight):
+    if not is_nm(weight, 2, 4):
         return "weight is not 2:4 sparse"
     return None
 
 
 @PATHS.register("semi_structured")
-class SemiStructuredPath(Path):
+class SemiStructuredPath(ComputePath):
     """torch.sparse.to_sparse_semi_structured: cuSPARSELt (or CUTLASS) sparse tensor cores."""
 
     name = "semi_structured"
@@ -255,18 +250,13 @@ class SemiStructuredPath(Path):
         return _dense_by_identity(lambda x: F.linear(x, w), self.shape, w.dtype, w.device)
 
 
-class _Compressed2to4Path(Path):
-    """A weight kept as our 2:4 compression: values (out, in/2) and 2-bit metadata."""
+class _Compressed2to4Path(FormatPath):
+    """A weight kept as ``formats.NM`` 2:4: values (out, in/2) and 2-bit positions (out, in/8)."""
 
     def __init__(self, weight, bias):
         super().__init__(weight, bias)
-        self.values, self.meta = compress_2to4(weight)
-
-    def nbytes(self):
-        return self.values.numel() * self.values.element_size() + self.meta.numel()
-
-    def dense_weight(self):
-        return decompress_2to4(self.values, self.meta)
+        self.format = NM.from_dense(weight, 2, 4)
+        self.values, self.meta = self.format.values, self.format.meta  # the kernel's arguments
 
 
 @PATHS.register("nm_triton")
@@ -294,7 +284,7 @@ class NMReferencePath(_Compressed2to4Path):
 
     @classmethod
     def unsupported(cls, weight):
-        if weight.dim() != 2 or weight.shape[1] % 8 or not is_2to4(weight):
+        if weight.dim() != 2 or weight.shape[1] % 8 or not is_nm(weight, 2, 4):
             return "weight is not 2:4 sparse with in_features divisible by 8"
         return None
 
@@ -303,7 +293,7 @@ class NMReferencePath(_Compressed2to4Path):
 
 
 @PATHS.register("cslt")
-class CuSparseLtPath(Path):
+class CuSparseLtPath(ComputePath):
     """cuSPARSELt called directly: weight compressed once, the algorithm searched once per
     M bucket and cached (torch's wrapper re-plans on every call)."""
 
