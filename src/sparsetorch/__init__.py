@@ -21,6 +21,7 @@ _LAZY: dict[str, str] = {
     "apply_masks": "sparsetorch.masks:apply_masks",
     "remove_masks": "sparsetorch.masks:remove_masks",
     "prune": "sparsetorch.prune:prune",
+    "oneshot": "sparsetorch.oneshot:oneshot",
     # algorithms
     "GMP": "sparsetorch.algorithms.during:GMP",
     "SET": "sparsetorch.algorithms.during:SET",
