@@ -63,7 +63,9 @@ def _gpt2():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    return GPT2LMHeadModel(GPT2Config(vocab_size=99, n_positions=64, n_embd=32, n_layer=2, n_head=4))
+    return GPT2LMHeadModel(
+        GPT2Config(vocab_size=99, n_positions=64, n_embd=32, n_layer=2, n_head=4)
+    )
 
 
 def _llama():
