@@ -223,6 +223,8 @@ def _sequential(
     device: torch.device,
     placement: Placement | NoPlacement,
 ) -> None:
+    end = max(i for i, found in enumerate(layers) if found) + 1  # later blocks: nothing to do
+    blocks, layers = blocks[:end], layers[:end]
     with placement.outside_blocks():
         inputs = capture_first_block(model, blocks[0][1], calls, device)
     if len(blocks) > 1:
