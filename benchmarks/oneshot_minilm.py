@@ -91,6 +91,7 @@ def main() -> None:
     )
     parser.add_argument("--methods", nargs="+", default=["magnitude", "wanda", "sparsegpt"])
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--dampening", type=float, default=0.01, help="SparseGPT's dampening")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()  # fmt: skip
@@ -112,7 +113,10 @@ def main() -> None:
                 model = copy.deepcopy(dense_model)
                 cal = None if size is None else batches(tokenizer, calibration[:size])
                 start = time.perf_counter()
-                st.oneshot(model, method, cal, **TARGETS[target])
+                algorithm = method
+                if method == "sparsegpt":
+                    algorithm = st.oneshot.SparseGPT(dampening=args.dampening)
+                st.oneshot(model, algorithm, cal, **TARGETS[target])
                 seconds = time.perf_counter() - start
                 cosine, rho = compare(dense, embed(model, eval_batches))
                 rows.append(dict(target=target, method=method, calibration=size,

@@ -293,3 +293,39 @@ def test_st_oneshot_is_the_function_also_after_importing_the_package():
     assert callable(st.oneshot) and callable(package)
     model = package(Stack(), "magnitude", sparsity=0.5)
     assert len(st.masks(model)) == 6
+
+
+def test_offloading_puts_the_outside_modules_then_one_block_at_a_time_on_the_device(
+    monkeypatch,
+):
+    """The placement's moves, in order (on the CPU both moves are no-ops; tests/oneshot/
+    test_gpu.py checks the real ones): the modules outside the blocks around the capture, then
+    each block around its own forward passes, and nothing else."""
+    from sparsetorch.oneshot import offload, pipeline
+
+    model = Stack(depth=2)
+    names = {id(m): n for n, m in model.named_modules()}
+    events = []
+    real_move = offload._move_own_
+
+    def move(module, device):
+        events.append(("move", names[id(module)]))
+        real_move(module, device)
+
+    monkeypatch.setattr(offload, "_move_own_", move)
+    for i, block in enumerate(model.blocks):
+        block.register_forward_pre_hook(lambda m, a, i=i: events.append(("run", f"blocks.{i}")))
+    blocks = pipeline.resolve_blocks(model, None)
+    layers = [pipeline.block_layers(n, b, None) for n, b in blocks]
+    placement = offload.Placement(model, [b for _, b in blocks], torch.device("cpu"))
+    with pipeline._inference(model):
+        pipeline._sequential(model, blocks, layers, [((x,), {}) for x in _batches(n=2)],
+                             Wanda(), make_target(0.5, None), True, None, placement)  # fmt: skip
+    outside = [("move", "inp"), ("move", "out")]  # the modules that own tensors
+    block = [[("move", f"blocks.{i}.fc1"), ("move", f"blocks.{i}.fc2")] for i in range(2)]
+    run = [("run", f"blocks.{i}") for i in range(2)]
+    assert events == (
+        outside + [run[0]] * 2 + outside  # block 0's inputs captured (its call stopped)
+        + block[0] + [run[0]] * 4 + block[0]  # statistics, then the pruned block's outputs
+        + block[1] + [run[1]] * 2 + block[1]  # the last block: statistics only
+    )  # fmt: skip

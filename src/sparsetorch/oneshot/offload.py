@@ -49,15 +49,14 @@ class Placement:
 
     @contextlib.contextmanager
     def on_device(self, modules: Sequence[nn.Module]) -> Iterator[None]:
-        homes = [(m, _home(m)) for m in modules]
+        homes = [(m, home) for m in modules if (home := _home(m)) is not None]
         try:
             for module, _ in homes:
                 _move_own_(module, self.device)
             yield
         finally:
             for module, home in homes:
-                if home is not None:
-                    _move_own_(module, home)
+                _move_own_(module, home)
 
     def outside_blocks(self) -> contextlib.AbstractContextManager[None]:
         return self.on_device(self.outside)
