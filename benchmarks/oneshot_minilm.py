@@ -30,6 +30,7 @@ import torch
 from scipy.stats import spearmanr
 
 import sparsetorch as st
+from sparsetorch.oneshot import SparseGPT
 
 DATA = Path(__file__).resolve().parent / "data"
 TARGETS = {"50%": {"sparsity": 0.5}, "2:4": {"pattern": "2:4"}, "4:8": {"pattern": "4:8"}}
@@ -115,7 +116,7 @@ def main() -> None:
                 start = time.perf_counter()
                 algorithm = method
                 if method == "sparsegpt":
-                    algorithm = st.oneshot.SparseGPT(dampening=args.dampening)
+                    algorithm = SparseGPT(dampening=args.dampening)
                 st.oneshot(model, algorithm, cal, **TARGETS[target])
                 seconds = time.perf_counter() - start
                 cosine, rho = compare(dense, embed(model, eval_batches))

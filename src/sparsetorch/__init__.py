@@ -21,7 +21,8 @@ _LAZY: dict[str, str] = {
     "apply_masks": "sparsetorch.masks:apply_masks",
     "remove_masks": "sparsetorch.masks:remove_masks",
     "prune": "sparsetorch.prune:prune",
-    "oneshot": "sparsetorch.oneshot:oneshot",
+    # the package, callable: st.oneshot(model, ...) and st.oneshot.SparseGPT alike
+    "oneshot": "sparsetorch.oneshot:",
     # algorithms
     "GMP": "sparsetorch.algorithms.during:GMP",
     "SET": "sparsetorch.algorithms.during:SET",
