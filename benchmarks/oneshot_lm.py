@@ -60,6 +60,12 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["magnitude", "wanda", "sparsegpt"])
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     parser.add_argument("--eval-sequences", type=int, default=1000)
+    parser.add_argument(
+        "--sequential",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--no-sequential: every block calibrated on dense activations",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -85,7 +91,7 @@ def main() -> None:
                 if size is not None:
                     cal = list(torch.split(data.train.x[order[:size]], args.batch_size))
                 start = time.perf_counter()
-                st.oneshot(model, method, cal, **TARGETS[target])
+                st.oneshot(model, method, cal, sequential=args.sequential, **TARGETS[target])
                 seconds = time.perf_counter() - start
                 bpc = bits_per_char(model, test_x, test_y, args.batch_size)
                 rows.append(dict(target=target, method=method, calibration=size, bpc=bpc,

@@ -74,6 +74,14 @@ def _method(method: str | OneShotMethod) -> OneShotMethod:
     return found
 
 
+def _device(device: str | torch.device) -> torch.device:
+    """``device`` with its index: "cuda" is the current CUDA device, as tensors report it."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def _model_device(model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
@@ -191,7 +199,7 @@ def oneshot(
         return model
     if not calls:
         raise ValueError(f"method {method.name!r} needs calibration batches (calibration=...)")
-    compute = torch.device(device) if device is not None else _model_device(model)
+    compute = _device(device) if device is not None else _model_device(model)
     placement = _placement(model, found_blocks, compute, offload)
     with _inference(model):
         _sequential(
