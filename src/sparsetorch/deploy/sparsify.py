@@ -19,12 +19,43 @@ from sparsetorch.formats.nm import is_nm
 
 log = logging.getLogger(__name__)
 
-# config -> sparse engines tried (besides dense), fastest first is not assumed: all measured
+# config -> sparse engines tried (besides dense), fastest first is not assumed: all measured.
+# A path class registered in PATHS with ``configs = ("csr",)`` (say, a CPU kernel) joins the
+# config's candidates too (``engines``).
 CONFIGS: dict[str, tuple[str, ...]] = {
     "2:4": ("semi_structured", "cslt", "cslt_graph", "nm_triton", "nm_triton_graph"),
     "bsr": ("bsr", "bsr_triton"),
-    "csr": ("csr",),
+    "csr": ("csr", "csr_torch"),
 }
+
+CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
+CONV_REASON = "a convolution: sparsify_ swaps Linear layers only, it stays dense"
+
+
+def engines(config: str) -> tuple[str, ...]:
+    """The sparse engines ``config`` tries: ``CONFIGS[config]`` and every registered path
+    that names the config in its ``configs``."""
+    extra = tuple(
+        name
+        for name in PATHS.names()
+        if config in getattr(PATHS.lookup(name), "configs", ()) and name not in CONFIGS[config]
+    )
+    return CONFIGS[config] + extra
+
+
+def _read_by_parent(model: nn.Module) -> dict[str, str]:
+    """Linear children whose parent reads their weight itself (so a sparse path would never
+    run): {fqn: reason}. ``nn.MultiheadAttention`` passes ``out_proj.weight`` to
+    ``F.multi_head_attention_forward``."""
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.MultiheadAttention):
+            prefix = f"{name}." if name else ""
+            out[f"{prefix}out_proj"] = (
+                "read by its parent nn.MultiheadAttention, which multiplies by out_proj.weight "
+                "itself: no sparse path would run, it stays dense"
+            )
+    return out
 
 
 @dataclass
@@ -39,9 +70,9 @@ class SparsifyReport:
         return "\n".join(lines)
 
 
-def _candidates(name: str, linear: nn.Linear, engines: tuple[str, ...]) -> tuple[list, list]:
+def _candidates(name: str, linear: nn.Linear, tried: tuple[str, ...]) -> tuple[list, list]:
     ok, reasons = [], []
-    for engine in engines:
+    for engine in tried:
         reason = PATHS.lookup(engine).unsupported(linear.weight)
         if reason is None:
             ok.append(engine)
@@ -69,11 +100,20 @@ def sparsify_(
         raise ValueError(f"unknown sparsify config {config!r}; known: {', '.join(CONFIGS)}")
     dispatcher = dispatcher or Dispatcher()
     report = SparsifyReport()
-    targets = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and (filter_fn is None or filter_fn(module, name))
-    ]
+
+    def wanted(module: nn.Module, name: str) -> bool:
+        return filter_fn is None or filter_fn(module, name)
+
+    parent_reads = _read_by_parent(model)
+    targets = []
+    for name, module in model.named_modules():
+        if isinstance(module, CONVOLUTIONS) and wanted(module, name):
+            report.skipped[name] = CONV_REASON
+        elif isinstance(module, nn.Linear) and wanted(module, name):
+            if name in parent_reads:
+                report.skipped[name] = parent_reads[name]
+            else:
+                targets.append((name, module))
     if config == "2:4":
         bad = [n for n, m in targets if m.weight.shape[1] % 4 == 0 and not is_nm(m.weight, 2, 4)]
         if bad:
@@ -82,8 +122,8 @@ def sparsify_(
                 "st.prune(model, pattern='2:4') first or exclude them with filter_fn"
             )
     for name, module in targets:
-        engines = tuple(paths) if paths is not None else CONFIGS[config]
-        ok, reasons = _candidates(name, module, engines)
+        tried = tuple(paths) if paths is not None else engines(config)
+        ok, reasons = _candidates(name, module, tried)
         if not ok:
             report.skipped[name] = "; ".join(reasons)
             log.info("sparsify_: %s stays dense (%s)", name, report.skipped[name])
