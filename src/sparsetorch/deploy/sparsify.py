@@ -14,7 +14,9 @@ from torch import nn
 
 from sparsetorch.deploy.compute_paths import PATHS
 from sparsetorch.deploy.dispatch import Dispatcher
+from sparsetorch.deploy.graphed import graph_timer
 from sparsetorch.deploy.sparse_linear import SparseLinear
+from sparsetorch.deploy.verify import MODES, Verification, verify_
 from sparsetorch.formats.nm import is_nm
 
 log = logging.getLogger(__name__)
@@ -62,11 +64,14 @@ def _read_by_parent(model: nn.Module) -> dict[str, str]:
 class SparsifyReport:
     swapped: dict[str, list[str]] = field(default_factory=dict)  # layer -> candidate paths
     skipped: dict[str, str] = field(default_factory=dict)  # layer -> reason
+    verification: Verification | None = None  # with example_inputs: the whole-model check
 
     def __str__(self) -> str:
         lines = [f"sparsified {len(self.swapped)} layer(s), kept {len(self.skipped)} dense"]
         lines += [f"  {name}: {', '.join(paths)}" for name, paths in self.swapped.items()]
         lines += [f"  {name}: dense ({reason})" for name, reason in self.skipped.items()]
+        if self.verification is not None:
+            lines.append(str(self.verification))
         return "\n".join(lines)
 
 
@@ -87,6 +92,10 @@ def sparsify_(
     filter_fn: Callable[[nn.Module, str], bool] | None = None,
     dispatcher: Dispatcher | None = None,
     paths: list[str] | None = None,
+    example_inputs: tuple | dict | None = None,
+    serve: str = "eager",
+    workload: Callable[[nn.Module], object] | None = None,
+    margin: float = 1.0,
 ) -> SparsifyReport:
     """Swap every Linear (passing ``filter_fn(module, fqn)``, torchao's signature) for a
     :class:`SparseLinear`.
@@ -94,11 +103,27 @@ def sparsify_(
     ``config``: "2:4", "bsr" or "csr". ``paths`` overrides the candidate list (e.g.
     ``["nm_reference"]`` to force the reference twin). A weight that is not 2:4-valid under
     "2:4" raises ValueError naming the layer; a layer no engine can take stays dense and the
-    reason is logged and reported. Returns the report; the model is changed in place.
+    reason is logged and reported, and so are convolutions (Linear layers only are swapped) and
+    Linear layers whose parent reads their weight itself (``nn.MultiheadAttention.out_proj``).
+    Returns the report; the model is changed in place.
+
+    Never slower end to end: given ``example_inputs`` (the args tuple or kwargs dict of one
+    real call, e.g. ``(tokens,)``) or a ``workload(module)`` callable, the choices are checked
+    in the whole model as it is served (``serve``: "eager"; "graph", a whole-model CUDA graph;
+    "compile", ``torch.compile(mode="reduce-overhead")``) and layers are pinned to dense where
+    the sparse paths do not make the model at least ``margin`` times faster
+    (:func:`~sparsetorch.deploy.verify.verify_`; ``report.verification``). Without a
+    ``dispatcher``, "graph" and "compile" time layers with ``graph_timer`` (GPU time inside a
+    CUDA graph, as those modes run them), "eager" with the default timer (host included).
     """
     if config not in CONFIGS:
         raise ValueError(f"unknown sparsify config {config!r}; known: {', '.join(CONFIGS)}")
-    dispatcher = dispatcher or Dispatcher()
+    if serve not in MODES:
+        raise ValueError(f"serve must be one of {', '.join(MODES)}, got {serve!r}")
+    if example_inputs is not None and workload is not None:
+        raise ValueError("give example_inputs or workload, not both")
+    if dispatcher is None:
+        dispatcher = Dispatcher(timer=graph_timer) if serve != "eager" else Dispatcher()
     report = SparsifyReport()
 
     def wanted(module: nn.Module, name: str) -> bool:
@@ -133,4 +158,10 @@ def sparsify_(
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, SparseLinear(module, candidates, dispatcher, name=name))
         report.swapped[name] = candidates
+    if example_inputs is not None:
+        args = example_inputs if isinstance(example_inputs, tuple) else ()
+        kwargs = example_inputs if isinstance(example_inputs, dict) else {}
+        workload = lambda m: m(*args, **kwargs)  # noqa: E731
+    if workload is not None and report.swapped:
+        report.verification = verify_(model, workload, serve, margin)
     return report
