@@ -148,6 +148,12 @@ def run_band(args, rows, began):
                 del qq, kk, vv, grad
             rows.append(row)
             print(f"{pattern!r} n={n} done ({time.perf_counter() - began:.0f} s)", flush=True)
+            for dk, sk in (("dense", "sparse"), ("dense_bwd", "sparse_bwd")):
+                if dk in row:  # the row now: a run cut short still reports it
+                    name, b = best(row[dk])
+                    cells = ", ".join(f"{p} {t:.3f} ({b / t:.1f}x)" for p, t in row[sk].items())
+                    dense = ", ".join(f"{k} {t:.3f}" for k, t in row[dk].items())
+                    print(f"  {dk}: {dense}; best {name}; {cells}", flush=True)
             del q, k, v
             torch.cuda.empty_cache()
 

@@ -66,10 +66,28 @@ def test_encoder_with_multihead_attention_runs_and_reports_out_proj_dense():
             model, "csr", dispatcher=Dispatcher(timer=_fixed_timer(), cache_file=None)
         )
         got = model(x)
-    assert set(report.swapped) == {"linear1", "linear2"}
+    assert not report.swapped  # the inference fast path reads every Linear's weight itself
     assert "nn.MultiheadAttention" in report.skipped["self_attn.out_proj"]
+    assert "fast path" in report.skipped["linear1"] and "fast path" in report.skipped["linear2"]
     assert isinstance(model.self_attn.out_proj, nn.Linear)
-    assert isinstance(model.linear1, SparseLinear)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_encoder_without_the_fast_path_runs_its_mlp_sparse():
+    model = _encoder()
+    x = torch.randn(2, 5, 32)
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad():
+            expected = model(x)
+            d = Dispatcher(timer=_fixed_timer(), cache_file=None)
+            report = sparsify_(model, "csr", dispatcher=d)
+            got = model(x)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+    assert set(report.swapped) == {"linear1", "linear2"}
+    assert isinstance(model.linear1, SparseLinear) and model.linear1.choices  # it ran
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from sparsetorch.deploy.compute_paths import PATHS
@@ -48,15 +49,25 @@ def engines(config: str) -> tuple[str, ...]:
 def _read_by_parent(model: nn.Module) -> dict[str, str]:
     """Linear children whose parent reads their weight itself (so a sparse path would never
     run): {fqn: reason}. ``nn.MultiheadAttention`` passes ``out_proj.weight`` to
-    ``F.multi_head_attention_forward``."""
+    ``F.multi_head_attention_forward``; ``nn.TransformerEncoderLayer``'s inference fast path
+    (eval mode without gradients, while ``torch.backends.mha`` allows it) passes
+    ``linear1.weight`` and ``linear2.weight`` to one fused op."""
     out = {}
+    fast_path = torch.backends.mha.get_fastpath_enabled()
     for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
         if isinstance(module, nn.MultiheadAttention):
-            prefix = f"{name}." if name else ""
             out[f"{prefix}out_proj"] = (
                 "read by its parent nn.MultiheadAttention, which multiplies by out_proj.weight "
                 "itself: no sparse path would run, it stays dense"
             )
+        if isinstance(module, nn.TransformerEncoderLayer) and fast_path:
+            for child in ("linear1", "linear2"):
+                out[f"{prefix}{child}"] = (
+                    "read by its parent nn.TransformerEncoderLayer, whose inference fast path "
+                    "multiplies by the weights itself: no sparse path would run, it stays "
+                    "dense (torch.backends.mha.set_fastpath_enabled(False) turns that path off)"
+                )
     return out
 
 
