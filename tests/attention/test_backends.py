@@ -149,6 +149,8 @@ def test_auto_routes_finite_bands_in_half_precision_to_the_band_kernel(monkeypat
 
     monkeypatch.setattr(backends.band_kernel, "available", lambda: True)
     cuda = torch.device("cuda")
+    assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 128) == "flex"  # off
+    monkeypatch.setattr(backends, "AUTO_BAND", True)
     assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 128) == "band"
     assert A.choose(A.band(0, 512), 8192, cuda, False, torch.float16, 64) == "band"
     assert A.choose(A.local(512), 65536, cuda, True, torch.float32, 128) == "flex"  # fp32

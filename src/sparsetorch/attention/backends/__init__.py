@@ -8,6 +8,7 @@ all agree with masked dense attention (rows without keys give zeros).
                 CUDA, float16/bfloat16, forward and backward, GQA
 ``dense``       ``scaled_dot_product_attention`` with the n x n mask (the baseline)
 ``auto``        picks one by device, length and density (:func:`choose`), from measurements
+                (the band kernel only when ``AUTO_BAND`` is set)
 
 Grouped-query attention (k and v with fewer heads than q, a divisor of them) runs natively in
 ``band``; the other backends repeat k and v to q's heads first.
@@ -103,12 +104,14 @@ class BandKernel(Backend):
 # CPU, from benchmarks/attention_cpu.py (local(64), H=4, D=64, one thread): a computed block
 # costs the reference backend about 4-5x what it costs SDPA and FlexAttention about 4x, and
 # at n=1k all are within 1.2x; so sparse from n=2048 when at most 1/5 of the blocks are needed.
-# CUDA: against the fastest dense SDPA of the same run (cuDNN on an H100), measured by
-# benchmarks/attention_band.py (docs/benchmarks.md, "Attention (GPU)"): a finite band in half
-# precision takes our band kernel, other patterns FlexAttention; dense where the pattern needs
-# more than half of the blocks.
+# CUDA: FlexAttention; dense where the pattern needs more than half of the blocks. A finite
+# band in half precision could take our band kernel instead: AUTO_BAND turns that on. It is
+# off until benchmarks/attention_band.py has measured the kernel faster than FlexAttention and
+# the fastest dense SDPA on the GPU (docs/benchmarks.md, "Attention (GPU): the band kernel
+# against the fastest dense": not measured yet).
 MIN_SPARSE_N = {"cpu": 2048, "cuda": 2048}
 MAX_BLOCK_DENSITY = {"cpu": 0.2, "cuda": 0.5}
+AUTO_BAND = False
 
 
 def choose(
@@ -129,7 +132,7 @@ def choose(
     density = _block_density(pattern, n, block)  # on the host: nothing launched on a GPU
     if density > MAX_BLOCK_DENSITY[kind]:
         return "dense"
-    if kind == "cuda" and _band_kernel_takes(pattern, dtype, head_dim):
+    if AUTO_BAND and kind == "cuda" and _band_kernel_takes(pattern, dtype, head_dim):
         return "band"
     return sparse
 
@@ -161,6 +164,7 @@ class Auto(Backend):
 
 
 __all__ = [
+    "AUTO_BAND",
     "BACKENDS",
     "Auto",
     "Backend",
