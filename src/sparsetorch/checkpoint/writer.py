@@ -18,6 +18,8 @@ from sparsetorch.checkpoint.header import FORMAT_VERSION, metadata_json
 from sparsetorch.checkpoint.tensor_codec import Encoded, encode_tensor
 from sparsetorch.masks import SUFFIX
 
+RESERVED_KEY = "__metadata__"  # the safetensors header's metadata map
+
 
 def _state_dict(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if isinstance(obj, nn.Module):
@@ -30,6 +32,11 @@ def _state_dict(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.
     for key, value in obj.items():
         if not isinstance(key, str) or not key or SEP in key:
             raise ValueError(f"state_dict key {key!r} must be a non-empty str without {SEP!r}")
+        if key == RESERVED_KEY:
+            raise ValueError(
+                f"state_dict key {key!r} is reserved by safetensors for the file's metadata: "
+                "rename that entry"
+            )
         if not isinstance(value, torch.Tensor) or value.layout != torch.strided:
             raise TypeError(
                 f"state_dict[{key!r}] must be a dense (strided) torch.Tensor, "
