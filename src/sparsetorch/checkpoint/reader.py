@@ -10,6 +10,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from sparsetorch._checks import check_not_meta
 from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, check_entries, dense_bytes
 from sparsetorch.checkpoint.errors import CheckpointError
 from sparsetorch.checkpoint.header import (
@@ -130,6 +131,7 @@ def load(
     """
     if model is not None and not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_not_meta(model, "model")
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     if model is not None and (dtype is not None or as_format is not None):

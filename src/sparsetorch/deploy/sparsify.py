@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from sparsetorch._checks import check_not_meta
 from sparsetorch.deploy.dispatch import Dispatcher
 from sparsetorch.deploy.paths import PATHS
 from sparsetorch.deploy.sparse_linear import SparseLinear
@@ -66,6 +67,7 @@ def sparsify_(
     """
     if config not in CONFIGS:
         raise ValueError(f"unknown sparsify config {config!r}; known: {', '.join(CONFIGS)}")
+    check_not_meta(model, "model")
     dispatcher = dispatcher or Dispatcher()
     report = SparsifyReport()
     targets = [

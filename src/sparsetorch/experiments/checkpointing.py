@@ -98,7 +98,8 @@ def _step_order(path: Path) -> tuple[int, str]:
 
 
 def _check_result_states(run_dir: Path) -> None:
-    """A finished run's result.json must point at safetensors model states."""
+    """A finished run's result.json must point at safetensors model states inside the run dir
+    (a crafted ``../../x.safetensors`` would be read from anywhere)."""
     result_file = run_dir / RESULT_FILE
     if not result_file.is_file():
         return
@@ -109,6 +110,18 @@ def _check_result_states(run_dir: Path) -> None:
     for rel in states.values() if isinstance(states, dict) else ():
         if not str(rel).endswith(MODEL_SUFFIX):
             raise UnreadableRunDir(run_dir, f"{RESULT_FILE} lists the model state {rel!r}")
+        if not _inside(run_dir, str(rel)):
+            raise UnreadableRunDir(
+                run_dir, f"{RESULT_FILE} lists the model state {rel!r} outside the run dir"
+            )
+
+
+def _inside(run_dir: Path, rel: str) -> bool:
+    """``rel`` names a path under ``run_dir`` (relative, and no ``..`` or link leads out)."""
+    if Path(rel).is_absolute():
+        return False
+    root = run_dir.resolve()
+    return (root / rel).resolve().is_relative_to(root)
 
 
 def resume_path(run_dir: str | Path) -> Path:

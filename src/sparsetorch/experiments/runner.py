@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsetorch._checks import check_not_meta
 from sparsetorch.data import Dataset, Split
 from sparsetorch.experiments import checkpointing
 from sparsetorch.experiments.data_order import steps_per_epoch
@@ -93,6 +94,7 @@ def train(
     """
     hp = copy.deepcopy(hparams).validate()
     _check_names(hp)
+    _check_materialised(model, init_state, masks)
     parallel = None
     if distributed is not None:  # DDP / FSDP2: sparsetorch.distributed.runner
         from sparsetorch.distributed.runner import Parallel
@@ -335,6 +337,15 @@ def _check_names(hp: Hparams) -> None:
             raise ValueError(
                 f"unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}"
             )
+
+
+def _check_materialised(
+    model: nn.Module | None, init_state: StateDict | None, masks: StateDict | None
+) -> None:
+    check_not_meta(model, "model")
+    for what, state in (("init_state", init_state), ("masks", masks)):
+        for key, value in (state or {}).items():
+            check_not_meta(value, f"{what}[{key!r}]")
 
 
 def _optional_registry(module: str, attr: str) -> Any:

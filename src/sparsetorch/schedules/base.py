@@ -7,15 +7,17 @@ drop-and-grow methods (RigL, SET) give ``fraction_at(step)``.
 
 from __future__ import annotations
 
+from sparsetorch._checks import is_int, is_real
+
 
 def check_step(step: int, name: str = "step") -> int:
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if not is_int(step) or step < 0:
         raise ValueError(f"{name} must be an int >= 0, got {step!r}")
-    return step
+    return int(step)
 
 
 def check_sparsity(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+    if not is_real(value) or not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return float(value)
 

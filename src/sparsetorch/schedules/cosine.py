@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from sparsetorch._checks import is_int, is_real
 from sparsetorch.schedules.base import Schedule, check_step
 
 
@@ -17,7 +18,7 @@ class CosineDecay(Schedule):
     name = "cosine"
 
     def __init__(self, fraction: float, end_step: int, frequency: int = 100) -> None:
-        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        if not is_real(fraction):
             raise TypeError(f"fraction must be a float in (0, 1], got {fraction!r}")
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
@@ -25,9 +26,9 @@ class CosineDecay(Schedule):
         self.end_step = check_step(end_step, "end_step")
         if self.end_step < 1:
             raise ValueError(f"end_step must be >= 1, got {end_step}")
-        if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+        if not is_int(frequency) or frequency < 1:
             raise ValueError(f"frequency must be an int >= 1, got {frequency!r}")
-        self.frequency = frequency
+        self.frequency = int(frequency)
 
     def fraction_at(self, step: int) -> float:
         if check_step(step) >= self.end_step:

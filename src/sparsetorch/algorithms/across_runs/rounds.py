@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from sparsetorch._checks import is_int, is_real
 from sparsetorch.selection import nearest_count
 
 OUTPUT = "output"  # layer_rates key for the last prunable weight (the classifier)
@@ -23,7 +24,7 @@ OUTPUT = "output"  # layer_rates key for the last prunable weight (the classifie
 
 def check_rate(rate: float, name: str = "prune_rate", allow_zero: bool = False) -> float:
     """``rate`` as a float in (0, 1) (or [0, 1) with ``allow_zero``); one clear error otherwise."""
-    if isinstance(rate, bool) or not isinstance(rate, int | float):
+    if not is_real(rate):
         raise TypeError(f"{name} must be a float in (0, 1), got {rate!r}")
     low_ok = rate >= 0 if allow_zero else rate > 0
     if not (low_ok and rate < 1) or not math.isfinite(rate):
@@ -86,7 +87,7 @@ def rounds_to(density: float, rate: float) -> int:
 
 def check_rounds(num_units: Mapping[str, int], rates: Mapping[str, float], rounds: int) -> None:
     """Refuse a plan that would prune a layer to zero units before round ``rounds``."""
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+    if not is_int(rounds) or rounds < 0:
         raise ValueError(f"rounds must be an int >= 0, got {rounds!r}")
     for name, n in num_units.items():
         rate = rates[name]

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from sparsetorch._checks import is_int
 from sparsetorch.experiments.hooks import TrainContext, TrainHook
 from sparsetorch.masks import apply_masks
 from sparsetorch.prune import compute_masks
@@ -79,11 +80,11 @@ def take_options(method: str, options: Mapping[str, Any], defaults: Mapping[str,
 
 
 def check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int >= 1, got {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value}")
-    return value
+    return int(value)
 
 
 def scoring_batches(ctx: TrainContext, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
