@@ -22,8 +22,6 @@ what to do.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsetorch._files import atomic_write
 from sparsetorch.experiments.rundir import RESULT_FILE
 from sparsetorch.masks import apply_masks, masks_from_state_dict
 
@@ -129,20 +128,11 @@ def resume_path(run_dir: str | Path) -> Path:
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temp file next to ``path``, then rename over it."""
+    """``torch.save`` to a temp file next to ``path``, fsynced, then renamed over it
+    (``sparsetorch._files.atomic_write``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def safe_load(path: str | Path) -> Any:

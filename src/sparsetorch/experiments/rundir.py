@@ -22,11 +22,10 @@ checkpoint's step on resume.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from sparsetorch._files import atomic_write
 from sparsetorch.experiments.hparams import HPARAMS_VERSION, Hparams
 
 HPARAMS_FILE = "hparams.json"
@@ -39,14 +38,7 @@ PLOTS_DIR = "plots"
 
 def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json(path: Path, data: Any) -> None:
