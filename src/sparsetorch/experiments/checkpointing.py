@@ -9,7 +9,8 @@ and read with ``torch.load(weights_only=True)`` (no pickle code execution):
   format (``sparsetorch.checkpoint``: only kept values plus the cheapest index encoding, no
   pickle, checksummed);
 * the **resume checkpoint** (``checkpoints/resume.pt``): model, optimizer, global RNG state,
-  step, elapsed wall time and the hooks' ``state_dict()``s. Hook states must hold only what
+  step, elapsed wall time, the hooks' ``state_dict()``s and a copy of every metrics.jsonl line
+  so far (a resume repairs the file from it). Hook states must hold only what
   ``weights_only`` loading accepts: tensors, numbers, strings, bools, None, lists, tuples, dicts.
 
 :func:`check_run_dir` refuses, before anything is loaded, a run dir this sparsetorch cannot
@@ -151,11 +152,15 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_model_state(model: nn.Module, path: str | Path) -> Path:
+    return save_state_dict(_cpu_state(model), path)
+
+
+def save_state_dict(state: Mapping[str, torch.Tensor], path: str | Path) -> Path:
     from sparsetorch.checkpoint import save  # atomic: temp file + os.replace
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save(_cpu_state(model), path)
+    save(dict(state), path)
     return path
 
 
@@ -185,7 +190,10 @@ def save_resume(
     optimizer: torch.optim.Optimizer,
     hooks: list[dict[str, Any]],
     wall_s: float,
+    metrics: list[str] | None = None,
 ) -> Path:
+    """Write the resume checkpoint. ``metrics``: the lines of metrics.jsonl so far (already
+    durable on disk), kept so that a resume can repair that file."""
     state = {
         "format": RESUME_FORMAT,
         "step": step,
@@ -195,6 +203,7 @@ def save_resume(
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "hooks": hooks,
         "wall_s": wall_s,
+        "metrics": list(metrics or []),
     }
     return atomic_save(state, path)
 

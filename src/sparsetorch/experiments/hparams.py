@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsetorch._checks import is_int, is_real
+from sparsetorch._files import atomic_write
 
 # Bump when a field changes meaning; run dirs written by another version are refused.
 HPARAMS_VERSION = 1
@@ -195,7 +196,7 @@ class Hparams:
             text = yaml.safe_dump(data, sort_keys=False)
         else:
             text = json.dumps(data, indent=2) + "\n"
-        path.write_text(text)
+        atomic_write(path, lambda tmp: tmp.write_text(text))
 
     @classmethod
     def load(cls, path: str | Path) -> Hparams:

@@ -23,6 +23,7 @@ from sparsetorch.algorithms.during.gmp import GMP
 from sparsetorch.algorithms.during.rigl import RigL
 from sparsetorch.algorithms.during.sparse_evolutionary import SET
 from sparsetorch.experiments.hooks import TrainContext, TrainHook
+from sparsetorch.experiments.rundir import write_text_atomic
 
 OPTIONS: dict[str, tuple[str, ...]] = {
     "gmp": ("delta_t", "t_start", "t_end", "initial_sparsity"),
@@ -62,9 +63,8 @@ class DynamicSparsityHook(TrainHook):
     def on_train_end(self, ctx: TrainContext) -> None:
         if ctx.run_dir is None or not self.algo.history:
             return
-        with open(ctx.run_dir / "topology.jsonl", "w") as f:
-            for entry in self.algo.history:
-                f.write(json.dumps(entry) + "\n")
+        lines = "".join(json.dumps(entry) + "\n" for entry in self.algo.history)
+        write_text_atomic(ctx.run_dir / "topology.jsonl", lines)
         title = f"{self.algo.method}: topology churn"
         plot_churn(self.algo.history, ctx.run_dir / "topology_churn.png", title)
 
