@@ -178,7 +178,7 @@ def test_reading_a_finished_run_with_a_corrupt_metrics_file_is_an_error(tmp_path
 
 
 def test_resume_state_keeps_the_rows(tmp_path, tiny_hp, digits):
-    out, run_dir = _interrupted(tmp_path, tiny_hp, digits)
+    _, run_dir = _interrupted(tmp_path, tiny_hp, digits)
     state = load_resume(resume_path(run_dir))
     assert state["metrics"] == _lines(run_dir)
     assert torch.is_tensor(state["torch_rng"])
