@@ -122,6 +122,11 @@ def hold_dir(path: Path, busy: str, temp_dirs: Callable[[], Iterable[Path]]) -> 
                 folder.rmdir()  # only while empty
 
 
+def _folders(path: Path) -> list[Path]:
+    """``path`` and every directory under it."""
+    return [path, *(p for p in path.rglob("*") if p.is_dir())]
+
+
 def _missing_dirs(path: Path) -> list[Path]:
     """``path`` and its ancestors that do not exist yet, deepest first."""
     missing = []
@@ -170,7 +175,8 @@ class RunDir:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the run dir for this process (creating it): a second process is refused with
-        :class:`~sparsetorch._files.InUse`. Temp files of killed writers are removed. On
+        :class:`~sparsetorch._files.InUse`. Temp files of killed writers (anywhere in the
+        run dir: checkpoints, plots, JSON files) are removed. On
         exit, the directories this call created are removed again if still empty (a run
         refused before it wrote anything leaves nothing)."""
         busy = (
@@ -178,7 +184,7 @@ class RunDir:
             "this run: wait for it to finish (the same command then reuses its result) or use "
             "another --out"
         )
-        with hold_dir(self.path, busy, lambda: (self.path, self.path / "checkpoints")):
+        with hold_dir(self.path, busy, lambda: _folders(self.path)):
             yield
 
     def check_compatible(self, identity: dict[str, Any]) -> None:
