@@ -171,7 +171,7 @@ def flex_attention(
         return _flex_attention(q, k, v, pattern, scale, block, kernel_options)
     k, v, bad = nonfinite.split(k, v)
     out = _flex_attention(q, k, v, pattern, scale, block, kernel_options)
-    if bool(bad.any()):  # the CPU: reading the flag costs no synchronisation
+    if bad is not None:  # some position was bad (known on the CPU without a synchronisation)
         n = q.shape[2]
         layout = cached_layout(pattern, n, reference.BLOCK, q.device)
         out = nonfinite.poison(out, reference.rows_seeing(layout, pattern.fn(n, q.device), bad))

@@ -26,21 +26,31 @@ from torch import Tensor
 POISON = 2.0**20
 
 
-def split(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def split(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
     """(k, v with every non-finite entry replaced by 0, bad (B, H, n): the positions whose key
-    or value held one)."""
+    or value held one). On the CPU, where reading a flag costs no synchronisation, inputs
+    without a non-finite entry come back as they are, with ``bad`` None (nothing to mark)."""
+    # a finite sum means every entry is finite (NaN and ±inf propagate; an overflow only sends
+    # the call the slow way): one pass per tensor for the common case
+    if k.device.type == "cpu" and bool(torch.isfinite(k.sum() + v.sum())):
+        return k, v, None
     finite_k, finite_v = torch.isfinite(k), torch.isfinite(v)
     bad = ~(finite_k.all(-1) & finite_v.all(-1))  # (B, H, n)
+    if k.device.type == "cpu" and not bool(bad.any()):
+        return k, v, None
     return torch.where(finite_k, k, 0.0), torch.where(finite_v, v, 0.0), bad
 
 
-def poison(out: Tensor, rows: Tensor) -> Tensor:
+def poison(out: Tensor, rows: Tensor | None) -> Tensor:
     """``out`` (B, H, n, Dv) with the rows marked in ``rows`` (B, H, n) set to NaN."""
-    return out.masked_fill(rows[..., None], float("nan"))
+    return out if rows is None else out.masked_fill(rows[..., None], float("nan"))
 
 
-def rows_seeing(mask: Tensor, bad: Tensor) -> Tensor:
-    """(B, H, n): the rows that a dense (n, n) ``mask`` lets attend a ``bad`` (B, H, n) key."""
+def rows_seeing(mask: Tensor, bad: Tensor | None) -> Tensor | None:
+    """(B, H, n): the rows that a dense (n, n) ``mask`` lets attend a ``bad`` (B, H, n) key
+    (None for no bad key)."""
+    if bad is None:
+        return None
     # only "> 0" matters: half precision suffices on GPUs (a count past 65504 is inf, still > 0)
     dtype = torch.float32 if mask.device.type == "cpu" else torch.float16
     hits = mask.to(dtype) @ bad.to(dtype).unsqueeze(-1)  # (B, H, n, 1): bad keys per row
@@ -71,6 +81,8 @@ def flex_by_log_sum_exp(
     from torch.nn.attention.flex_attention import AuxRequest
 
     k, v, bad = split(k, v)
+    if bad is None:  # (only where split can tell: the CPU)
+        bad = torch.zeros(k.shape[:3], dtype=torch.bool, device=k.device)
     bias = bad.to(torch.float32) * POISON  # (B, H, n)
 
     def score_mod(score, b, h, q_idx, kv_idx):

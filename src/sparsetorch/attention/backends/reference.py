@@ -165,11 +165,12 @@ class BlockSparseAttention(torch.autograd.Function):
     and the rows that see a ``bad`` position (not differentiable)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, layout: BlockLayout, fn: MaskFn, scale: float, bad: Tensor):
+    def forward(ctx, q, k, v, layout: BlockLayout, fn: MaskFn, scale: float, bad):
         out, lse, seeing = forward_pass(q, k, v, layout, fn, scale, bad)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.layout, ctx.fn, ctx.scale = layout, fn, scale
-        ctx.mark_non_differentiable(seeing)
+        if seeing is not None:
+            ctx.mark_non_differentiable(seeing)
         return out, seeing
 
     @staticmethod
