@@ -124,10 +124,10 @@ def load(
     Any plain safetensors file loads too (without masks or checks beyond the header).
 
     ``max_expansion`` bounds what the file may take in memory once loaded, before anything is
-    allocated: at most this many times the file's size (at least 64 MiB). A 99.9%-sparse model
-    loads well under the default (1000); a file beyond it is refused as a decompression bomb
-    (a few hundred bytes claiming gigabytes). Pass a larger ratio, or None, for a file you
-    trust that is sparser than that.
+    allocated: at most this many times the file's size (at least 64 MiB). A 99.99%-sparse model
+    loads under the default (10000); a file beyond it is refused as a decompression bomb (a
+    few hundred bytes claiming gigabytes). Pass a larger ratio, or None, for a file you trust
+    that is sparser than that.
     """
     if model is not None and not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
