@@ -167,3 +167,15 @@ def test_a_second_save_to_the_same_file_waits_for_the_first(tmp_path):
     assert done.wait(TIMEOUT)
     assert torch.equal(st.load(path)["a"], torch.ones(8))  # the last writer wins, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_a_run_killed_while_writing_its_first_file_starts_again(tmp_path, tiny_hp, digits):
+    """Killed in the middle of writing hparams.json: the dir holds a stale lock file and a
+    temp file, no hparams.json. That is still this run's dir, not someone else's."""
+    run_dir = tmp_path / run_name(tiny_hp, tiny_hp.identity())
+    run_dir.mkdir()
+    (run_dir / ".sparsetorch.lock").write_text("12345\n")
+    (run_dir / ".hparams.json.12345.0badc0de.tmp").write_text('{"vers')
+    result = train(tiny_hp, tmp_path, dataset=digits)
+    assert result.run_dir == run_dir and (run_dir / "result.json").is_file()
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []

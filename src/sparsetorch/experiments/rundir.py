@@ -38,7 +38,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sparsetorch._files import atomic_write, fsync_dir, locked, remove_stale_temps
+from sparsetorch._files import (
+    TEMP_PATTERN,
+    atomic_write,
+    fsync_dir,
+    locked,
+    remove_stale_temps,
+)
 from sparsetorch.experiments.hparams import HPARAMS_VERSION, Hparams
 
 HPARAMS_FILE = "hparams.json"
@@ -122,6 +128,11 @@ def hold_dir(path: Path, busy: str, temp_dirs: Callable[[], Iterable[Path]]) -> 
                 folder.rmdir()  # only while empty
 
 
+def is_unused(path: Path) -> bool:
+    """``path`` holds nothing but what a killed writer can leave: a lock file, temp files."""
+    return all(p.name == LOCK_FILE or TEMP_PATTERN.match(p.name) for p in path.iterdir())
+
+
 def _folders(path: Path) -> list[Path]:
     """``path`` and every directory under it."""
     return [path, *(p for p in path.rglob("*") if p.is_dir())]
@@ -191,7 +202,7 @@ class RunDir:
         """Refuse a directory written by another hparams version or holding another run."""
         check_out_dir(self.path, "run dir")
         if not self.hparams_file.is_file():
-            if self.path.is_dir() and any(p.name != LOCK_FILE for p in self.path.iterdir()):
+            if self.path.is_dir() and not is_unused(self.path):
                 raise ValueError(
                     f"run dir {str(self.path)!r} is not empty and has no {HPARAMS_FILE}: "
                     "not a sparsetorch run"

@@ -25,9 +25,9 @@ import torch
 from sparsetorch.experiments import checkpointing
 from sparsetorch.experiments.hparams import Hparams, run_hash
 from sparsetorch.experiments.rundir import (
-    LOCK_FILE,
     check_out_dir,
     hold_dir,
+    is_unused,
     read_json,
     write_json,
 )
@@ -116,7 +116,7 @@ class LotteryDir:
                     f"lottery run {str(self.path)!r} was started with other hparams; refusing "
                     f"to resume it. Differing: {details}"
                 )
-        elif self.path.is_dir() and any(p.name != LOCK_FILE for p in self.path.iterdir()):
+        elif self.path.is_dir() and not is_unused(self.path):
             raise ValueError(
                 f"{str(self.path)!r} is not empty and holds no {LOTTERY_FILE}: not a lottery run"
             )
