@@ -1,18 +1,16 @@
 """One process at a time writes a run dir or a lottery dir: a second ``train`` (or ``IMP``) on
 the same directory is refused with a message naming the holder, and then, once the first has
-finished, reuses its result. Two real processes (forked), each step bounded in time."""
+finished, reuses its result. Two real processes (forked), each wait bounded in time."""
 
 import json
 import multiprocessing
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from sparsetorch._files import InUse
 from sparsetorch.algorithms.across_runs import IMP, LotteryHparams
+from sparsetorch.cli import main
 from sparsetorch.experiments import train
 from sparsetorch.experiments.hparams import run_name
 from sparsetorch.experiments.rundir import RunDir
@@ -76,26 +74,19 @@ def test_another_run_in_the_same_out_dir_is_not_blocked(tmp_path, tiny_hp, digit
         _finish(child, resume)
 
 
-def test_the_cli_refuses_in_one_line(tmp_path, tiny_hp):
+def test_the_cli_refuses_in_one_line(tmp_path, tiny_hp, capsys):
+    """The lock is taken through another open file (as another process would): the CLI run
+    in this process is refused like a second process."""
     tiny_hp.dataset.train_size = 64
     run_dir = tmp_path / run_name(tiny_hp, tiny_hp.identity())
     argv = ["train", "--dataset", "digits", "--train-size", "64", "--val-size", "100",
             "--test-size", "100", "--batch-size", "52", "--steps", "12", "--eval-every", "3",
             "--out", str(tmp_path)]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     with RunDir(run_dir).lock():
-        done = subprocess.run(
-            [sys.executable, "-m", "sparsetorch", *argv],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.count("\n") == 1
-    assert f"run dir {str(run_dir)!r} is in use by another process (pid {os.getpid()})" in (
-        done.stderr
-    )
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("sparsetorch train: error: ")
+    assert f"run dir {str(run_dir)!r} is in use by another process (pid {os.getpid()})" in err
     assert not run_dir.exists()  # made for the lock, removed with it: nothing was written
 
 
