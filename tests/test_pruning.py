@@ -10,6 +10,7 @@ from torch import nn
 
 import sparsetorch as sparse
 from sparsetorch.distributions import erk_densities
+from sparsetorch.masking import prunable_parameters
 from sparsetorch.patterns import get as get_pattern
 from sparsetorch.pruning import compute_masks
 
@@ -243,6 +244,43 @@ def test_conv1d_conv3d_embedding_and_tied_weights():
     assert sorted(sparse.masks(model)) == ["c1.weight", "c3.weight", "embed.weight"]
     assert kept(model) == (80 + 192 + 64) // 2
     assert bool((model.head.weight[~model.embed.weight_mask] == 0).all())
+
+
+class TiedLM(nn.Module):
+    """Embedding and output head sharing one weight, a hidden layer between them."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 8)
+        self.hidden = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 10, bias=False)
+        self.head.weight = self.emb.weight
+
+
+@pytest.mark.parametrize("name", ["emb", "head", "emb.weight", "head.weight"])
+def test_excluding_a_tied_weight_by_either_name_excludes_it(name):
+    model = TiedLM()
+    names = [full for full, _, _ in prunable_parameters(model, exclude=[name])]
+    assert names == ["hidden.weight"]
+    before = model.emb.weight.clone()
+    sparse.prune(model, 0.5, exclude=[name])
+    assert sorted(sparse.masks(model)) == ["hidden.weight"]
+    assert torch.equal(model.emb.weight, before) and model.head.weight is model.emb.weight
+
+
+@pytest.mark.parametrize("rejected", ["emb", "head"])
+def test_a_filter_rejecting_a_tied_weight_under_either_name_excludes_it(rejected):
+    model = TiedLM()
+    found = prunable_parameters(
+        model, filter_fn=lambda module, fqn: module is not getattr(model, rejected)
+    )
+    assert [full for full, _, _ in found] == ["hidden.weight"]
+
+
+def test_exclude_names_of_shared_parameters_are_known():
+    model = TiedLM()
+    with pytest.raises(ValueError, match=r"names no module or parameter.*\['nope'\]"):
+        prunable_parameters(model, exclude=["head.weight", "nope"])
 
 
 BAD = [

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sparsetorch._checks import check_not_meta
 from sparsetorch.formats import SparseFormat
 
 PARAMS = ("prunable", "all")
@@ -26,6 +27,7 @@ def nonzeros_and_total(
     """(nonzero count, element count) of ``x``; see the module docstring for modules."""
     if params not in PARAMS:
         raise ValueError(f"params must be one of {', '.join(PARAMS)}, got {params!r}")
+    check_not_meta(x.values if isinstance(x, SparseFormat) else x, "x")
     if isinstance(x, nn.Module):
         return _module_counts(x, params)
     if isinstance(x, SparseFormat):

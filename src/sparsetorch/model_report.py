@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from sparsetorch._checks import check_not_meta
 from sparsetorch.formats import best_format
 from sparsetorch.masking import prunable_parameters
 
@@ -179,6 +180,7 @@ def report(
     """
     if input_shape is not None and example_input is not None:
         raise ValueError("pass input_shape or example_input, not both")
+    check_not_meta(model, "model")
     weights = prunable_parameters(model)
     if not weights:
         raise ValueError("the model has no prunable weights (Linear/Conv/Embedding) to report")

@@ -33,6 +33,7 @@ from torch import nn
 from sparsetorch import criteria as _criteria
 from sparsetorch import distributions as _distributions
 from sparsetorch import patterns as _patterns
+from sparsetorch._checks import check_not_meta, is_real
 from sparsetorch.masking import apply_masks, get_mask, prunable_parameters
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.selection import check_scores, nearest_count
@@ -44,7 +45,7 @@ Target = tuple[str, nn.Module, str]
 def _check_sparsity(sparsity: float | None) -> None:
     if sparsity is None:
         return
-    if isinstance(sparsity, bool) or not isinstance(sparsity, int | float):
+    if not is_real(sparsity):
         raise TypeError(f"sparsity must be a float in [0, 1), got {sparsity!r}")
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
@@ -198,6 +199,7 @@ def compute_masks(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _check_sparsity(sparsity)
+    check_not_meta(model, "model")
     pattern = _patterns.get(pattern)
     crit = _criteria.get(criterion)
     dist = _distributions.get(distribution)

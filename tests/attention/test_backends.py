@@ -149,10 +149,13 @@ def test_auto_routes_finite_bands_in_half_precision_to_the_band_kernel(monkeypat
 
     monkeypatch.setattr(backends.band_kernel, "available", lambda: True)
     cuda = torch.device("cuda")
-    assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 128) == "flex"  # off
-    monkeypatch.setattr(backends, "AUTO_BAND", True)
+    assert backends.AUTO_BAND_MIN_N == 16384
     assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 128) == "band"
-    assert A.choose(A.band(0, 512), 8192, cuda, False, torch.float16, 64) == "band"
+    assert A.choose(A.band(0, 512), 16384, cuda, False, torch.float16, 64) == "band"
+    assert A.choose(A.band(0, 512), 8192, cuda, False, torch.float16, 64) == "flex"  # short
+    monkeypatch.setattr(backends, "AUTO_BAND_MIN_N", None)
+    assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 128) == "flex"  # off
+    monkeypatch.setattr(backends, "AUTO_BAND_MIN_N", 0)
     assert A.choose(A.local(512), 65536, cuda, True, torch.float32, 128) == "flex"  # fp32
     assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 96) == "flex"  # head dim
     assert A.choose(A.local(512) | A.global_tokens([0]), 65536, cuda, True, torch.bfloat16) == (

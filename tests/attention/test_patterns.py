@@ -189,3 +189,20 @@ def test_lengths_a_pattern_does_not_cover_are_rejected():
         A.causal().block_layout(8, 0)
     with pytest.raises(TypeError, match="cannot combine"):
         A.causal() | 3
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "~" * 100_000 + "local(4)",  # the parser's own recursion
+        " | ".join(["local(4)"] * 3_000),  # a left-nested chain deeper than the recursion limit
+    ],
+)
+def test_expressions_nested_too_deeply_are_one_clear_error(spec):
+    with pytest.raises(ValueError, match=r"cannot parse attention pattern .*nested too deeply"):
+        A.parse(spec)
+
+
+def test_a_long_flat_expression_still_parses():
+    spec = " | ".join(f"global_tokens([{i}])" for i in range(200))
+    assert torch.equal(A.parse(spec).mask(256), A.global_tokens(list(range(200))).mask(256))

@@ -142,3 +142,29 @@ def test_current_run_dirs_pass_the_check(tmp_path, tiny_hp, digits, no_unpicklin
     first = train(tiny_hp, tmp_path, dataset=digits, save_states_at=(3,))
     ckpt.check_run_dir(first.run_dir)  # reading headers only: no torch.load
     assert ckpt.check_run_dir(tmp_path / "absent") is None
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "../outside.safetensors",
+        "../../outside.safetensors",
+        "checkpoints/../../outside.safetensors",
+        "/ABSOLUTE/outside.safetensors",
+    ],
+)
+def test_result_states_outside_the_run_dir_are_refused(tmp_path, tiny_hp, digits, where):
+    result = train(tiny_hp, tmp_path / "runs", dataset=digits)
+    run_dir = result.run_dir
+    outside = tmp_path / "outside.safetensors"  # a real checkpoint, so only the path is wrong
+    outside.write_bytes(ckpt.model_state_path(run_dir, 12).read_bytes())
+    (run_dir.parent / "outside.safetensors").write_bytes(outside.read_bytes())
+    where = where.replace("/ABSOLUTE", str(tmp_path))
+    info = json.loads((run_dir / "result.json").read_text())
+    info["states"]["12"] = where
+    (run_dir / "result.json").write_text(json.dumps(info))
+    found = rf"result.json lists the model state {re.escape(repr(where))} outside the run dir"
+    with pytest.raises(ValueError, match=refused(run_dir, found)):
+        load_run(run_dir)
+    with pytest.raises(ValueError, match=refused(run_dir, found)):
+        train(tiny_hp, tmp_path / "runs", dataset=digits)  # the reuse of a finished run

@@ -98,10 +98,10 @@ def test_gpu_kernel_equals_float64_masked_attention(dtype, d, lo, hi, heads_kv):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("pattern", [local(100), causal() & local(50), band(1, 80)], ids=repr)
-def test_gpu_backend_band_equals_float64_and_auto_runs_it_when_enabled(pattern, monkeypatch):
+def test_gpu_backend_band_equals_float64_and_auto_runs_it_from_its_length(pattern, monkeypatch):
     from sparsetorch.attention import backends
 
-    monkeypatch.setattr(backends, "AUTO_BAND", True)
+    monkeypatch.setattr(backends, "AUTO_BAND_MIN_N", 0)
     g = torch.Generator(device="cuda").manual_seed(3)
     q, k, v = (
         torch.randn(1, 4, 2500, 64, device="cuda", dtype=torch.bfloat16, generator=g) for _ in "qkv"

@@ -6,6 +6,7 @@ import math
 
 from torch import Tensor
 
+from sparsetorch._checks import is_real
 from sparsetorch.attention.backends import BACKENDS
 from sparsetorch.attention.parse import parse
 from sparsetorch.attention.pattern import AttentionPattern
@@ -34,6 +35,15 @@ def check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
         raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
 
 
+def check_scale(scale: object) -> float:
+    """``scale`` as a float: any finite real number (numpy scalars too), never a bool."""
+    if not is_real(scale):
+        raise TypeError(f"scale must be a finite number (or None: 1/sqrt(D)), got {scale!r}")
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be a finite number (or None: 1/sqrt(D)), got {scale}")
+    return float(scale)
+
+
 def sparse_attention(
     q: Tensor,
     k: Tensor,
@@ -48,13 +58,15 @@ def sparse_attention(
 
     ``pattern``: an :class:`AttentionPattern` or its string (``"local(64) | global_tokens([0])"``).
     ``backend``: "reference", "flex", "band", "dense" or "auto" (see :mod:`.backends`).
-    ``scale`` defaults to 1/sqrt(D). A query with no allowed key gets a zero output row.
+    ``scale`` defaults to 1/sqrt(D). A query with no allowed key gets a zero output row; a
+    query allowed to attend a position whose key or value is NaN or ±inf gets a NaN row, and
+    no other query sees that position (on every backend).
     Returns (B, H, n, Dv).
     """
     check_qkv(q, k, v)
     pattern = parse(pattern)
     pattern._validate(q.shape[2])
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else check_scale(scale)
     return BACKENDS.build(backend)(q, k, v, pattern, scale)
 
 

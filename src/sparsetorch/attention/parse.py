@@ -32,9 +32,21 @@ def parse(spec: str | AttentionPattern) -> AttentionPattern:
         )
     try:
         tree = ast.parse(spec.strip(), mode="eval")
+        return _pattern(tree.body, spec)
     except SyntaxError as exc:
-        raise ValueError(f"cannot parse attention pattern {spec!r}: {exc.msg}") from None
-    return _pattern(tree.body, spec)
+        raise ValueError(f"cannot parse attention pattern {_short(spec)}: {exc.msg}") from None
+    except (RecursionError, MemoryError):  # Python's parser and _pattern recurse per level
+        raise ValueError(
+            f"cannot parse attention pattern {_short(spec)} ({len(spec)} characters): nested "
+            "too deeply (combine fewer patterns per expression)"
+        ) from None
+
+
+def _short(spec: str, keep: int = 80) -> str:
+    """``repr(spec)``, cut in the middle when long (errors should fit on a screen)."""
+    if len(spec) <= keep:
+        return repr(spec)
+    return repr(spec[: keep // 2]) + " ... " + repr(spec[-keep // 2 :])
 
 
 def _pattern(node: ast.AST, spec: str) -> AttentionPattern:

@@ -36,6 +36,15 @@ def _check_common(entry: dict[str, Any]) -> None:
         raise CheckpointError(f"corrupt shape {shape!r}")
 
 
+def dense_bytes(entries: dict[str, Any]) -> int:
+    """Bytes the checked ``entries`` take once loaded as dense tensors (aliases share memory)."""
+    return sum(
+        math.prod(e["shape"]) * dtypes.itemsize(e["dtype"])
+        for e in entries.values()
+        if e["encoding"] != ALIAS
+    )
+
+
 def check_entries(header: Header, entries: dict[str, Any]) -> dict[str, dict[str, str]]:
     """Check every entry; return {key: {part: file tensor name}}. Every file tensor must be
     claimed by exactly one entry."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import struct
 import zlib
@@ -24,6 +25,12 @@ from sparsetorch.checkpoint.errors import CheckpointError
 FORMAT_VERSION = 1
 META_KEY = "sparsetorch"
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+# What a file may expand to when loaded (its dense tensors' bytes): at most MAX_EXPANSION times
+# the file's size, and never less than MIN_EXPANSION_BYTES (all-zero tensors store nothing).
+# A 99.99%-sparse float32 weight with its mask expands ~7600x (values + 2-byte gaps stored,
+# 4 + 1 bytes per element loaded); a header of a few hundred bytes claiming gigabytes is refused.
+MAX_EXPANSION = 10_000
+MIN_EXPANSION_BYTES = 64 << 20
 
 _ITEMSIZE = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E4M3FNUZ": 1, "F8_E5M2FNUZ": 1,
@@ -68,10 +75,7 @@ def read_header(path: str | os.PathLike) -> Header:
                 f"{path}: truncated or corrupt header (claims {n} bytes, file has {size})"
             )
         raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: corrupt header ({exc})") from None
+    header = _parse_json(path, raw, "header")
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupt header (not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
@@ -84,6 +88,61 @@ def read_header(path: str | os.PathLike) -> Header:
     for name, info in header.items():
         tensors[name] = _tensor_info(path, name, info, data_size)
     return Header(path, tensors, metadata)
+
+
+def _parse_json(path: Path, raw: bytes, what: str) -> Any:
+    """JSON text -> value; a nesting deeper than the parser's recursion limit (a crafted file:
+    sparsetorch writes at most 4 levels) is a CheckpointError like any other corruption."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupt {what} ({exc})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: corrupt {what} (JSON nested too deeply)") from None
+
+
+def check_max_expansion(max_expansion: Any) -> float | None:
+    """``max_expansion`` as a float > 0, or None (no bound); one clear error otherwise."""
+    if max_expansion is None:
+        return None
+    if isinstance(max_expansion, bool) or not isinstance(max_expansion, numbers.Real):
+        raise TypeError(f"max_expansion must be a finite number > 0 or None, got {max_expansion!r}")
+    if not (math.isfinite(max_expansion) and max_expansion > 0):
+        raise ValueError(f"max_expansion must be a finite number > 0 or None, got {max_expansion}")
+    return float(max_expansion)
+
+
+def expansion_problem(file_bytes: int, dense_bytes: int, max_expansion: float | None) -> str | None:
+    """Why a file of ``file_bytes`` whose tensors take ``dense_bytes`` when loaded is over the
+    bound (a decompression bomb, or a legitimately very sparse file), or None when it is not.
+    The bound: ``max_expansion`` times the file's size, at least MIN_EXPANSION_BYTES."""
+    if max_expansion is None:
+        return None
+    limit = max(MIN_EXPANSION_BYTES, max_expansion * file_bytes)
+    if dense_bytes <= limit:
+        return None
+    return (
+        f"its header describes {_human(dense_bytes)} of tensors from a {file_bytes}-byte file "
+        f"({dense_bytes / max(file_bytes, 1):.3g}x; the bound is {max_expansion:g}x the file "
+        f"size, at least {_human(MIN_EXPANSION_BYTES)})"
+    )
+
+
+def check_expansion(path: Path, dense_bytes: int, max_expansion: float | None) -> None:
+    """Refuse, before anything is allocated, a file that expands beyond the bound."""
+    problem = expansion_problem(path.stat().st_size, dense_bytes, max_expansion)
+    if problem is not None:
+        raise CheckpointError(
+            f"{path}: {problem}: a corrupt or crafted file? If you trust it and it is this "
+            "sparse, load it with max_expansion=None (or a larger ratio)"
+        )
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 def _tensor_info(path: Path, name: str, info: Any, data_size: int) -> TensorInfo:
@@ -131,10 +190,7 @@ def sparsetorch_metadata(header: Header) -> dict[str, Any] | None:
     crc, _, text = value.partition(" ")
     if crc != f"{zlib.crc32(text.encode('utf-8')):08x}":
         raise CheckpointError(f"{header.path}: sparsetorch metadata checksum mismatch (corrupt)")
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{header.path}: corrupt sparsetorch metadata ({exc})") from None
+    meta = _parse_json(header.path, text.encode("utf-8"), "sparsetorch metadata")
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if not _is_count(version):
         raise CheckpointError(f"{header.path}: sparsetorch metadata has no format version")

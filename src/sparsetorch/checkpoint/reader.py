@@ -10,22 +10,35 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, check_entries
+from sparsetorch._checks import check_not_meta
+from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, check_entries, dense_bytes
 from sparsetorch.checkpoint.errors import CheckpointError
-from sparsetorch.checkpoint.header import Header, read_header, sparsetorch_metadata
+from sparsetorch.checkpoint.header import (
+    MAX_EXPANSION,
+    Header,
+    check_expansion,
+    check_max_expansion,
+    read_header,
+    sparsetorch_metadata,
+)
 from sparsetorch.checkpoint.support import Support
 from sparsetorch.checkpoint.tensor_codec import decode_tensor
 
 
-def read_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Support]]:
+def read_state(
+    path: str | os.PathLike, max_expansion: float | None = MAX_EXPANSION
+) -> tuple[dict[str, torch.Tensor], dict[str, Support]]:
     """Every tensor of the file as new dense CPU memory, in saved order, plus the kept
-    positions of sparse-encoded entries. Checks the whole file; raises CheckpointError."""
+    positions of sparse-encoded entries. Checks the whole file; raises CheckpointError.
+    ``max_expansion``: see :func:`load`."""
+    max_expansion = check_max_expansion(max_expansion)
     header = read_header(path)
     meta = sparsetorch_metadata(header)
     if meta is None:
-        return _read_plain(header), {}
+        return _read_plain(header), {}  # dense data: every byte is in the file
     entries = meta["tensors"]
     claimed = check_entries(header, entries)
+    check_expansion(header.path, dense_bytes(entries), max_expansion)
     stored = [k for k, e in entries.items() if e["encoding"] not in (MASK_OF, ALIAS)]
     with _open(header) as f:
         parts = {key: _get_parts(f, header, key, claimed[key]) for key in stored}
@@ -94,6 +107,7 @@ def load(
     model: nn.Module | None = None,
     as_format: str | None = None,
     dtype: torch.dtype | None = None,
+    max_expansion: float | None = MAX_EXPANSION,
 ) -> Any:
     """Load a checkpoint written by :func:`sparsetorch.checkpoint.save`.
 
@@ -108,9 +122,16 @@ def load(
       model's own dtypes apply there).
 
     Any plain safetensors file loads too (without masks or checks beyond the header).
+
+    ``max_expansion`` bounds what the file may take in memory once loaded, before anything is
+    allocated: at most this many times the file's size (at least 64 MiB). A 99.99%-sparse model
+    loads under the default (10000); a file beyond it is refused as a decompression bomb (a
+    few hundred bytes claiming gigabytes). Pass a larger ratio, or None, for a file you trust
+    that is sparser than that.
     """
     if model is not None and not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_not_meta(model, "model")
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     if model is not None and (dtype is not None or as_format is not None):
@@ -122,7 +143,7 @@ def load(
         from sparsetorch.formats import FORMATS
 
         convert = FORMATS.build(as_format)  # unknown names list the known ones
-    state, supports = read_state(path)
+    state, supports = read_state(path, max_expansion)
     if model is not None:
         from sparsetorch.checkpoint.into_model import load_into
 

@@ -10,7 +10,12 @@ import torch
 
 from sparsetorch.checkpoint import dtypes
 from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, check_entries
-from sparsetorch.checkpoint.header import read_header, sparsetorch_metadata
+from sparsetorch.checkpoint.header import (
+    MAX_EXPANSION,
+    expansion_problem,
+    read_header,
+    sparsetorch_metadata,
+)
 from sparsetorch.checkpoint.reader import _read_plain
 from sparsetorch.model_report import format_bytes, format_table
 
@@ -74,4 +79,10 @@ def report_file(path: str | os.PathLike) -> str:
     )
     lines = [title, format_table(list(COLUMNS), rows, left={0, 1, 2, 4, 5}, total=True)]
     lines.append(f"file: {size} bytes (header included) = {ratio} of the tensors' dense bytes")
+    problem = expansion_problem(size, dense_total, MAX_EXPANSION) if meta is not None else None
+    if problem is not None:
+        lines.append(
+            f"warning: {problem}; load() refuses it unless given max_expansion=None (or a "
+            "larger ratio): a corrupt or crafted file?"
+        )
     return "\n".join(lines)

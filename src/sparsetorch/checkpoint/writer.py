@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,14 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from sparsetorch._files import atomic_write, locked, remove_stale_temps
 from sparsetorch.checkpoint import dtypes
 from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, SEP, part_key
 from sparsetorch.checkpoint.header import FORMAT_VERSION, metadata_json
 from sparsetorch.checkpoint.tensor_codec import Encoded, encode_tensor
 from sparsetorch.masking import SUFFIX
+
+RESERVED_KEY = "__metadata__"  # the safetensors header's metadata map
 
 
 def _state_dict(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -30,6 +32,11 @@ def _state_dict(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.
     for key, value in obj.items():
         if not isinstance(key, str) or not key or SEP in key:
             raise ValueError(f"state_dict key {key!r} must be a non-empty str without {SEP!r}")
+        if key == RESERVED_KEY:
+            raise ValueError(
+                f"state_dict key {key!r} is reserved by safetensors for the file's metadata: "
+                "rename that entry"
+            )
         if not isinstance(value, torch.Tensor) or value.layout != torch.strided:
             raise TypeError(
                 f"state_dict[{key!r}] must be a dense (strided) torch.Tensor, "
@@ -125,7 +132,9 @@ def save(obj: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike) -
     Masked and pruned tensors are stored as their kept values plus the cheapest index encoding;
     other tensors as they are. The write goes to a temporary file in the same directory, is
     flushed to disk, then renamed over ``path``: a crash never leaves a half-written file.
-    Returns ``path``.
+    Another process saving to the same path at the same time waits for this one (an advisory
+    lock on ``.<name>.lock``); temp files a killed save left behind are removed. A new file
+    gets the permissions the umask gives, a replaced one keeps its own. Returns ``path``.
     """
     path = Path(path)
     if path.is_dir():
@@ -150,24 +159,13 @@ def _version() -> str:
     return __version__
 
 
+def lock_path(path: Path) -> Path:
+    """The lock file of a checkpoint: ``.<name>.lock`` next to it, there while it is written."""
+    return path.with_name(f".{path.name}.lock")
+
+
 def _atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """One writer at a time per target (others wait); temp files of killed writers go."""
+    with locked(lock_path(path), wait=True):
+        remove_stale_temps(path.parent, path.name)
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))

@@ -21,7 +21,9 @@ DESCRIPTION = (
     "of the remaining weights by magnitude, rewind the survivors to their initial values (or "
     "to step K: late rewinding) and retrain with the same data order. Controls branch from the "
     "tickets: reinit (same masks, fresh init) and random-prune (random masks of the same "
-    "per-layer sparsity). Prints a table per round and writes the accuracy-vs-sparsity figure."
+    "per-layer sparsity). Prints a table per round and writes the accuracy-vs-sparsity figure. "
+    "Running the same command again reuses finished rounds and resumes an interrupted one; a "
+    "second process on a lottery that is running is refused."
 )
 
 

@@ -18,7 +18,8 @@ from sparsetorch.experiments.flags import add_hparam_arguments, hparams_from_arg
 
 DESCRIPTION = (
     "Train one run in a hashed run directory: running the same command again reuses the "
-    "finished run, and an interrupted run resumes from its last checkpoint. Every hparams "
+    "finished run, an interrupted run resumes from its last checkpoint, and a second process "
+    "on a run that is training is refused. Every hparams "
     "flag can also come from --config (flags win). Example: sparsetorch train --model "
     "lenet300 --dataset fashion-mnist --epochs 5 --seed 0 --out runs/"
 )

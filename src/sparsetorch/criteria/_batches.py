@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from sparsetorch._checks import check_not_meta
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -93,7 +95,9 @@ def weight_leaves(
 
 @contextlib.contextmanager
 def no_side_effects(model: nn.Module, eval_mode: bool = False) -> Iterator[None]:
-    """Fork the RNG (and optionally switch to eval mode); restore both afterwards."""
+    """Fork the RNG (and optionally switch to eval mode); restore both afterwards. Every
+    data-based criterion scores under it: a model without data is refused here."""
+    check_not_meta(model, "model")
     modes = [(m, m.training) for m in model.modules()]
     devices = sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
     try:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from sparsetorch._checks import is_real
 from sparsetorch.criteria._batches import (
     Batch,
     LossFn,
@@ -85,10 +86,9 @@ def grasp_scores(
     H is the Hessian of the loss w.r.t. the named weights only (the prunable set, as in the
     official code), g its gradient. Evaluated in the model's current mode without changing it.
     """
-    if not (
-        isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0
-    ):
+    if not (is_real(temperature) and math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    temperature = float(temperature)
     batches = as_batches(batches)
     canonical = canonical_names(model, names)  # tied weights: one variable, scored once
     with no_side_effects(model):

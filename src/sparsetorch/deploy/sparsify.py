@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from sparsetorch._checks import check_not_meta
 from sparsetorch.deploy.compute_paths import PATHS
 from sparsetorch.deploy.dispatch import Dispatcher
 from sparsetorch.deploy.graphed import graph_timer
@@ -129,6 +130,7 @@ def sparsify_(
     """
     if config not in CONFIGS:
         raise ValueError(f"unknown sparsify config {config!r}; known: {', '.join(CONFIGS)}")
+    check_not_meta(model, "model")
     if serve not in MODES:
         raise ValueError(f"serve must be one of {', '.join(MODES)}, got {serve!r}")
     if example_inputs is not None and workload is not None:

@@ -10,6 +10,8 @@ from datetime import timedelta
 
 import torch
 
+from sparsetorch._checks import is_real
+
 ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -26,7 +28,7 @@ def init_from_env(device: str | torch.device, timeout_s: float = DEFAULT_TIMEOUT
             "set): launch with torchrun --nproc_per_node N -m sparsetorch train ... "
             "--distributed ddp|fsdp"
         )
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
+    if not is_real(timeout_s) or not timeout_s > 0:
         raise ValueError(f"--dist-timeout must be a number of seconds > 0, got {timeout_s!r}")
     device = torch.device(device)
     if device.type == "cuda":

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sparsetorch._checks import is_real
+
 Shape = Sequence[int]
 
 
@@ -22,11 +24,13 @@ def numel(shape: Shape) -> int:
     return n
 
 
-def check_density(density: float) -> None:
-    if isinstance(density, bool) or not isinstance(density, int | float):
+def check_density(density: float) -> float:
+    """``density`` as a float in [0, 1] (numpy scalars too); one clear error otherwise."""
+    if not is_real(density):
         raise TypeError(f"density must be a float in [0, 1], got {density!r}")
     if not 0.0 <= density <= 1.0:
         raise ValueError(f"density must be in [0, 1], got {density}")
+    return float(density)
 
 
 def caps(shapes: Mapping[str, Shape], max_density: Mapping[str, float] | None) -> dict[str, float]:

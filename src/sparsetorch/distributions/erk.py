@@ -24,7 +24,7 @@ from sparsetorch.distributions.base import (
 def erk_densities(
     shapes: Mapping[str, Shape], density: float, max_density: Mapping[str, float] | None = None
 ) -> dict[str, float]:
-    check_density(density)
+    density = check_density(density)
     if not shapes:
         raise ValueError("shapes must name at least one layer")
     raw = {name: sum(int(d) for d in shape) / numel(shape) for name, shape in shapes.items()}

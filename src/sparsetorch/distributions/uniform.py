@@ -27,7 +27,7 @@ class Uniform(Distribution):
         density: float,
         max_density: Mapping[str, float] | None = None,
     ) -> dict[str, float]:
-        check_density(density)
+        density = check_density(density)
         if not shapes:
             raise ValueError("shapes must name at least one layer")
         cap = caps(shapes, max_density)

@@ -158,8 +158,10 @@ class Parallel:
         optimizer: torch.optim.Optimizer,
         hooks: list[dict[str, Any]],
         wall_s: float,
+        metrics: list[str] | None = None,
     ) -> None:
-        """DCP directory (all ranks) + ``resume.pt`` (rank 0), then older directories go."""
+        """DCP directory (all ranks) + ``resume.pt`` (rank 0, with the metrics lines so far),
+        then older directories go."""
         if self.run_path is None:
             return
         folder = self.run_path / run_state.CHECKPOINT_DIR
@@ -176,6 +178,7 @@ class Parallel:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "hooks": hook_states,
             "wall_s": wall_s,
+            "metrics": list(metrics or []),
         }
         run_state.atomic_save(state, run_state.resume_path(self.run_path))
         for old in folder.glob(f"{DCP_PREFIX}*"):

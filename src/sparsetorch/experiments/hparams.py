@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparsetorch._checks import is_int, is_real
+from sparsetorch._files import atomic_write
+
 # Bump when a field changes meaning; run dirs written by another version are refused.
 HPARAMS_VERSION = 1
 HASH_LENGTH = 10
@@ -212,7 +215,7 @@ class Hparams:
             text = yaml.safe_dump(data, sort_keys=False)
         else:
             text = json.dumps(data, indent=2) + "\n"
-        path.write_text(text)
+        atomic_write(path, lambda tmp: tmp.write_text(text))
 
     @classmethod
     def load(cls, path: str | Path) -> Hparams:
@@ -395,8 +398,10 @@ def coerce(value: Any, hint: Any, name: str) -> Any:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise TypeError(f"{name} must be a mapping with string keys, got {value!r}")
         return dict(value)
-    if origin is float and isinstance(value, int) and not isinstance(value, bool):
+    if origin is float and is_real(value):  # ints and numpy scalars: stored as a Python float
         return float(value)
+    if origin is int and is_int(value):
+        return int(value)
     if origin in (int, float, str, bool) and (
         isinstance(value, origin) and not (origin is not bool and isinstance(value, bool))
     ):

@@ -10,6 +10,11 @@ One step (``step`` counts optimizer updates from 0)::
     optimizer.step() (or the stepping hook's optimizer_step);  hook.after_step(ctx, step)
     step += 1;  save the model if step in save_states_at;  evaluate + checkpoint on schedule
 
+The run dir's files are written only once every hook's ``on_train_start`` has run (a method
+that refuses the run there, e.g. SNIP finding a layer collapse on the data, leaves no files);
+the initial weights wait in memory until then. Each evaluation appends its metrics row
+(fsynced), then writes the resume checkpoint, which keeps a copy of every row so far.
+
 Everything that decides the numbers (data order, learning rate, RNG) is a function of the
 hparams and the step, so the same hparams and seed give bitwise the same metrics on CPU, and
 a run resumed from its checkpoint continues exactly as if it had never stopped.
@@ -17,6 +22,7 @@ a run resumed from its checkpoint continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +41,7 @@ from sparsetorch.experiments.hooks import TrainContext, TrainHook
 from sparsetorch.experiments.layers import global_sparsity
 from sparsetorch.experiments.optim import lr_at
 from sparsetorch.experiments.progress import progress_bar
-from sparsetorch.experiments.rundir import RunDir
+from sparsetorch.experiments.rundir import RunDir, metrics_line
 
 
 class TrainingDiverged(ValueError):
@@ -70,6 +76,10 @@ class Loop:
     # DDP / FSDP2 (sparsetorch.experiments.distributed.Parallel); None: one process. Ranks other
     # than 0 run with run=None: they write nothing, but take part in every collective.
     parallel: Any = None
+    # writes the run dir's own files (hparams.json, run.json, ...) when the run begins
+    begin_run: Callable[[], None] | None = None
+    _begun: bool = False
+    _lines: list[str] = field(default_factory=list)  # metrics.jsonl so far
     _states: dict[int, Any] = field(default_factory=dict)
     _order: tuple[int, torch.Tensor | None] = (-1, None)  # (epoch, its example order)
 
@@ -86,18 +96,35 @@ class Loop:
         return self.data.train.x[idx].to(self.device), self.data.train.y[idx].to(self.device)
 
     def save_state(self, step: int) -> None:
+        """Keep the model's weights at ``step``: written to the run dir, or held in memory
+        (an in-memory run, or a run dir not begun yet)."""
+        writes = self.run is not None and self._begun
         if self.parallel is not None:  # gathered to rank 0 (a collective for FSDP)
-            path = run_state.model_state_path(self.run.path, step) if self.run else None
+            path = run_state.model_state_path(self.run.path, step) if writes else None
             state = self.parallel.save_model_state(self.model, path)
             if state is not None:
                 self._states[step] = state
-        elif self.run is None:
+        elif not writes:
             self._states[step] = {
                 k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
             }
         else:
             path = run_state.model_state_path(self.run.path, step)
             self._states[step] = run_state.save_model_state(self.model, path)
+
+    def begin(self) -> None:
+        """Write the run dir's files, then the weights kept in memory until now."""
+        if self._begun:
+            return
+        self._begun = True
+        if self.run is None:
+            return
+        if self.begin_run is not None:
+            self.begin_run()
+        for step, state in sorted(self._states.items()):
+            if isinstance(state, dict):
+                path = run_state.model_state_path(self.run.path, step)
+                self._states[step] = run_state.save_state_dict(state, path)
 
     def eval_row(self, step: int, train_loss: float | None, wall_s: float, logs: dict) -> dict:
         val = evaluate(self.model, self.data.val, self.device)
@@ -144,7 +171,12 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
             run_state.restore_resume(resume, model, optimizer)
         _load_hook_states(loop.hooks, resume["hooks"])
         step, wall_offset = resume["step"], resume["wall_s"]
-        metrics = run.truncate_metrics(step) if run else []
+        known = resume.get("metrics")  # None: written by an older sparsetorch
+        if run is not None:
+            metrics = run.resume_metrics(step, known)
+            loop._lines = [metrics_line(row) for row in metrics]
+        else:
+            metrics = [json.loads(line) for line in known or ()]
         loop._states.update(_saved_states(run))
     else:
         loop.save_state(loop.start_step)
@@ -155,7 +187,8 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
 
     for hook in loop.hooks:
         hook.on_train_start(ctx)
-    if step == loop.start_step and not metrics:
+    loop.begin()  # every hook accepted the run: its files now
+    if resume is None:  # (a resume checkpoint comes after its step's row)
         metrics.append(_record(loop, ctx, step, None, wall()))
 
     stepper = _stepping_hook(loop.hooks)
@@ -219,8 +252,8 @@ def _record(loop: Loop, ctx: TrainContext, step: int, train_loss: float | None, 
     if loop.parallel is not None and train_loss is not None:
         train_loss = loop.parallel.mean(train_loss)  # over ranks: the global batch's loss
     row = loop.eval_row(step, train_loss, wall, ctx.logs)
-    if loop.run is not None:
-        loop.run.append_metrics(row)
+    if loop.run is not None:  # durable before the checkpoint that counts it
+        loop._lines.append(loop.run.append_metrics(row))
     if loop.parallel is not None:  # collective: every rank writes its shards
         loop.parallel.save_resume(
             step=step,
@@ -228,6 +261,7 @@ def _record(loop: Loop, ctx: TrainContext, step: int, train_loss: float | None, 
             optimizer=loop.optimizer,
             hooks=[h.state_dict() for h in loop.hooks],
             wall_s=wall,
+            metrics=loop._lines,
         )
     elif loop.run is not None:
         run_state.save_resume(
@@ -237,6 +271,7 @@ def _record(loop: Loop, ctx: TrainContext, step: int, train_loss: float | None, 
             optimizer=loop.optimizer,
             hooks=[h.state_dict() for h in loop.hooks],
             wall_s=wall,
+            metrics=loop._lines,
         )
     if loop.log_fn is not None:
         loop.log_fn(row)

@@ -9,7 +9,8 @@ and read with ``torch.load(weights_only=True)`` (no pickle code execution):
   format (``sparsetorch.checkpoint``: only kept values plus the cheapest index encoding, no
   pickle, checksummed);
 * the **resume checkpoint** (``checkpoints/resume.pt``): model, optimizer, global RNG state,
-  step, elapsed wall time and the hooks' ``state_dict()``s. Hook states must hold only what
+  step, elapsed wall time, the hooks' ``state_dict()``s and a copy of every metrics.jsonl line
+  so far (a resume repairs the file from it). Hook states must hold only what
   ``weights_only`` loading accepts: tensors, numbers, strings, bools, None, lists, tuples, dicts.
 
 :func:`check_run_dir` refuses, before anything is loaded, a run dir this sparsetorch cannot
@@ -22,8 +23,6 @@ what to do.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsetorch._files import atomic_write
 from sparsetorch.experiments.rundir import RESULT_FILE
 from sparsetorch.masking import apply_masks, masks_from_state_dict
 
@@ -98,7 +98,8 @@ def _step_order(path: Path) -> tuple[int, str]:
 
 
 def _check_result_states(run_dir: Path) -> None:
-    """A finished run's result.json must point at safetensors model states."""
+    """A finished run's result.json must point at safetensors model states inside the run dir
+    (a crafted ``../../x.safetensors`` would be read from anywhere)."""
     result_file = run_dir / RESULT_FILE
     if not result_file.is_file():
         return
@@ -109,6 +110,18 @@ def _check_result_states(run_dir: Path) -> None:
     for rel in states.values() if isinstance(states, dict) else ():
         if not str(rel).endswith(MODEL_SUFFIX):
             raise UnreadableRunDir(run_dir, f"{RESULT_FILE} lists the model state {rel!r}")
+        if not _inside(run_dir, str(rel)):
+            raise UnreadableRunDir(
+                run_dir, f"{RESULT_FILE} lists the model state {rel!r} outside the run dir"
+            )
+
+
+def _inside(run_dir: Path, rel: str) -> bool:
+    """``rel`` names a path under ``run_dir`` (relative, and no ``..`` or link leads out)."""
+    if Path(rel).is_absolute():
+        return False
+    root = run_dir.resolve()
+    return (root / rel).resolve().is_relative_to(root)
 
 
 def resume_path(run_dir: str | Path) -> Path:
@@ -116,20 +129,11 @@ def resume_path(run_dir: str | Path) -> Path:
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temp file next to ``path``, then rename over it."""
+    """``torch.save`` to a temp file next to ``path``, fsynced, then renamed over it
+    (``sparsetorch._files.atomic_write``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def safe_load(path: str | Path) -> Any:
@@ -148,11 +152,15 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_model_state(model: nn.Module, path: str | Path) -> Path:
+    return save_state_dict(_cpu_state(model), path)
+
+
+def save_state_dict(state: Mapping[str, torch.Tensor], path: str | Path) -> Path:
     from sparsetorch.checkpoint import save  # atomic: temp file + os.replace
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save(_cpu_state(model), path)
+    save(dict(state), path)
     return path
 
 
@@ -182,7 +190,10 @@ def save_resume(
     optimizer: torch.optim.Optimizer,
     hooks: list[dict[str, Any]],
     wall_s: float,
+    metrics: list[str] | None = None,
 ) -> Path:
+    """Write the resume checkpoint. ``metrics``: the lines of metrics.jsonl so far (already
+    durable on disk), kept so that a resume can repair that file."""
     state = {
         "format": RESUME_FORMAT,
         "step": step,
@@ -192,6 +203,7 @@ def save_resume(
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "hooks": hooks,
         "wall_s": wall_s,
+        "metrics": list(metrics or []),
     }
     return atomic_save(state, path)
 

@@ -15,18 +15,36 @@ Layout (``runs/<model>-<method>-<hash>/``)::
     report.md, plots/   human-readable summary and PNG plots
     tensorboard/        only when the tensorboard package is installed
 
-JSON files are written atomically; metrics.jsonl is append-only and cut back to the resume
-checkpoint's step on resume.
+JSON files are written atomically (temp file, fsync, rename; new files get the umask's
+permissions). metrics.jsonl is append-only; each row is fsynced before the resume checkpoint
+that counts it, and that checkpoint keeps a copy of every row so far: a resume cuts the file
+back to the checkpoint's step (later rows are computed again) and, where the file disagrees
+with the copy (a corrupt line, rows lost to a power cut), rewrites it from the copy with a
+warning. Nothing is ever dropped silently: without a copy (a checkpoint of an older
+sparsetorch) a disagreeing file is refused.
+
+While a process trains a run it holds an advisory lock on ``.sparsetorch.lock`` in the run dir
+(:meth:`RunDir.lock`): a second process on the same run is refused, naming the first's pid.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
-import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sparsetorch._files import (
+    TEMP_PATTERN,
+    atomic_write,
+    fsync_dir,
+    locked,
+    remove_stale_temps,
+)
 from sparsetorch.experiments.hparams import HPARAMS_VERSION, Hparams
 
 HPARAMS_FILE = "hparams.json"
@@ -35,18 +53,12 @@ METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
 REPORT_FILE = "report.md"
 PLOTS_DIR = "plots"
+LOCK_FILE = ".sparsetorch.lock"
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -67,6 +79,73 @@ def check_out_dir(path: str | Path, what: str = "out dir") -> Path:
         if p.exists() and not p.is_dir():
             raise ValueError(f"{what} {str(path)!r} is not a directory: {str(p)!r} is a file")
     return path
+
+
+def metrics_line(row: dict[str, Any]) -> str:
+    """The one line of metrics.jsonl that holds ``row``."""
+    return json.dumps(row, allow_nan=False)
+
+
+def _parse_row(path: Path, number: int, line: str, repair: bool = True) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        row = None
+    if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+        todo = "fix or delete that line" + ("" if repair else ", or train the run again")
+        raise ValueError(
+            f"{str(path)!r} line {number} is not a JSON row with a step: the file is "
+            f"corrupt; {todo}"
+        )
+    return row
+
+
+def _first_difference(text: str, lines: list[str]) -> str:
+    have = text.splitlines()
+    for i, line in enumerate(lines):
+        if i >= len(have):
+            return f"it holds {len(have)} of the {len(lines)} rows"
+        if have[i] != line:
+            return f"line {i + 1} differs"
+    return "it ends in a torn line"
+
+
+@contextlib.contextmanager
+def hold_dir(path: Path, busy: str, temp_dirs: Callable[[], Iterable[Path]]) -> Iterator[None]:
+    """Create ``path`` and hold its lock file (another holder: :class:`InUse` with ``busy``);
+    remove the temp files of killed writers in ``temp_dirs()``. On exit, the directories this
+    call created are removed again while empty."""
+    created = _missing_dirs(path)
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        with locked(path / LOCK_FILE, wait=False, busy=busy):
+            for folder in temp_dirs():
+                remove_stale_temps(folder)
+            yield
+    finally:
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only while empty
+
+
+def is_unused(path: Path) -> bool:
+    """``path`` holds nothing but what a killed writer can leave: a lock file, temp files."""
+    return all(p.name == LOCK_FILE or TEMP_PATTERN.match(p.name) for p in path.iterdir())
+
+
+def _folders(path: Path) -> list[Path]:
+    """``path`` and every directory under it."""
+    return [path, *(p for p in path.rglob("*") if p.is_dir())]
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
 
 
 class RunDir:
@@ -104,11 +183,26 @@ class RunDir:
     def is_complete(self) -> bool:
         return self.result_file.is_file()
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run dir for this process (creating it): a second process is refused with
+        :class:`~sparsetorch._files.InUse`. Temp files of killed writers (anywhere in the
+        run dir: checkpoints, plots, JSON files) are removed. On
+        exit, the directories this call created are removed again if still empty (a run
+        refused before it wrote anything leaves nothing)."""
+        busy = (
+            f"run dir {str(self.path)!r} is in use by another process (pid {{pid}}) training "
+            "this run: wait for it to finish (the same command then reuses its result) or use "
+            "another --out"
+        )
+        with hold_dir(self.path, busy, lambda: _folders(self.path)):
+            yield
+
     def check_compatible(self, identity: dict[str, Any]) -> None:
         """Refuse a directory written by another hparams version or holding another run."""
         check_out_dir(self.path, "run dir")
         if not self.hparams_file.is_file():
-            if self.path.is_dir() and any(self.path.iterdir()):
+            if self.path.is_dir() and not is_unused(self.path):
                 raise ValueError(
                     f"run dir {str(self.path)!r} is not empty and has no {HPARAMS_FILE}: "
                     "not a sparsetorch run"
@@ -142,28 +236,82 @@ class RunDir:
         return Hparams.load(self.hparams_file)
 
     # metrics
-    def append_metrics(self, row: dict[str, Any]) -> None:
+    def append_metrics(self, row: dict[str, Any]) -> str:
+        """Append one row, durably (fsynced before the caller writes the resume checkpoint
+        that counts it); returns its line (without the newline)."""
+        line = metrics_line(row)
+        new = not self.metrics_file.exists()
         with self.metrics_file.open("a") as fh:
-            fh.write(json.dumps(row, allow_nan=False) + "\n")
+            fh.write(line + "\n")
             fh.flush()
+            os.fsync(fh.fileno())
+        if new:
+            fsync_dir(self.path)
+        return line
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """Every complete row (a torn last line from a crash is dropped)."""
+        """Every row. A torn last line (no newline: a crash while appending) is dropped; any
+        other unreadable line, or steps out of order, is a ValueError naming it."""
         if not self.metrics_file.is_file():
             return []
-        rows = []
-        for line in self.metrics_file.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
+        text = self.metrics_file.read_text()
+        lines = text.splitlines()
+        if lines and not text.endswith("\n"):
+            lines.pop()  # torn while appending: never counted by a checkpoint
+        rows = [_parse_row(self.metrics_file, i, line) for i, line in enumerate(lines, 1)]
+        steps = [r["step"] for r in rows]
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError(
+                f"{str(self.metrics_file)!r} has its steps out of order ({steps}): written by "
+                "two processes at once? Its rows cannot be trusted"
+            )
         return rows
 
-    def truncate_metrics(self, max_step: int) -> list[dict[str, Any]]:
-        """Keep the rows up to ``max_step`` (those the resume checkpoint has seen)."""
-        rows = [r for r in self.read_metrics() if r["step"] <= max_step]
-        write_text_atomic(self.metrics_file, "".join(json.dumps(r) + "\n" for r in rows))
-        return rows
+    def resume_metrics(self, step: int, known: list[str] | None) -> list[dict[str, Any]]:
+        """The rows of a run resumed at ``step``, with metrics.jsonl made to hold exactly them.
+
+        ``known``: the lines the resume checkpoint keeps (None for a checkpoint of an older
+        sparsetorch). Rows after ``step`` (written before a crash, not yet counted by a
+        checkpoint) are cut: training computes them again. A file that disagrees with
+        ``known`` is rewritten from it, with a warning; without ``known``, a file that cannot
+        be trusted is refused (ValueError) and left as it is.
+        """
+        text = self.metrics_file.read_text() if self.metrics_file.is_file() else ""
+        if known is None:
+            lines = self._checked_lines(text, step)
+        else:
+            lines = list(known)
+            if not text.startswith("".join(line + "\n" for line in lines)):
+                warnings.warn(
+                    f"{str(self.metrics_file)!r} disagreed with the resume checkpoint at step "
+                    f"{step} ({_first_difference(text, lines)}): rewritten from the "
+                    f"checkpoint's copy of its {len(lines)} row(s)",
+                    stacklevel=2,
+                )
+        expected = "".join(line + "\n" for line in lines)
+        if text != expected:
+            write_text_atomic(self.metrics_file, expected)
+        return [json.loads(line) for line in lines]
+
+    def _checked_lines(self, text: str, step: int) -> list[str]:
+        """Lines of steps <= ``step``, when the file holds every row up to ``step`` (without a
+        copy in the checkpoint to repair it from, anything else is refused)."""
+        raw = text.splitlines()
+        if raw and not text.endswith("\n"):
+            raw.pop()  # torn while appending, after the checkpoint
+        lines = []
+        for i, line in enumerate(raw, 1):
+            if _parse_row(self.metrics_file, i, line, repair=False)["step"] <= step:
+                lines.append(line)
+        last = json.loads(lines[-1])["step"] if lines else None
+        if last != step:
+            raise ValueError(
+                f"{str(self.metrics_file)!r} ends at step {last} but the resume checkpoint is "
+                f"at step {step}: rows are missing, and the checkpoint (from an older "
+                "sparsetorch) keeps no copy to restore them from; train this run again in "
+                "another --out"
+            )
+        return lines
 
     # result
     def write_result(self, result: dict[str, Any]) -> None:

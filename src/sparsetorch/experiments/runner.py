@@ -2,18 +2,21 @@
 
 The steps, in the order that keeps a failed call from leaving anything half-written:
 
-1. validate the hparams and resolve every name (model, dataset, optimizer, schedule, method)
-   against its registry;
+1. validate the hparams and the device, and resolve every name (model, dataset, optimizer,
+   schedule, method) against its registry;
 2. compute the run's identity (non-default hparams + digests of a given model, initial state
    or masks + the classes of extra hooks) and its directory ``out_dir/<model>-<method>-<hash>``;
    a finished directory is loaded and returned without training;
 3. load the data, build the model (seeded), attach the method's hooks;
-4. create the run dir, then train, resuming from ``checkpoints/resume.pt`` when present;
+4. lock the run dir (a second process on it is refused), then train, resuming from
+   ``checkpoints/resume.pt`` when present; a fresh run's files are written once every hook has
+   started (a run refused by its method's checks leaves nothing, not even the directory);
 5. write the final model, ``result.json`` (the completion mark), ``report.md`` and plots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import warnings
@@ -24,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsetorch._checks import check_not_meta
 from sparsetorch.data import Dataset, Split
 from sparsetorch.experiments import run_state
 from sparsetorch.experiments.data_order import steps_per_epoch
@@ -92,6 +96,9 @@ def train(
     """
     hp = copy.deepcopy(hparams).validate()
     check_names(hp)
+    _check_materialised(model, init_state, masks)
+    device = check_device(device)
+    given_model = model
     parallel = None
     if distributed is not None:  # DDP / FSDP2: sparsetorch.experiments.distributed
         from sparsetorch.experiments.distributed import Parallel
@@ -133,56 +140,65 @@ def train(
         all_hooks.append(parallel.hook())
     optimizer = build_optimizer(model.parameters(), hp.training)
 
-    resume = None
     writes = run if parallel is None or parallel.is_writer else None  # rank 0 writes
-    if run is not None:
-        if writes is not None:
-            run.create(hp, _run_info(identity, data, total, spe, all_hooks))
+    with writes.lock() if writes is not None else contextlib.nullcontext():
+        if writes is not None and parallel is None and run.is_complete():
+            return _reuse(run, given_model, wanted, device)  # finished while we prepared
+        resume = None
+        if run is not None:
+            if parallel is not None:
+                parallel.run_path = run.path
+            if run_state.resume_path(run.path).is_file():
+                load = run_state.load_resume if parallel is None else parallel.load_resume
+                resume = load(run_state.resume_path(run.path))
+                _warn_if_threads_changed(run)
+        loop = Loop(
+            model=model,
+            optimizer=optimizer,
+            data=data,
+            hparams=hp,
+            hooks=all_hooks,
+            total_steps=total,
+            steps_per_epoch=spe,
+            eval_every=hp.training.eval_every or spe,
+            device=device,
+            run=writes,
+            save_states_at=frozenset(wanted),
+            start_step=start_step,
+            progress=progress_enabled(progress) and (parallel is None or parallel.is_writer),
+            parallel=parallel,
+        )
+        info = _run_info(identity, data, total, spe, all_hooks)
+        opened = []  # the TensorBoard writer, once the run dir is begun
+
+        def begin() -> None:
+            writes.create(hp, info)
+            loop.log_fn = open_tensorboard(run.path)
+            opened.append(loop.log_fn)
+
+        loop.begin_run = begin if writes is not None else None
+        try:
+            with torch.random.fork_rng(devices=_cuda_devices(loop.device)):
+                torch.manual_seed(hp.training.seed)
+                out = fit(loop, resume)
+        finally:
+            for tensorboard in opened:
+                if tensorboard is not None:
+                    tensorboard.close()
         if parallel is not None:
-            parallel.run_path = run.path
-        if run_state.resume_path(run.path).is_file():
-            load = run_state.load_resume if parallel is None else parallel.load_resume
-            resume = load(run_state.resume_path(run.path))
-            _warn_if_threads_changed(run)
-    loop = Loop(
-        model=model,
-        optimizer=optimizer,
-        data=data,
-        hparams=hp,
-        hooks=all_hooks,
-        total_steps=total,
-        steps_per_epoch=spe,
-        eval_every=hp.training.eval_every or spe,
-        device=torch.device(device),
-        run=writes,
-        save_states_at=frozenset(wanted),
-        start_step=start_step,
-        progress=progress_enabled(progress) and (parallel is None or parallel.is_writer),
-        parallel=parallel,
-    )
-    tensorboard = open_tensorboard(run.path) if writes is not None else None
-    loop.log_fn = tensorboard
-    try:
-        with torch.random.fork_rng(devices=_cuda_devices(loop.device)):
-            torch.manual_seed(hp.training.seed)
-            out = fit(loop, resume)
-    finally:
-        if tensorboard is not None:
-            tensorboard.close()
-    if parallel is not None:
-        model = parallel.result_model(model, out.states.get(total))
-    result = TrainResult(
-        hparams=hp,
-        model=model,
-        metrics=out.metrics,
-        total_steps=total,
-        steps_per_epoch=spe,
-        wall_s=out.wall_s,
-        run_dir=path,
-        states=out.states,
-    )
-    if writes is not None:
-        _finish(writes, result)
+            model = parallel.result_model(model, out.states.get(total))
+        result = TrainResult(
+            hparams=hp,
+            model=model,
+            metrics=out.metrics,
+            total_steps=total,
+            steps_per_epoch=spe,
+            wall_s=out.wall_s,
+            run_dir=path,
+            states=out.states,
+        )
+        if writes is not None:
+            _finish(writes, result)
     return result
 
 
@@ -327,6 +343,32 @@ def check_names(hp: Hparams) -> None:
             raise ValueError(
                 f"unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}"
             )
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device this process can use; one clear ValueError otherwise."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"device {device!r} is not a torch device ({reason})") from None
+    if parsed.type == "meta":
+        raise ValueError(f"device {device!r} holds no data: train on cpu or cuda")
+    try:
+        torch.empty(0, device=parsed)
+    except Exception as exc:  # no CUDA build, no such GPU, ...: torch says why
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"device {device!r} is not available here ({reason})") from None
+    return parsed
+
+
+def _check_materialised(
+    model: nn.Module | None, init_state: StateDict | None, masks: StateDict | None
+) -> None:
+    check_not_meta(model, "model")
+    for what, state in (("init_state", init_state), ("masks", masks)):
+        for key, value in (state or {}).items():
+            check_not_meta(value, f"{what}[{key!r}]")
 
 
 def state_digest(state: StateDict) -> str:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import torch
 
+from sparsetorch._checks import check_not_meta
+
 if TYPE_CHECKING:
     import scipy.sparse
 
@@ -57,8 +59,14 @@ def check_float(t: torch.Tensor, name: str) -> None:
         raise TypeError(f"{name} must have a floating dtype ({allowed}), got {t.dtype}")
 
 
+def check_dense_input(t: torch.Tensor, name: str) -> None:
+    """A from_dense input: a floating tensor holding data (its values are read)."""
+    check_float(t, name)
+    check_not_meta(t, name)
+
+
 def check_dense_2d(t: torch.Tensor, fmt: str) -> None:
-    check_float(t, f"{fmt}.from_dense input")
+    check_dense_input(t, f"{fmt}.from_dense input")
     if t.layout != torch.strided:
         raise TypeError(f"{fmt}.from_dense takes a dense (strided) tensor, got layout {t.layout}")
     if t.dim() != 2:

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import torch
 
+from sparsetorch._checks import is_int
 from sparsetorch.formats import _reference
 from sparsetorch.formats._base import (
     SparseFormat,
     SparseVector,
+    check_dense_input,
     check_float,
     check_shape,
     invariant,
@@ -42,9 +44,13 @@ from sparsetorch.formats._compressed import compress_rows
 
 def check_nm_args(n: object, m: object) -> tuple[int, int]:
     """``(n, m)`` when they are ints with 1 <= n <= m <= 256, else one ValueError."""
-    if not (isinstance(n, int) and isinstance(m, int) and 1 <= n <= m <= 256):
+    if not (is_int(n) and is_int(m) and 1 <= n <= m <= 256):
         raise ValueError(f"N:M needs ints 1 <= n <= m <= 256, got n={n!r}, m={m!r}")
-    return n, m
+    return int(n), int(m)
+
+
+def _is_integer_dtype(dtype: torch.dtype) -> bool:
+    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
 
 
 # ---- the N:M constraint ------------------------------------------------------------------
@@ -186,8 +192,9 @@ class NM(SparseFormat):
         self.shape = check_shape(shape, ndim=None)
         _check_row_length(self.shape, m)
         check_float(values, "values")
-        if not isinstance(indices, torch.Tensor) or indices.is_floating_point():
-            raise TypeError("indices must be an integer tensor of in-group positions")
+        if not isinstance(indices, torch.Tensor) or not _is_integer_dtype(indices.dtype):
+            got = indices.dtype if isinstance(indices, torch.Tensor) else type(indices).__name__
+            raise TypeError(f"indices must be an integer tensor of in-group positions, got {got}")
         slots_shape = (*self.shape[:-1], self.shape[-1] // m * n)
         if tuple(values.shape) != slots_shape or tuple(indices.shape) != slots_shape:
             raise ValueError(
@@ -218,7 +225,7 @@ class NM(SparseFormat):
     def from_dense(cls, t: torch.Tensor, n: int = 2, m: int = 4) -> NM:
         """Raises ValueError when a group holds more than ``n`` nonzeros (prune to N:M first)."""
         n, m = check_nm_args(n, m)
-        check_float(t, "NM.from_dense input")
+        check_dense_input(t, "NM.from_dense input")
         if t.layout != torch.strided:
             raise TypeError(f"NM.from_dense takes a dense (strided) tensor, got {t.layout}")
         _check_row_length(tuple(t.shape), m)

@@ -403,7 +403,7 @@ if triton is not None:
     _dq_tuned = _tuned(_band_bwd_dq_k, _DQ, (32, 16, 4, 1))
 
 
-def _clip(lo: int | None, hi: int | None, n: int) -> tuple[int, int]:
+def clip_band(lo: int | None, hi: int | None, n: int) -> tuple[int, int]:
     """The band's bounds within a length-n sequence (|i - j| < n)."""
     lo = -n if lo is None else max(int(lo), -n)
     hi = n if hi is None else min(int(hi), n)
@@ -541,7 +541,7 @@ def band_attention(
     if reason is not None:
         raise ValueError(f"band_attention: {reason}")
     n = q.shape[2]
-    lo, hi = _clip(lo, hi, n)
+    lo, hi = clip_band(lo, hi, n)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     return _band_fwd_op(q, k, v, lo, hi, scale)[0]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sparsetorch._checks import is_real
 from sparsetorch.algorithms.config import setting
 from sparsetorch.lottery.rewind import Rewind
 
@@ -137,7 +138,7 @@ class IMPConfig:
 
 def check_rate(rate: float, name: str = "prune_rate", allow_zero: bool = False) -> float:
     """``rate`` as a float in (0, 1) (or [0, 1) with ``allow_zero``); one clear error otherwise."""
-    if isinstance(rate, bool) or not isinstance(rate, int | float):
+    if not is_real(rate):
         raise TypeError(f"{name} must be a float in (0, 1), got {rate!r}")
     low_ok = rate >= 0 if allow_zero else rate > 0
     if not (low_ok and rate < 1) or not math.isfinite(rate):

@@ -34,6 +34,7 @@ from sparsetorch.experiments import Hparams, TrainResult, build_model, prepare_d
 from sparsetorch.experiments.data_order import steps_per_epoch
 from sparsetorch.experiments.progress import progress_enabled
 from sparsetorch.experiments.rundir import check_out_dir
+from sparsetorch.experiments.runner import check_device
 from sparsetorch.lottery.config import IMPConfig
 from sparsetorch.lottery.rewind import Rewind
 from sparsetorch.lottery.round_masks import random_masks, ticket_masks
@@ -90,7 +91,7 @@ class IMP:
         if run_dir is None:
             run_dir = check_out_dir(out_dir) / lottery_name(self.hparams, self.identity)
         self.dir = LotteryDir(run_dir)
-        self.device = device
+        self.device = check_device(device)
         self.progress = progress_enabled(progress)
         self.log = log or (lambda line: None)
         self._dataset = dataset
@@ -153,26 +154,27 @@ class IMP:
         from sparsetorch.lottery.summary import write_summary
 
         plan = self.plan()
-        self.dir.open(
-            self.identity,
-            {
-                "hparams": self.hparams.to_dict(),
-                "lottery": self.lottery.to_dict(),
-                "plan": plan,
-            },
-        )
-        lt = self.lottery
-        total = len(lt.seeds) * (lt.rounds + 1 + lt.rounds * len(lt.controls))
-        bar = tqdm(total=total, desc="lottery", unit="run", disable=not self.progress)
-        try:
-            for seed in lt.seeds:
-                self.tickets(seed, plan, bar)
-            for control in lt.controls:
+        with self.dir.lock():  # one process per lottery dir
+            self.dir.open(
+                self.identity,
+                {
+                    "hparams": self.hparams.to_dict(),
+                    "lottery": self.lottery.to_dict(),
+                    "plan": plan,
+                },
+            )
+            lt = self.lottery
+            total = len(lt.seeds) * (lt.rounds + 1 + lt.rounds * len(lt.controls))
+            bar = tqdm(total=total, desc="lottery", unit="run", disable=not self.progress)
+            try:
                 for seed in lt.seeds:
-                    self.control(control, seed, plan, bar)
-        finally:
-            bar.close()
-        return write_summary(self.path)
+                    self.tickets(seed, plan, bar)
+                for control in lt.controls:
+                    for seed in lt.seeds:
+                        self.control(control, seed, plan, bar)
+            finally:
+                bar.close()
+            return write_summary(self.path)
 
     def _train(self, seed: int, round_: int, branch: str, **kw: Any) -> TrainResult:
         result = train(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from sparsetorch._checks import is_int
 from sparsetorch.lottery.config import check_rate
 from sparsetorch.selection import nearest_count
 
@@ -76,7 +77,7 @@ def rounds_to(density: float, rate: float) -> int:
 
 def check_rounds(num_units: Mapping[str, int], rates: Mapping[str, float], rounds: int) -> None:
     """Refuse a plan that would prune a layer to zero units before round ``rounds``."""
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+    if not is_int(rounds) or rounds < 0:
         raise ValueError(f"rounds must be an int >= 0, got {rounds!r}")
     for name, n in num_units.items():
         rate = rates[name]

@@ -10,10 +10,13 @@ defines the tickets, not rounds, seeds or controls)::
     seed<S>/<control>/round<RR>/ the control branches (reinit, random-prune), same layout
     seed<S>/<control>/masks/
     summary.json, lottery.md, lottery.png   per-round table and the accuracy/sparsity figure
+
+While a process runs the lottery it holds ``.sparsetorch.lock`` (:meth:`LotteryDir.lock`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,13 @@ import torch
 
 from sparsetorch.experiments import run_state
 from sparsetorch.experiments.hparams import Hparams, run_hash
-from sparsetorch.experiments.rundir import check_out_dir, read_json, write_json
+from sparsetorch.experiments.rundir import (
+    check_out_dir,
+    hold_dir,
+    is_unused,
+    read_json,
+    write_json,
+)
 
 LOTTERY_FILE = "lottery.json"
 LOTTERY_VERSION = 1
@@ -41,6 +50,21 @@ class LotteryDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the lottery dir for this process (creating it): a second process is refused
+        with :class:`~sparsetorch._files.InUse` naming this one's pid. Temp files of killed
+        writers (masks, summary) are removed; each round's run dir has its own lock."""
+        busy = (
+            f"lottery run {str(self.path)!r} is in use by another process (pid {{pid}}): wait "
+            "for it to finish (the same command then reuses every finished round) or use "
+            "another --out"
+        )
+
+        def temp_dirs() -> list[Path]:
+            return [self.path, *self.path.glob("seed*/masks"), *self.path.glob("seed*/*/masks")]
+
+        return hold_dir(self.path, busy, temp_dirs)
 
     @property
     def config_file(self) -> Path:
@@ -92,7 +116,7 @@ class LotteryDir:
                     f"lottery run {str(self.path)!r} was started with other hparams; refusing "
                     f"to resume it. Differing: {details}"
                 )
-        elif self.path.is_dir() and any(self.path.iterdir()):
+        elif self.path.is_dir() and not is_unused(self.path):
             raise ValueError(
                 f"{str(self.path)!r} is not empty and holds no {LOTTERY_FILE}: not a lottery run"
             )

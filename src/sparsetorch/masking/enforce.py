@@ -11,6 +11,10 @@ Two global optimizer hooks (installed once, on import of ``sparsetorch.masking``
 
 Between ``backward()`` and ``step()``, ``param.grad`` is the dense gradient of the effective
 weight: algorithms that grow connections (RigL) read it there.
+
+Sparse gradients (``nn.Embedding(sparse=True)``) are masked the same way: the gradient (and a
+sparse state tensor such as SGD's momentum buffer) is replaced by one with the same indices and
+its values zeroed at pruned positions, so SparseAdam's and Adagrad's moments stay zero there too.
 """
 
 from __future__ import annotations
@@ -54,12 +58,31 @@ def _zero_pruned_(tensor: torch.Tensor, mask: torch.Tensor) -> None:
     local(tensor).mul_(local(mask).view(torch.uint8))
 
 
+def _pruned_sparse(tensor: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A sparse COO ``tensor`` with its values zeroed at pruned positions (same indices)."""
+    tensor = tensor.coalesce()
+    indices = tensor.indices()  # (sparse dims, nnz)
+    kept = mask[tuple(indices)]  # (nnz, *dense dims): the mask at every stored value
+    values = tensor.values() * kept.to(tensor.dtype)
+    return torch.sparse_coo_tensor(  # the indices of a valid tensor: nothing to check
+        indices, values, tensor.shape, is_coalesced=True, check_invariants=False
+    )
+
+
+def _mask_grad_(param: torch.Tensor, mask: torch.Tensor) -> None:
+    grad = param.grad
+    if grad is None:
+        return
+    if grad.is_sparse:
+        param.grad = _pruned_sparse(grad, mask)
+    else:
+        _zero_pruned_(grad, mask)
+
+
 @torch.no_grad()
 def _before_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
     for param, mask, _ in _masked_params(optimizer):
-        grad = param.grad
-        if grad is not None and not grad.is_sparse:
-            _zero_pruned_(grad, mask)
+        _mask_grad_(param, mask)
 
 
 @torch.no_grad()
@@ -69,8 +92,13 @@ def _after_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) 
         _zero_pruned_(param, mask)
         key = (id(param), id(mask))
         if seen.get(key) != version:
-            for value in optimizer.state.get(param, {}).values():
-                if isinstance(value, torch.Tensor) and value.shape == param.shape:
+            state = optimizer.state.get(param, {})
+            for name, value in state.items():
+                if not isinstance(value, torch.Tensor) or value.shape != param.shape:
+                    continue
+                if value.is_sparse:  # e.g. SGD's momentum buffer for a sparse gradient
+                    state[name] = _pruned_sparse(value, mask)
+                else:
                     local(value).masked_fill_(~local(mask), 0)
             seen[key] = version
 
@@ -88,6 +116,4 @@ def mask_gradients_(model: torch.nn.Module) -> None:
     from sparsetorch.masking.module_masks import named_masked
 
     for _, module, name in named_masked(model):
-        grad = module._parameters[name].grad
-        if grad is not None and not grad.is_sparse:
-            _zero_pruned_(grad, module._buffers[name + SUFFIX])
+        _mask_grad_(module._parameters[name], module._buffers[name + SUFFIX])

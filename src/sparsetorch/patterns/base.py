@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from sparsetorch._checks import is_real
 from sparsetorch.selection import check_scores, nearest_count, topk_mask
 
 
@@ -67,10 +68,11 @@ class Pattern:
             if self.fixed_density is None:
                 raise ValueError(f"pattern {self.name!r} has no fixed density; pass a density")
             return self.max_units(shape)
-        if isinstance(density, bool) or not isinstance(density, int | float):
+        if not is_real(density):
             raise TypeError(f"density must be a float in [0, 1], got {density!r}")
         if not 0.0 <= density <= 1.0:
             raise ValueError(f"density must be in [0, 1], got {density}")
+        density = float(density)
         k = nearest_count(density, self.num_units(shape))
         if k > self.max_units(shape):
             raise ValueError(

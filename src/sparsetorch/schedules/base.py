@@ -7,15 +7,17 @@ drop-and-grow methods (RigL, SET) give ``fraction_at(step)``.
 
 from __future__ import annotations
 
+from sparsetorch._checks import is_int, is_real
+
 
 def check_step(step: int, name: str = "step") -> int:
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if not is_int(step) or step < 0:
         raise ValueError(f"{name} must be an int >= 0, got {step!r}")
-    return step
+    return int(step)
 
 
 def check_sparsity(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+    if not is_real(value) or not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return float(value)
 
@@ -53,7 +55,7 @@ class FractionSchedule(Schedule):
     ``frequency`` steps while ``0 < step < end_step``."""
 
     def __init__(self, fraction: float, end_step: int, frequency: int = 100) -> None:
-        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        if not is_real(fraction):
             raise TypeError(f"fraction must be a float in (0, 1], got {fraction!r}")
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
@@ -61,9 +63,9 @@ class FractionSchedule(Schedule):
         self.end_step = check_step(end_step, "end_step")
         if self.end_step < 1:
             raise ValueError(f"end_step must be >= 1, got {end_step}")
-        if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+        if not is_int(frequency) or frequency < 1:
             raise ValueError(f"frequency must be an int >= 1, got {frequency!r}")
-        self.frequency = frequency
+        self.frequency = int(frequency)
 
     def fraction_at(self, step: int) -> float:
         raise NotImplementedError

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsetorch._checks import is_int
 from sparsetorch.masking import apply_masks
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.pruning import compute_masks
@@ -68,8 +69,8 @@ def mask_seed(seed: int) -> int:
 
 
 def check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int >= 1, got {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value}")
-    return value
+    return int(value)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsetorch._checks import is_real
 from sparsetorch.algorithms.at_init.base import check_no_collapse, check_positive_int
 from sparsetorch.algorithms.config import DEFAULT_ITERATIONS
 from sparsetorch.criteria.synflow import synflow_scores
@@ -56,10 +57,11 @@ def synflow(
     """Prune ``model`` in place by iterative SynFlow (inputs of ``input_shape``, one example
     without the batch dim); returns it. The iterations run on a copy, so the model is untouched
     when a check fails."""
-    if isinstance(sparsity, bool) or not isinstance(sparsity, int | float):
+    if not is_real(sparsity):
         raise TypeError(f"sparsity must be a float in [0, 1), got {sparsity!r}")
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    sparsity = float(sparsity)
     start = get_pattern(pattern).fixed_density or 1.0
     densities = exponential_densities(1.0 - sparsity, iterations, start=min(start, 1.0))
     work = copy.deepcopy(model)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsetorch._checks import check_not_meta, is_int, is_real
 from sparsetorch.algorithms.during.churn import update_stats
 from sparsetorch.masking import attach_mask, get_mask, prunable_parameters
 from sparsetorch.masking.prunable import FilterFn
@@ -30,8 +31,9 @@ from sparsetorch.patterns import Pattern
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
     if value < low or (high is not None and value > high):
         upper = "" if high is None else f", {high}]"
         raise ValueError(f"{name} must be in [{low}{upper or ', inf)'}, got {value}")
@@ -39,7 +41,7 @@ def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
 
 
 def check_fraction(name: str, value: Any, *, closed: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_real(value):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     ok = 0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0
     if not ok:
@@ -89,6 +91,7 @@ class DynamicSparsity:
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
+        check_not_meta(model, "model")
         self.model = model
         self.optimizer = optimizer
         self.total_steps = check_int("total_steps", total_steps, 1)

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from sparsetorch._files import atomic_write
 from sparsetorch.sharding.dtensor import local, selector_for
 
 
@@ -79,6 +80,8 @@ def plot_churn(history: Sequence[Mapping[str, Any]], path: str | Path, title: st
     ax.legend()
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        plt.close(fig)
     return path

@@ -8,7 +8,7 @@ all agree with masked dense attention (rows without keys give zeros).
                 CUDA, float16/bfloat16, forward and backward, GQA
 ``dense``       ``scaled_dot_product_attention`` with the n x n mask (the baseline)
 ``auto``        picks one by device, length and density (:func:`choose`), from measurements
-                (the band kernel only when ``AUTO_BAND`` is set)
+                (the band kernel for finite bands in half precision from ``AUTO_BAND_MIN_N``)
 
 Grouped-query attention (k and v with fewer heads than q, a divisor of them) runs natively in
 ``band``; the other backends repeat k and v to q's heads first.
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from sparsetorch._registry import Registry
-from sparsetorch.attention.backends import flex
+from sparsetorch.attention.backends import flex, nonfinite
 from sparsetorch.attention.backends.dense import dense_attention
 from sparsetorch.attention.backends.flex import flex_attention
 from sparsetorch.attention.backends.reference import BLOCK, reference_attention
@@ -95,7 +95,10 @@ class BandKernel(Backend):
         reason = band_unsupported(pattern, q, k)
         if reason is not None:
             raise ValueError(f"backend 'band' {reason}")
-        return band_kernel.band_attention(q, k, v, pattern.lo, pattern.hi, scale)
+        k, v, bad = nonfinite.split(k, v)  # non-finite keys/values reach only their rows
+        out = band_kernel.band_attention(q, k, v, pattern.lo, pattern.hi, scale)
+        lo, hi = band_kernel.clip_band(pattern.lo, pattern.hi, q.shape[2])
+        return nonfinite.poison(out, nonfinite.band_rows_seeing(bad, lo, hi, q.shape[1]))
 
 
 # The auto choice (docs/benchmarks.md, "Attention"). Sparse backends pay per computed block,
@@ -105,13 +108,13 @@ class BandKernel(Backend):
 # costs the reference backend about 4-5x what it costs SDPA and FlexAttention about 4x, and
 # at n=1k all are within 1.2x; so sparse from n=2048 when at most 1/5 of the blocks are needed.
 # CUDA: FlexAttention; dense where the pattern needs more than half of the blocks. A finite
-# band in half precision could take our band kernel instead: AUTO_BAND turns that on. It is
-# off until benchmarks/attention_band.py has measured the kernel faster than FlexAttention and
-# the fastest dense SDPA on the GPU (docs/benchmarks.md, "Attention (GPU): the band kernel
-# against the fastest dense": not measured yet).
+# band in half precision from AUTO_BAND_MIN_N on takes our band kernel: on an H100
+# (benchmarks/attention_band.py, docs/benchmarks.md "Attention (GPU): the band kernel against
+# the fastest dense") it beat FlexAttention for local(512) and causal() & local(512), forward
+# and forward + backward, at n = 16k and 64k; at 4k FlexAttention won 3 of the 4 (None: off).
 MIN_SPARSE_N = {"cpu": 2048, "cuda": 2048}
 MAX_BLOCK_DENSITY = {"cpu": 0.2, "cuda": 0.5}
-AUTO_BAND = False
+AUTO_BAND_MIN_N: int | None = 16384
 
 
 def choose(
@@ -132,7 +135,13 @@ def choose(
     density = _block_density(pattern, n, block)  # on the host: nothing launched on a GPU
     if density > MAX_BLOCK_DENSITY[kind]:
         return "dense"
-    if AUTO_BAND and kind == "cuda" and _band_kernel_takes(pattern, dtype, head_dim):
+    band_from = AUTO_BAND_MIN_N
+    if (
+        band_from is not None
+        and n >= band_from
+        and kind == "cuda"
+        and _band_kernel_takes(pattern, dtype, head_dim)
+    ):
         return "band"
     return sparse
 
@@ -164,7 +173,7 @@ class Auto(Backend):
 
 
 __all__ = [
-    "AUTO_BAND",
+    "AUTO_BAND_MIN_N",
     "BACKENDS",
     "Auto",
     "Backend",

@@ -2,7 +2,8 @@
 
 O(n²) memory; the baseline every sparse backend is compared with. Rows with no allowed key
 are computed against all keys and then zeroed, so no kernel ever sees an all-masked row
-(some fused kernels return NaN there) and their gradients are exactly zero.
+(some fused kernels return NaN there) and their gradients are exactly zero. Non-finite keys and
+values reach only the rows allowed to attend them (:mod:`.nonfinite`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sparsetorch.attention.backends import nonfinite
 from sparsetorch.attention.pattern import AttentionPattern
 
 
@@ -26,5 +28,7 @@ def dense_mask(pattern: AttentionPattern, n: int, device: torch.device) -> tuple
 
 def dense_attention(q: Tensor, k: Tensor, v: Tensor, pattern: AttentionPattern, scale: float):
     mask, empty = dense_mask(pattern, q.shape[2], q.device)
+    k, v, bad = nonfinite.split(k, v)  # non-finite entries reach only the rows allowed them
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    out = nonfinite.poison(out, nonfinite.rows_seeing(mask, bad))
     return out.masked_fill(empty, 0.0)

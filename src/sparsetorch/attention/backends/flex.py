@@ -19,6 +19,13 @@ NotImplementedError. With gradients on CPU this backend therefore runs FlexAtten
 and the reference backend's exact block-sparse backward (which recomputes the log-sum-exp).
 On CUDA, FlexAttention's own compiled backward runs, for every pattern (its block lists must
 be row-major: see :class:`~sparsetorch.attention.layout.FlexBlocks`).
+
+Non-finite keys and values reach only the rows allowed to attend them (:mod:`.nonfinite`). On
+CUDA the compiled call itself cleans them, adds ``nonfinite.POISON`` to their scores and marks
+the rows whose log-sum-exp shows it (:func:`.nonfinite.contained_flex`): no host
+synchronisation. On the CPU,
+whose compiled FlexAttention has no log-sum-exp output, the call runs on cleaned inputs and,
+when a position was bad, the reference backend's tiles mark the rows.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from sparsetorch.attention.backends import reference
+from sparsetorch.attention.backends import nonfinite, reference
 from sparsetorch.attention.backends.flex_band import compiled_band_attention
 from sparsetorch.attention.bands import Band
 from sparsetorch.attention.layout import block_mask_from_flat, blocks
@@ -119,12 +126,10 @@ def _usable(mask, needs_grad: bool) -> bool:
 
 @functools.cache
 def compiled_flex_attention(device_type: str) -> Callable:
-    """FlexAttention compiled for a device type: dynamic shapes on GPUs; static on CPU, where
-    torch 2.13's C++ FlexAttention template emits uncompilable code for some masks under
+    """:func:`.nonfinite.contained_flex` compiled for a device type: dynamic shapes on GPUs; static on CPU,
+    where torch 2.13's C++ FlexAttention template emits uncompilable code for some masks under
     dynamic shapes (e.g. ``local(3) | strided(5)``), so each new length compiles anew."""
-    from torch.nn.attention.flex_attention import flex_attention
-
-    return torch.compile(flex_attention, dynamic=device_type != "cpu")
+    return torch.compile(nonfinite.contained_flex, dynamic=device_type != "cpu")
 
 
 class _FlexForwardReferenceBackward(torch.autograd.Function):
@@ -146,7 +151,7 @@ class _FlexForwardReferenceBackward(torch.autograd.Function):
         n, device = q.shape[2], q.device
         layout = cached_layout(ctx.pattern, n, reference.BLOCK, device)
         fn = ctx.pattern.fn(n, device)
-        _, lse = reference.forward_pass(q, k, v, layout, fn, ctx.scale)
+        _, lse, _ = reference.forward_pass(q, k, v, layout, fn, ctx.scale)
         grads = reference.backward_pass(q, k, v, out, lse, dout, layout, fn, ctx.scale)
         return (*grads, None, None, None, None)
 
@@ -162,6 +167,18 @@ def flex_attention(
 ) -> Tensor:
     """FlexAttention over the pattern; ``block`` is the BlockMask's (q, kv) block size and
     ``kernel_options`` go to FlexAttention's kernel (tile sizes, stages, warps) as is."""
+    if q.device.type != "cpu":  # the compiled calls contain non-finite entries themselves
+        return _flex_attention(q, k, v, pattern, scale, block, kernel_options)
+    k, v, bad = nonfinite.split(k, v)
+    out = _flex_attention(q, k, v, pattern, scale, block, kernel_options)
+    if bad is not None:  # some position was bad (known on the CPU without a synchronisation)
+        n = q.shape[2]
+        layout = cached_layout(pattern, n, reference.BLOCK, q.device)
+        out = nonfinite.poison(out, reference.rows_seeing(layout, pattern.fn(n, q.device), bad))
+    return out
+
+
+def _flex_attention(q, k, v, pattern: AttentionPattern, scale: float, block, kernel_options):
     n, device = q.shape[2], q.device
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     window = device.type in IN_GRAPH_DEVICES and in_graph_band(pattern)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from sparsetorch.attention.backends.nonfinite import contained_flex
 from sparsetorch.attention.bands import Band
 from sparsetorch.attention.layout import FlexBlocks
 
@@ -107,8 +108,6 @@ def band_flat_blocks(n, block: tuple[int, int], lo: int, hi: int, device) -> Ten
 def _band_attention(q, k, v, lo: int, hi: int, block, scale: float, kernel_options):
     """(attention output, the flat block lists it used): the caller keeps the lists as the
     cached ``BlockMask`` of this length (:mod:`.flex`), so a later call builds nothing."""
-    from torch.nn.attention.flex_attention import flex_attention
-
     n = q.shape[2]
     allowed = Band(lo, hi).fn(n, q.device)  # the band's own predicate
 
@@ -126,7 +125,7 @@ def _band_attention(q, k, v, lo: int, hi: int, block, scale: float, kernel_optio
     else:
         lists = FlexBlocks.from_flat(n, block, flat)
     mask = lists.to_block_mask(mask_mod)
-    out = flex_attention(q, k, v, block_mask=mask, scale=scale, kernel_options=kernel_options)
+    out = contained_flex(q, k, v, mask, scale, kernel_options)  # non-finite entries: CUDA
     return out, flat
 
 

@@ -4,7 +4,8 @@ Query blocks are processed in chunks; each gathers only the key blocks its layou
 so memory is proportional to the pattern's computed blocks, never n x n. Forward keeps the
 log-sum-exp per row and backward recomputes the probabilities chunk by chunk (the
 FlashAttention recipe, Dao et al. 2022), so training memory is O(n·D) beyond one chunk.
-A query row with no allowed key outputs zeros (and gets zero gradients).
+A query row with no allowed key outputs zeros (and gets zero gradients); a row allowed to
+attend a non-finite key or value outputs NaN, and no other row sees it (:mod:`.nonfinite`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from sparsetorch.attention.backends import nonfinite
 from sparsetorch.attention.layout import BlockLayout
 from sparsetorch.attention.pattern import MaskFn
 
@@ -44,18 +46,41 @@ def _chunks(layout: BlockLayout, batch_heads: int) -> Iterator[tuple[Tensor, Ten
         start = end
 
 
+def _positions(layout: BlockLayout, fn: MaskFn, qb, kb, valid) -> tuple[Tensor, Tensor, Tensor]:
+    """(query positions (c, bq), key positions (c, m·bk) clamped into range, allowed
+    (c, bq, m·bk)) of one chunk."""
+    n, (bq, bk) = layout.n, layout.block
+    device = qb.device
+    qpos = qb[:, None] * bq + torch.arange(bq, device=device)  # (c, bq)
+    kpos = kb[:, :, None] * bk + torch.arange(bk, device=device)  # (c, m, bk)
+    kvalid = valid[:, :, None] & (kpos < n)  # (c, m, bk)
+    allowed = fn(qpos[:, :, None], kpos.flatten(1)[:, None, :])
+    allowed = allowed & kvalid.flatten(1)[:, None, :] & (qpos < n)[:, :, None]
+    return qpos, kpos.flatten(1).clamp(max=n - 1), allowed
+
+
+def _seeing(allowed: Tensor, kpos: Tensor, bad: Tensor) -> Tensor:
+    """(B, H, c, bq): the chunk's rows allowed to attend a key where ``bad`` (B, H, n) holds."""
+    return (allowed & bad[:, :, kpos][..., None, :]).any(-1)
+
+
+def rows_seeing(layout: BlockLayout, fn: MaskFn, bad: Tensor) -> Tensor:
+    """(B, H, n) bool: the query rows allowed to attend a position where ``bad`` is True."""
+    batch, heads, n = bad.shape
+    nqb, bq = layout.shape[0], layout.block[0]
+    out = bad.new_zeros((batch, heads, nqb, bq))
+    for qb, kb, valid in _chunks(layout, batch * heads):
+        _, kpos, allowed = _positions(layout, fn, qb, kb, valid)
+        out[:, :, qb] = _seeing(allowed, kpos, bad)
+    return out.flatten(2)[:, :, :n]
+
+
 class _Tiles:
     """One chunk: the gathered queries / keys / values and the allowed mask."""
 
     def __init__(self, q, k, v, layout: BlockLayout, fn: MaskFn, qb, kb, valid) -> None:
-        n, (bq, bk) = layout.n, layout.block
-        device = q.device
-        self.qpos = qb[:, None] * bq + torch.arange(bq, device=device)  # (c, bq)
-        kpos = kb[:, :, None] * bk + torch.arange(bk, device=device)  # (c, m, bk)
-        kvalid = valid[:, :, None] & (kpos < n)  # (c, m, bk)
-        self.kpos = kpos.flatten(1).clamp(max=n - 1)  # (c, m·bk)
-        allowed = fn(self.qpos[:, :, None], kpos.flatten(1)[:, None, :])
-        self.allowed = allowed & kvalid.flatten(1)[:, None, :] & (self.qpos < n)[:, :, None]
+        n = layout.n
+        self.qpos, self.kpos, self.allowed = _positions(layout, fn, qb, kb, valid)
         self.q = _rows(q, self.qpos.clamp(max=n - 1))  # (B, H, c, bq, D)
         self.k = _rows(k, self.kpos)  # (B, H, c, m·bk, D)
         self.v = _rows(v, self.kpos)  # (B, H, c, m·bk, Dv)
@@ -84,14 +109,21 @@ def _padded(x: Tensor, layout: BlockLayout) -> Tensor:
     return out.view(*x.shape[:2], nqb, bq, *x.shape[3:])
 
 
-def forward_pass(q, k, v, layout: BlockLayout, fn: MaskFn, scale: float) -> tuple[Tensor, Tensor]:
-    """(out (B, H, n, Dv) in q's dtype, log-sum-exp (B, H, n) float32; -inf on empty rows)."""
+def forward_pass(
+    q, k, v, layout: BlockLayout, fn: MaskFn, scale: float, bad: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(out (B, H, n, Dv) in q's dtype, log-sum-exp (B, H, n) float32, -inf on empty rows;
+    with ``bad`` (B, H, n): the rows allowed to attend a bad position (B, H, n), else None).
+    k and v must be finite where ``bad`` is given (:func:`.nonfinite.split`)."""
     batch, heads, n = q.shape[:3]
     nqb, bq = layout.shape[0], layout.block[0]
     out = q.new_zeros((batch, heads, nqb, bq, v.shape[-1]), dtype=_acc(q.dtype))
     lse = q.new_zeros((batch, heads, nqb, bq), dtype=_acc(q.dtype))
+    seeing = None if bad is None else bad.new_zeros((batch, heads, nqb, bq))
     for qb, kb, valid in _chunks(layout, batch * heads):
         t = _Tiles(q, k, v, layout, fn, qb, kb, valid)
+        if seeing is not None:
+            seeing[:, :, qb] = _seeing(t.allowed, t.kpos, bad)
         s = t.scores(scale)
         m = s.amax(-1, keepdim=True)
         m = m.masked_fill(m == float("-inf"), 0.0)  # empty rows: keep exp() finite
@@ -100,7 +132,8 @@ def forward_pass(q, k, v, layout: BlockLayout, fn: MaskFn, scale: float) -> tupl
         out[:, :, qb] = (p @ t.v) / denom.clamp_min(torch.finfo(denom.dtype).tiny)
         lse[:, :, qb] = (m + denom.log()).squeeze(-1)  # log 0 = -inf for empty rows
     out = out.flatten(2, 3)[:, :, :n].to(q.dtype)
-    return out, lse.flatten(2)[:, :, :n]
+    seeing = None if seeing is None else seeing.flatten(2)[:, :, :n]
+    return out, lse.flatten(2)[:, :, :n], seeing
 
 
 def backward_pass(q, k, v, out, lse, dout, layout: BlockLayout, fn: MaskFn, scale: float):
@@ -127,23 +160,29 @@ def backward_pass(q, k, v, out, lse, dout, layout: BlockLayout, fn: MaskFn, scal
 
 
 class BlockSparseAttention(torch.autograd.Function):
-    """Exact attention over a block layout: forward and backward as above."""
+    """Exact attention over a block layout: forward and backward as above. Returns the output
+    and the rows that see a ``bad`` position (not differentiable)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, layout: BlockLayout, fn: MaskFn, scale: float):
-        out, lse = forward_pass(q, k, v, layout, fn, scale)
+    def forward(ctx, q, k, v, layout: BlockLayout, fn: MaskFn, scale: float, bad):
+        out, lse, seeing = forward_pass(q, k, v, layout, fn, scale, bad)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.layout, ctx.fn, ctx.scale = layout, fn, scale
-        return out
+        if seeing is not None:
+            ctx.mark_non_differentiable(seeing)
+        return out, seeing
 
     @staticmethod
-    def backward(ctx, dout):
+    def backward(ctx, dout, dseeing):
         q, k, v, out, lse = ctx.saved_tensors
         dq, dk, dv = backward_pass(q, k, v, out, lse, dout, ctx.layout, ctx.fn, ctx.scale)
-        return dq, dk, dv, None, None, None
+        return dq, dk, dv, None, None, None, None
 
 
 def reference_attention(q, k, v, layout: BlockLayout, fn: MaskFn, scale: float) -> Tensor:
+    k, v, bad = nonfinite.split(k, v)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        return BlockSparseAttention.apply(q, k, v, layout, fn, scale)
-    return forward_pass(q, k, v, layout, fn, scale)[0]
+        out, seeing = BlockSparseAttention.apply(q, k, v, layout, fn, scale, bad)
+    else:
+        out, _, seeing = forward_pass(q, k, v, layout, fn, scale, bad)
+    return nonfinite.poison(out, seeing)

@@ -17,6 +17,7 @@ from sparsetorch.algorithms.config import AlgorithmConfig
 from sparsetorch.algorithms.during import GMP, SET, DynamicSparsity, RigL, plot_churn
 from sparsetorch.experiments.hooks import TrainContext, TrainHook
 from sparsetorch.experiments.methods import register
+from sparsetorch.experiments.rundir import write_text_atomic
 
 
 class DynamicSparsityHook(TrainHook):
@@ -52,9 +53,8 @@ class DynamicSparsityHook(TrainHook):
     def on_train_end(self, ctx: TrainContext) -> None:
         if ctx.run_dir is None or not self.algo.history:
             return
-        with open(ctx.run_dir / "topology.jsonl", "w") as f:
-            for entry in self.algo.history:
-                f.write(json.dumps(entry) + "\n")
+        lines = "".join(json.dumps(entry) + "\n" for entry in self.algo.history)
+        write_text_atomic(ctx.run_dir / "topology.jsonl", lines)
         title = f"{self.algo.method}: topology churn"
         plot_churn(self.algo.history, ctx.run_dir / "topology_churn.png", title)
 
