@@ -8,6 +8,10 @@ One step (``step`` counts optimizer updates from 0)::
     stop if loss is not finite (the last good checkpoint is kept)
     loss.backward();  hook.after_backward(ctx, step)
     optimizer.step() (or the stepping hook's optimizer_step);  hook.after_step(ctx, step)
+
+Under ``training.precision`` bf16/fp16 the forward pass and evaluation run under autocast;
+fp16 scales the loss, unscales the gradients before ``after_backward`` and steps through the
+GradScaler (``experiments/precision.py``).
     step += 1;  save the model if step in save_states_at;  evaluate + checkpoint on schedule
 
 Everything that decides the numbers (data order, learning rate, RNG) is a function of the
@@ -34,6 +38,7 @@ from sparsetorch.experiments.evaluate import evaluate, loss_fn
 from sparsetorch.experiments.hooks import TrainContext, TrainHook
 from sparsetorch.experiments.layers import global_sparsity
 from sparsetorch.experiments.optim import lr_at
+from sparsetorch.experiments.precision import Precision
 from sparsetorch.experiments.progress import progress_bar
 from sparsetorch.experiments.rundir import RunDir
 
@@ -70,8 +75,15 @@ class Loop:
     # DDP / FSDP2 (sparsetorch.experiments.distributed.Parallel); None: one process. Ranks other
     # than 0 run with run=None: they write nothing, but take part in every collective.
     parallel: Any = None
+    precision: Precision | None = None  # None: fp32
     _states: dict[int, Any] = field(default_factory=dict)
     _order: tuple[int, torch.Tensor | None] = (-1, None)  # (epoch, its example order)
+
+    @property
+    def amp(self) -> Precision:
+        if self.precision is None:
+            self.precision = Precision("fp32", self.device)
+        return self.precision
 
     @property
     def data_seed(self) -> int:
@@ -100,8 +112,9 @@ class Loop:
             self._states[step] = run_state.save_model_state(self.model, path)
 
     def eval_row(self, step: int, train_loss: float | None, wall_s: float, logs: dict) -> dict:
-        val = evaluate(self.model, self.data.val, self.device)
-        test = evaluate(self.model, self.data.test, self.device)
+        with self.amp.autocast():
+            val = evaluate(self.model, self.data.val, self.device)
+            test = evaluate(self.model, self.data.test, self.device)
         row = {
             "step": step,
             "epoch": round(step / self.steps_per_epoch, 6),
@@ -135,6 +148,7 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
         hparams=hp,
         sample_batch=loop.batch(0),
         run_dir=run.path if run else None,
+        scaler=loop.amp.scaler,
     )
     step, wall_offset, metrics = loop.start_step, 0.0, []
     if resume is not None:
@@ -142,6 +156,7 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
             loop.parallel.restore_resume(resume, model, optimizer)
         else:
             run_state.restore_resume(resume, model, optimizer)
+        loop.amp.load_state_dict(resume.get("scaler"))
         _load_hook_states(loop.hooks, resume["hooks"])
         step, wall_offset = resume["step"], resume["wall_s"]
         metrics = run.truncate_metrics(step) if run else []
@@ -172,18 +187,19 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(forward(x), y)
+            with loop.amp.autocast():
+                loss = loss_fn(forward(x), y)
             for hook in loop.hooks:
                 replaced = hook.before_backward(ctx, step, loss)
                 loss = loss if replaced is None else replaced
             value = loss.item()
             if not math.isfinite(value):
                 raise TrainingDiverged(_diverged_message(loop, step, value))
-            loss.backward()
+            loop.amp.backward(loss, optimizer)
             for hook in loop.hooks:
                 hook.after_backward(ctx, step)
             if stepper is None:
-                optimizer.step()
+                loop.amp.step(optimizer)
             else:
                 stepper.optimizer_step(ctx, step)
             for hook in loop.hooks:
@@ -237,6 +253,7 @@ def _record(loop: Loop, ctx: TrainContext, step: int, train_loss: float | None, 
             optimizer=loop.optimizer,
             hooks=[h.state_dict() for h in loop.hooks],
             wall_s=wall,
+            scaler=loop.amp.state_dict(),
         )
     if loop.log_fn is not None:
         loop.log_fn(row)

@@ -182,7 +182,9 @@ def save_resume(
     optimizer: torch.optim.Optimizer,
     hooks: list[dict[str, Any]],
     wall_s: float,
+    scaler: dict[str, Any] | None = None,
 ) -> Path:
+    """The resume checkpoint; ``scaler`` is the GradScaler's state of an fp16 run."""
     state = {
         "format": RESUME_FORMAT,
         "step": step,
@@ -193,6 +195,8 @@ def save_resume(
         "hooks": hooks,
         "wall_s": wall_s,
     }
+    if scaler is not None:
+        state["scaler"] = scaler
     return atomic_save(state, path)
 
 
