@@ -20,8 +20,11 @@ deviation of the training split, as the built-in image data sets are.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -140,12 +143,22 @@ def _choose_mode(paths: list[Path], mode: str | None) -> str:
         if not isinstance(mode, str) or mode.upper() not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         return mode.upper()
-    image = _pil()
     for path in paths:
-        with image.open(path) as img:
+        with _open(path) as img:
             if img.mode not in GRAY_MODES:
                 return "RGB"
     return "L"
+
+
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[Any]:
+    """``PIL.Image.open`` with a ValueError naming the file for what Pillow cannot read."""
+    image = _pil()
+    try:
+        with image.open(path) as img:
+            yield img
+    except OSError as exc:  # PIL.UnidentifiedImageError is an OSError
+        raise ValueError(f"cannot read image {str(path)!r}: {exc}") from exc
 
 
 def read_images(items: list[tuple[Path, int]], mode: str, size: tuple[int, int] | None) -> Split:
@@ -153,14 +166,11 @@ def read_images(items: list[tuple[Path, int]], mode: str, size: tuple[int, int] 
     image = _pil()
     arrays, labels, first = [], [], None
     for path, label in items:
-        try:
-            with image.open(path) as img:
-                img = img.convert(mode)
-                if size is not None:
-                    img = img.resize((size[1], size[0]), image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8)
-        except OSError as exc:  # PIL.UnidentifiedImageError is an OSError
-            raise ValueError(f"cannot read image {str(path)!r}: {exc}") from exc
+        with _open(path) as img:
+            img = img.convert(mode)
+            if size is not None:
+                img = img.resize((size[1], size[0]), image.Resampling.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
         if first is None:
             first = (path, array.shape)
         elif array.shape != first[1]:

@@ -41,7 +41,7 @@ from sparsetorch.experiments.precision import Precision
 from sparsetorch.experiments.progress import progress_enabled
 from sparsetorch.experiments.result import TrainResult, early_stop_row
 from sparsetorch.experiments.rundir import RunDir, check_out_dir
-from sparsetorch.experiments.trackers import open_trackers
+from sparsetorch.experiments.trackers import check_trackers, open_trackers
 
 # the name of your own data given to train(dataset=...) when hparams.dataset.name is the default
 CUSTOM_DATASET = "custom"
@@ -350,6 +350,7 @@ def check_names(hp: Hparams, own_data: bool = False) -> None:
     given to ``train(dataset=...)``)."""
     from sparsetorch import data, models
 
+    check_trackers(hp)
     models.check_name(hp.model.name)
     if not own_data:
         data.check_name(hp.dataset.name)

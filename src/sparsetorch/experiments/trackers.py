@@ -3,10 +3,11 @@
 =============  ===========================================================================
 tensorboard    ``run_dir/tensorboard`` (``torch.utils.tensorboard``; package tensorboard)
 wandb          Weights & Biases, offline unless ``WANDB_MODE`` says otherwise, files under
-               ``run_dir/wandb`` (``wandb sync`` uploads them); the W&B run's id is the run
-               dir's hash, so a resumed run continues it
+               ``run_dir/wandb`` (``wandb sync`` uploads them); config = the hparams, the W&B
+               run's id = the run dir's name, so a resumed run continues it
 mlflow         MLflow, a file store ``run_dir/mlruns`` unless ``MLFLOW_TRACKING_URI`` is set;
-               experiment ``sparsetorch``, params = the run's identity, one MLflow run per run dir
+               experiment ``sparsetorch``, params = the hparams fields, one MLflow run per
+               run dir (tagged ``sparsetorch.run``; a resumed run continues it)
 =============  ===========================================================================
 
 Each evaluation row's numbers are logged at the row's step. ``auto`` (the default) is
@@ -30,6 +31,7 @@ from sparsetorch.experiments.tensorboard import TensorBoardLog
 WANDB_DIR = "wandb"
 MLFLOW_DIR = "mlruns"
 MLFLOW_EXPERIMENT = "sparsetorch"
+RUN_TAG = "sparsetorch.run"  # the MLflow tag holding the run dir's name
 
 Tracker = Any  # callable(row) with close()
 TRACKERS: Registry[Tracker] = Registry("tracker")
@@ -42,6 +44,19 @@ def numbers(row: dict[str, Any]) -> dict[str, float]:
         for key, value in row.items()
         if key != "step" and isinstance(value, int | float) and not isinstance(value, bool)
     }
+
+
+PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def check_trackers(hparams: Hparams) -> None:
+    """A ValueError naming what to install when a tracker named in ``training.log`` lacks its
+    package (checked before a run dir is written)."""
+    import importlib.util
+
+    for name in loggers(hparams.training.log):
+        if name != AUTO and importlib.util.find_spec(PACKAGES[name]) is None:
+            raise ValueError(str(_missing(PACKAGES[name], name)))
 
 
 def _missing(package: str, extra: str) -> ImportError:
@@ -100,9 +115,10 @@ class MlflowLog:
     """One MLflow run through the client API (no global active run: several run dirs in one
     process, such as a lottery's rounds, each get their own)."""
 
-    def __init__(self, client: Any, run_id: str) -> None:
+    def __init__(self, client: Any, run_id: str, file_store: bool) -> None:
         self.client = client
         self.run_id = run_id
+        self.file_store = file_store
 
     def __call__(self, row: dict[str, Any]) -> None:
         from mlflow.entities import Metric
@@ -110,10 +126,26 @@ class MlflowLog:
         stamp = int(time.time() * 1000)
         step = int(row["step"])
         metrics = [Metric(_mlflow_key(k), float(v), stamp, step) for k, v in numbers(row).items()]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        with _file_store(self.file_store):
+            self.client.log_batch(self.run_id, metrics=metrics)
 
     def close(self) -> None:
-        self.client.set_terminated(self.run_id)
+        with _file_store(self.file_store):
+            self.client.set_terminated(self.run_id)
+
+
+@contextlib.contextmanager
+def _file_store(allow: bool) -> Any:
+    """MLflow 3 refuses its file store unless ``MLFLOW_ALLOW_FILE_STORE`` is true: allow it
+    (only) for the run dir's own store, while MLflow is called."""
+    if not allow or "MLFLOW_ALLOW_FILE_STORE" in os.environ:
+        yield
+        return
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
 
 
 @TRACKERS.register("mlflow")
@@ -123,27 +155,28 @@ def _mlflow(run_dir: Path, hparams: Hparams, run_id: str) -> Tracker:
         from mlflow.tracking import MlflowClient
     except ImportError as exc:
         raise _missing("mlflow", "mlflow") from exc
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or (run_dir / MLFLOW_DIR).resolve().as_uri()
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(MLFLOW_EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(MLFLOW_EXPERIMENT)
-    )
-    found = client.search_runs(
-        [experiment_id], filter_string=f"tags.`sparsetorch.run` = '{run_id}'", max_results=1
-    )
-    if found:  # a resumed run continues its MLflow run
-        mlflow_id = found[0].info.run_id
-    else:
-        mlflow_id = client.create_run(
-            experiment_id, run_name=run_id, tags={"sparsetorch.run": run_id}
-        ).info.run_id
-        params = [Param(k, str(v)[:6000]) for k, v in sorted(hparams_params(hparams).items())]
-        if params:
+    given = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = given or (run_dir / MLFLOW_DIR).resolve().as_uri()
+    with _file_store(not given):
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(MLFLOW_EXPERIMENT)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else client.create_experiment(MLFLOW_EXPERIMENT)
+        )
+        found = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{RUN_TAG}` = '{run_id}'", max_results=1
+        )
+        if found:  # a resumed run continues its MLflow run
+            mlflow_id = found[0].info.run_id
+        else:
+            mlflow_id = client.create_run(
+                experiment_id, run_name=run_id, tags={RUN_TAG: run_id}
+            ).info.run_id
+            params = [Param(k, str(v)[:6000]) for k, v in sorted(hparams_params(hparams).items())]
             client.log_batch(mlflow_id, params=params)
-    return MlflowLog(client, mlflow_id)
+    return MlflowLog(client, mlflow_id, not given)
 
 
 def _mlflow_key(key: str) -> str:
