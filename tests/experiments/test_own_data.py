@@ -174,3 +174,18 @@ def test_mlp_hidden_option_on_the_command_line(tmp_path, capsys):
     assert body["model"] == {"name": "mlp", "options": {"hidden": "32,16"}}
     assert main(["train", "--dataset", str(tmp_path / "nope.npz"), "--dry-run"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_imp_and_prepare_dataset_take_a_sparsetorch_dataset_only(tmp_path):
+    import sparsetorch as st
+    from sparsetorch.experiments import adapt_dataset, prepare_dataset
+
+    hp = hparams("custom")
+    x, y = tensors()
+    with pytest.raises(TypeError, match=r"train\(hparams, dataset=\.\.\.\) takes tensors"):
+        prepare_dataset(hp.dataset, (x, y))
+    adapted = adapt_dataset(hp.dataset, (x, y))
+    assert prepare_dataset(hp.dataset, adapted).name == "custom"
+    imp = st.lottery.IMP(Hparams(), out_dir=tmp_path, dataset=(x, y))
+    with pytest.raises(TypeError, match="sparsetorch Dataset here"):
+        imp.data()

@@ -255,11 +255,15 @@ def adapt_dataset(hp: DatasetHparams, data: Any) -> Dataset:
         raise ValueError(f"your data set rejects option(s) {hp.options}: {exc}") from exc
 
 
-def prepare_dataset(hp: DatasetHparams, dataset: Any = None) -> Dataset:
-    """Load the dataset named by ``hp`` (or check the given one, or adapt your own data with
-    :func:`adapt_dataset`), then apply the subset sizes."""
+def prepare_dataset(hp: DatasetHparams, dataset: Dataset | None = None) -> Dataset:
+    """Load the dataset named by ``hp`` (or check the given one), then apply the subset sizes.
+    Your own data go through :func:`adapt_dataset` first (``train(dataset=...)`` does)."""
     if dataset is not None and not isinstance(dataset, Dataset):
-        dataset = adapt_dataset(hp, dataset)
+        raise TypeError(
+            f"dataset must be a sparsetorch Dataset here, got {type(dataset).__name__}: "
+            "train(hparams, dataset=...) takes tensors, torch Datasets and DataLoaders "
+            "(sparsetorch.data.as_dataset adapts them)"
+        )
     if dataset is None:
         from sparsetorch.data import load
 
