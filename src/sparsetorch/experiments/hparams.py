@@ -124,6 +124,7 @@ class TrainingHparams:
         "wandb (offline unless WANDB_MODE is set), mlflow (a file store in the run dir unless "
         "MLFLOW_TRACKING_URI is set), comma-separated; auto = tensorboard when installed",
         identity=False,
+        metavar="NAME,...",
     )
 
 

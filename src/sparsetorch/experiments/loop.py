@@ -8,11 +8,11 @@ One step (``step`` counts optimizer updates from 0)::
     stop if loss is not finite (the last good checkpoint is kept)
     loss.backward();  hook.after_backward(ctx, step)
     optimizer.step() (or the stepping hook's optimizer_step);  hook.after_step(ctx, step)
+    step += 1;  save the model if step in save_states_at;  evaluate + checkpoint on schedule
 
 Under ``training.precision`` bf16/fp16 the forward pass and evaluation run under autocast;
 fp16 scales the loss, unscales the gradients before ``after_backward`` and steps through the
 GradScaler (``experiments/precision.py``).
-    step += 1;  save the model if step in save_states_at;  evaluate + checkpoint on schedule
 
 Everything that decides the numbers (data order, learning rate, RNG) is a function of the
 hparams and the step, so the same hparams and seed give bitwise the same metrics on CPU, and
