@@ -67,3 +67,16 @@ def test_changelog_has_a_section_for_this_version():
     text = (ROOT / "CHANGELOG.md").read_text()
     assert PYPROJECT["project"]["version"] == sparsetorch.__version__
     assert f"\n## {sparsetorch.__version__}\n" in text
+
+
+def test_make_docs_fails_on_warnings():
+    """`make docs` runs mkdocs in strict mode and does not silence its warnings (mkdocs'
+    --quiet drops them before strict mode counts them: the build would pass)."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ndocs:", 1)[1].split("\n\n", 1)[0]
+    assert "mkdocs build --strict" in recipe and "--quiet" not in recipe and " -q" not in recipe
+    config = (ROOT / "mkdocs.yml").read_text()
+    assert "\nstrict: true\n" in config
+    nav = set(re.findall(r":\s+([\w/]+\.md)\s*$", config, flags=re.M))
+    pages = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
+    assert pages == nav, pages ^ nav  # every page is in the site's navigation
