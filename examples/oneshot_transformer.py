@@ -5,7 +5,6 @@
     python examples/oneshot_transformer.py
 """
 
-import importlib.util
 import sys
 
 import torch
@@ -14,10 +13,8 @@ import sparsetorch as st
 from sparsetorch.models.transformer import CausalTransformer
 from sparsetorch.patterns import get as get_pattern
 
-if importlib.util.find_spec("sparsetorch.oneshot") is None:
-    print(
-        "skipped: this sparsetorch has no one-shot pruning (sparsetorch.oneshot)", file=sys.stderr
-    )
+if not hasattr(st, "oneshot"):
+    print("skipped: this sparsetorch has no one-shot pruning (st.oneshot)", file=sys.stderr)
     sys.exit(77)
 
 torch.manual_seed(0)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # the same names as _LAZY, for type checkers (tests hold the 
     from sparsetorch.metrics import density as density
     from sparsetorch.metrics import sparsity as sparsity
     from sparsetorch.model_report import report as report
+    from sparsetorch.post_training import oneshot as oneshot
     from sparsetorch.pruning import compute_masks as compute_masks
     from sparsetorch.pruning import prune as prune
 
@@ -59,6 +60,7 @@ _LAZY: dict[str, str] = {
     "mask_gradients_": "sparsetorch.masking:mask_gradients_",
     "prune": "sparsetorch.pruning:prune",
     "compute_masks": "sparsetorch.pruning:compute_masks",
+    "oneshot": "sparsetorch.post_training:oneshot",
     # algorithms
     "snip": "sparsetorch.algorithms.at_init:snip",
     "grasp": "sparsetorch.algorithms.at_init:grasp",
@@ -112,6 +114,7 @@ __all__ = [
     "mask_gradients_",
     "masks",
     "models",
+    "oneshot",
     "prune",
     "random_prune",
     "remove_masks",

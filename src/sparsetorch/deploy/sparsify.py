@@ -10,38 +10,85 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from sparsetorch.deploy.compute_paths import PATHS
 from sparsetorch.deploy.dispatch import Dispatcher
+from sparsetorch.deploy.graphed import graph_timer
 from sparsetorch.deploy.sparse_linear import SparseLinear
+from sparsetorch.deploy.verify import MODES, Verification, verify_
 from sparsetorch.formats.nm import is_nm
 
 log = logging.getLogger(__name__)
 
-# config -> sparse engines tried (besides dense), fastest first is not assumed: all measured
+# config -> sparse engines tried (besides dense), fastest first is not assumed: all measured.
+# A path class registered in PATHS with ``configs = ("csr",)`` (say, a CPU kernel) joins the
+# config's candidates too (``engines``).
 CONFIGS: dict[str, tuple[str, ...]] = {
     "2:4": ("semi_structured", "cslt", "cslt_graph", "nm_triton", "nm_triton_graph"),
     "bsr": ("bsr", "bsr_triton"),
-    "csr": ("csr",),
+    "csr": ("csr", "csr_torch"),
 }
+
+CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
+CONV_REASON = "a convolution: sparsify_ swaps Linear layers only, it stays dense"
+
+
+def engines(config: str) -> tuple[str, ...]:
+    """The sparse engines ``config`` tries: ``CONFIGS[config]`` and every registered path
+    that names the config in its ``configs``."""
+    extra = tuple(
+        name
+        for name in PATHS.names()
+        if config in getattr(PATHS.lookup(name), "configs", ()) and name not in CONFIGS[config]
+    )
+    return CONFIGS[config] + extra
+
+
+def _read_by_parent(model: nn.Module) -> dict[str, str]:
+    """Linear children whose parent reads their weight itself (so a sparse path would never
+    run): {fqn: reason}. ``nn.MultiheadAttention`` passes ``out_proj.weight`` to
+    ``F.multi_head_attention_forward``; ``nn.TransformerEncoderLayer``'s inference fast path
+    (eval mode without gradients, while ``torch.backends.mha`` allows it) passes
+    ``linear1.weight`` and ``linear2.weight`` to one fused op."""
+    out = {}
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(module, nn.MultiheadAttention):
+            out[f"{prefix}out_proj"] = (
+                "read by its parent nn.MultiheadAttention, which multiplies by out_proj.weight "
+                "itself: no sparse path would run, it stays dense"
+            )
+        if isinstance(module, nn.TransformerEncoderLayer) and fast_path:
+            for child in ("linear1", "linear2"):
+                out[f"{prefix}{child}"] = (
+                    "read by its parent nn.TransformerEncoderLayer, whose inference fast path "
+                    "multiplies by the weights itself: no sparse path would run, it stays "
+                    "dense (torch.backends.mha.set_fastpath_enabled(False) turns that path off)"
+                )
+    return out
 
 
 @dataclass
 class SparsifyReport:
     swapped: dict[str, list[str]] = field(default_factory=dict)  # layer -> candidate paths
     skipped: dict[str, str] = field(default_factory=dict)  # layer -> reason
+    verification: Verification | None = None  # with example_inputs: the whole-model check
 
     def __str__(self) -> str:
         lines = [f"sparsified {len(self.swapped)} layer(s), kept {len(self.skipped)} dense"]
         lines += [f"  {name}: {', '.join(paths)}" for name, paths in self.swapped.items()]
         lines += [f"  {name}: dense ({reason})" for name, reason in self.skipped.items()]
+        if self.verification is not None:
+            lines.append(str(self.verification))
         return "\n".join(lines)
 
 
-def _candidates(name: str, linear: nn.Linear, engines: tuple[str, ...]) -> tuple[list, list]:
+def _candidates(name: str, linear: nn.Linear, tried: tuple[str, ...]) -> tuple[list, list]:
     ok, reasons = [], []
-    for engine in engines:
+    for engine in tried:
         reason = PATHS.lookup(engine).unsupported(linear.weight)
         if reason is None:
             ok.append(engine)
@@ -56,6 +103,10 @@ def sparsify_(
     filter_fn: Callable[[nn.Module, str], bool] | None = None,
     dispatcher: Dispatcher | None = None,
     paths: list[str] | None = None,
+    example_inputs: tuple | dict | None = None,
+    serve: str = "eager",
+    workload: Callable[[nn.Module], object] | None = None,
+    margin: float = 1.0,
 ) -> SparsifyReport:
     """Swap every Linear (passing ``filter_fn(module, fqn)``, torchao's signature) for a
     :class:`SparseLinear`.
@@ -63,17 +114,42 @@ def sparsify_(
     ``config``: "2:4", "bsr" or "csr". ``paths`` overrides the candidate list (e.g.
     ``["nm_reference"]`` to force the reference twin). A weight that is not 2:4-valid under
     "2:4" raises ValueError naming the layer; a layer no engine can take stays dense and the
-    reason is logged and reported. Returns the report; the model is changed in place.
+    reason is logged and reported, and so are convolutions (Linear layers only are swapped) and
+    Linear layers whose parent reads their weight itself (``nn.MultiheadAttention.out_proj``).
+    Returns the report; the model is changed in place.
+
+    Never slower end to end: given ``example_inputs`` (the args tuple or kwargs dict of one
+    real call, e.g. ``(tokens,)``) or a ``workload(module)`` callable, the choices are checked
+    in the whole model as it is served (``serve``: "eager"; "graph", a whole-model CUDA graph;
+    "compile", ``torch.compile(mode="reduce-overhead")``) and layers are pinned to dense where
+    the sparse paths do not make the model at least ``margin`` times faster
+    (:func:`~sparsetorch.deploy.verify.verify_`; ``report.verification``). Without a
+    ``dispatcher``, "graph" and "compile" time layers with ``graph_timer`` (GPU time inside a
+    CUDA graph, as those modes run them), "eager" with the default timer (host included).
     """
     if config not in CONFIGS:
         raise ValueError(f"unknown sparsify config {config!r}; known: {', '.join(CONFIGS)}")
-    dispatcher = dispatcher or Dispatcher()
+    if serve not in MODES:
+        raise ValueError(f"serve must be one of {', '.join(MODES)}, got {serve!r}")
+    if example_inputs is not None and workload is not None:
+        raise ValueError("give example_inputs or workload, not both")
+    if dispatcher is None:
+        dispatcher = Dispatcher(timer=graph_timer) if serve != "eager" else Dispatcher()
     report = SparsifyReport()
-    targets = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and (filter_fn is None or filter_fn(module, name))
-    ]
+
+    def wanted(module: nn.Module, name: str) -> bool:
+        return filter_fn is None or filter_fn(module, name)
+
+    parent_reads = _read_by_parent(model)
+    targets = []
+    for name, module in model.named_modules():
+        if isinstance(module, CONVOLUTIONS) and wanted(module, name):
+            report.skipped[name] = CONV_REASON
+        elif isinstance(module, nn.Linear) and wanted(module, name):
+            if name in parent_reads:
+                report.skipped[name] = parent_reads[name]
+            else:
+                targets.append((name, module))
     if config == "2:4":
         bad = [n for n, m in targets if m.weight.shape[1] % 4 == 0 and not is_nm(m.weight, 2, 4)]
         if bad:
@@ -82,8 +158,8 @@ def sparsify_(
                 "st.prune(model, pattern='2:4') first or exclude them with filter_fn"
             )
     for name, module in targets:
-        engines = tuple(paths) if paths is not None else CONFIGS[config]
-        ok, reasons = _candidates(name, module, engines)
+        tried = tuple(paths) if paths is not None else engines(config)
+        ok, reasons = _candidates(name, module, tried)
         if not ok:
             report.skipped[name] = "; ".join(reasons)
             log.info("sparsify_: %s stays dense (%s)", name, report.skipped[name])
@@ -93,4 +169,10 @@ def sparsify_(
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, SparseLinear(module, candidates, dispatcher, name=name))
         report.swapped[name] = candidates
+    if example_inputs is not None:
+        args = example_inputs if isinstance(example_inputs, tuple) else ()
+        kwargs = example_inputs if isinstance(example_inputs, dict) else {}
+        workload = lambda m: m(*args, **kwargs)  # noqa: E731
+    if workload is not None and report.swapped:
+        report.verification = verify_(model, workload, serve, margin)
     return report
