@@ -302,8 +302,9 @@ def prune(
         exclude: module or parameter names kept dense (e.g. ``["fc1"]``).
         filter_fn: ``(module, fqn) -> bool`` (torchao's signature: the module and its fully
             qualified name), True = prune its weight.
-        batch, loss_fn: ``(inputs, targets)`` and ``loss_fn(model(inputs), targets)`` for
-            criteria that need gradients (``"gradient"``, ``"taylor"``).
+        batch: ``(inputs, targets)`` for criteria that need gradients (``"gradient"``,
+            ``"taylor"``).
+        loss_fn: ``loss_fn(model(inputs), targets)`` for those criteria.
 
     Weights pruned before stay pruned. The total number of kept weights equals ``(1 - sparsity)``
     times the prunable weights to the nearest whole weight (whole block/channel for those

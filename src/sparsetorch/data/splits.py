@@ -28,6 +28,7 @@ class Dataset:
     test: Split
     num_classes: int
     input_shape: tuple[int, ...]
+    classes: tuple[str, ...] = ()  # class names, index order (image folders); () if unnamed
 
     def slice(self, train: int, val: int | None = None, test: int | None = None) -> Dataset:
         val = train if val is None else val
@@ -39,6 +40,7 @@ class Dataset:
             self.test.head(test),
             self.num_classes,
             self.input_shape,
+            self.classes,
         )
 
 

@@ -21,6 +21,7 @@ from sparsetorch.experiments.hparams import (
 from sparsetorch.experiments.loop import TrainingDiverged
 from sparsetorch.experiments.result import TrainResult
 from sparsetorch.experiments.runner import (
+    adapt_dataset,
     build_model,
     load_run,
     method_hooks,
@@ -40,6 +41,7 @@ __all__ = [
     "TrainResult",
     "TrainingDiverged",
     "TrainingHparams",
+    "adapt_dataset",
     "build_model",
     "load_run",
     "method_hooks",

@@ -40,6 +40,9 @@ class TrainContext:
     logs: dict[str, Any] = field(default_factory=dict)
     # the run directory (None for in-memory runs), for hooks that keep files of their own
     run_dir: Path | None = None
+    # the run's torch.amp.GradScaler (precision fp16; None otherwise): a hook that steps the
+    # optimizer steps through it (the dynamic methods pass it to ``algo.step(scaler=...)``)
+    scaler: Any = None
 
 
 class TrainHook:

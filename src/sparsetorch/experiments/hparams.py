@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ HPARAMS_VERSION = 1
 HASH_LENGTH = 10
 # sparsity.distribution: the method's own default (resolved by Hparams.validate)
 AUTO = "auto"
+PRECISIONS = ("fp32", "bf16", "fp16")
+LOGGERS = ("tensorboard", "wandb", "mlflow")
 
 
 def _f(default: Any, help: str, **meta: Any) -> Any:
@@ -54,13 +57,16 @@ def _f(default: Any, help: str, **meta: Any) -> Any:
 class ModelHparams:
     name: str = _f(
         "lenet300",
-        "model: lenet300, conv2, conv4, conv6, resnet20 (or resnet<6n+2>), transformer",
+        "model: lenet300, conv2, conv4, conv6, resnet20 (or resnet<6n+2>), transformer, mlp "
+        "(sized by the data), or your own nn.Module as module:callable or file.py:callable "
+        "(this imports and runs that code)",
         flag="--model",
     )
     options: dict[str, Any] = field(
         default_factory=dict,
         metadata={
-            "help": "model option KEY=VALUE, repeatable (e.g. d_model=64)",
+            "help": "model option KEY=VALUE, repeatable (e.g. d_model=64, hidden=300,100 for "
+            "mlp; keyword arguments of your own callable)",
             "flag": "--model-option",
         },
     )
@@ -68,7 +74,12 @@ class ModelHparams:
 
 @dataclass
 class DatasetHparams:
-    name: str = _f("fashion-mnist", "dataset: fashion-mnist, digits, text", flag="--dataset")
+    name: str = _f(
+        "fashion-mnist",
+        "dataset: fashion-mnist, digits, text, or your own: PATH.npz (arrays x_train, y_train, "
+        "x_test, y_test) or imagefolder:DIR (one subfolder per class)",
+        flag="--dataset",
+    )
     data_dir: str | None = _f(
         None,
         "where the dataset's files are (default: the dataset's own)",
@@ -82,7 +93,9 @@ class DatasetHparams:
     options: dict[str, Any] = field(
         default_factory=dict,
         metadata={
-            "help": "dataset option KEY=VALUE, repeatable (e.g. context=256 for text)",
+            "help": "dataset option KEY=VALUE, repeatable (e.g. context=256 for text; "
+            "val_fraction=0.1 for PATH.npz; size=32x32, mode=RGB, normalize=false for "
+            "imagefolder:DIR)",
             "flag": "--data-option",
         },
     )
@@ -104,6 +117,18 @@ class TrainingHparams:
     eval_every: int | None = _f(None, "evaluate (and checkpoint) every N steps; default 1 epoch")
     seed: int = _f(0, "seed of the initialisation (and of the data order unless --data-seed)")
     data_seed: int | None = _f(None, "seed of the data order (default: --seed)")
+    precision: str = _f(
+        "fp32",
+        "fp32, bf16 (autocast to bfloat16) or fp16 (autocast to float16 with a GradScaler)",
+    )
+    log: str = _f(
+        "auto",
+        "where evaluation rows are logged besides metrics.jsonl: none, or any of tensorboard, "
+        "wandb (offline unless WANDB_MODE is set), mlflow (a file store in the run dir unless "
+        "MLFLOW_TRACKING_URI is set), comma-separated; auto = tensorboard when installed",
+        identity=False,
+        metavar="NAME,...",
+    )
 
 
 @dataclass
@@ -276,7 +301,12 @@ class Hparams:
         t, s, d = self.training, self.sparsity, self.dataset
         for values, name in _NAME_FIELDS:  # registry names are case-insensitive
             group = getattr(self, values)
-            setattr(group, name, getattr(group, name).strip().lower())
+            setattr(group, name, normal_name(values, getattr(group, name)))
+        t.precision = t.precision.strip().lower()
+        _check(
+            t.precision in PRECISIONS, "training.precision", t.precision, " or ".join(PRECISIONS)
+        )
+        t.log = ",".join(loggers(t.log)) or "none"
         if s.distribution == AUTO:
             s.distribution = method_distribution(s.method)
         _check(t.lr > 0 and math.isfinite(t.lr), "training.lr", t.lr, "a finite number > 0")
@@ -326,6 +356,37 @@ _NAME_FIELDS = (
 )
 
 
+def normal_name(group: str, name: str) -> str:
+    """Registry names are case-insensitive (lowercased); a data set of your own (``PATH.npz``,
+    ``imagefolder:DIR``) and a model reference (``module:callable``) keep their case."""
+    name = name.strip()
+    if group == "dataset" and name[:12].lower() == "imagefolder:":
+        return "imagefolder:" + name[12:]
+    if (group == "dataset" and name.lower().endswith(".npz")) or (group == "model" and ":" in name):
+        return name
+    return name.lower()
+
+
+def loggers(spec: str) -> list[str]:
+    """``"wandb,mlflow"`` -> ``["wandb", "mlflow"]``; "none" -> []; "auto" -> ["auto"]."""
+    names = [part.strip().lower() for part in spec.split(",") if part.strip()]
+    if names == [AUTO] or names == ["none"]:
+        return [] if names == ["none"] else names
+    bad = [n for n in names if n not in LOGGERS]
+    if bad or not names:
+        raise ValueError(
+            f"training.log must be auto, none, or any of {', '.join(LOGGERS)} separated by "
+            f"commas, got {spec!r}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def model_label(name: str) -> str:
+    """The model's name in directory names: a reference ``pkg.models:Net`` gives ``Net``."""
+    label = name.rpartition(":")[2] if ":" in name else name
+    return re.sub(r"[^\w.-]+", "_", label) or "model"
+
+
 def method_distribution(method: str) -> str:
     """The default distribution of ``method``: its config's (``RigLConfig.distribution`` is
     "erk"); "global" for "dense" or an unknown method (the runner's name check says so)."""
@@ -357,7 +418,7 @@ def run_hash(identity: dict[str, Any]) -> str:
 
 def run_name(hparams: Hparams, identity: dict[str, Any]) -> str:
     """``<model>-<method>-<hash>``, e.g. ``lenet300-dense-3f2a9c01be``."""
-    return f"{hparams.model.name}-{hparams.sparsity.method}-{run_hash(identity)}"
+    return f"{model_label(hparams.model.name)}-{hparams.sparsity.method}-{run_hash(identity)}"
 
 
 # ---- helpers ------------------------------------------------------------------------------

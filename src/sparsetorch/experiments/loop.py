@@ -15,6 +15,10 @@ that refuses the run there, e.g. SNIP finding a layer collapse on the data, leav
 the initial weights wait in memory until then. Each evaluation appends its metrics row
 (fsynced), then writes the resume checkpoint, which keeps a copy of every row so far.
 
+Under ``training.precision`` bf16/fp16 the forward pass and evaluation run under autocast;
+fp16 scales the loss, unscales the gradients before ``after_backward`` and steps through the
+GradScaler (``experiments/precision.py``).
+
 Everything that decides the numbers (data order, learning rate, RNG) is a function of the
 hparams and the step, so the same hparams and seed give bitwise the same metrics on CPU, and
 a run resumed from its checkpoint continues exactly as if it had never stopped.
@@ -40,6 +44,7 @@ from sparsetorch.experiments.evaluate import evaluate, loss_fn
 from sparsetorch.experiments.hooks import TrainContext, TrainHook
 from sparsetorch.experiments.layers import global_sparsity
 from sparsetorch.experiments.optim import lr_at
+from sparsetorch.experiments.precision import Precision
 from sparsetorch.experiments.progress import progress_bar
 from sparsetorch.experiments.rundir import RunDir, metrics_line
 
@@ -80,8 +85,15 @@ class Loop:
     begin_run: Callable[[], None] | None = None
     _begun: bool = False
     _lines: list[str] = field(default_factory=list)  # metrics.jsonl so far
+    precision: Precision | None = None  # None: fp32
     _states: dict[int, Any] = field(default_factory=dict)
     _order: tuple[int, torch.Tensor | None] = (-1, None)  # (epoch, its example order)
+
+    @property
+    def amp(self) -> Precision:
+        if self.precision is None:
+            self.precision = Precision("fp32", self.device)
+        return self.precision
 
     @property
     def data_seed(self) -> int:
@@ -127,8 +139,9 @@ class Loop:
                 self._states[step] = run_state.save_state_dict(state, path)
 
     def eval_row(self, step: int, train_loss: float | None, wall_s: float, logs: dict) -> dict:
-        val = evaluate(self.model, self.data.val, self.device)
-        test = evaluate(self.model, self.data.test, self.device)
+        with self.amp.autocast():
+            val = evaluate(self.model, self.data.val, self.device)
+            test = evaluate(self.model, self.data.test, self.device)
         row = {
             "step": step,
             "epoch": round(step / self.steps_per_epoch, 6),
@@ -162,6 +175,7 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
         hparams=hp,
         sample_batch=loop.batch(0),
         run_dir=run.path if run else None,
+        scaler=loop.amp.scaler,
     )
     step, wall_offset, metrics = loop.start_step, 0.0, []
     if resume is not None:
@@ -169,6 +183,7 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
             loop.parallel.restore_resume(resume, model, optimizer)
         else:
             run_state.restore_resume(resume, model, optimizer)
+        loop.amp.load_state_dict(resume.get("scaler"))
         _load_hook_states(loop.hooks, resume["hooks"])
         step, wall_offset = resume["step"], resume["wall_s"]
         known = resume.get("metrics")  # None: written by an older sparsetorch
@@ -205,18 +220,19 @@ def fit(loop: Loop, resume: dict[str, Any] | None = None) -> LoopOutput:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(forward(x), y)
+            with loop.amp.autocast():
+                loss = loss_fn(forward(x), y)
             for hook in loop.hooks:
                 replaced = hook.before_backward(ctx, step, loss)
                 loss = loss if replaced is None else replaced
             value = loss.item()
             if not math.isfinite(value):
                 raise TrainingDiverged(_diverged_message(loop, step, value))
-            loss.backward()
+            loop.amp.backward(loss, optimizer)
             for hook in loop.hooks:
                 hook.after_backward(ctx, step)
             if stepper is None:
-                optimizer.step()
+                loop.amp.step(optimizer)
             else:
                 stepper.optimizer_step(ctx, step)
             for hook in loop.hooks:
@@ -272,6 +288,7 @@ def _record(loop: Loop, ctx: TrainContext, step: int, train_loss: float | None, 
             hooks=[h.state_dict() for h in loop.hooks],
             wall_s=wall,
             metrics=loop._lines,
+            scaler=loop.amp.state_dict(),
         )
     if loop.log_fn is not None:
         loop.log_fn(row)

@@ -191,9 +191,11 @@ def save_resume(
     hooks: list[dict[str, Any]],
     wall_s: float,
     metrics: list[str] | None = None,
+    scaler: dict[str, Any] | None = None,
 ) -> Path:
     """Write the resume checkpoint. ``metrics``: the lines of metrics.jsonl so far (already
-    durable on disk), kept so that a resume can repair that file."""
+    durable on disk), kept so that a resume can repair that file; ``scaler``: the GradScaler's
+    state of an fp16 run."""
     state = {
         "format": RESUME_FORMAT,
         "step": step,
@@ -205,6 +207,8 @@ def save_resume(
         "wall_s": wall_s,
         "metrics": list(metrics or []),
     }
+    if scaler is not None:
+        state["scaler"] = scaler
     return atomic_save(state, path)
 
 

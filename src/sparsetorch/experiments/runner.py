@@ -41,10 +41,14 @@ from sparsetorch.experiments.hparams import (
 from sparsetorch.experiments.layers import layer_densities
 from sparsetorch.experiments.loop import Loop, fit
 from sparsetorch.experiments.optim import LR_SCHEDULES, OPTIMIZERS, build_optimizer
+from sparsetorch.experiments.precision import Precision
 from sparsetorch.experiments.progress import progress_enabled
 from sparsetorch.experiments.result import TrainResult, early_stop_row
 from sparsetorch.experiments.rundir import RunDir, check_out_dir
-from sparsetorch.experiments.tensorboard import open_tensorboard
+from sparsetorch.experiments.trackers import check_trackers, open_trackers
+
+# the name of your own data given to train(dataset=...) when hparams.dataset.name is the default
+CUSTOM_DATASET = "custom"
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -59,7 +63,7 @@ def train(
     masks: StateDict | None = None,
     hooks: Sequence[TrainHook] = (),
     save_states_at: Iterable[int] = (),
-    dataset: Dataset | None = None,
+    dataset: Any = None,
     device: str | torch.device = "cpu",
     progress: bool | None = None,
     start_step: int = 0,
@@ -79,8 +83,13 @@ def train(
         hooks: extra :class:`TrainHook`s, called after the method's hooks.
         save_states_at: steps whose weights to keep (step 0, the initialisation, and the last
             step are always kept); read them with ``result.state_at(k)``.
-        dataset: the already loaded dataset named by ``hparams.dataset`` (saves reloading it;
-            the subset sizes of the hparams are still applied).
+        dataset: the data: a sparsetorch ``Dataset`` named by ``hparams.dataset`` (saves
+            reloading it), or your own (``sparsetorch.data.as_dataset``): an ``(x, y)`` pair of
+            tensors, a torch ``Dataset`` or ``DataLoader``, or a mapping ``{"train": ...,
+            "test": ..., "val": ...}`` of them; a missing split is carved from the training
+            examples (seed ``hparams.dataset.split_seed``). Your own data are read into memory
+            once; the run's identity holds their digest, and ``hparams.dataset.name`` names
+            them ("custom" when left at its default). The subset sizes of the hparams apply.
         device: where to train. CPU runs are bitwise reproducible.
         progress: show a progress bar (default: only on a terminal and outside CI).
         start_step: begin at this update instead of 0, with the data order and learning rates
@@ -95,10 +104,20 @@ def train(
     unfinished one resumes from its last checkpoint, bitwise as if never interrupted.
     """
     hp = copy.deepcopy(hparams).validate()
-    check_names(hp)
+    own_data = dataset is not None and not isinstance(dataset, Dataset)
+    if own_data:  # read once, named, and identified by its digest
+        if hp.dataset.name == DatasetHparams().name:
+            hp.dataset.name = CUSTOM_DATASET
+        dataset = adapt_dataset(hp.dataset, dataset)
+    check_names(hp, own_data=own_data)
     _check_materialised(model, init_state, masks)
     device = check_device(device)
     given_model = model
+    if hp.training.precision == "fp16" and distributed is not None:
+        raise ValueError(
+            "training.precision fp16 (a GradScaler) is not supported with distributed "
+            "training: use bf16"
+        )
     parallel = None
     if distributed is not None:  # DDP / FSDP2: sparsetorch.experiments.distributed
         from sparsetorch.experiments.distributed import Parallel
@@ -106,6 +125,7 @@ def train(
         parallel = Parallel(distributed, torch.device(device))
     identity = hp.identity()
     identity.update(_input_digests(model, init_state, masks, hooks))
+    identity.update(_data_digest(hp, dataset if own_data else None))
     if start_step:
         identity["inputs.start_step"] = start_step
     if run_dir is not None:
@@ -167,14 +187,16 @@ def train(
             start_step=start_step,
             progress=progress_enabled(progress) and (parallel is None or parallel.is_writer),
             parallel=parallel,
+            precision=Precision(hp.training.precision, device),
         )
         info = _run_info(identity, data, total, spe, all_hooks)
-        opened = []  # the TensorBoard writer, once the run dir is begun
+        opened = []  # the trackers (TensorBoard, W&B, MLflow), once the run dir is begun
 
         def begin() -> None:
             writes.create(hp, info)
-            loop.log_fn = open_tensorboard(run.path)
-            opened.append(loop.log_fn)
+            trackers = open_trackers(run.path, hp)
+            loop.log_fn = trackers or None
+            opened.append(trackers)
 
         loop.begin_run = begin if writes is not None else None
         try:
@@ -182,9 +204,9 @@ def train(
                 torch.manual_seed(hp.training.seed)
                 out = fit(loop, resume)
         finally:
-            for tensorboard in opened:
-                if tensorboard is not None:
-                    tensorboard.close()
+            for trackers in opened:
+                if trackers is not None:
+                    trackers.close()
         if parallel is not None:
             model = parallel.result_model(model, out.states.get(total))
         result = TrainResult(
@@ -231,8 +253,34 @@ def load_run(
 
 
 # ---- building blocks (public: the lottery runner and the CLI use them) ---------------------
+def adapt_dataset(hp: DatasetHparams, data: Any) -> Dataset:
+    """Your own data (``sparsetorch.data.as_dataset``) as a Dataset named ``hp.name``, its
+    missing splits carved with ``hp.split_seed``; ``hp.options`` may hold ``val_fraction``,
+    ``test_fraction`` and ``num_classes``."""
+    from sparsetorch.data import as_dataset, is_source
+
+    if not is_source(data):
+        raise TypeError(
+            "dataset must be a sparsetorch Dataset, an (x, y) pair of tensors, a torch Dataset "
+            f"or DataLoader, or a mapping of them with the key 'train'; got {type(data).__name__}"
+        )
+    try:
+        return as_dataset(data, hp.name, seed=hp.split_seed, **hp.options)
+    except TypeError as exc:
+        if not hp.options:
+            raise
+        raise ValueError(f"your data set rejects option(s) {hp.options}: {exc}") from exc
+
+
 def prepare_dataset(hp: DatasetHparams, dataset: Dataset | None = None) -> Dataset:
-    """Load the dataset named by ``hp`` (or check the given one), then apply the subset sizes."""
+    """Load the dataset named by ``hp`` (or check the given one), then apply the subset sizes.
+    Your own data go through :func:`adapt_dataset` first (``train(dataset=...)`` does)."""
+    if dataset is not None and not isinstance(dataset, Dataset):
+        raise TypeError(
+            f"dataset must be a sparsetorch Dataset here, got {type(dataset).__name__}: "
+            "train(hparams, dataset=...) takes tensors, torch Datasets and DataLoaders "
+            "(sparsetorch.data.as_dataset adapts them)"
+        )
     if dataset is None:
         from sparsetorch.data import load
 
@@ -254,6 +302,7 @@ def prepare_dataset(hp: DatasetHparams, dataset: Dataset | None = None) -> Datas
         _head(dataset.test, hp.test_size),
         dataset.num_classes,
         dataset.input_shape,
+        dataset.classes,
     )
 
 
@@ -314,16 +363,19 @@ def _head(split: Split, n: int | None) -> Split:
     return split if n is None else split.head(n)
 
 
-def check_names(hp: Hparams) -> None:
+def check_names(hp: Hparams, own_data: bool = False) -> None:
     """Every name of ``hp`` is registered (model, dataset, optimizer, schedule, method, pattern,
     distribution) and the method's options pass its config's checks; raises ValueError or
-    TypeError before anything is built or written."""
-    from sparsetorch.data import DATASETS
-    from sparsetorch.models import MODELS
+    TypeError before anything is built or written. A model reference (``module:callable``) is
+    imported; a data set of your own must exist (any name is accepted with ``own_data``, data
+    given to ``train(dataset=...)``)."""
+    from sparsetorch import data, models
 
+    check_trackers(hp)
+    models.check_name(hp.model.name)
+    if not own_data:
+        data.check_name(hp.dataset.name)
     for registry, name in (
-        (MODELS, hp.model.name),
-        (DATASETS, hp.dataset.name),
         (OPTIMIZERS, hp.training.optimizer),
         (LR_SCHEDULES, hp.training.lr_schedule),
     ):
@@ -399,18 +451,37 @@ def _input_digests(
     return out
 
 
+def _data_digest(hp: Hparams, own: Dataset | None) -> dict[str, Any]:
+    """``{"inputs.dataset": digest}`` for a data set of your own (a file, a folder, or data
+    given to ``train``), so that changed data never reuse an old run dir; {} otherwise."""
+    if own is not None:
+        splits = {
+            f"{name}.{part}": getattr(getattr(own, name), part)
+            for name in ("train", "val", "test")
+            for part in ("x", "y")
+        }
+        return {"inputs.dataset": state_digest(splits)}
+    from sparsetorch.data import digest
+
+    found = digest(hp.dataset.name)
+    return {} if found is None else {"inputs.dataset": found}
+
+
 def _run_info(identity: dict, data: Dataset, total: int, spe: int, hooks: list) -> dict:
     import sparsetorch
 
+    shape: dict[str, Any] = {
+        "input_shape": list(data.input_shape),
+        "num_classes": data.num_classes,
+        "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+    }
+    if data.classes:
+        shape["classes"] = list(data.classes)
     return {
         "identity": identity,
         "sparsetorch": sparsetorch.__version__,
         "torch": torch.__version__,
-        "dataset": {
-            "input_shape": list(data.input_shape),
-            "num_classes": data.num_classes,
-            "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
-        },
+        "dataset": shape,
         "total_steps": total,
         "steps_per_epoch": spe,
         "hooks": [f"{type(h).__module__}.{type(h).__qualname__}" for h in hooks],

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from sparsetorch.experiments import run_state
-from sparsetorch.experiments.hparams import Hparams, run_hash
+from sparsetorch.experiments.hparams import Hparams, model_label, run_hash
 from sparsetorch.experiments.rundir import (
     check_out_dir,
     hold_dir,
@@ -38,7 +38,7 @@ TICKET = "ticket"
 
 
 def lottery_name(hparams: Hparams, identity: dict[str, Any]) -> str:
-    return f"lottery-{hparams.model.name}-{run_hash(identity)}"
+    return f"lottery-{model_label(hparams.model.name)}-{run_hash(identity)}"
 
 
 def is_lottery_dir(path: str | Path) -> bool:

@@ -27,7 +27,7 @@ def expected_outputs(code: str) -> list[str]:
 
 def test_python_blocks_run_and_print_what_they_say():
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     namespace: dict = {}
     for code in blocks:
         buffer = io.StringIO()

@@ -11,8 +11,14 @@ Use in any training loop::
 
 ``step()`` = ``before_optimizer_step(t)`` (RigL updates here, on the dense gradient, and skips
 the optimizer step of that iteration as the paper does) + ``optimizer.step()`` +
-``after_optimizer_step(t)`` (GMP and SET update here). The runner's hook calls the same two
-methods around its own ``optimizer.step()``.
+``after_optimizer_step(t)`` (GMP and SET update here). The runner's hook calls ``step()``.
+
+With mixed precision, pass the GradScaler: ``algo.step(scaler=scaler)`` after
+``scaler.scale(loss).backward()``. The gradients are unscaled first (unless you already called
+``scaler.unscale_(optimizer)``), so RigL grows on the true gradient; the optimizer steps through
+``scaler.step(optimizer)``, then ``scaler.update()``. When a gradient is inf or NaN the scaler
+skips the optimizer step, and the topology update of that iteration is skipped too (counted
+in ``skipped_steps``).
 """
 
 from __future__ import annotations
@@ -109,18 +115,37 @@ class DynamicSparsity:
             )
         self.generator = generator  # for the methods that draw random numbers
         self.t = 0  # optimizer iterations done
+        self.skipped_steps = 0  # iterations a GradScaler skipped (inf/NaN gradients)
         self.history: list[dict[str, Any]] = []
         self.initial_masks: dict[str, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- the training step
-    def step(self) -> None:
-        """Call after ``loss.backward()``: steps the optimizer and updates the topology when
-        one is due."""
+    def step(self, scaler: torch.amp.GradScaler | None = None) -> None:
+        """Call after ``loss.backward()`` (``scaler.scale(loss).backward()`` with a
+        ``scaler``): steps the optimizer and updates the topology when one is due."""
+        if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
+            raise TypeError(f"scaler must be a torch.amp.GradScaler, got {type(scaler).__name__}")
         t = self.t
-        if not self.before_optimizer_step(t):
-            self.optimizer.step()
-        self.after_optimizer_step(t)
+        if scaler is None or not scaler.is_enabled():
+            if not self.before_optimizer_step(t):
+                self.optimizer.step()
+            self.after_optimizer_step(t)
+        else:
+            self._scaled_step(t, scaler)
         self.t = t + 1
+
+    def _scaled_step(self, t: int, scaler: torch.amp.GradScaler) -> None:
+        if _stage(scaler, self.optimizer) != "unscaled":
+            scaler.unscale_(self.optimizer)
+        if not _grads_finite(self.optimizer):  # the scaler skips this step: so do we
+            self.skipped_steps += 1
+            scaler.step(self.optimizer)
+            scaler.update()
+            return
+        if not self.before_optimizer_step(t):
+            scaler.step(self.optimizer)
+        scaler.update()  # (after an update that replaced the step: unscale_ recorded the check)
+        self.after_optimizer_step(t)
 
     def before_optimizer_step(self, t: int) -> bool:
         """Between backward and the optimizer step of iteration ``t`` (``param.grad`` is the
@@ -212,3 +237,25 @@ class DynamicSparsity:
             self.generator.set_state(state["generator"])
         self.history = list(state["history"])
         self.initial_masks = dict(state["initial_masks"])
+
+
+def _stage(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> str:
+    """ "unscaled" once ``scaler.unscale_(optimizer)`` ran in this iteration (unscaling twice
+    is an error in torch), else "ready"."""
+    state = scaler._per_optimizer_states.get(id(optimizer), {})
+    stage = state.get("stage")
+    return "unscaled" if getattr(stage, "name", None) == "UNSCALED" else "ready"
+
+
+def _grads_finite(optimizer: torch.optim.Optimizer) -> bool:
+    """True when every gradient the optimizer holds is finite: the GradScaler's own test for
+    skipping the step (it checks the same gradients after unscaling them)."""
+    grads = [
+        p.grad._values() if p.grad.is_sparse else p.grad
+        for group in optimizer.param_groups
+        for p in group["params"]
+        if p.grad is not None
+    ]
+    if not grads:
+        return True
+    return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())

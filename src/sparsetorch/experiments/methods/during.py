@@ -4,8 +4,9 @@ The hook builds the algorithm in ``on_train_start`` from the run's model, optimi
 steps, seed and the method's config, and lets it take the loop's optimizer step
 (``steps_optimizer``): the runner calls the algorithm's own :meth:`DynamicSparsity.step`, the
 one implementation of a dynamic-sparsity training step (RigL's update iterations replace the
-optimizer step there). Each update's statistics go into ``ctx.logs`` (metrics.jsonl); at the
-end the run dir gets ``topology.jsonl`` (every update) and ``topology_churn.png``.
+optimizer step there), through the run's GradScaler under fp16 (``ctx.scaler``). Each update's
+statistics go into ``ctx.logs`` (metrics.jsonl); at the end the run dir gets
+``topology.jsonl`` (every update) and ``topology_churn.png``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class DynamicSparsityHook(TrainHook):
                 f"{self.algo.method} is at step {self.algo.t} but the runner at step {step}"
             )
         updates = len(self.algo.history)
-        self.algo.step()
+        self.algo.step(scaler=ctx.scaler)
         if len(self.algo.history) > updates:
             ctx.logs.update(self.algo.logs())
 
