@@ -47,6 +47,15 @@ class NM(Pattern):
         """How many weights a partial group of ``length`` (< M) weights may keep."""
         return math.ceil(self.n * length / self.m)
 
+    def indivisible(self, shape: torch.Size | tuple[int, ...]) -> str | None:
+        cols = _rows_cols(shape)[1] if len(shape) else 0
+        if cols % self.m:
+            return (
+                f"its rows along the input dim hold {cols} weights, not a multiple of M={self.m} "
+                f"(shape {tuple(shape)})"
+            )
+        return None
+
     def max_units(self, shape: torch.Size | tuple[int, ...]) -> int:
         rows, cols = _rows_cols(shape)
         full, rest = divmod(cols, self.m)

@@ -32,9 +32,15 @@ from contextlib import contextmanager
 
 import torch
 
-from sparsetorch.selection import _keep_first, check_scores, global_topk_masks, topk_mask
-
-_INT64_MIN = -(2**63)
+from sparsetorch.selection import (
+    _keep_first,
+    check_scores,
+    global_topk_masks,
+    key_bytes,
+    sortable_keys,
+    topk_mask,
+    unsigned_keys,
+)
 
 
 # ------------------------------------------------------------------------------ communication
@@ -127,28 +133,8 @@ class GroupComm(Comm):
 
 
 # ------------------------------------------------------------------------------ keys
-def key_bytes(dtype: torch.dtype) -> int:
-    """Significant bytes of :func:`sortable_keys` for scores of ``dtype`` (4 or 8)."""
-    return 8 if dtype in (torch.float64, torch.int64) else 4
-
-
-def sortable_keys(scores: torch.Tensor) -> torch.Tensor:
-    """1-D int64 keys, one per score, ordered as the scores and equal exactly where the
-    scores compare equal; within [-2**31, 2**31) when :func:`key_bytes` is 4."""
-    flat = scores.detach().reshape(-1)
-    if flat.dtype == torch.float64:
-        bits = (flat + 0.0).view(torch.int64)  # + 0.0 turns -0.0 into +0.0
-        return bits ^ ((bits >> 63) & 0x7FFF_FFFF_FFFF_FFFF)  # negative floats: reversed
-    if flat.is_floating_point():  # float32, and float16/bfloat16 widened exactly
-        bits = (flat.float() + 0.0).view(torch.int32)
-        return (bits ^ ((bits >> 31) & 0x7FFF_FFFF)).long()
-    return flat.long()
-
-
-def _unsigned(keys: torch.Tensor, nbytes: int) -> torch.Tensor:
-    """Keys shifted by 2**(8 nbytes - 1): their low ``nbytes`` bytes, read as an unsigned
-    number, are in key order (the radix select walks them from the top byte)."""
-    return keys ^ _INT64_MIN if nbytes == 8 else keys + 2**31
+# key_bytes, sortable_keys and their unsigned form live with the one exact top-k (selection.py)
+_unsigned = unsigned_keys
 
 
 # ------------------------------------------------------------------------------ selection

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from sparsetorch.algorithms.during.churn import update_stats
-from sparsetorch.masking import attach_mask, get_mask, prunable_parameters
+from sparsetorch.masking import attach_mask, get_mask, in_dim_of, prunable_parameters
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import Pattern
 
@@ -150,8 +150,8 @@ class DynamicSparsity:
         if any(mask is None for mask in found):
             missing = [full for (full, _, _), mask in zip(self.targets, found) if mask is None]
             raise ValueError(f"some parameters are masked and some not (unmasked: {missing})")
-        for (full, _, _), mask in zip(self.targets, found):
-            if not pattern.is_valid(mask):
+        for (full, module, name), mask in zip(self.targets, found):
+            if not pattern.along(in_dim_of(module, name)).is_valid(mask):
                 raise ValueError(f"the existing mask of {full} is not a valid {pattern.name} mask")
         return True
 
