@@ -170,6 +170,7 @@ def batch_loss(
     output = forward(model, tensors, inputs)
     if temperature != 1.0 and (loss_fn is not None or targets is not None):
         output = map_logits(output, lambda logits: logits / temperature)
+
     try:
         loss = loss_of(output, batch, loss_fn)
     except (RuntimeError, IndexError) as exc:
