@@ -255,6 +255,13 @@ def _no_mha_fast_path() -> Iterator[None]:
         mha.set_fastpath_enabled(before)
 
 
+def _get_parameter(module: nn.Module, name: str) -> torch.Tensor | None:
+    try:
+        return module.get_parameter(name)
+    except AttributeError:
+        return None
+
+
 @torch.no_grad()
 def count_flops(model: nn.Module, example: Any) -> dict[str, int]:
     """{prunable weight name: dense FLOPs of one forward on ``example``} (2 x MACs; a layer
@@ -269,10 +276,10 @@ def count_flops(model: nn.Module, example: Any) -> dict[str, int]:
         kind = kind_of(module)
         if kind is None or kind.macs is None:
             continue
+        own = [(n, module._parameters.get(n)) for n in kind.params]
+        read = [(n, _get_parameter(module, n)) for n in kind.reads]
         counted = [
-            (names[id(p)], n, kind.macs)
-            for n in kind.params
-            if (p := module._parameters.get(n)) is not None and id(p) in names
+            (names[id(p)], n, kind.macs) for n, p in own + read if p is not None and id(p) in names
         ]
         if counted:
             hook = _counting_hook(flops, counted)

@@ -14,8 +14,9 @@ The pass runs in float64 by default: R is a product over layers and overflows fl
 or wide networks. Nothing in the model changes (the linearised tensors are copies).
 
 The input is built from ``input_shape`` (all ones) or from a batch's inputs (a tensor, a tuple
-of positional inputs or a dict of keyword inputs; its first example): floating tensors become
-ones, integer ones (token ids, attention masks) stay as they are. An ``nn.Embedding`` is
+of positional inputs or a dict of keyword inputs; its first example): floating tensors and
+entries named ``*mask`` (attention masks: every position present) become ones, integer ones
+(token ids) stay as they are. An ``nn.Embedding`` is
 linearised as a lookup of every token at once, the all-ones input of its one-hot form: its
 output at every position is the column sum of ``|E|``, so every row gets flow, not only the
 rows of the tokens in the batch. R is the sum of the output's logits (``batches.logits_of``:
@@ -55,12 +56,18 @@ def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
 
 def linear_inputs(inputs: Any, dtype: torch.dtype) -> Any:
     """SynFlow's input from a batch's inputs: its first example, floating tensors as ones of
-    ``dtype``, other tensors (token ids, masks) and values as they are."""
+    ``dtype``, entries named ``*mask`` (attention masks) as ones (every position present),
+    other tensors (token ids) and values as they are."""
     if isinstance(inputs, torch.Tensor):
         first = inputs[:1] if inputs.dim() else inputs
         return torch.ones_like(first, dtype=dtype) if first.is_floating_point() else first
     if isinstance(inputs, Mapping):
-        return {k: linear_inputs(v, dtype) for k, v in inputs.items()}
+        return {
+            k: torch.ones_like(linear_inputs(v, dtype))
+            if k.endswith("mask") and isinstance(v, torch.Tensor)
+            else linear_inputs(v, dtype)
+            for k, v in inputs.items()
+        }
     if isinstance(inputs, tuple | list):
         return type(inputs)(linear_inputs(v, dtype) for v in inputs)
     return inputs

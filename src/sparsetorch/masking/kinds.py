@@ -52,8 +52,11 @@ _MHA_INPUTS = {
 def mha_macs(
     module: nn.MultiheadAttention, name: str, args: tuple, kwargs: dict, output: Any
 ) -> int:
-    """The input projections: query, key and value tokens x their features x embed_dim
-    (``in_proj_weight`` packs the three; separate ``q/k/v_proj_weight`` count one each)."""
+    """The projections: query, key and value tokens x their features x embed_dim
+    (``in_proj_weight`` packs the three; separate ``q/k/v_proj_weight`` count one each), and
+    ``out_proj.weight``, which it reads without calling it: query tokens x embed_dim^2."""
+    if name == "out_proj.weight":
+        return _arg(args, kwargs, 0, "query").numel() * module.embed_dim
     inputs = _MHA_INPUTS.values() if name == "in_proj_weight" else [_MHA_INPUTS[name]]
     return sum(_arg(args, kwargs, i, key).numel() for i, key in inputs) * module.embed_dim
 
@@ -77,6 +80,7 @@ def register_builtin_kinds() -> None:
         ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"),
         1,
         mha_macs,
+        reads=("out_proj.weight",),
     )
     register_prunable(nn.Embedding, "weight", 1, lookup_macs)
     register_prunable(nn.EmbeddingBag, "weight", 1, lookup_macs)

@@ -55,11 +55,15 @@ class PrunableKind:
     is known and kept dense). ``in_dim``: the reduction (input) axis of those weights: patterns
     see a weight with this axis as dim 1 (``weight.movedim(in_dim, 1)``), so N:M groups run
     along it and ``channel`` keeps whole outputs. ``macs(module, param, args, kwargs, output)``:
-    multiply-accumulates of one call for one of the parameters (None: not counted)."""
+    multiply-accumulates of one call for one of the parameters (None: not counted).
+    ``reads``: parameters of submodules (relative names) that the module multiplies by without
+    calling their module, counted by its ``macs`` too (MultiheadAttention's
+    ``out_proj.weight``)."""
 
     params: tuple[str, ...] = ("weight",)
     in_dim: int = 1
     macs: MacsFn | None = None
+    reads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.params, str) or not all(isinstance(p, str) for p in self.params):
@@ -90,6 +94,7 @@ def register_prunable(
     params: str | Sequence[str] = ("weight",),
     in_dim: int = 1,
     macs: MacsFn | None = None,
+    reads: Sequence[str] = (),
 ) -> PrunableKind | None:
     """Make ``module_type``'s ``params`` prunable everywhere (``st.prune``, patterns, report,
     checkpoints); returns the kind it replaces (or None), so a test or a library can restore it
@@ -97,7 +102,8 @@ def register_prunable(
     class path (matched without importing it). ``params=()`` marks the type as known and dense:
     its weights are neither pruned nor reported as uncovered."""
     key = _key(module_type)
-    kind = PrunableKind((params,) if isinstance(params, str) else tuple(params), in_dim, macs)
+    names = (params,) if isinstance(params, str) else tuple(params)
+    kind = PrunableKind(names, in_dim, macs, tuple(reads))
     old = _KINDS.get(key)
     _KINDS[key] = kind
     return old
