@@ -54,7 +54,13 @@ from sparsetorch.masking import (
     uncovered_weights,
 )
 from sparsetorch.masking.prunable import FilterFn
-from sparsetorch.selection import check_scores, nearest_count, streaming_topk
+from sparsetorch.selection import (
+    check_scores,
+    count_finite,
+    has_neginf,
+    nearest_count,
+    streaming_topk,
+)
 from sparsetorch.sharding.dtensor import is_dtensor, like, local, selector_for
 from sparsetorch.sharding.topk import LOCAL
 
@@ -103,7 +109,7 @@ class _Target:
 def _check_score(s: Any, target: _Target, source: str) -> None:
     where = f"{source}[{target.full!r}]"
     check_scores(s, where)
-    if s.is_floating_point() and bool(torch.isneginf(s).any()):
+    if has_neginf(s):
         raise ValueError(f"{where} contain -inf; scores must be finite")
     shape = target.param.shape
     if s.shape != shape:
@@ -298,7 +304,8 @@ def _floors(
     targets: list[_Target], fraction: float, available: dict[str, int], k: int
 ) -> dict[str, int]:
     """Units each layer keeps at least under the global ranking: ``ceil(fraction * units)``,
-    at least one, at most what the pattern and earlier pruning leave."""
+    at least one, at most what the pattern and earlier pruning leave; none (with a warning)
+    when they add up to more than ``k``."""
     if fraction <= 0:
         return {}
     floors = {}
@@ -306,12 +313,14 @@ def _floors(
         shape = t.param.shape
         want = max(1, math.ceil(fraction * t.pattern.num_units(shape) - 1e-9))
         floors[t.full] = min(want, t.pattern.max_units(shape), available[t.full])
-    if sum(floors.values()) > k:
-        raise ValueError(
-            f"keeping {k} units leaves fewer than the floor of every layer "
-            f"({sum(floors.values())} units: min_layer_density keeps each layer alive); "
-            "lower the sparsity or pass min_layer_density=0 to allow empty layers"
+    if sum(floors.values()) > k:  # some layer must go empty: said by the empty-layer warning
+        warnings.warn(
+            f"keeping {k} units cannot meet the floor of every layer ({sum(floors.values())} "
+            "units, at least one per layer): no floor applied",
+            UserWarning,
+            stacklevel=4,
         )
+        return {}
     return floors
 
 
@@ -346,7 +355,7 @@ class _Units:
         """Check every score tensor once and count each layer's finite units."""
         for full in self.targets:
             u = self.compute(full, check)
-            self.finite[full] = int(torch.isfinite(u).sum())
+            self.finite[full] = count_finite(u)
             self.numel[full] = u.numel()
             self.dtype = u.dtype if self.dtype is None else torch.promote_types(self.dtype, u.dtype)
             if self.hold:
@@ -391,9 +400,11 @@ def _global_with_floor(
     floors). Returns the unit masks and the layers held at their floor."""
     names = list(units.targets)
     at_floor: list[str] = []
+    masks: dict[str, torch.Tensor] = {}
     while True:
         rest = [n for n in names if n not in at_floor]
         left = k - sum(floors[n] for n in at_floor)
+        masks = {}  # the last round's masks go before this round's are built
         masks = _global_masks(units, rest, left, select, stream) if rest else {}
         below = [n for n in rest if floors and int(select.count(masks[n])) < floors[n]]
         if not below:
@@ -526,8 +537,8 @@ def _tell(
     empty = [n for n, m in masks.items() if select.count(local(m)) == 0]
     if empty:
         warnings.warn(
-            f"{len(empty)} layer(s) keep no weight: {_listed(empty)} (their share rounds to "
-            "zero at this sparsity; min_layer_density=0 silences this)",
+            f"{len(empty)} layer(s) keep no weight: {_listed(empty)} (too few weights kept at "
+            "this sparsity; min_layer_density=0 silences this)",
             UserWarning,
             stacklevel=3,
         )

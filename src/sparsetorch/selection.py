@@ -31,13 +31,35 @@ _CHUNK = 1 << 20  # elements per chunk when looking for the r-th tie
 
 
 def check_scores(scores: torch.Tensor, name: str = "scores") -> None:
-    """Raise TypeError for non-real dtypes and ValueError for NaN or +inf entries."""
+    """Raise TypeError for non-real dtypes and ValueError for NaN or +inf entries (checked a
+    chunk at a time: no tensor-sized temporaries)."""
     if not isinstance(scores, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(scores).__name__}")
     if scores.dtype == torch.bool or scores.is_complex():
         raise TypeError(f"{name} must be a real (float or integer) tensor, got {scores.dtype}")
-    if scores.is_floating_point() and bool((torch.isnan(scores) | torch.isposinf(scores)).any()):
+    if scores.is_floating_point() and any(
+        bool((torch.isnan(c) | torch.isposinf(c)).any()) for c in flat_chunks(scores)
+    ):
         raise ValueError(f"{name} contain NaN or +inf; scores must be finite (or -inf)")
+
+
+def flat_chunks(t: torch.Tensor, size: int = 1 << 20):
+    """``t`` flattened, in consecutive pieces of at most ``size`` elements (views when ``t`` is
+    contiguous)."""
+    flat = t.detach().reshape(-1)
+    for start in range(0, flat.numel(), size):
+        yield flat[start : start + size]
+
+
+def count_finite(t: torch.Tensor) -> int:
+    """Finite entries of ``t``, counted a chunk at a time."""
+    if not t.is_floating_point():
+        return t.numel()
+    return sum(int(torch.count_nonzero(torch.isfinite(c))) for c in flat_chunks(t))
+
+
+def has_neginf(t: torch.Tensor) -> bool:
+    return t.is_floating_point() and any(bool(torch.isneginf(c).any()) for c in flat_chunks(t))
 
 
 def nearest_count(fraction: float, total: int) -> int:
@@ -53,7 +75,7 @@ def _keep_first(flag: torch.Tensor, r: int) -> torch.Tensor:
     seen = 0
     for start in range(0, flag.numel(), _CHUNK):
         part = flag[start : start + _CHUNK]
-        count = int(part.sum())
+        count = int(torch.count_nonzero(part))
         if seen + count < r:
             out[start : start + _CHUNK] = part
             seen += count
@@ -87,7 +109,7 @@ def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
         return torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
     threshold = _kth_largest(flat, k)
     above = flat > threshold
-    ties = _keep_first(flat == threshold, k - int(above.sum()))
+    ties = _keep_first(flat == threshold, k - int(torch.count_nonzero(above)))
     return (above | ties).reshape(scores.shape)
 
 
@@ -124,10 +146,10 @@ def global_topk_masks(scores: dict[str, torch.Tensor], k: int) -> dict[str, torc
     above = {}
     for name, s in scores.items():
         above[name] = s.detach().reshape(-1).to(dtype) > threshold.to(s.device)
-        remaining -= int(above[name].sum())
+        remaining -= int(torch.count_nonzero(above[name]))
     for name, s in scores.items():
         ties = s.detach().reshape(-1).to(dtype) == threshold.to(s.device)
-        count = int(ties.sum())
+        count = int(torch.count_nonzero(ties))
         take = min(count, remaining)
         masks[name] = (above[name] | _keep_first(ties, take)).reshape(s.shape)
         remaining -= take
@@ -137,7 +159,7 @@ def global_topk_masks(scores: dict[str, torch.Tensor], k: int) -> dict[str, torc
 # ------------------------------------------------------------------------- streaming top-k
 _INT64_MIN = -(2**63)
 _DIGIT = 16  # bits of the key decided per pass
-_KEY_CHUNK = 1 << 22  # scores turned into int64 keys at a time
+_KEY_CHUNK = 1 << 20  # scores turned into int64 keys at a time (about 50 MB of temporaries)
 
 
 def key_bytes(dtype: torch.dtype) -> int:
@@ -217,7 +239,7 @@ def streaming_topk(
         mask = torch.empty(scores.numel(), dtype=torch.bool, device=scores.device)
         for start, keys in _chunks(scores, dtype):
             ties = keys == threshold
-            take = min(remaining, int(ties.sum()))
+            take = min(remaining, int(torch.count_nonzero(ties)))
             mask[start : start + keys.numel()] = (keys > threshold) | _keep_first(ties, take)
             remaining -= take
         out.append(mask.reshape(scores.shape))
@@ -227,7 +249,10 @@ def streaming_topk(
 
 __all__ = [
     "check_scores",
+    "count_finite",
+    "flat_chunks",
     "global_topk_masks",
+    "has_neginf",
     "key_bytes",
     "nearest_count",
     "sortable_keys",

@@ -12,7 +12,7 @@ sequence of such pairs) and ``loss_fn(model(inputs), targets)`` (default: cross-
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -88,10 +88,33 @@ def score_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
+class LazyScores(Mapping[str, torch.Tensor]):
+    """``{name: score}`` computed when read, one parameter at a time and afresh on every read:
+    a criterion that needs neither data nor randomness (magnitude) never holds the scores of
+    the whole model, so ``st.prune`` on a large model holds about one layer's."""
+
+    def __init__(
+        self, params: dict[str, torch.Tensor], score: Callable[[torch.Tensor], torch.Tensor]
+    ):
+        self._params, self._score = params, score
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._score(self._params[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+
 class ElementwiseCriterion(Criterion):
-    """A score computed weight by weight from the weight and (if ``needs_grad``) its gradient."""
+    """A score computed weight by weight from the weight and (if ``needs_grad``) its gradient.
+    ``lazy = True`` (a deterministic score of the weight alone: magnitude) returns
+    :class:`LazyScores`."""
 
     needs_grad: bool = False
+    lazy: bool = False
 
     def score(
         self, weight: torch.Tensor, grad: torch.Tensor | None, generator: torch.Generator | None
@@ -108,6 +131,11 @@ class ElementwiseCriterion(Criterion):
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
         params = parameters(model, names)
+        if self.lazy and not self.needs_grad:
+            return LazyScores(
+                {n: p.detach() for n, p in params.items()},
+                lambda w: self.score(w, None, generator).to(score_dtype(w)),
+            )
         grads = gradients(model, params, batch, loss_fn, self.name) if self.needs_grad else {}
         return {
             n: self.score(p.detach(), grads.get(n), generator).to(score_dtype(p))

@@ -225,7 +225,9 @@ def _masks_at(problems, keys, thresholds, ties_wanted, ks, totals, comm, device)
         above.append([p > threshold for p in pieces])
         ties.append([p == threshold for p in pieces])
     tie_counts = torch.tensor(
-        [int(t.sum()) for pieces in ties for t in pieces], dtype=torch.int64, device=device
+        [int(torch.count_nonzero(t)) for pieces in ties for t in pieces],
+        dtype=torch.int64,
+        device=device,
     )
     everyone = comm.gather(tie_counts).cpu()  # (world, total pieces)
     out, slot = [], 0
@@ -252,8 +254,9 @@ class Selector:
     so the same code runs on FSDP shards with :class:`ShardSelector`."""
 
     def count(self, flag: torch.Tensor) -> int:
-        """The number of True entries."""
-        return int(flag.sum())
+        """The number of True entries (``count_nonzero``: a bool ``sum`` would make an int64
+        copy of the whole tensor)."""
+        return int(torch.count_nonzero(flag))
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         """``values`` summed over the processes holding the shards (here: itself)."""
@@ -283,7 +286,7 @@ class ShardSelector(Selector):
         self.comm = comm
 
     def count(self, flag: torch.Tensor) -> int:
-        return int(self.sum(flag.sum().reshape(1).long()))
+        return int(self.sum(torch.count_nonzero(flag).reshape(1).long()))
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         return self.comm.sum(values)
