@@ -4,10 +4,13 @@ A criterion is a small class with one method::
 
     scores(model, names, *, batch=None, loss_fn=None, generator=None) -> {name: score tensor}
 
-``names`` are full parameter names (``"fc1.weight"``); each score has its parameter's shape.
-Criteria that need data (gradient, Taylor/SNIP, GraSP...) take ``batch=(inputs, targets)`` (or a
-sequence of such pairs) and ``loss_fn(model(inputs), targets)`` (default: cross-entropy). Elementwise criteria subclass
-:class:`ElementwiseCriterion` and implement ``score(weight, grad, generator)``.
+``names`` are full parameter names (``"fc1.weight"``); each score has its parameter's shape
+(the result is a mapping: a dict, or :class:`LazyScores` computed when read). Criteria that
+need data (gradient, Taylor/SNIP, GraSP...) take ``batch=``, one batch or a sequence of them,
+each a batch of ``sparsetorch.batches`` (``(inputs, targets)``, a dict of keyword inputs, a
+tensor), and ``loss_fn(output, targets)`` (default: cross-entropy, or the model's own loss).
+Elementwise criteria subclass :class:`ElementwiseCriterion` and implement
+``score(weight, grad, generator)``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from sparsetorch.criteria._batches import (
     weight_leaves,
 )
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[Any, Any], torch.Tensor]
 
 
 class Criterion:
@@ -38,7 +41,7 @@ class Criterion:
         model: nn.Module,
         names: Sequence[str],
         *,
-        batch: tuple[Any, Any] | None = None,
+        batch: Any = None,
         loss_fn: LossFn | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
@@ -126,7 +129,7 @@ class ElementwiseCriterion(Criterion):
         model: nn.Module,
         names: Sequence[str],
         *,
-        batch: tuple[Any, Any] | None = None,
+        batch: Any = None,
         loss_fn: LossFn | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
