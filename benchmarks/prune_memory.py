@@ -127,7 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     cases = CASES
     if args.only:
-        wanted = [tuple([*c.split(":"), "unstructured"][:3]) for c in args.only]
+        wanted = [tuple([*c.split(":", 2), "unstructured"][:3]) for c in args.only]
         cases = [c for c in CASES if c in wanted]
     rows = []
     for name, path, pattern in cases:

@@ -45,7 +45,11 @@ def check_scores(scores: torch.Tensor, name: str = "scores") -> None:
 
 def flat_chunks(t: torch.Tensor, size: int = 1 << 20):
     """``t`` flattened, in consecutive pieces of at most ``size`` elements (views when ``t`` is
-    contiguous)."""
+    contiguous). A tensor subclass (an FSDP-sharded DTensor, which cannot be flattened when its
+    rows do not split evenly) is one piece, as it is."""
+    if type(t) not in (torch.Tensor, torch.nn.Parameter):
+        yield t
+        return
     flat = t.detach().reshape(-1)
     for start in range(0, flat.numel(), size):
         yield flat[start : start + size]

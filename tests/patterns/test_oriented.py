@@ -65,3 +65,25 @@ def test_along_one_is_the_pattern_and_equality():
     assert hash(p.along(0)) == hash(get("2:4").along(0))
     w = torch.randn(8)  # one row: the axis does not apply
     assert torch.equal(p.along(0).mask(w.abs()), p.mask(w.abs()))
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    rows=st.integers(1, 9),
+    cols=st.integers(1, 11),
+    block=st.integers(1, 30),
+    seed=st.integers(0, 10_000),
+)
+def test_nm_ranked_a_block_of_rows_at_a_time_is_the_same_mask(rows, cols, block, seed):
+    import sparsetorch.patterns.nm as nm_module
+
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 4, (rows, cols), generator=g).float()  # many ties
+    p = get("2:4")
+    whole = p.candidates(scores)
+    before = nm_module._ROW_BLOCK
+    nm_module._ROW_BLOCK = block  # blocks of block // cols rows (at least one)
+    try:
+        assert torch.equal(p.candidates(scores), whole)
+    finally:
+        nm_module._ROW_BLOCK = before
