@@ -52,6 +52,14 @@ CASES = [
     ("llama-1.1b", "stream", "2:4"),
 ]
 
+NOTES = """`one-pass` is the path of models below `pruning.STREAM_ABOVE` (16M units) and the path
+every model took before streaming: a float32 score per weight, their concatenation, and
+`torch.kthvalue`'s own value and int64 index copies. `stream` holds the masks it attaches (one
+bool per weight: 0.25x a float32 model, 0.5x a bfloat16 one) plus one layer's scores and a
+chunk of sort keys. Times include the global floor's extra passes (at random initialisation
+GPT-2's residual projections fall below it). Peaks of the same row vary between runs by what
+the allocator keeps of freed memory."""
+
 CHILD = r"""
 import gc, json, re, sys, time
 sys.path.insert(0, {src!r})
@@ -154,6 +162,7 @@ def main() -> None:
                 "",
                 text,
                 "",
+                NOTES,
             ]
         )
         write_section(SECTION, section, ROOT / "docs" / "benchmarks.md")

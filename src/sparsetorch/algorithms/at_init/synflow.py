@@ -56,8 +56,8 @@ def synflow(
 ) -> nn.Module:
     """Prune ``model`` in place by iterative SynFlow (inputs of ``input_shape``, one example
     without the batch dim; or ``inputs``, a batch's model inputs: a tensor, a tuple or a dict,
-    e.g. ``{"input_ids": ids}``, see ``criteria.synflow``); returns it. The iterations run on a copy, so the model is untouched
-    when a check fails."""
+    e.g. ``{"input_ids": ids}``, see ``criteria.synflow``); returns it. The iterations run on
+    a copy, so the model is untouched when a check fails."""
     if isinstance(sparsity, bool) or not isinstance(sparsity, int | float):
         raise TypeError(f"sparsity must be a float in [0, 1), got {sparsity!r}")
     if not 0.0 <= sparsity < 1.0:
