@@ -1,4 +1,4 @@
-"""Dynamic sparse training results (issue 8): dense, small-dense, static random (ERK), SNIP,
+"""Dynamic sparse training results: dense, small-dense, static random (ERK), SNIP,
 SET, RigL (uniform and ERK) and GMP on Fashion-MNIST, the same training budget for all.
 
 Every run goes through the runner (``sparsetorch.experiments.train``) into ``--out``: finished

@@ -1,4 +1,4 @@
-"""CPU benchmark of sparse formats @ dense (issue 3).
+"""CPU benchmark of sparse formats @ dense.
 
     python benchmarks/formats.py            # print the tables
     python benchmarks/formats.py --write    # and replace the "Formats (CPU)" section of

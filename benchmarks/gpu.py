@@ -1,4 +1,4 @@
-"""GPU benchmark for sparse inference paths (issue 10). Prints a markdown table.
+"""GPU benchmark for sparse inference paths. Prints a markdown table.
 
     python benchmarks/gpu.py [--quick] [--out FILE]
 

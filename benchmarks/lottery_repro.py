@@ -1,4 +1,4 @@
-"""Reproduce the lottery-ticket experiments (issue 6) on Fashion-MNIST: results, not tests.
+"""Reproduce the lottery-ticket experiments on Fashion-MNIST: results, not tests.
 
     python benchmarks/lottery_repro.py lenet --out runs/repro          # ~2 h on 1 CPU thread
     python benchmarks/lottery_repro.py conv2 --out runs/repro          # ~3 h on 1 CPU thread

@@ -1,4 +1,4 @@
-"""CPU benchmark of the mask mechanism and the pruning axes (issue 4).
+"""CPU benchmark of the mask mechanism and the pruning axes.
 
     python benchmarks/masks.py            # print the tables
     python benchmarks/masks.py --write    # and replace the "Masks (CPU)" section of
@@ -316,7 +316,7 @@ def markdown(over: list[dict], sel: dict, perm: list[dict], seconds: float) -> s
         f"| `topk_mask` (kthvalue threshold + ties by index) | {sel['topk_s']:.2f} | yes |",
         f"| `global_topk_masks` (same scores in 2 tensors) | {sel['global_s']:.2f} | yes |",
         f"| full `torch.sort` (stable), for reference | {sel['sort_s']:.2f} | yes |",
-        f"| `torch.quantile` (the tutorial's way) | - | fails: {sel['quantile'] or 'ran'} |",
+        f"| `torch.quantile` (the naive way) | - | fails: {sel['quantile'] or 'ran'} |",
         "",
         f"### N:M channel permutation (2:4) on LeNet-300-100, trained 1 epoch on "
         f"Fashion-MNIST (seeds {', '.join(str(r['seed']) for r in perm)})",

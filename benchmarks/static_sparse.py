@@ -1,4 +1,4 @@
-"""Static sparse training results (issue 7): SNIP, GraSP, SynFlow, random pruning (uniform and
+"""Static sparse training results: SNIP, GraSP, SynFlow, random pruning (uniform and
 ERK layer densities) and dense on Fashion-MNIST. The mask is chosen at initialisation and kept
 fixed while the surviving weights train; every method gets the same training budget.
 

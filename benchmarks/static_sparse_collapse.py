@@ -1,4 +1,4 @@
-"""Layer collapse at extreme sparsity (issue 7): weights kept per layer by each at-init method,
+"""Layer collapse at extreme sparsity: weights kept per layer by each at-init method,
 without training, and the time each takes to compute its mask. SNIP, GraSP and random masks are computed from their scores with the layer
 collapse check bypassed (so an emptied layer shows as 0); SynFlow runs its 100 rounds. A row
 with a 0 is a disconnected network.

@@ -1,4 +1,4 @@
-"""GraSP's sign convention and temperature, measured (issue 7).
+"""GraSP's sign convention and temperature, measured.
 
 GraSP (Wang et al. 2020) scores S(-theta) = -theta * (H g) and removes the weights with the
 LARGEST S; sparsetorch keeps the top of theta * (H g) = -S, the same mask. This script trains

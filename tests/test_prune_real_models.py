@@ -106,20 +106,30 @@ def test_mha_with_separate_key_value_dims_counts_each_projection():
     }
 
 
+class Attention(nn.Module):
+    def __init__(self, d=16):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(d, 2, batch_first=True)
+        self.ff = nn.Linear(d, d)
+
+    def forward(self, x):
+        return self.ff(self.mha(x, x, x, need_weights=False)[0])
+
+
 def test_sparsify_keeps_mha_working_and_reports_what_it_cannot_swap():
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True), HFBlock()
-    ).eval()
+    model = nn.Sequential(Attention(), HFBlock(), nn.Embedding(4, 4)).eval()
     sparse.prune(model, 0.5, distribution="uniform")
     x = torch.randn(2, 5, 16)
-    before = model(x)
+    before = model[:2](x)
     report = sparse.sparsify_(model, "csr")
-    assert set(report.swapped) == {"0.linear1", "0.linear2"}
-    assert set(report.unsupported) == {"0.self_attn", "0.self_attn.out_proj", "1.c_fc", "1.c_proj"}
-    assert "read by MultiheadAttention" in report.unsupported["0.self_attn.out_proj"]
-    assert "(in, out)" in report.unsupported["1.c_fc"]
-    torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-5)
+    assert set(report.swapped) == {"0.ff"}
+    assert set(report.skipped) == {"0.mha", "0.mha.out_proj", "1.c_fc", "1.c_proj", "2"}
+    assert "in_proj_weight" in report.skipped["0.mha"]
+    assert "multiplies by out_proj.weight" in report.skipped["0.mha.out_proj"]
+    assert "(in, out)" in report.skipped["1.c_fc"]
+    assert "Embedding" in report.skipped["2"]
+    torch.testing.assert_close(model[:2](x), before, atol=1e-5, rtol=1e-5)
 
 
 # ------------------------------------------------------------------------------ the floor

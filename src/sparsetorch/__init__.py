@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # the same names as _LAZY, for type checkers (tests hold the 
     from sparsetorch.metrics import density as density
     from sparsetorch.metrics import sparsity as sparsity
     from sparsetorch.model_report import report as report
+    from sparsetorch.post_training import oneshot as oneshot
     from sparsetorch.pruning import compute_masks as compute_masks
     from sparsetorch.pruning import prune as prune
 
@@ -65,6 +66,7 @@ _LAZY: dict[str, str] = {
     "register_prunable": "sparsetorch.masking:register_prunable",
     "prune": "sparsetorch.pruning:prune",
     "compute_masks": "sparsetorch.pruning:compute_masks",
+    "oneshot": "sparsetorch.post_training:oneshot",
     # algorithms
     "snip": "sparsetorch.algorithms.at_init:snip",
     "grasp": "sparsetorch.algorithms.at_init:grasp",
@@ -119,6 +121,7 @@ __all__ = [
     "masks",
     "masks_from_zeros",
     "models",
+    "oneshot",
     "prune",
     "random_prune",
     "reattach_masks",

@@ -1,6 +1,6 @@
 """Sparsity and density of a tensor, a sparse format, or a model.
 
-density d = nonzeros / total, sparsity s = 1 - d (the tutorial's "s = ||w||_0 / total" counts
+density d = nonzeros / total, sparsity s = 1 - d (the formula "s = ||w||_0 / total", as sometimes written, counts
 nonzeros, which is the density). Zero means ``== 0`` (both signs); NaN counts as nonzero.
 
 For an ``nn.Module`` the count runs over its prunable weights by default: the weights the

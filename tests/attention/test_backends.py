@@ -142,3 +142,39 @@ def test_unknown_backend_and_uncovered_lengths_are_rejected():
         sparse_attention(q, k, v, A.causal(), backend="fast")
     with pytest.raises(ValueError, match="out of range"):
         sparse_attention(q, k, v, A.global_tokens([8]), backend="reference")
+
+
+def test_auto_routes_finite_bands_in_half_precision_to_the_band_kernel(monkeypatch):
+    from sparsetorch.attention import backends
+
+    monkeypatch.setattr(backends.band_kernel, "available", lambda: True)
+    cuda = torch.device("cuda")
+    assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 128) == "flex"  # off
+    monkeypatch.setattr(backends, "AUTO_BAND", True)
+    assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 128) == "band"
+    assert A.choose(A.band(0, 512), 8192, cuda, False, torch.float16, 64) == "band"
+    assert A.choose(A.local(512), 65536, cuda, True, torch.float32, 128) == "flex"  # fp32
+    assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 96) == "flex"  # head dim
+    assert A.choose(A.local(512) | A.global_tokens([0]), 65536, cuda, True, torch.bfloat16) == (
+        "flex"
+    )
+    assert A.choose(A.local(512), 1024, cuda, True, torch.bfloat16, 128) == "dense"  # short
+    assert A.choose(A.local(512), 65536, torch.device("cpu"), True, torch.bfloat16) == "reference"
+
+
+@pytest.mark.parametrize("backend", ["reference", "dense", "flex"])
+def test_grouped_query_attention_equals_repeated_heads(backend):
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(1, 4, 300, 16, generator=g)
+    k, v = (torch.randn(1, 2, 300, 16, generator=g) for _ in "kv")
+    pattern = A.causal() & (A.local(20) | A.global_tokens([0]))
+    out = sparse_attention(q, k, v, pattern, backend=backend)
+    rep = [t.repeat_interleave(2, dim=1) for t in (k, v)]
+    torch.testing.assert_close(out, sparse_attention(q, *rep, pattern, backend=backend))
+    assert out.shape == q.shape
+
+
+def test_band_backend_refuses_other_patterns_by_name():
+    q = torch.randn(1, 1, 8, 16)
+    with pytest.raises(ValueError, match="backend 'band' runs finite bands only"):
+        sparse_attention(q, q, q, A.causal(), backend="band")

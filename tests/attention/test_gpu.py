@@ -218,6 +218,12 @@ def test_band_block_mask_build_does_not_wait_for_the_gpu(n):
 def test_auto_picks_flex_for_long_sparse_patterns_on_cuda():
     assert A.choose(A.local(512), 65536, CUDA, requires_grad=True) == "flex"
     assert A.choose(A.causal(), 65536, CUDA, requires_grad=True) == "dense"
+    assert A.choose(A.local(512), 65536, CUDA, True, torch.bfloat16, 128) == "band"
+    assert A.choose(A.causal() & A.local(512), 16384, CUDA, False, torch.float16, 64) == "band"
+    assert (
+        A.choose(A.local(512) | A.global_tokens([0]), 65536, CUDA, True, torch.bfloat16, 128)
+        == "flex"
+    )
 
 
 def test_block_mask_is_cached_per_pattern_length_device_and_block():

@@ -148,7 +148,7 @@ def test_parse_reads_back_every_repr():
     assert A.local(3) | A.global_tokens([0]) == A.global_tokens([0]) | A.local(3)
 
 
-def test_describe_states_the_tutorial_cost_and_the_exact_count():
+def test_describe_states_the_textbook_cost_and_the_exact_count():
     text = (A.local(64) | A.global_tokens([0])).describe(1024)
     assert "O(n(w + g))" in text
     assert f"{(A.local(64) | A.global_tokens([0])).nnz(1024):,}" in text

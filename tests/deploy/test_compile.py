@@ -212,10 +212,11 @@ def test_triton_op_under_interpreter_equals_reference():
 def test_python_blocks_of_the_deploy_docs_run():
     doc = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
     blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     namespace: dict = {}
     for i, block in enumerate(blocks):  # the eager backend: Dynamo's tracing, no C++ build
         code = block.replace("fullgraph=True)", 'fullgraph=True, backend="eager")')
         exec(compile(code, f"{doc}:block{i}", "exec"), namespace)
     assert isinstance(namespace["model"][0], SparseLinear)
     assert isinstance(namespace["served"][0], SparseLinear)
+    assert namespace["report"].verification.mode == "eager"

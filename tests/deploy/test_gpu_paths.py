@@ -199,7 +199,7 @@ def test_bsr_triton_path_compiles_fullgraph():
     torch.testing.assert_close(compiled(x), path(x) * 2)
 
 
-# ---- a sparsified model as an nn.Module: dense_weight, state_dict, load, .to (issue 10) ------
+# ---- a sparsified model as an nn.Module: dense_weight, state_dict, load, .to ----------------
 
 _BITS = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
 

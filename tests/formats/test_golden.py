@@ -1,4 +1,4 @@
-"""Small examples worked by hand (the tutorial's CSR/COO/N:M definitions)."""
+"""Small examples worked by hand (the textbook CSR/COO/N:M definitions)."""
 
 import torch
 
@@ -43,7 +43,7 @@ def test_csr_of_the_4x6_example_with_an_empty_row():
 def test_coo_is_three_numbers_per_nonzero():
     coo = COO.from_dense(A46)
     assert coo.indices.tolist() == [[0, 0, 1, 1, 2, 2, 2, 3], [0, 1, 1, 3, 2, 3, 4, 5]]
-    assert coo.nbytes == 3 * coo.nnz * 4  # the tutorial's "3 x nnz" storage, int32 indices
+    assert coo.nbytes == 3 * coo.nnz * 4  # "3 x nnz" numbers of storage, int32 indices
 
 
 def test_bsr_of_the_4x6_example():
@@ -61,7 +61,7 @@ def test_bsr_of_the_4x6_example():
 
 
 def test_nm_of_the_six_valid_2_4_patterns():
-    # the tutorial's six valid 2:4 patterns, one per row, values 1..12
+    # the six valid 2:4 patterns, one per row, values 1..12
     patterns = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
     dense = torch.zeros(6, 4)
     for r, (a, b) in enumerate(patterns):

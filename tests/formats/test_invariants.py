@@ -127,7 +127,7 @@ def test_nm_row_length_must_be_a_multiple_of_m():
     with pytest.raises(
         ValueError, match=r"last dim 6 is not a multiple of 4; pad each row with 2 zeros"
     ):
-        NM.from_dense(torch.zeros(3, 6), 2, 4)  # the tutorial would let groups straddle rows
+        NM.from_dense(torch.zeros(3, 6), 2, 4)  # a naive flattening would let groups straddle rows
 
 
 @pytest.mark.parametrize("fmt", [CSR, COO])

@@ -14,6 +14,9 @@ from hypothesis import strategies as st
 from sparsetorch.deploy import PATHS
 from sparsetorch.formats.bsr import BSR
 from sparsetorch.kernels import bsr_triton as bt
+from tests.kernels.interpreter import patch
+
+patch()  # Triton 3.6's interpreter with numpy >= 2.3 (see tests/kernels/interpreter.py)
 
 
 def bsr_arrays(w: torch.Tensor, bs: int) -> tuple[torch.Tensor, ...]:
@@ -256,3 +259,52 @@ def test_path_reports_why_not():
     path = PATHS.lookup("bsr_triton")
     reason = path.unsupported(block_sparse(64, 64, 32))  # a CPU weight
     assert reason == ("needs a CUDA device" if bt.available() else "Triton is not installed")
+
+
+# --- backward -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bs", [16, 32])
+def test_transpose_bsr_is_the_transposed_weight(bs):
+    w = block_sparse(4 * bs, 6 * bs, bs, 0.4, seed=bs, dtype=torch.float32)
+    values, crow, col = bsr_arrays(w, bs)
+    vt, crow_t, col_t = bt.transpose_bsr(values, crow, col, w.shape[1] // bs)
+    assert crow_t.dtype == crow.dtype and col_t.dtype == col.dtype
+    assert torch.equal(BSR(crow_t, col_t, vt, (w.shape[1], w.shape[0])).to_dense(), w.T)
+
+
+@pytest.mark.parametrize("bs", [16, 32])
+def test_weight_grad_equals_dense_gradient_at_stored_blocks(bs):
+    w = block_sparse(3 * bs, 5 * bs, bs, 0.5, seed=7, dtype=torch.float32)
+    values, crow, col = bsr_arrays(w, bs)
+    g = torch.Generator().manual_seed(1)
+    x, dy = torch.randn(9, w.shape[1], generator=g), torch.randn(9, w.shape[0], generator=g)
+    dense_grad = dy.T @ x  # dL/dW for y = x W^T
+    got = bt.bsr_weight_grad(x, dy, crow, col, bs, chunk=2)  # several chunks
+    rebuilt = BSR(crow, col, got, w.shape).to_dense()
+    mask = BSR(crow, col, torch.ones_like(values), w.shape).to_dense().bool()
+    torch.testing.assert_close(rebuilt, dense_grad * mask, rtol=1e-5, atol=1e-5)
+
+
+@needs_kernel
+def test_bsr_linear_backward_equals_dense_autograd():
+    bs, dtype = 16, torch.float16
+    w = block_sparse(4 * bs, 3 * bs, bs, 0.5, seed=3, dtype=dtype)
+    values, crow, col = bsr_arrays(w, bs)
+    values = values.to(DEVICE).requires_grad_()
+    crow, col = crow.to(DEVICE), col.to(DEVICE)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(20, w.shape[1], generator=g).to(dtype).to(DEVICE).requires_grad_()
+    bias = torch.randn(w.shape[0], generator=g).to(dtype).to(DEVICE).requires_grad_()
+    y = torch.ops.sparsetorch.bsr_linear(x, values, crow, col, bias, w.shape[0])
+    up = torch.randn(y.shape, generator=g).to(dtype).to(DEVICE)
+    dx, dv, db = torch.autograd.grad(y, (x, values, bias), up)
+    wd = w.to(DEVICE).float().requires_grad_()
+    xd, bd = x.detach().float().requires_grad_(), bias.detach().float().requires_grad_()
+    yd = xd @ wd.T + bd
+    ex, ew, eb = torch.autograd.grad(yd, (xd, wd, bd), up.float())
+    torch.testing.assert_close(dx.float(), ex, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(db.float(), eb, rtol=2e-2, atol=2e-2)
+    mask = BSR(crow, col, torch.ones_like(values), w.shape).to_dense().bool()
+    dense_dv = BSR(crow, col, dv.detach(), w.shape).to_dense().float()
+    torch.testing.assert_close(dense_dv, ew * mask, rtol=2e-2, atol=2e-2)

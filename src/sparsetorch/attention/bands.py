@@ -1,7 +1,7 @@
 """Diagonal bands: ``lo <= i - j <= hi``. Causal, local (sliding window) and their meet.
 
 ``causal()`` is ``band(0, None)`` (keys up to the query), ``local(w)`` is ``band(-w, w)``
-(``|i - j| <= w``, the tutorial's local attention, cost O(nw)). Bands are closed under ``&``
+(``|i - j| <= w``, local attention, cost O(nw)). Bands are closed under ``&``
 and under ``|`` when they touch, so ``causal() & local(w)`` is the single band ``band(0, w)``
 (a causal sliding window) and keeps exact counts.
 """

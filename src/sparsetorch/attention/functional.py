@@ -20,10 +20,13 @@ def check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
             raise ValueError(f"{name} must have shape (B, H, n, D), got {tuple(t.shape)}")
         if not t.is_floating_point():
             raise TypeError(f"{name} must be a floating point tensor, got {t.dtype}")
-    if k.shape != q.shape or v.shape[:3] != q.shape[:3]:
+    heads_ok = k.shape[1] >= 1 and q.shape[1] % k.shape[1] == 0
+    same = (k.shape[0], k.shape[2:]) == (q.shape[0], q.shape[2:]) and v.shape[:3] == k.shape[:3]
+    if not (heads_ok and same):
         raise ValueError(
-            f"q and k must have the same shape (B, H, n, D) and v the same (B, H, n), got "
-            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+            f"q and k must have the same shape (B, H, n, D) and v the same (B, H, n), except "
+            f"that k and v may have fewer heads, a divisor of q's (grouped-query attention); "
+            f"got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
         )
     if not q.dtype == k.dtype == v.dtype:
         raise TypeError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
@@ -39,10 +42,12 @@ def sparse_attention(
     backend: str = "auto",
     scale: float | None = None,
 ) -> Tensor:
-    """``softmax(q kᵀ · scale, restricted to pattern) v`` with q, k, v of shape (B, H, n, D).
+    """``softmax(q kᵀ · scale, restricted to pattern) v`` with q, k, v of shape (B, H, n, D);
+    k and v may have H / group heads (grouped-query attention: query head h reads key head
+    h // group).
 
     ``pattern``: an :class:`AttentionPattern` or its string (``"local(64) | global_tokens([0])"``).
-    ``backend``: "reference", "flex", "dense" or "auto" (see :mod:`.backends`).
+    ``backend``: "reference", "flex", "band", "dense" or "auto" (see :mod:`.backends`).
     ``scale`` defaults to 1/sqrt(D). A query with no allowed key gets a zero output row.
     Returns (B, H, n, Dv).
     """

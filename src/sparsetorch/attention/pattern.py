@@ -9,7 +9,7 @@ Every pattern knows three things about itself:
   grid, computed analytically. Elementary patterns give exact counts; ``|``, ``&`` and ``~``
   combine bounds (Fréchet inequalities), and only blocks whose state stays uncertain are
   evaluated with ``fn`` — tile by tile, never as an n x n grid.
-- ``cost``: the O() cost the tutorial states (``nw`` for local, ``n(w + g)`` for Longformer).
+- ``cost``: the textbook O() cost (``nw`` for local, ``n(w + g)`` for Longformer).
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class AttentionPattern:
         return mask_mod
 
     def describe(self, n: int) -> str:
-        """One line: the pattern, its O() cost (as the tutorial states it), its exact nnz."""
+        """One line: the pattern, its textbook O() cost, its exact nnz."""
         nnz = self.nnz(n)
         return (
             f"{self!r}: O({self.cost}); at n={n}: {nnz:,} of {n * n:,} pairs "

@@ -5,6 +5,7 @@ from sparsetorch.deploy.dispatch import Dispatcher, m_bucket
 from sparsetorch.deploy.graphed import graph_timer
 from sparsetorch.deploy.sparse_linear import SparseLinear
 from sparsetorch.deploy.sparsify import CONFIGS, SparsifyReport, sparsify_
+from sparsetorch.deploy.verify import Verification, verify_
 
 __all__ = [
     "CONFIGS",
@@ -12,7 +13,9 @@ __all__ = [
     "Dispatcher",
     "SparseLinear",
     "SparsifyReport",
+    "Verification",
     "graph_timer",
     "m_bucket",
     "sparsify_",
+    "verify_",
 ]

@@ -119,22 +119,56 @@ class _TorchCompressedPath(FormatPath):
         return y if self.bias is None else y + self.bias
 
 
+def _unsupported_csr(weight: torch.Tensor) -> str | None:
+    if weight.dtype not in (torch.float32, torch.float64):
+        return f"torch CSR matmul is used for float32/float64 only, weight is {weight.dtype}"
+    return None
+
+
 @PATHS.register("csr")
 class CSRPath(_TorchCompressedPath):
-    """torch's CSR kernels (MKL on CPU, cuSPARSE on CUDA): y^T = W_csr @ x^T."""
+    """torch's CSR kernels (MKL on CPU, cuSPARSE on CUDA) on ``formats.CSR``'s int32 arrays:
+    y^T = W_csr @ x^T."""
 
     name = "csr"
 
     @classmethod
     def unsupported(cls, weight):
-        if weight.dtype not in (torch.float32, torch.float64):
-            return f"torch CSR matmul is used for float32/float64 only, weight is {weight.dtype}"
-        return None
+        return _unsupported_csr(weight)
 
     def __init__(self, weight, bias):
         super().__init__(weight, bias)
         self.format = CSR.from_dense(weight)
         self.weight = self.format.to_torch()
+
+
+@PATHS.register("csr_torch")
+class TorchCSRPath(_TorchCompressedPath):
+    """torch's own CSR tensor, as a user would write it: ``weight.to_sparse_csr()`` (int64
+    indices) and ``addmm``. The same kernels as ``csr`` on other index types; whichever is
+    faster on this machine is chosen, so ``"csr"`` is never slower than torch's CSR matmul."""
+
+    name = "csr_torch"
+
+    @classmethod
+    def unsupported(cls, weight):
+        return _unsupported_csr(weight)
+
+    def __init__(self, weight, bias):
+        super().__init__(weight, bias)
+        self.weight = weight.to_sparse_csr()
+        self.format = CSR.from_dense(weight)  # nbytes and the rebuilt weight
+        self._bias_col = None if bias is None else bias[:, None]  # (out, 1)
+
+    def __call__(self, x):
+        if self._bias_col is None:
+            return (self.weight @ x.T).T
+        return torch.addmm(self._bias_col, self.weight, x.T).T
+
+    def nbytes(self):
+        w = self.weight
+        parts = (w.values(), w.crow_indices(), w.col_indices())
+        return sum(t.numel() * t.element_size() for t in parts)
 
 
 @PATHS.register("bsr")

@@ -13,7 +13,13 @@ As a module it stands in for the nn.Linear it replaced:
 - ``load_state_dict`` and ``.to()`` / ``.half()`` / ``.cuda()`` / ... re-prepare every path from
   the dense weight. A candidate that cannot run the new weight, device or dtype is set aside in
   ``dropped`` (with the reason) and comes back when a later move allows it again; the
-  dispatcher's choices are forgotten (the layer key names dtype and nonzero count).
+  dispatcher's choices are forgotten (the layer key names dtype and density bucket);
+- ``weight`` is the dense (out, in) weight (read-only), for parents that read their child's
+  weight themselves (``nn.MultiheadAttention`` passes ``out_proj.weight`` to its functional
+  form, so no sparse path would run there: ``sparsify_`` leaves such layers dense);
+- ``copy.deepcopy`` and ``pickle`` work: the state holds the dense weight, bias, candidates
+  and choices, and the copy re-prepares its paths (a CUDA graph or a torch sparse tensor
+  cannot be copied itself).
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ import torch
 from torch import nn
 
 from sparsetorch.deploy.compute_paths import PATHS, DensePath
-from sparsetorch.deploy.dispatch import Dispatcher, m_bucket
+from sparsetorch.deploy.dispatch import Dispatcher, density_bucket, m_bucket
 from sparsetorch.deploy.graphed import in_outer_graph
+from sparsetorch.formats import BSR
 
 
 def prepare_paths(
@@ -77,16 +84,45 @@ class SparseLinear(nn.Module):
         self.device, self.dtype = weight.device, weight.dtype
         self.bias = bias
         self.paths = paths
-        # what the timings depend on: shape, dtype, engines, and the sparsity (nonzeros, and the
-        # bytes each engine stores: BSR's count of nonzero blocks) - one shape at 50% and at
-        # 99% must not share a decision (the dispatcher's cache is on disk, across processes)
-        stored = ",".join(f"{c}={p.nbytes()}" for c, p in sorted(self.paths.items()))
+        # what the timings depend on: shape, dtype, engines, and the sparsity: the density
+        # bucket, and for block formats the bucket of their stored-block fraction - one shape
+        # at 50% and at 99% must not share a decision (the dispatcher's cache is on disk,
+        # across processes), while layers of one shape at similar densities share one
+        # measurement (a bounded first call)
+        density = int(torch.count_nonzero(weight)) / max(weight.numel(), 1)
+        structure = "".join(
+            f"|{name} blocks {density_bucket(fmt.nblocks * math.prod(fmt.blocksize) / weight.numel())}"
+            for name, fmt in sorted((n, getattr(p, "format", None)) for n, p in paths.items())
+            if isinstance(fmt, BSR)
+        )
         self.layer_key = (
             f"{self.out_features}x{self.in_features}|{weight.dtype}|{'+'.join(sorted(paths))}"
-            f"|nnz {int(torch.count_nonzero(weight))}|bytes {stored}"
+            f"|density {density_bucket(density)}{structure}"
         )
         self.chosen: dict[int, str] = {}  # M -> path name, for the report
         self.choices: dict[int, str] = {}  # M bucket -> path name, read under compile
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense (out, in) weight, zeros where pruned (see ``dense_weight``): what a parent
+        module that reads ``child.weight`` itself gets. Read-only."""
+        return self.dense_weight()
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles hold the dense weight instead of the paths (CUDA graphs and
+        torch's sparse tensors cannot be copied); ``__setstate__`` re-prepares them."""
+        state = dict(self.__dict__)
+        paths = state.pop("paths")
+        path = paths.get("dense") or next(iter(paths.values()))
+        state["_weight_for_paths"] = path.dense_weight()
+        state["_path_names"] = list(paths)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        weight = state.pop("_weight_for_paths")
+        names = state.pop("_path_names")
+        self.__dict__.update(state)
+        self.paths = {name: PATHS.lookup(name)(weight, self.bias) for name in names}
 
     def dense_weight(self) -> torch.Tensor:
         """The dense (out, in) weight: the dense path's tensor if there is one, else rebuilt

@@ -1,7 +1,7 @@
 """Compressed-row index arrays, shared by CSR (entries) and BSR (blocks).
 
 ``row_ptr`` (rows + 1,) holds where each row starts in ``col_indices``/``values``; row ``i``
-is ``[row_ptr[i], row_ptr[i+1])``, found in O(1) — the tutorial's CSR row access.
+is ``[row_ptr[i], row_ptr[i+1])``, found in O(1): CSR's row access.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Coordinate format: ``indices`` (2, nnz) = (row, col) pairs and ``values`` (nnz,).
 
-Storage 3 * nnz numbers, as in the tutorial (two int32 indices and one value per entry).
+Storage 3 * nnz numbers (two int32 indices and one value per entry).
 Entries are kept sorted row-major without duplicates (torch's "coalesced"), so:
 
-* row access ``row(i)``: O(log nnz) by binary search (the tutorial's O(nnz) assumes unsorted);
+* row access ``row(i)``: O(log nnz) by binary search (O(nnz) for unsorted entries);
 * column access ``col(j)``: O(nnz) scan;
 * ``@``: O(nnz * k) by the gather/index_add reference path; COO is the exchange format, convert
   to CSR (``to_csr()``, O(nnz)) for torch's faster kernel.

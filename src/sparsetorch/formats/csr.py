@@ -1,7 +1,7 @@
 """Compressed Sparse Row: ``values`` and ``col_indices`` (nnz,), ``row_ptr`` (rows + 1,).
 
 Storage O(nnz + rows): (value bytes + index bytes) * nnz + index bytes * (rows + 1), with int32
-indices whenever they fit. Costs, as in the tutorial's table:
+indices whenever they fit. Costs:
 
 * row access ``row(i)``: O(1) to locate (two reads of ``row_ptr``), O(row nnz) to read;
 * column access ``col(j)``: O(nnz), a scan of ``col_indices``;

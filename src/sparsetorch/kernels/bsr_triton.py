@@ -305,3 +305,76 @@ def bsr_linear(
 def _bsr_linear_fake(x, values, crow, col, bias, out_features):
     torch._check((crow.shape[0] - 1) * values.shape[1] == out_features)
     return x.new_empty(x.shape[0], out_features)  # (M, out)
+
+
+# --- backward: block-sparse training -----------------------------------------------------
+# y = x W^T with W in BSR. dx = dy W is again a BSR product, with W^T in BSR (blocks transposed,
+# ordered by block column): the same kernel. dW is needed at the stored blocks only (the
+# pattern is fixed): block b at (r, c) gets dy[:, r]^T x[:, c], a batch of (bs x M) @ (M x bs)
+# products over the stored blocks (an SDDMM), done in chunks of blocks to bound the gathered
+# copies. The bias gradient is dy summed over rows.
+
+
+def block_rows(crow: torch.Tensor) -> torch.Tensor:
+    """The block row of every stored block (nnzb,) int64, from the row pointers."""
+    counts = (crow[1:] - crow[:-1]).long()
+    return torch.repeat_interleave(torch.arange(counts.numel(), device=crow.device), counts)
+
+
+def transpose_bsr(
+    values: torch.Tensor, crow: torch.Tensor, col: torch.Tensor, block_cols: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(values, crow, col) of W^T, given W's with ``block_cols`` block columns: blocks
+    transposed and ordered by (block column, block row); index dtypes kept."""
+    rows = block_rows(crow)
+    order = torch.argsort(col.long() * (crow.numel() - 1) + rows)
+    values_t = values[order].transpose(1, 2).contiguous()
+    col_t = rows[order].to(col.dtype)
+    counts = torch.bincount(col.long(), minlength=block_cols)
+    crow_t = torch.zeros(block_cols + 1, dtype=crow.dtype, device=crow.device)
+    crow_t[1:] = torch.cumsum(counts, 0)
+    return values_t, crow_t, col_t
+
+
+def bsr_weight_grad(
+    x: torch.Tensor, dy: torch.Tensor, crow: torch.Tensor, col: torch.Tensor, bs: int,
+    chunk: int = 128,
+) -> torch.Tensor:  # fmt: skip
+    """dL/dW at the stored blocks (nnzb, bs, bs) for y = x W^T: block (r, c) is
+    dy[:, r·bs:(r+1)·bs]^T @ x[:, c·bs:(c+1)·bs], accumulated in float32."""
+    m = x.shape[0]
+    rows = block_rows(crow)
+    nnzb = rows.numel()
+    out = torch.empty(nnzb, bs, bs, dtype=x.dtype, device=x.device)
+    xb = x.reshape(m, -1, bs)  # (M, in/bs, bs)
+    dyb = dy.reshape(m, -1, bs)  # (M, out/bs, bs)
+    for s in range(0, nnzb, chunk):
+        r, c = rows[s : s + chunk], col[s : s + chunk].long()
+        a = dyb[:, r].permute(1, 2, 0)  # (k, bs, M)
+        b = xb[:, c].permute(1, 0, 2)  # (k, M, bs)
+        out[s : s + chunk] = torch.bmm(a.float(), b.float()).to(x.dtype)
+    return out
+
+
+def _bsr_setup_context(ctx, inputs, output):
+    x, values, crow, col = inputs[:4]
+    ctx.save_for_backward(x, values, crow, col)
+    ctx.in_features = x.shape[1]
+
+
+def _bsr_backward(ctx, dy):
+    x, values, crow, col = ctx.saved_tensors
+    bs = values.shape[1]
+    dy = dy.contiguous()
+    dx = dvalues = dbias = None
+    if ctx.needs_input_grad[0]:
+        vt, crow_t, col_t = transpose_bsr(values, crow, col, ctx.in_features // bs)
+        dx = torch.ops.sparsetorch.bsr_linear(dy, vt, crow_t, col_t, None, ctx.in_features)
+    if ctx.needs_input_grad[1]:
+        dvalues = bsr_weight_grad(x, dy, crow, col, bs)
+    if ctx.needs_input_grad[4]:
+        dbias = dy.sum(0)
+    return dx, dvalues, None, None, dbias, None
+
+
+bsr_linear.register_autograd(_bsr_backward, setup_context=_bsr_setup_context)

@@ -6,7 +6,7 @@ weights after K optimizer steps of the dense round 0, and ``"Kep"`` the weights 
 new masks and trains to the same last step T as round 0: the remaining T - K steps see the same
 batches and learning rates that round 0 saw from step K on. The optimizer starts fresh (its
 state at K is not kept), as in OpenLTH. Every parameter and buffer is rewound, biases included
-(the tutorial's sample kept the trained biases).
+(a naive version keeps the trained biases).
 """
 
 from __future__ import annotations

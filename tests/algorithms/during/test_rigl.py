@@ -88,8 +88,8 @@ def test_counts_kept_and_new_connections_start_at_zero_with_zero_moments(kind):
     assert grown_total > 0
 
 
-def test_tutorial_drop_bug_cannot_happen_on_a_very_sparse_model():
-    # 95% of the weights are pruned zeros; the tutorial's top-k of -(|w| * mask) would pick
+def test_naive_drop_bug_cannot_happen_on_a_very_sparse_model():
+    # 95% of the weights are pruned zeros; a naive top-k of -(|w| * mask) would pick
     # those and drop nothing active. Here the first update (t = 4) must replace active ones.
     algo = rigl(sparsity=0.95)
     before = algo.masks()

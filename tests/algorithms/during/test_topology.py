@@ -72,8 +72,8 @@ def test_grouped_drop_grow_equals_naive_and_keeps_group_counts(out, cols, m, fra
     assert pattern.is_valid(got)
 
 
-def test_tutorial_drop_bug_cannot_happen():
-    # 95% of the layer is pruned (exact zeros); the tutorial's topk(-(|w| * mask)) would pick
+def test_naive_drop_bug_cannot_happen():
+    # 95% of the layer is pruned (exact zeros); a naive topk(-(|w| * mask)) would pick
     # those zeros and drop nothing active. We must drop active weights, the smallest ones.
     mask, weight, _ = random_layer((20, 20), 0.05, seed=3)
     n_active = int(mask.sum())

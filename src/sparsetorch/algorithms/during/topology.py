@@ -7,7 +7,7 @@ One update of a layer's mask (Evci et al. 2020, Algorithm 1; Mocanu et al. 2018)
     grown    = the n_drop highest grow scores among the connections inactive after the drop
     new mask = kept | grown          (same nnz as before)
 
-Selecting among the active connections only is what the tutorial's sketch gets wrong: a top-k
+Selecting among the active connections only is what a naive sketch gets wrong: a top-k
 over ``-(|w| * mask)`` over the whole tensor picks the pruned zeros first and drops nothing.
 
 Grow candidates include the connections just dropped, as the official RigL implementation

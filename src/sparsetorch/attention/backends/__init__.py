@@ -4,8 +4,14 @@ all agree with masked dense attention (rows without keys give zeros).
 ==============  ===============================================================================
 ``reference``   exact block-sparse attention in pure PyTorch, any device, memory ∝ the pattern
 ``flex``        ``torch.nn.attention.flex_attention`` compiled, with our analytic block masks
+``band``        our Triton band kernel (``kernels/band_attention.py``): windows and bands only,
+                CUDA, float16/bfloat16, forward and backward, GQA
 ``dense``       ``scaled_dot_product_attention`` with the n x n mask (the baseline)
 ``auto``        picks one by device, length and density (:func:`choose`), from measurements
+                (the band kernel only when ``AUTO_BAND`` is set)
+
+Grouped-query attention (k and v with fewer heads than q, a divisor of them) runs natively in
+``band``; the other backends repeat k and v to q's heads first.
 ==============  ===============================================================================
 """
 
@@ -21,7 +27,17 @@ from sparsetorch.attention.backends import flex
 from sparsetorch.attention.backends.dense import dense_attention
 from sparsetorch.attention.backends.flex import flex_attention
 from sparsetorch.attention.backends.reference import BLOCK, reference_attention
+from sparsetorch.attention.bands import Band
 from sparsetorch.attention.pattern import AttentionPattern, cached_layout
+from sparsetorch.kernels import band_attention as band_kernel
+
+
+def repeat_kv(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """k and v with q's number of heads (grouped-query attention: head h reads h // group)."""
+    group = q.shape[1] // k.shape[1]
+    if group == 1:
+        return k, v
+    return k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
 
 
 class Backend:
@@ -39,6 +55,7 @@ class Reference(Backend):
     name = "reference"
 
     def __call__(self, q, k, v, pattern, scale):
+        k, v = repeat_kv(q, k, v)
         n, device = q.shape[2], q.device
         layout = cached_layout(pattern, n, BLOCK, device)
         return reference_attention(q, k, v, layout, pattern.fn(n, device), scale)
@@ -49,7 +66,7 @@ class Flex(Backend):
     name = "flex"
 
     def __call__(self, q, k, v, pattern, scale):
-        return flex_attention(q, k, v, pattern, scale)
+        return flex_attention(q, *repeat_kv(q, k, v), pattern, scale)
 
 
 @BACKENDS.register("dense")
@@ -57,7 +74,28 @@ class Dense(Backend):
     name = "dense"
 
     def __call__(self, q, k, v, pattern, scale):
-        return dense_attention(q, k, v, pattern, scale)
+        return dense_attention(q, *repeat_kv(q, k, v), pattern, scale)
+
+
+def band_unsupported(pattern: AttentionPattern, q: Tensor, k: Tensor) -> str | None:
+    """None if the band kernel runs this pattern on these inputs; else why not."""
+    if not isinstance(pattern, Band) or pattern.lo is None or pattern.hi is None:
+        return f"runs finite bands only (local(w), band(lo, hi)), got {pattern!r}"
+    return band_kernel.unsupported(q, k)
+
+
+@BACKENDS.register("band")
+class BandKernel(Backend):
+    """Our Triton band kernel: ``local(w)``, ``band(lo, hi)`` (``causal() & local(w)`` is
+    ``band(0, w)``), fused forward and backward, no block lists."""
+
+    name = "band"
+
+    def __call__(self, q, k, v, pattern, scale):
+        reason = band_unsupported(pattern, q, k)
+        if reason is not None:
+            raise ValueError(f"backend 'band' {reason}")
+        return band_kernel.band_attention(q, k, v, pattern.lo, pattern.hi, scale)
 
 
 # The auto choice (docs/benchmarks.md, "Attention"). Sparse backends pay per computed block,
@@ -66,21 +104,48 @@ class Dense(Backend):
 # CPU, from benchmarks/attention_cpu.py (local(64), H=4, D=64, one thread): a computed block
 # costs the reference backend about 4-5x what it costs SDPA and FlexAttention about 4x, and
 # at n=1k all are within 1.2x; so sparse from n=2048 when at most 1/5 of the blocks are needed.
-# CUDA, from the issue's H100 figures (flex 1.9x over dense flash at 4k with w=512, i.e. 1/4
-# of the blocks); re-tune with benchmarks/attention_gpu.py.
+# CUDA: FlexAttention; dense where the pattern needs more than half of the blocks. A finite
+# band in half precision could take our band kernel instead: AUTO_BAND turns that on. It is
+# off until benchmarks/attention_band.py has measured the kernel faster than FlexAttention and
+# the fastest dense SDPA on the GPU (docs/benchmarks.md, "Attention (GPU): the band kernel
+# against the fastest dense": not measured yet).
 MIN_SPARSE_N = {"cpu": 2048, "cuda": 2048}
 MAX_BLOCK_DENSITY = {"cpu": 0.2, "cuda": 0.5}
+AUTO_BAND = False
 
 
-def choose(pattern: AttentionPattern, n: int, device: torch.device, requires_grad: bool) -> str:
-    """The backend ``auto`` runs for this pattern, length, device and need of gradients."""
+def choose(
+    pattern: AttentionPattern,
+    n: int,
+    device: torch.device,
+    requires_grad: bool,
+    dtype: torch.dtype = torch.float32,
+    head_dim: int = 64,
+) -> str:
+    """The backend ``auto`` runs for this pattern, length, device, need of gradients, dtype
+    and head dimension."""
     kind = "cuda" if device.type == "cuda" else "cpu"
     sparse = "flex" if kind == "cuda" or not requires_grad else "reference"
     if n < MIN_SPARSE_N[kind]:
         return "dense"
     block = flex.BLOCK if sparse == "flex" else BLOCK
     density = _block_density(pattern, n, block)  # on the host: nothing launched on a GPU
-    return sparse if density <= MAX_BLOCK_DENSITY[kind] else "dense"
+    if density > MAX_BLOCK_DENSITY[kind]:
+        return "dense"
+    if AUTO_BAND and kind == "cuda" and _band_kernel_takes(pattern, dtype, head_dim):
+        return "band"
+    return sparse
+
+
+def _band_kernel_takes(pattern: AttentionPattern, dtype: torch.dtype, head_dim: int) -> bool:
+    return (
+        band_kernel.available()
+        and isinstance(pattern, Band)
+        and pattern.lo is not None
+        and pattern.hi is not None
+        and dtype in band_kernel.DTYPES
+        and head_dim in band_kernel.HEAD_DIMS
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -94,8 +159,20 @@ class Auto(Backend):
 
     def __call__(self, q, k, v, pattern, scale):
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-        name = choose(pattern, q.shape[2], q.device, grad)
+        name = choose(pattern, q.shape[2], q.device, grad, q.dtype, q.shape[-1])
         return BACKENDS.build(name)(q, k, v, pattern, scale)
 
 
-__all__ = ["BACKENDS", "Auto", "Backend", "Dense", "Flex", "Reference", "choose"]
+__all__ = [
+    "AUTO_BAND",
+    "BACKENDS",
+    "Auto",
+    "Backend",
+    "BandKernel",
+    "Dense",
+    "Flex",
+    "Reference",
+    "band_unsupported",
+    "choose",
+    "repeat_kv",
+]

@@ -1,0 +1,550 @@
+"""Band (sliding-window) attention in Triton, forward and backward: softmax attention where
+query i sees key j iff ``lo <= i - j <= hi`` (``local(w)`` is lo = -w, hi = w; a causal window
+``band(0, w)``), exact, in the FlashAttention-2 recipe (Dao 2023): per tile of queries an
+online softmax over the key tiles the band touches, the log-sum-exp kept for the backward,
+which recomputes the probabilities (one kernel for dK/dV per key tile, one for dQ per query
+tile: no atomics).
+
+Unlike a block-mask kernel (FlexAttention), the key range of a query tile is computed, not
+read from block lists, and only the tiles on the band's two edges evaluate the mask: a tile
+wholly inside the band runs the unmasked loop. GQA: q has H heads, k and v H / group heads;
+query head h reads key head h // group, and the dK/dV program of a key head sums over its
+group. A query row with no key in the band gives zeros (and zero gradients).
+
+``band_attention(q, k, v, lo, hi, scale)`` is a torch op (``sparsetorch::band_attention``)
+with its backward registered, so ``torch.compile(fullgraph=True)`` keeps it opaque. The twin
+is masked dense attention (``tests/kernels/test_band_attention.py``, against float64).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+try:  # Triton is optional: present with CUDA builds of torch
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - CPU machines without Triton
+    triton = None
+
+HEAD_DIMS = (16, 32, 64, 128)
+DTYPES = (torch.float16, torch.bfloat16)
+LOG2E = 1.4426950408889634
+
+
+def available() -> bool:
+    return triton is not None
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def unsupported(q: torch.Tensor, k: torch.Tensor) -> str | None:
+    """None if the kernel takes these inputs (B, H, n, D); else why not."""
+    if triton is None:
+        return "Triton is not installed"
+    if q.device.type != "cuda" and not interpreting():
+        return "needs a CUDA device (or TRITON_INTERPRET=1)"
+    if q.dtype not in DTYPES:
+        return f"needs float16/bfloat16, got {q.dtype}"
+    if q.shape[-1] not in HEAD_DIMS or k.shape[-1] != q.shape[-1]:
+        return f"head dim must be one of {HEAD_DIMS} for q, k and v, got {q.shape[-1]}"
+    if q.shape[1] % k.shape[1]:
+        return f"q heads ({q.shape[1]}) must be a multiple of k/v heads ({k.shape[1]})"
+    return None
+
+
+if triton is not None:
+
+    @triton.jit
+    def _ranges(start, N, LO, HI, TILE: tl.constexpr, OTHER: tl.constexpr, SIDE: tl.constexpr):
+        """For the tile [start, start + TILE) of one side, the other side's tiles (of OTHER)
+        the band touches: (first, first full, end of full, end). SIDE 0: a query tile, keys
+        j with i - HI <= j <= i - LO; SIDE 1: a key tile, queries i with j + LO <= i <= j + HI.
+        A full tile has every pair in the band and lies wholly inside [0, N)."""
+        if SIDE == 0:
+            a = start - HI  # first key of the first row
+            b = start + TILE - 1 - LO + 1  # one past the last key of the last row
+            fa = start + TILE - 1 - HI  # keys from here ...
+            fb = start - LO + 1  # ... to here are in the band for every row
+        else:
+            a = start + LO
+            b = start + TILE - 1 + HI + 1
+            fa = start + TILE - 1 + LO
+            fb = start + HI + 1
+        a = tl.maximum(a, 0)
+        b = tl.minimum(b, N)
+        first = (a // OTHER) * OTHER
+        end = tl.maximum(b, first)
+        # full tiles: [full_lo, full_hi), clamped so that first <= full_lo <= full_hi <= end
+        full_lo = ((tl.maximum(fa, 0) + OTHER - 1) // OTHER) * OTHER
+        full_lo = tl.minimum(tl.maximum(full_lo, first), end)
+        full_hi = (tl.minimum(fb, N) // OTHER) * OTHER
+        full_hi = tl.minimum(tl.maximum(full_hi, full_lo), end)
+        return first, full_lo, full_hi, end
+
+    @triton.jit
+    def _fwd_tiles(
+        acc, l_i, m_i, q, k_base, v_base, offs_m, start, stop,
+        stride_kn, stride_vn, N, LO, HI, qk_scale,
+        MASK: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+    ):  # fmt: skip
+        offs_d = tl.arange(0, HEAD_DIM)
+        for s in range(start, stop, BLOCK_N):
+            offs_n = s + tl.arange(0, BLOCK_N)
+            if MASK:
+                kt = tl.load(
+                    k_base + offs_n[None, :] * stride_kn + offs_d[:, None],
+                    mask=offs_n[None, :] < N,
+                    other=0.0,
+                )  # (D, BN)
+            else:
+                kt = tl.load(k_base + offs_n[None, :] * stride_kn + offs_d[:, None])
+            qk = tl.dot(q, kt) * qk_scale  # (BM, BN), log2 units
+            if MASK:
+                d = offs_m[:, None] - offs_n[None, :]
+                ok = (d >= LO) & (d <= HI) & (offs_n[None, :] < N)
+                qk = tl.where(ok, qk, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key yet
+            p = tl.math.exp2(qk - m_safe[:, None])
+            alpha = tl.math.exp2(m_i - m_safe)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            if MASK:
+                v = tl.load(
+                    v_base + offs_n[:, None] * stride_vn + offs_d[None, :],
+                    mask=offs_n[:, None] < N,
+                    other=0.0,
+                )  # (BN, D)
+            else:
+                v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_d[None, :])
+            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+            m_i = m_new
+        return acc, l_i, m_i
+
+    @triton.jit
+    def _band_fwd(
+        Q, K, V, Out, LSE,
+        sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
+        H, GROUP, N, LO, HI, qk_scale,
+        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ):  # fmt: skip
+        start_m = tl.program_id(0) * BLOCK_M
+        bh = tl.program_id(1)
+        b, h = bh // H, bh % H
+        hk = h // GROUP
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        offs_d = tl.arange(0, HEAD_DIM)
+        q = tl.load(
+            Q + b * sqb + h * sqh + offs_m[:, None] * sqn + offs_d[None, :],
+            mask=offs_m[:, None] < N,
+            other=0.0,
+        )  # (BM, D)
+        k_base = K + b * skb + hk * skh
+        v_base = V + b * svb + hk * svh
+        acc = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)
+        l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
+        first, full_lo, full_hi, end = _ranges(start_m, N, LO, HI, BLOCK_M, BLOCK_N, 0)
+        acc, l_i, m_i = _fwd_tiles(
+            acc, l_i, m_i, q, k_base, v_base, offs_m, first, full_lo,
+            skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM,
+        )  # fmt: skip
+        acc, l_i, m_i = _fwd_tiles(
+            acc, l_i, m_i, q, k_base, v_base, offs_m, full_lo, full_hi,
+            skn, svn, N, LO, HI, qk_scale, False, BLOCK_N, HEAD_DIM,
+        )  # fmt: skip
+        acc, l_i, m_i = _fwd_tiles(
+            acc, l_i, m_i, q, k_base, v_base, offs_m, full_hi, end,
+            skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM,
+        )  # fmt: skip
+        empty = l_i == 0.0  # a row with no key in the band: zeros, and +inf as its lse
+        out = acc / tl.where(empty, 1.0, l_i)[:, None]
+        lse = tl.where(empty, float("inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
+        tl.store(LSE + bh * N + offs_m, lse, mask=offs_m < N)
+        tl.store(
+            Out + b * sob + h * soh + offs_m[:, None] * son + offs_d[None, :],
+            out.to(Out.dtype.element_ty),
+            mask=offs_m[:, None] < N,
+        )
+
+    @triton.jit
+    def _bwd_delta(
+        Out, DO, DELTA, sob, soh, son, sdb, sdh, sdn, H, N,
+        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+    ):  # fmt: skip
+        """delta_i = sum_d dO_id * O_id (float32), the softmax backward's row term."""
+        start_m = tl.program_id(0) * BLOCK_M
+        bh = tl.program_id(1)
+        b, h = bh // H, bh % H
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        offs_d = tl.arange(0, HEAD_DIM)
+        rows = offs_m[:, None] < N
+        o = tl.load(Out + b * sob + h * soh + offs_m[:, None] * son + offs_d[None, :], mask=rows)
+        do = tl.load(DO + b * sdb + h * sdh + offs_m[:, None] * sdn + offs_d[None, :], mask=rows)
+        delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+        tl.store(DELTA + bh * N + offs_m, delta, mask=offs_m < N)
+
+    @triton.jit
+    def _dkdv_tiles(
+        dk, dv, k, v, q_base, do_base, lse_base, delta_base, offs_n, start, stop,
+        stride_qn, stride_don, N, LO, HI, qk_scale,
+        MASK: tl.constexpr, BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr,
+    ):  # fmt: skip
+        offs_d = tl.arange(0, HEAD_DIM)
+        for s in range(start, stop, BLOCK_M):
+            offs_m = s + tl.arange(0, BLOCK_M)
+            if MASK:
+                rows = offs_m[:, None] < N
+                q = tl.load(q_base + offs_m[:, None] * stride_qn + offs_d[None, :], mask=rows)
+                do = tl.load(do_base + offs_m[:, None] * stride_don + offs_d[None, :], mask=rows)
+                lse = tl.load(lse_base + offs_m, mask=offs_m < N, other=float("inf"))
+                delta = tl.load(delta_base + offs_m, mask=offs_m < N, other=0.0)
+            else:
+                q = tl.load(q_base + offs_m[:, None] * stride_qn + offs_d[None, :])
+                do = tl.load(do_base + offs_m[:, None] * stride_don + offs_d[None, :])
+                lse = tl.load(lse_base + offs_m)
+                delta = tl.load(delta_base + offs_m)
+            qkt = tl.dot(k, tl.trans(q)) * qk_scale  # (BN, BM)
+            pt = tl.math.exp2(qkt - lse[None, :])
+            if MASK:
+                d = offs_m[None, :] - offs_n[:, None]
+                ok = (d >= LO) & (d <= HI) & (offs_m[None, :] < N)
+                pt = tl.where(ok, pt, 0.0)
+            dv = tl.dot(pt.to(do.dtype), do, dv)
+            dpt = tl.dot(v, tl.trans(do))  # (BN, BM)
+            dst = pt * (dpt - delta[None, :])
+            dk = tl.dot(dst.to(q.dtype), q, dk)
+        return dk, dv
+
+    @triton.jit
+    def _band_bwd_dkdv(
+        Q, K, V, DO, LSE, DELTA, DK, DV,
+        sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn,
+        sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
+        H, HK, GROUP, N, LO, HI, qk_scale, sm_scale,
+        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ):  # fmt: skip
+        start_n = tl.program_id(0) * BLOCK_N
+        bhk = tl.program_id(1)
+        b, hk = bhk // HK, bhk % HK
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        offs_d = tl.arange(0, HEAD_DIM)
+        cols = offs_n[:, None] < N
+        k = tl.load(K + b * skb + hk * skh + offs_n[:, None] * skn + offs_d[None, :], mask=cols)
+        v = tl.load(V + b * svb + hk * svh + offs_n[:, None] * svn + offs_d[None, :], mask=cols)
+        dk = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
+        dv = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
+        first, full_lo, full_hi, end = _ranges(start_n, N, LO, HI, BLOCK_N, BLOCK_M, 1)
+        for g in range(0, GROUP):
+            h = hk * GROUP + g
+            q_base = Q + b * sqb + h * sqh
+            do_base = DO + b * sdb + h * sdh
+            lse_base = LSE + (b * H + h) * N
+            delta_base = DELTA + (b * H + h) * N
+            dk, dv = _dkdv_tiles(
+                dk, dv, k, v, q_base, do_base, lse_base, delta_base, offs_n, first, full_lo,
+                sqn, sdn, N, LO, HI, qk_scale, True, BLOCK_M, HEAD_DIM,
+            )  # fmt: skip
+            dk, dv = _dkdv_tiles(
+                dk, dv, k, v, q_base, do_base, lse_base, delta_base, offs_n, full_lo, full_hi,
+                sqn, sdn, N, LO, HI, qk_scale, False, BLOCK_M, HEAD_DIM,
+            )  # fmt: skip
+            dk, dv = _dkdv_tiles(
+                dk, dv, k, v, q_base, do_base, lse_base, delta_base, offs_n, full_hi, end,
+                sqn, sdn, N, LO, HI, qk_scale, True, BLOCK_M, HEAD_DIM,
+            )  # fmt: skip
+        tl.store(
+            DK + b * sdkb + hk * sdkh + offs_n[:, None] * sdkn + offs_d[None, :],
+            (dk * sm_scale).to(DK.dtype.element_ty),
+            mask=cols,
+        )
+        tl.store(
+            DV + b * sdvb + hk * sdvh + offs_n[:, None] * sdvn + offs_d[None, :],
+            dv.to(DV.dtype.element_ty),
+            mask=cols,
+        )
+
+    @triton.jit
+    def _dq_tiles(
+        dq, q, do, lse, delta, k_base, v_base, offs_m, start, stop,
+        stride_kn, stride_vn, N, LO, HI, qk_scale,
+        MASK: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+    ):  # fmt: skip
+        offs_d = tl.arange(0, HEAD_DIM)
+        for s in range(start, stop, BLOCK_N):
+            offs_n = s + tl.arange(0, BLOCK_N)
+            if MASK:
+                cols = offs_n[:, None] < N
+                k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_d[None, :], mask=cols)
+                v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_d[None, :], mask=cols)
+            else:
+                k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_d[None, :])
+                v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_d[None, :])
+            qk = tl.dot(q, tl.trans(k)) * qk_scale  # (BM, BN)
+            p = tl.math.exp2(qk - lse[:, None])
+            if MASK:
+                d = offs_m[:, None] - offs_n[None, :]
+                ok = (d >= LO) & (d <= HI) & (offs_n[None, :] < N)
+                p = tl.where(ok, p, 0.0)
+            dp = tl.dot(do, tl.trans(v))  # (BM, BN)
+            ds = p * (dp - delta[:, None])
+            dq = tl.dot(ds.to(k.dtype), k, dq)
+        return dq
+
+    @triton.jit
+    def _band_bwd_dq(
+        Q, K, V, DO, LSE, DELTA, DQ,
+        sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, sdqb, sdqh, sdqn,
+        H, GROUP, N, LO, HI, qk_scale, sm_scale,
+        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ):  # fmt: skip
+        start_m = tl.program_id(0) * BLOCK_M
+        bh = tl.program_id(1)
+        b, h = bh // H, bh % H
+        hk = h // GROUP
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        offs_d = tl.arange(0, HEAD_DIM)
+        rows = offs_m[:, None] < N
+        q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqn + offs_d[None, :], mask=rows)
+        do = tl.load(DO + b * sdb + h * sdh + offs_m[:, None] * sdn + offs_d[None, :], mask=rows)
+        lse = tl.load(LSE + bh * N + offs_m, mask=offs_m < N, other=float("inf"))
+        delta = tl.load(DELTA + bh * N + offs_m, mask=offs_m < N, other=0.0)
+        k_base = K + b * skb + hk * skh
+        v_base = V + b * svb + hk * svh
+        dq = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)
+        first, full_lo, full_hi, end = _ranges(start_m, N, LO, HI, BLOCK_M, BLOCK_N, 0)
+        dq = _dq_tiles(
+            dq, q, do, lse, delta, k_base, v_base, offs_m, first, full_lo,
+            skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM,
+        )  # fmt: skip
+        dq = _dq_tiles(
+            dq, q, do, lse, delta, k_base, v_base, offs_m, full_lo, full_hi,
+            skn, svn, N, LO, HI, qk_scale, False, BLOCK_N, HEAD_DIM,
+        )  # fmt: skip
+        dq = _dq_tiles(
+            dq, q, do, lse, delta, k_base, v_base, offs_m, full_hi, end,
+            skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM,
+        )  # fmt: skip
+        tl.store(
+            DQ + b * sdqb + h * sdqh + offs_m[:, None] * sdqn + offs_d[None, :],
+            (dq * sm_scale).to(DQ.dtype.element_ty),
+            mask=rows,
+        )
+
+    def _configs(pairs):
+        return [
+            triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+            for bm, bn, w, s in pairs
+        ]
+
+    # (BLOCK_M, BLOCK_N, warps, stages), the usual FlashAttention-2 tiles on Hopper; configs
+    # that need more shared memory than the GPU has are skipped by the autotuner
+    _FWD = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (64, 64, 4, 3)]
+    _DKDV = [(64, 128, 8, 3), (32, 128, 4, 3), (64, 64, 4, 3)]
+    _DQ = [(128, 64, 8, 3), (128, 32, 4, 3), (64, 64, 4, 3)]
+    _KEY = ["HEAD_DIM", "NKEY"]  # and the tensors' dtypes (Triton adds them)
+
+    def _tuned(kernel, pairs, small):
+        if interpreting():  # one small config: the interpreter runs every config it is given
+            return triton.autotune(configs=_configs([small]), key=_KEY)(kernel)
+        return triton.autotune(configs=_configs(pairs), key=_KEY)(kernel)
+
+
+if triton is not None:
+    # The launched kernels take two extra arguments, WIDTH (hi - lo) and NKEY (the length's
+    # power of two), unused in the body; NKEY is the autotuner's key (with the head dim and
+    # dtype), so each length class is tuned once.
+    @triton.jit
+    def _band_fwd_k(
+        Q, K, V, Out, LSE,
+        sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
+        H, GROUP, N, LO, HI, qk_scale, WIDTH, NKEY,
+        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ):  # fmt: skip
+        _band_fwd(
+            Q, K, V, Out, LSE, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
+            H, GROUP, N, LO, HI, qk_scale, HEAD_DIM, BLOCK_M, BLOCK_N,
+        )  # fmt: skip
+
+    @triton.jit
+    def _band_bwd_dkdv_k(
+        Q, K, V, DO, LSE, DELTA, DK, DV,
+        sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn,
+        sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
+        H, HK, GROUP, N, LO, HI, qk_scale, sm_scale, WIDTH, NKEY,
+        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ):  # fmt: skip
+        _band_bwd_dkdv(
+            Q, K, V, DO, LSE, DELTA, DK, DV,
+            sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn,
+            sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
+            H, HK, GROUP, N, LO, HI, qk_scale, sm_scale, HEAD_DIM, BLOCK_M, BLOCK_N,
+        )  # fmt: skip
+
+    @triton.jit
+    def _band_bwd_dq_k(
+        Q, K, V, DO, LSE, DELTA, DQ,
+        sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, sdqb, sdqh, sdqn,
+        H, GROUP, N, LO, HI, qk_scale, sm_scale, WIDTH, NKEY,
+        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ):  # fmt: skip
+        _band_bwd_dq(
+            Q, K, V, DO, LSE, DELTA, DQ,
+            sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, sdqb, sdqh, sdqn,
+            H, GROUP, N, LO, HI, qk_scale, sm_scale, HEAD_DIM, BLOCK_M, BLOCK_N,
+        )  # fmt: skip
+
+    _fwd_tuned = _tuned(_band_fwd_k, _FWD, (32, 32, 4, 1))
+    _dkdv_tuned = _tuned(_band_bwd_dkdv_k, _DKDV, (16, 32, 4, 1))
+    _dq_tuned = _tuned(_band_bwd_dq_k, _DQ, (32, 16, 4, 1))
+
+
+def _clip(lo: int | None, hi: int | None, n: int) -> tuple[int, int]:
+    """The band's bounds within a length-n sequence (|i - j| < n)."""
+    lo = -n if lo is None else max(int(lo), -n)
+    hi = n if hi is None else min(int(hi), n)
+    return lo, hi
+
+
+def _key(lo: int, hi: int, n: int) -> dict:
+    return {"WIDTH": hi - lo, "NKEY": triton.next_power_of_2(max(n, 1))}
+
+
+def band_forward(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lo: int, hi: int, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out (B, H, n, D), lse (B, H, n) float32 in log2 units; +inf for a row with no key)."""
+    b, h, n, d = q.shape
+    hk = k.shape[1]
+    out = torch.empty_like(q)
+    lse = torch.empty(b, h, n, dtype=torch.float32, device=q.device)
+    if n == 0 or lo > hi:
+        out.zero_()
+        lse.fill_(float("inf"))
+        return out, lse
+    grid = lambda cfg: (triton.cdiv(n, cfg["BLOCK_M"]), b * h)  # noqa: E731
+    _fwd_tuned[grid](
+        q, k, v, out, lse,
+        *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3],
+        h, h // hk, n, lo, hi, scale * LOG2E, **_key(lo, hi, n), HEAD_DIM=d,
+    )  # fmt: skip
+    return out, lse
+
+
+def band_backward(
+    dout: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    lo: int,
+    hi: int,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv) of ``band_forward``; dk and dv have k's heads (summed over each group)."""
+    b, h, n, d = q.shape
+    hk = k.shape[1]
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    if n == 0 or lo > hi:
+        return dq.zero_(), dk.zero_(), dv.zero_()
+    dout = dout.contiguous() if dout.stride(-1) != 1 else dout
+    delta = torch.empty(b, h, n, dtype=torch.float32, device=q.device)
+    _bwd_delta[(triton.cdiv(n, 64), b * h)](
+        out, dout, delta, *out.stride()[:3], *dout.stride()[:3], h, n, HEAD_DIM=d, BLOCK_M=64
+    )
+    key = _key(lo, hi, n)
+    common = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *dout.stride()[:3])
+    grid = lambda cfg: (triton.cdiv(n, cfg["BLOCK_N"]), b * hk)  # noqa: E731
+    _dkdv_tuned[grid](
+        q, k, v, dout, lse, delta, dk, dv, *common, *dk.stride()[:3], *dv.stride()[:3],
+        h, hk, h // hk, n, lo, hi, scale * LOG2E, scale, **key, HEAD_DIM=d,
+    )  # fmt: skip
+    grid = lambda cfg: (triton.cdiv(n, cfg["BLOCK_M"]), b * h)  # noqa: E731
+    _dq_tuned[grid](
+        q, k, v, dout, lse, delta, dq, *common, *dq.stride()[:3],
+        h, h // hk, n, lo, hi, scale * LOG2E, scale, **key, HEAD_DIM=d,
+    )  # fmt: skip
+    return dq, dk, dv
+
+
+def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+@torch.library.custom_op("sparsetorch::band_attention_fwd", mutates_args=())
+def _band_fwd_op(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lo: int, hi: int, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return band_forward(q, k, v, lo, hi, scale)
+
+
+@_band_fwd_op.register_fake
+def _(q, k, v, lo, hi, scale):
+    return torch.empty_like(q), q.new_empty(q.shape[:3], dtype=torch.float32)
+
+
+@torch.library.custom_op("sparsetorch::band_attention_bwd", mutates_args=())
+def _band_bwd_op(
+    dout: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    lo: int,
+    hi: int,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return band_backward(dout, q, k, v, out, lse, lo, hi, scale)
+
+
+@_band_bwd_op.register_fake
+def _(dout, q, k, v, out, lse, lo, hi, scale):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, lo, hi, scale = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.band = (lo, hi, scale)
+
+
+def _backward(ctx, dout, dlse):
+    q, k, v, out, lse = ctx.saved_tensors
+    lo, hi, scale = ctx.band
+    dq, dk, dv = _band_bwd_op(dout, q, k, v, out, lse, lo, hi, scale)
+    return dq, dk, dv, None, None, None
+
+
+_band_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def band_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lo: int | None,
+    hi: int | None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """softmax(q kᵀ · scale) v over keys j with ``lo <= i - j <= hi`` (None: unbounded).
+
+    q (B, H, n, D), k and v (B, H / group, n, D), float16/bfloat16, D in ``HEAD_DIMS``;
+    returns (B, H, n, D). Differentiable (FlashAttention-2 backward)."""
+    reason = unsupported(q, k)
+    if reason is not None:
+        raise ValueError(f"band_attention: {reason}")
+    n = q.shape[2]
+    lo, hi = _clip(lo, hi, n)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
+    return _band_fwd_op(q, k, v, lo, hi, scale)[0]
+
+
+__all__ = ["DTYPES", "HEAD_DIMS", "available", "band_attention", "band_backward", "band_forward"]

@@ -1,0 +1,133 @@
+"""The band attention kernel (kernels/band_attention.py) against float64 masked attention:
+forward and the three gradients, non-causal windows, causal windows, bands whose first rows
+see no key, lengths that are not multiples of the tiles, GQA.
+
+On CPU the kernels run in Triton's interpreter, in float16 (its bfloat16 arithmetic is not
+faithful): ``TRITON_INTERPRET=1 PYTHONPATH=src:. python -m pytest tests/kernels/test_band_attention.py``.
+On a GPU (``-m gpu``): bfloat16 and float16, head dims 64 and 128, through ``sparse_attention``
+too, and under ``torch.compile(fullgraph=True)``."""
+
+import math
+
+import pytest
+import torch
+
+from sparsetorch.attention import band, causal, local, sparse_attention
+from sparsetorch.kernels import band_attention as bk
+from tests.kernels.interpreter import needs_interpreter, patch
+
+patch()
+
+
+def masked_attention(q, k, v, lo, hi, scale):
+    """float64 softmax attention over keys with lo <= i - j <= hi; a row without keys is 0."""
+    n, group = q.shape[2], q.shape[1] // k.shape[1]
+    k = k.double().repeat_interleave(group, 1)
+    v = v.double().repeat_interleave(group, 1)
+    d = torch.arange(n, device=q.device)[:, None] - torch.arange(n, device=q.device)[None, :]
+    allowed = (d >= lo) & (d <= hi)
+    s = (q.double() @ k.transpose(-1, -2) * scale).masked_fill(~allowed, float("-inf"))
+    return torch.softmax(s, -1).nan_to_num(0.0) @ v
+
+
+def _check(shape_q, heads_kv, lo, hi, dtype, device, tol):
+    b, h, n, d = shape_q
+    g = torch.Generator(device=device).manual_seed(n + d + h)
+    q = torch.randn(b, h, n, d, dtype=dtype, device=device, generator=g)
+    k, v = (torch.randn(b, heads_kv, n, d, dtype=dtype, device=device, generator=g) for _ in "kv")
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    scale = 1 / math.sqrt(d)
+    out = bk.band_attention(q, k, v, lo, hi, scale)
+    assert out.shape == q.shape and out.dtype == dtype
+    exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    ref = masked_attention(*exact, lo, hi, scale)
+    err = ((out.double() - ref).norm() / ref.norm()).item()
+    assert err < tol, f"forward relative error {err}"
+    up = torch.randn(out.shape, dtype=dtype, device=device, generator=g)
+    grads = torch.autograd.grad(out, (q, k, v), up)
+    want = torch.autograd.grad(ref, exact, up.double())
+    for name, got, w in zip("qkv", grads, want):
+        assert got.shape == w.shape
+        e = ((got.double() - w).norm() / w.norm()).item()
+        assert e < tol, f"d{name} relative error {e}"
+
+
+CASES = [  # (B, H, n, D), kv heads, lo, hi
+    ((1, 2, 70, 16), 2, -8, 8),  # local(8), n not a multiple of the tiles
+    ((2, 2, 100, 32), 2, 0, 20),  # causal window
+    ((1, 4, 64, 16), 2, 3, 9),  # band without the diagonal: rows 0..2 see no key; GQA 2
+    ((1, 4, 50, 16), 1, -30, 5),  # asymmetric, multi-query (one kv head)
+    ((1, 1, 33, 16), 1, -100, 100),  # wider than the sequence: full attention
+]
+
+
+@needs_interpreter
+@pytest.mark.parametrize("shape, heads_kv, lo, hi", CASES)
+def test_interpreted_kernel_equals_float64_masked_attention(shape, heads_kv, lo, hi):
+    _check(shape, heads_kv, lo, hi, torch.float16, "cpu", 2e-3)
+
+
+@needs_interpreter
+def test_interpreted_empty_band_gives_zeros_and_zero_gradients():
+    q, k, v = (torch.randn(1, 1, 20, 16, dtype=torch.float16, requires_grad=True) for _ in "qkv")
+    out = bk.band_attention(q, k, v, 30, 40)  # i - j >= 30: no pair in a length-20 sequence
+    assert torch.equal(out, torch.zeros_like(out))
+    grads = torch.autograd.grad(out.float().sum(), (q, k, v))
+    assert all(torch.equal(gr, torch.zeros_like(gr)) for gr in grads)
+
+
+def test_unsupported_inputs_are_named():
+    q = torch.randn(1, 3, 8, 16, dtype=torch.float16)
+    reason = bk.unsupported(q, torch.randn(1, 2, 8, 16, dtype=torch.float16))
+    if not bk.available():
+        assert reason == "Triton is not installed"
+        return
+    assert reason is not None
+    with pytest.raises(ValueError, match="band_attention"):
+        bk.band_attention(q.float(), q.float(), q.float(), -2, 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("lo, hi", [(-64, 64), (0, 100), (2, 300), (-1000, 1000)])
+@pytest.mark.parametrize("heads_kv", [4, 1])
+def test_gpu_kernel_equals_float64_masked_attention(dtype, d, lo, hi, heads_kv):
+    _check((2, 4, 777, d), heads_kv, lo, hi, dtype, "cuda", 1e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pattern", [local(100), causal() & local(50), band(1, 80)], ids=repr)
+def test_gpu_backend_band_equals_float64_and_auto_runs_it_when_enabled(pattern, monkeypatch):
+    from sparsetorch.attention import backends
+
+    monkeypatch.setattr(backends, "AUTO_BAND", True)
+    g = torch.Generator(device="cuda").manual_seed(3)
+    q, k, v = (
+        torch.randn(1, 4, 2500, 64, device="cuda", dtype=torch.bfloat16, generator=g) for _ in "qkv"
+    )
+    ours = sparse_attention(q, k, v, pattern, backend="band").double()
+    exact = masked_attention(q, k, v, pattern.lo, pattern.hi, 0.125)
+    assert ((ours - exact).norm() / exact.norm()).item() < 1e-2
+    auto = sparse_attention(q, k, v, pattern, backend="auto")
+    torch.testing.assert_close(auto, ours.to(auto.dtype), atol=0, rtol=0)  # auto runs band
+
+
+@pytest.mark.gpu
+def test_gpu_band_under_fullgraph_compile_and_backward():
+    g = torch.Generator(device="cuda").manual_seed(4)
+    q, k, v = (
+        torch.randn(
+            1, 2, 600, 64, device="cuda", dtype=torch.bfloat16, generator=g
+        ).requires_grad_()
+        for _ in "qkv"
+    )
+
+    def f(q, k, v):
+        return bk.band_attention(q, k, v, -32, 32).float().square().sum()
+
+    eager = torch.autograd.grad(f(q, k, v), (q, k, v))
+    compiled = torch.compile(f, fullgraph=True)
+    got = torch.autograd.grad(compiled(q, k, v), (q, k, v))
+    for a, b in zip(eager, got):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
