@@ -165,19 +165,20 @@ def test_cumulative_erk_after_global_redistributes_instead_of_regrowing():
 
 def test_nm_default_and_combined_sparsity():
     model = Net()
-    sparse.prune(model, pattern="2:4")  # conv has in=3: one partial group keeps ceil(2*3/4) = 2
+    # conv has in=3: with indivisible="partial" its partial group keeps ceil(2*3/4) = 2
+    sparse.prune(model, pattern="2:4", indivisible="partial")
     p = get_pattern("2:4")
     for name, mask in sparse.masks(model).items():
         assert p.is_valid(mask), name
     assert int(sparse.masks(model)["fc1.weight"].sum()) == 32 * 64
     model = Net()
-    sparse.prune(model, 0.9, pattern="2:4")
+    sparse.prune(model, 0.9, pattern="2:4", indivisible="partial")
     masks = sparse.masks(model)
     assert all(p.is_valid(m) for m in masks.values())
     total = sum(m.numel() for m in masks.values())
     assert kept(model) == round(0.1 * total)
     with pytest.raises(ValueError, match=r"below what pattern '2:4' allows"):
-        sparse.prune(Net(), 0.3, pattern="2:4")
+        sparse.prune(Net(), 0.3, pattern="2:4", indivisible="partial")
     with pytest.raises(ValueError, match="sparsity is required for pattern 'unstructured'"):
         sparse.prune(Net())
 

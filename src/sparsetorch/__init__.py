@@ -39,6 +39,9 @@ if TYPE_CHECKING:  # the same names as _LAZY, for type checkers (tests hold the 
     from sparsetorch.masking import apply_masks as apply_masks
     from sparsetorch.masking import get_masks as masks
     from sparsetorch.masking import mask_gradients_ as mask_gradients_
+    from sparsetorch.masking import masks_from_zeros as masks_from_zeros
+    from sparsetorch.masking import reattach_masks as reattach_masks
+    from sparsetorch.masking import register_prunable as register_prunable
     from sparsetorch.masking import remove_masks as remove_masks
     from sparsetorch.metrics import density as density
     from sparsetorch.metrics import sparsity as sparsity
@@ -58,6 +61,9 @@ _LAZY: dict[str, str] = {
     "apply_masks": "sparsetorch.masking:apply_masks",
     "remove_masks": "sparsetorch.masking:remove_masks",
     "mask_gradients_": "sparsetorch.masking:mask_gradients_",
+    "masks_from_zeros": "sparsetorch.masking:masks_from_zeros",
+    "reattach_masks": "sparsetorch.masking:reattach_masks",
+    "register_prunable": "sparsetorch.masking:register_prunable",
     "prune": "sparsetorch.pruning:prune",
     "compute_masks": "sparsetorch.pruning:compute_masks",
     "oneshot": "sparsetorch.post_training:oneshot",
@@ -113,10 +119,13 @@ __all__ = [
     "lottery",
     "mask_gradients_",
     "masks",
+    "masks_from_zeros",
     "models",
     "oneshot",
     "prune",
     "random_prune",
+    "reattach_masks",
+    "register_prunable",
     "remove_masks",
     "report",
     "save",

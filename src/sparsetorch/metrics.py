@@ -3,11 +3,15 @@
 density d = nonzeros / total, sparsity s = 1 - d (the formula "s = ||w||_0 / total", as sometimes written, counts
 nonzeros, which is the density). Zero means ``== 0`` (both signs); NaN counts as nonzero.
 
-For an ``nn.Module`` the count runs over its prunable weights by default (the weights of Linear,
-Conv and Embedding layers, ``sparsetorch.masking.prunable_parameters``): biases and norm
-parameters are never pruned, so counting them would understate the sparsity. ``params="all"``
-counts every parameter. Both are global ratios: layers weigh by their size. A weight that a
-mask keeps but that happens to be exactly zero counts as zero.
+For an ``nn.Module`` the count runs over its prunable weights by default: the weights the
+registry of prunable kinds covers (``sparsetorch.masking.prunable_parameters``: Linear, Conv,
+ConvTranspose, transformers' Conv1D, MultiheadAttention's input projection and Embedding
+weights, and any kind you register), the weights ``st.prune`` prunes and ``st.report`` lists.
+Biases and norm parameters are never pruned, so counting them would understate the sparsity;
+a weight of 2+ dims that no kind covers (``masking.uncovered_weights``, listed under
+``st.report``'s table) is not counted either. ``params="all"`` counts every parameter. Both are
+global ratios: layers weigh by their size. A weight that a mask keeps but that happens to be
+exactly zero counts as zero.
 """
 
 from __future__ import annotations
@@ -62,12 +66,17 @@ def _counts(x: torch.Tensor | SparseFormat | nn.Module, params: str) -> tuple[in
 
 
 def density(x: torch.Tensor | SparseFormat | nn.Module, params: str = "prunable") -> float:
-    """Fraction of nonzero entries (``params`` applies to modules: "prunable" or "all")."""
+    """Fraction of nonzero entries. For a module, ``params="prunable"`` (default) counts the
+    prunable weights (see the module docstring: what ``st.prune`` prunes and ``st.report``
+    lists), ``"all"`` every parameter."""
     nonzero, total = _counts(x, params)
     return nonzero / total
 
 
 def sparsity(x: torch.Tensor | SparseFormat | nn.Module, params: str = "prunable") -> float:
-    """Fraction of zero entries, ``1 - density(x, params)`` (computed exactly as zeros/total)."""
+    """Fraction of zero entries, ``1 - density(x, params)`` (computed exactly as zeros/total).
+    For a module, ``params="prunable"`` (default) counts the prunable weights only: the weights
+    ``st.prune`` prunes and ``st.report`` lists (biases, norms and weights no prunable kind
+    covers are left out); ``params="all"`` counts every parameter."""
     nonzero, total = _counts(x, params)
     return (total - nonzero) / total

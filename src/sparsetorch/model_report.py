@@ -2,47 +2,34 @@
 the smallest format (``sparsetorch.formats.best_format``) and, given an input, dense and sparse
 FLOPs — plus a totals row. Prints as an aligned table; also ``to_dict()`` and ``to_markdown()``.
 
-FLOPs come from one dummy forward (eval mode, no grad; training flags restored) with forward
-hooks: a Linear or Conv layer costs 2 x its multiply-accumulates, an Embedding lookup none;
-biases, activations and norms are not counted. Sparse FLOPs are dense FLOPs x the layer's
-density (what an ideal sparse kernel would skip).
+The rows are the prunable weights of the registry of prunable kinds
+(``masking.prunable_parameters``), the weights ``st.prune`` prunes and ``st.sparsity`` counts by
+default; the totals row sums them. Under the table, the report lists any layer that keeps no
+weight, and any weight of 2+ dims that no kind covers (``masking.uncovered_weights``: left
+dense by ``st.prune``, not counted by ``st.sparsity``).
+
+FLOPs come from one dummy forward (eval mode, no grad, MultiheadAttention's fused fast path
+off; training flags restored) with forward hooks: a layer costs 2 x the multiply-accumulates
+its kind counts (``PrunableKind.macs``: Linear, Conv, transformers' Conv1D, MultiheadAttention's
+input projections; an Embedding lookup none); biases, activations, attention products and
+norms are not counted. Sparse FLOPs are dense FLOPs x the layer's density (what an ideal sparse
+kernel would skip).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from sparsetorch._checks import check_not_meta
+from sparsetorch.batches import call_model, first_tensor
 from sparsetorch.formats import best_format
-from sparsetorch.masking import prunable_parameters
-
-
-def _linear_macs(module: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> int:
-    return x.numel() * module.out_features  # rows x in x out
-
-
-def _conv_macs(module: nn.modules.conv._ConvNd, x: torch.Tensor, y: torch.Tensor) -> int:
-    per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
-    return y.numel() * per_output
-
-
-def _no_macs(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    return 0  # a lookup
-
-
-# multiply-accumulates of one call, by layer type (the types of masks.PRUNABLE_TYPES)
-MACS: dict[type[nn.Module], Callable[[nn.Module, torch.Tensor, torch.Tensor], int]] = {
-    nn.Linear: _linear_macs,
-    nn.Conv1d: _conv_macs,
-    nn.Conv2d: _conv_macs,
-    nn.Conv3d: _conv_macs,
-    nn.Embedding: _no_macs,
-}
+from sparsetorch.masking import kind_of, prunable_parameters, uncovered_weights
 
 
 @dataclass(frozen=True)
@@ -69,6 +56,26 @@ class LayerRow:
 class Report:
     layers: list[LayerRow]
     input_shape: tuple[int, ...] | None
+    # weights of 2+ dims no prunable kind covers: (name, shape); left dense by st.prune
+    uncovered: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    @property
+    def empty(self) -> list[str]:
+        """Layers that keep no weight."""
+        return [row.name for row in self.layers if row.nnz == 0]
+
+    def notes(self) -> list[str]:
+        """The lines printed under the table: empty layers, uncovered weights."""
+        out = []
+        if self.empty:
+            out.append(f"empty (no weight kept): {', '.join(self.empty)}")
+        if self.uncovered:
+            shown = ", ".join(f"{n} ({'x'.join(map(str, s))})" for n, s in self.uncovered)
+            out.append(
+                f"not prunable (no registered kind; not in the totals, left dense by st.prune): "
+                f"{shown}"
+            )
+        return out
 
     @property
     def total(self) -> LayerRow:
@@ -93,6 +100,8 @@ class Report:
             "input_shape": None if self.input_shape is None else list(self.input_shape),
             "layers": [row.to_dict() for row in self.layers],
             "total": self.total.to_dict(),
+            "empty": self.empty,
+            "uncovered": [{"name": n, "shape": list(s)} for n, s in self.uncovered],
         }
 
     def _cells(self) -> tuple[list[str], list[list[str]]]:
@@ -118,13 +127,14 @@ class Report:
 
     def __str__(self) -> str:
         header, rows = self._cells()
-        return format_table(header, rows, left=_LEFT, total=True)
+        return "\n".join([format_table(header, rows, left=_LEFT, total=True), *self.notes()])
 
     def to_markdown(self) -> str:
         header, rows = self._cells()
         align = [":--" if i in _LEFT else "--:" for i in range(len(header))]
         rows[-1][0] = f"**{rows[-1][0]}**"
-        return "\n".join("| " + " | ".join(r) + " |" for r in [header, align, *rows])
+        table = "\n".join("| " + " | ".join(r) + " |" for r in [header, align, *rows])
+        return "\n\n".join([table, *self.notes()])
 
 
 _LEFT = {0, 1, 6}  # text columns: layer, shape, format
@@ -169,14 +179,15 @@ def report(
     model: nn.Module,
     input_shape: tuple[int, ...] | None = None,
     *,
-    example_input: torch.Tensor | None = None,
+    example_input: Any = None,
 ) -> Report:
     """Per-layer report of ``model``'s prunable weights.
 
     ``input_shape`` (batch dim included, e.g. ``(1, 1, 28, 28)``) runs one forward on zeros of
-    the model's dtype to count FLOPs; ``example_input`` runs it on a given tensor instead (for
-    models whose input is not a float tensor, such as token ids). Without either, the FLOPs
-    columns are left out.
+    the model's dtype to count FLOPs; ``example_input`` runs it on given inputs instead: a
+    tensor (token ids), a tuple of positional inputs or a dict of keyword inputs (``{"input_ids":
+    ids, "attention_mask": mask}``; ``sparsetorch.batches.call_model``). Without either, the
+    FLOPs columns are left out.
     """
     if input_shape is not None and example_input is not None:
         raise ValueError("pass input_shape or example_input, not both")
@@ -207,8 +218,12 @@ def report(
                 sparse_flops=None if dense_flops is None else dense_flops * nnz // w.numel(),
             )
         )
-    shape = tuple(example.shape) if flops is not None else None
-    return Report(layers, shape)
+    shape = None
+    if flops is not None:
+        first = first_tensor(example)
+        shape = tuple(first.shape) if first is not None else None
+    uncovered = tuple((n, tuple(s)) for n, s in uncovered_weights(model))
+    return Report(layers, shape, uncovered)
 
 
 def _zeros(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
@@ -221,32 +236,61 @@ def _zeros(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
     return torch.zeros(shape, dtype=dtype, device=device)
 
 
-def _counting_hook(flops: dict[str, int], key: str, macs: Callable) -> Callable:
-    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        flops[key] += 2 * macs(module, args[0], output)
+def _counting_hook(flops: dict[str, int], counted: list[tuple[str, str, Callable]]) -> Callable:
+    def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        for key, name, macs in counted:
+            flops[key] += 2 * macs(module, name, args, kwargs, output)
 
     return hook
 
 
+@contextlib.contextmanager
+def _no_mha_fast_path() -> Iterator[None]:
+    # the fused TransformerEncoderLayer / MultiheadAttention path calls no submodule (no hook
+    # fires) under no_grad in eval mode: count on the plain path, the same arithmetic
+    mha = torch.backends.mha
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
+
+
+def _get_parameter(module: nn.Module, name: str) -> torch.Tensor | None:
+    try:
+        return module.get_parameter(name)
+    except AttributeError:
+        return None
+
+
 @torch.no_grad()
-def count_flops(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+def count_flops(model: nn.Module, example: Any) -> dict[str, int]:
     """{prunable weight name: dense FLOPs of one forward on ``example``} (2 x MACs; a layer
-    called twice counts twice; a weight shared by several layers sums their calls)."""
+    called twice counts twice; a weight shared by several layers sums their calls).
+    ``example``: a tensor, a tuple of positional inputs or a dict of keyword inputs."""
     names = {
         id(module._parameters[name]): full for full, module, name in prunable_parameters(model)
     }
     flops = dict.fromkeys(names.values(), 0)
     handles = []
     for module in model.modules():
-        macs = next((fn for kind, fn in MACS.items() if isinstance(module, kind)), None)
-        weight = module._parameters.get("weight")
-        if macs is not None and weight is not None and id(weight) in names:
-            hook = _counting_hook(flops, names[id(weight)], macs)
-            handles.append(module.register_forward_hook(hook))
+        kind = kind_of(module)
+        if kind is None or kind.macs is None:
+            continue
+        own = [(n, module._parameters.get(n)) for n in kind.params]
+        read = [(n, _get_parameter(module, n)) for n in kind.reads]
+        counted = [
+            (names[id(p)], n, kind.macs) for n, p in own + read if p is not None and id(p) in names
+        ]
+        if counted:
+            hook = _counting_hook(flops, counted)
+            handles.append(module.register_forward_hook(hook, with_kwargs=True))
     modes = {module: module.training for module in model.modules()}
     try:
         model.eval()
-        model(example)
+        with _no_mha_fast_path():
+            call_model(model, example)
     finally:
         for handle in handles:
             handle.remove()

@@ -156,6 +156,28 @@ def test_help_shows_every_flag():
         "--batch-size",
         "--seed",
         "--out",
+        "--min-layer-density",
+        "--indivisible",
     ):
         assert flag in text
     assert "N:M" in text and "erk" in text and "taylor" in text
+
+
+def test_floor_and_indivisible_flags_reach_st_prune(checkpoint, tmp_path, capsys):
+    args = ["prune", "--checkpoint", str(checkpoint), "--model", "lenet300"]
+    out = tmp_path / "a.pt"
+    assert main([*args, "--sparsity", "0.999", "--min-layer-density", "0", "--out", str(out)]) == 0
+    bare = masks_from_state_dict(torch.load(out, weights_only=True))
+    assert main([*args, "--sparsity", "0.999", "--out", str(out)]) == 0
+    floored = masks_from_state_dict(torch.load(out, weights_only=True))
+    assert sum(int(m.sum()) for m in bare.values()) == sum(int(m.sum()) for m in floored.values())
+    model = build("lenet300")
+    model.load_state_dict(torch.load(checkpoint, weights_only=True))
+    expected = st.compute_masks(model, 0.999)  # the library's default floor
+    assert all(torch.equal(floored[n], expected[n]) for n in SIZES)
+    # lenet300's fc3 has 10 rows: no 4x4 blocks; refused with --indivisible error
+    block = [*args, "--sparsity", "0.5", "--pattern", "block4x4", "--distribution", "uniform"]
+    assert main([*block, "--indivisible", "error"]) == 2
+    assert "does not tile 1 of the prunable weights" in capsys.readouterr().err
+    assert main([*args, "--sparsity", "0.5", "--min-layer-density", "lots"]) == 2
+    assert "--min-layer-density must be 'auto' or a number" in capsys.readouterr().err

@@ -118,6 +118,9 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="non-empty iterable"):
         snip_scores(model, ["0.weight"], [])
     with pytest.raises(TypeError, match="batches\\[0\\]"):
+        snip_scores(model, ["0.weight"], [(torch.randn(4, 3), y, y)])
+    # a tensor batch is the input of a model that computes its own loss: this one does not
+    with pytest.raises(ValueError, match="has no targets and the model computed no loss"):
         snip_scores(model, ["0.weight"], [torch.randn(4, 3)])
 
 

@@ -63,6 +63,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--distribution", default="global", help="spread over layers: " + _names("distribution")
     )
     parser.add_argument(
+        "--min-layer-density",
+        metavar="D",
+        default="auto",
+        help="under --distribution global, the floor of every layer: a layer whose share of "
+        "the ranking is below this fraction of its weights keeps its best ones up to it; "
+        "'auto' (default): a tenth of the target density, 0 allows empty layers",
+    )
+    parser.add_argument(
+        "--indivisible",
+        choices=("skip", "error", "partial"),
+        default="skip",
+        help="layers the pattern does not tile (block size, N:M rows not a multiple of M): "
+        "skip keeps them dense with one warning (default), error refuses, partial prunes N:M "
+        "rows with a partial last group",
+    )
+    parser.add_argument(
         "--method",
         default=None,
         help="prune with a pruning-at-initialisation method instead of --criterion: snip, "
@@ -135,6 +151,15 @@ def _batch(args: argparse.Namespace):
     return data.train.x[idx], data.train.y[idx]
 
 
+def _floor(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"--min-layer-density must be 'auto' or a number, got {value!r}") from None
+
+
 def _uses_data(criterion) -> bool:
     """Everything but the weight-only criteria (magnitude, random) scores on a data batch."""
     from sparsetorch.criteria import ElementwiseCriterion
@@ -183,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
             generator=torch.Generator().manual_seed(args.seed),
             exclude=args.exclude,
             batch=batch,
+            min_layer_density=_floor(args.min_layer_density),
+            indivisible=args.indivisible,
         )
     print(st.report(model, input_shape=(1, *args.input_shape)))
     if args.out is not None:

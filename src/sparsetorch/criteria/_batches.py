@@ -1,5 +1,13 @@
 """The loss of a model on data batches, without side effects: shared by the criteria that
-score on data at initialisation (SNIP, GraSP) and the data-free one (SynFlow).
+score on data at initialisation (SNIP, GraSP, taylor, gradient) and the data-free one
+(SynFlow).
+
+A batch is any batch of ``sparsetorch.batches``: an ``(inputs, targets)`` pair (inputs a
+tensor, a tuple of positional inputs or a dict of keyword inputs), a dict of keyword inputs
+(attention masks, and labels when the model computes its own loss: Hugging Face models), or a
+tensor; outputs may be tensors, ``ModelOutput``s, dicts or tuples. The loss is
+``loss_fn(output, targets)`` (``loss_fn(output, batch)`` for a dict or tensor batch), else
+cross-entropy against the targets, else the model's own ``loss`` (``batches.loss_of``).
 
 Scoring never changes the model: weights enter as detached leaves through
 ``torch.func.functional_call``, buffers (BatchNorm running statistics) are cloned so the forward
@@ -10,53 +18,64 @@ the training run's random stream.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
 from sparsetorch._checks import check_not_meta
+from sparsetorch.batches import (
+    batch_size,
+    check_inputs,
+    is_pair,
+    logits_of,
+    loss_of,
+    map_logits,
+    split_batch,
+    to_device,
+)
+from sparsetorch.batches import cross_entropy as cross_entropy
 
-Batch = tuple[torch.Tensor, torch.Tensor]
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy for classifiers ``(N, C)`` and sequence models ``(N, T, V)``."""
-    return F.cross_entropy(logits.flatten(0, -2), y.flatten())
+Batch = Any  # a batch of sparsetorch.batches: (inputs, targets), a dict of inputs, a tensor
+LossFn = Callable[[Any, Any], torch.Tensor]
 
 
 def as_batches(batches: Batch | Iterable[Batch]) -> list[Batch]:
-    """Accept one ``(x, y)`` pair or an iterable of them (a list, a DataLoader); check each."""
-    if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
+    """Accept one batch or an iterable of them (a list, a DataLoader); check each. One batch is
+    a tensor, a mapping or an ``(inputs, targets)`` tuple; a list is always several batches
+    (whose items may be pairs given as lists, as a DataLoader yields them)."""
+    if isinstance(batches, torch.Tensor | Mapping) or (
+        isinstance(batches, tuple) and is_pair(batches)
+    ):
         batches = [batches]
-    ok = isinstance(batches, Iterable) and not isinstance(batches, torch.Tensor | str)
-    found = [tuple(b) if isinstance(b, list) else b for b in batches] if ok else None
+    ok = isinstance(batches, Iterable) and not isinstance(batches, str | bytes)
+    found = list(batches) if ok else None
     if not found:
-        raise ValueError("batches must be an (x, y) pair or a non-empty iterable of them")
+        raise ValueError(
+            "batches must be one batch ((inputs, targets), a dict of inputs or a tensor) or a "
+            "non-empty iterable of them"
+        )
     for i, batch in enumerate(found):
-        if (
-            not isinstance(batch, tuple | list)
-            or len(batch) != 2
-            or not all(isinstance(t, torch.Tensor) for t in batch)
-        ):
-            raise TypeError(f"batches[{i}] must be an (x, y) pair of tensors")
-        x, y = batch
-        if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
-            raise ValueError(
-                f"batches[{i}]: x {tuple(x.shape)} and y {tuple(y.shape)} must share a "
-                "non-empty first (batch) dimension"
-            )
-    return [(x, y) for x, y in found]
+        inputs, targets = split_batch(batch, f"batches[{i}]")
+        if isinstance(inputs, torch.Tensor) and targets is not None:
+            x, y = inputs, targets
+            if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+                raise ValueError(
+                    f"batches[{i}]: x {tuple(x.shape)} and y {tuple(y.shape)} must share a "
+                    "non-empty first (batch) dimension"
+                )
+        elif batch_size(batch) == 0:
+            raise ValueError(f"batches[{i}] holds no example")
+    return [tuple(b) if isinstance(b, list) else b for b in found]
 
 
 def require_batch(criterion: str, batch: Batch | Iterable[Batch] | None) -> Batch | Iterable[Batch]:
     if batch is None:
         raise ValueError(
-            f"criterion {criterion!r} scores on data: pass batch=(inputs, targets) (or a list "
-            "of them)"
+            f"criterion {criterion!r} scores on data: pass batch=(inputs, targets), a dict of "
+            "model inputs (with labels for a model that computes its loss) or a list of batches"
         )
     return batch
 
@@ -110,18 +129,33 @@ def no_side_effects(model: nn.Module, eval_mode: bool = False) -> Iterator[None]
             m.training = training
 
 
-def forward(model: nn.Module, tensors: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """``model(x)`` with ``tensors`` (name -> tensor) swapped in and buffers cloned."""
+def _describe(inputs: Any) -> str:
+    if isinstance(inputs, torch.Tensor):
+        return f"of shape {tuple(inputs.shape)} ({inputs.dtype})"
+    if isinstance(inputs, Mapping):
+        return f"with keys {list(inputs)}"
+    return f"of {len(inputs)} positional inputs"
+
+
+def forward(model: nn.Module, tensors: dict[str, torch.Tensor], inputs: Any) -> Any:
+    """The model's output on ``inputs`` (``batches.call_model``) with ``tensors`` (name ->
+    tensor) swapped in and buffers cloned."""
     state = {n: b.clone() for n, b in model.named_buffers()}
     state.update(tensors)
+    check_inputs(inputs)
+    args, kwargs = (
+        ((), dict(inputs))
+        if isinstance(inputs, Mapping)
+        else (tuple(inputs), {})
+        if isinstance(inputs, tuple | list)
+        else ((inputs,), {})
+    )
     try:
-        return functional_call(model, state, (x,))
+        return functional_call(model, state, args, kwargs)
     except torch.OutOfMemoryError:
         raise
     except (RuntimeError, IndexError) as exc:
-        raise ValueError(
-            f"batch x of shape {tuple(x.shape)} ({x.dtype}) does not fit the model: {exc}"
-        ) from exc
+        raise ValueError(f"batch input {_describe(inputs)} does not fit the model: {exc}") from exc
 
 
 def batch_loss(
@@ -132,17 +166,27 @@ def batch_loss(
     temperature: float = 1.0,
 ) -> torch.Tensor:
     """Loss of ``model`` (with ``tensors`` swapped in) on one batch; logits divided by
-    ``temperature``."""
+    ``temperature`` (where the loss is computed here: a model's own loss is taken as it is)."""
     device = next(iter(tensors.values())).device
-    x, y = (t.to(device) for t in batch)
-    logits = forward(model, tensors, x)
+    batch = to_device(batch, device)
+    inputs, targets = split_batch(batch)
+    output = forward(model, tensors, inputs)
+    if temperature != 1.0 and (loss_fn is not None or targets is not None):
+        output = map_logits(output, lambda logits: logits / temperature)
+
     try:
-        return (loss_fn or cross_entropy)(logits / temperature, y)
+        loss = loss_of(output, batch, loss_fn)
     except (RuntimeError, IndexError) as exc:
+        shape = tuple(targets.shape) if targets is not None else "-"
         raise ValueError(
-            f"targets y of shape {tuple(y.shape)} ({y.dtype}) do not fit the model output of "
-            f"shape {tuple(logits.shape)}: {exc}"
+            f"targets of shape {shape} do not fit the model output "
+            f"(logits {tuple(logits_of(output).shape)}): {exc}"
         ) from exc
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise ValueError(
+            f"the loss must be a one-element tensor, got {getattr(loss, 'shape', type(loss))}"
+        )
+    return loss.reshape(())
 
 
 def mean_gradient(
@@ -153,12 +197,13 @@ def mean_gradient(
     temperature: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """Gradient of the loss on the union of ``batches`` (batch losses weighted by size)."""
-    total = sum(x.shape[0] for x, _ in batches)
+    sizes = [batch_size(b) for b in batches]
+    total = sum(sizes)
     grads = {n: torch.zeros_like(t) for n, t in leaves.items()}
-    for batch in batches:
+    for batch, size in zip(batches, sizes):
         loss = batch_loss(model, leaves, batch, loss_fn, temperature)
         parts = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
         for acc, g in zip(grads.values(), parts):
             if g is not None:
-                acc.add_(g, alpha=batch[0].shape[0] / total)
+                acc.add_(g, alpha=size / total)
     return grads

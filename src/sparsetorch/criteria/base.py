@@ -4,15 +4,18 @@ A criterion is a small class with one method::
 
     scores(model, names, *, batch=None, loss_fn=None, generator=None) -> {name: score tensor}
 
-``names`` are full parameter names (``"fc1.weight"``); each score has its parameter's shape.
-Criteria that need data (gradient, Taylor/SNIP, GraSP...) take ``batch=(inputs, targets)`` (or a
-sequence of such pairs) and ``loss_fn(model(inputs), targets)`` (default: cross-entropy). Elementwise criteria subclass
-:class:`ElementwiseCriterion` and implement ``score(weight, grad, generator)``.
+``names`` are full parameter names (``"fc1.weight"``); each score has its parameter's shape
+(the result is a mapping: a dict, or :class:`LazyScores` computed when read). Criteria that
+need data (gradient, Taylor/SNIP, GraSP...) take ``batch=``, one batch or a sequence of them,
+each a batch of ``sparsetorch.batches`` (``(inputs, targets)``, a dict of keyword inputs, a
+tensor), and ``loss_fn(output, targets)`` (default: cross-entropy, or the model's own loss).
+Elementwise criteria subclass :class:`ElementwiseCriterion` and implement
+``score(weight, grad, generator)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -27,7 +30,7 @@ from sparsetorch.criteria._batches import (
     weight_leaves,
 )
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[Any, Any], torch.Tensor]
 
 
 class Criterion:
@@ -38,7 +41,7 @@ class Criterion:
         model: nn.Module,
         names: Sequence[str],
         *,
-        batch: tuple[Any, Any] | None = None,
+        batch: Any = None,
         loss_fn: LossFn | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
@@ -88,10 +91,33 @@ def score_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
+class LazyScores(Mapping[str, torch.Tensor]):
+    """``{name: score}`` computed when read, one parameter at a time and afresh on every read:
+    a criterion that needs neither data nor randomness (magnitude) never holds the scores of
+    the whole model, so ``st.prune`` on a large model holds about one layer's."""
+
+    def __init__(
+        self, params: dict[str, torch.Tensor], score: Callable[[torch.Tensor], torch.Tensor]
+    ):
+        self._params, self._score = params, score
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._score(self._params[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+
 class ElementwiseCriterion(Criterion):
-    """A score computed weight by weight from the weight and (if ``needs_grad``) its gradient."""
+    """A score computed weight by weight from the weight and (if ``needs_grad``) its gradient.
+    ``lazy = True`` (a deterministic score of the weight alone: magnitude) returns
+    :class:`LazyScores`."""
 
     needs_grad: bool = False
+    lazy: bool = False
 
     def score(
         self, weight: torch.Tensor, grad: torch.Tensor | None, generator: torch.Generator | None
@@ -103,11 +129,16 @@ class ElementwiseCriterion(Criterion):
         model: nn.Module,
         names: Sequence[str],
         *,
-        batch: tuple[Any, Any] | None = None,
+        batch: Any = None,
         loss_fn: LossFn | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
         params = parameters(model, names)
+        if self.lazy and not self.needs_grad:
+            return LazyScores(
+                {n: p.detach() for n, p in params.items()},
+                lambda w: self.score(w, None, generator).to(score_dtype(w)),
+            )
         grads = gradients(model, params, batch, loss_fn, self.name) if self.needs_grad else {}
         return {
             n: self.score(p.detach(), grads.get(n), generator).to(score_dtype(p))

@@ -15,11 +15,14 @@ absolute value is taken (the magnitude variant is a different method).
 H g is a Hessian-vector product by double backward: g is the gradient on the batches (held
 fixed), then H g = d(g_fixed . dL/dtheta)/dtheta. The logits are divided by a temperature before
 the loss; the official code uses T = 200 (the paper does not discuss it) and so does our default.
+A model that computes its own loss (a Hugging Face model given ``labels``) is scored at T = 1,
+with a warning: pass ``(inputs, targets)`` pairs or a ``loss_fn`` to apply the temperature.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -27,6 +30,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sparsetorch._checks import is_real
+from sparsetorch.batches import batch_size, split_batch
 from sparsetorch.criteria._batches import (
     Batch,
     LossFn,
@@ -55,9 +59,10 @@ def hessian_gradient_product(
 
     Attention runs on SDPA's math kernel here: the fused kernels have no double backward."""
     g = mean_gradient(model, leaves, batches, loss_fn, temperature)  # fixed vector
-    total = sum(x.shape[0] for x, _ in batches)
+    sizes = [batch_size(b) for b in batches]
+    total = sum(sizes)
     hg = {n: torch.zeros_like(t) for n, t in leaves.items()}
-    for batch in batches:
+    for batch, size in zip(batches, sizes):
         with sdpa_kernel(SDPBackend.MATH):
             loss = batch_loss(model, leaves, batch, loss_fn, temperature)
         parts = torch.autograd.grad(
@@ -70,7 +75,7 @@ def hessian_gradient_product(
             hg.values(), torch.autograd.grad(z, list(leaves.values()), allow_unused=True)
         ):
             if h is not None:
-                acc.add_(h, alpha=batch[0].shape[0] / total)
+                acc.add_(h, alpha=size / total)
     return hg
 
 
@@ -90,6 +95,14 @@ def grasp_scores(
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     temperature = float(temperature)
     batches = as_batches(batches)
+    if temperature != 1 and loss_fn is None and any(split_batch(b)[1] is None for b in batches):
+        warnings.warn(
+            f"GraSP temperature {temperature:g} is not applied to batches without targets: the "
+            "model computes its own loss from its logits; pass (inputs, targets) pairs or "
+            "loss_fn to score at a temperature",
+            UserWarning,
+            stacklevel=2,
+        )
     canonical = canonical_names(model, names)  # tied weights: one variable, scored once
     with no_side_effects(model):
         leaves = weight_leaves(model, canonical.values())

@@ -9,6 +9,7 @@ from sparsetorch.criteria.base import ElementwiseCriterion, score_dtype
 
 class Magnitude(ElementwiseCriterion):
     name = "magnitude"
+    lazy = True  # |w| is read afresh, layer by layer: no copy of every weight's score
 
     def score(self, weight, grad, generator) -> torch.Tensor:
         return weight.to(score_dtype(weight)).abs()

@@ -2,6 +2,12 @@
 
 Configs name the sparse engines a layer may use; dense is always kept as a candidate and the
 dispatcher picks by measurement, so a sparsified model is never slower than the dense one.
+
+Only ``nn.Linear`` modules that are called are swapped. Every other layer of the registry of
+prunable kinds (convolutions, transformers' ``Conv1D`` whose weight is stored ``(in, out)``,
+``nn.MultiheadAttention``'s input projection, embeddings) and every Linear whose parent reads
+its weight itself (``nn.MultiheadAttention.out_proj``) stays dense and is listed in the
+report's ``skipped`` with the reason, so a pruned GPT-2 or ViT is never silently left dense.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from sparsetorch.deploy.graphed import graph_timer
 from sparsetorch.deploy.sparse_linear import SparseLinear
 from sparsetorch.deploy.verify import MODES, Verification, verify_
 from sparsetorch.formats.nm import is_nm
+from sparsetorch.masking import kind_of
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +94,24 @@ class SparsifyReport:
         return "\n".join(lines)
 
 
+def _not_a_linear(module: nn.Module) -> str:
+    """Why a prunable layer that is not an ``nn.Linear`` stays dense."""
+    if isinstance(module, CONVOLUTIONS):
+        return CONV_REASON
+    if isinstance(module, nn.MultiheadAttention):
+        return (
+            "nn.MultiheadAttention multiplies by its input projection (in_proj_weight) itself: "
+            "sparsify_ swaps Linear layers only, it stays dense"
+        )
+    kind = kind_of(module)
+    if kind is not None and kind.in_dim != 1:
+        return (
+            f"{type(module).__name__} stores its weight (in, out) (reduction axis "
+            f"{kind.in_dim}): sparsify_ swaps Linear layers only, it stays dense"
+        )
+    return f"a {type(module).__name__}: sparsify_ swaps Linear layers only, it stays dense"
+
+
 def _candidates(name: str, linear: nn.Linear, tried: tuple[str, ...]) -> tuple[list, list]:
     ok, reasons = [], []
     for engine in tried:
@@ -110,7 +135,8 @@ def sparsify_(
     margin: float = 1.0,
 ) -> SparsifyReport:
     """Swap every Linear (passing ``filter_fn(module, fqn)``, torchao's signature) for a
-    :class:`SparseLinear`.
+    :class:`SparseLinear`; other prunable layers stay dense, listed in the report's
+    ``skipped`` with the reason (see the module docstring).
 
     ``config``: "2:4", "bsr" or "csr". ``paths`` overrides the candidate list (e.g.
     ``["nm_reference"]`` to force the reference twin). A weight that is not 2:4-valid under
@@ -145,13 +171,17 @@ def sparsify_(
     parent_reads = _read_by_parent(model)
     targets = []
     for name, module in model.named_modules():
-        if isinstance(module, CONVOLUTIONS) and wanted(module, name):
-            report.skipped[name] = CONV_REASON
-        elif isinstance(module, nn.Linear) and wanted(module, name):
+        kind = kind_of(module)
+        if kind is None or not wanted(module, name):
+            continue
+        if isinstance(module, nn.Linear):
             if name in parent_reads:
                 report.skipped[name] = parent_reads[name]
             else:
                 targets.append((name, module))
+        elif any(module._parameters.get(p) is not None for p in kind.params):
+            report.skipped[name] = _not_a_linear(module)  # Conv, Conv1D, MHA, Embedding
+            log.info("sparsify_: %s stays dense (%s)", name, report.skipped[name])
     if config == "2:4":
         bad = [n for n, m in targets if m.weight.shape[1] % 4 == 0 and not is_nm(m.weight, 2, 4)]
         if bad:

@@ -19,6 +19,10 @@ from sparsetorch.masking import prunable_parameters
 from sparsetorch.pruning import compute_masks
 from sparsetorch.selection import topk_mask
 
+# IMP as the papers run it: no layer floor (a round that would empty a layer raises below) and
+# N:M rows with a partial last group pruned too
+_AS_PAPER = {"min_layer_density": 0, "indivisible": "partial"}
+
 
 def ticket_masks(
     model: nn.Module,
@@ -37,7 +41,12 @@ def ticket_masks(
     pruned = [name for name, rate in rates.items() if rate > 0]
     if pat.fixed_density is not None:
         return compute_masks(
-            model, None, pattern=pat, distribution="uniform", exclude=_only(model, pruned)
+            model,
+            None,
+            pattern=pat,
+            distribution="uniform",
+            exclude=_only(model, pruned),
+            **_AS_PAPER,
         )
     if scope == "global":
         (rate,) = set(rates[n] for n in pruned)
@@ -47,6 +56,7 @@ def ticket_masks(
             pattern=pat,
             distribution="global",
             exclude=_only(model, pruned),
+            **_AS_PAPER,
         )
     else:
         masks = {}
@@ -58,6 +68,7 @@ def ticket_masks(
                     pattern=pat,
                     distribution="uniform",
                     exclude=_only(model, [name]),
+                    **_AS_PAPER,
                 )
             )
     empty = [name for name, mask in masks.items() if not bool(mask.any())]
@@ -70,17 +81,22 @@ def ticket_masks(
 
 
 def random_masks(
-    masks: Mapping[str, torch.Tensor], pattern: str, generator: torch.Generator
+    masks: Mapping[str, torch.Tensor],
+    pattern: str,
+    generator: torch.Generator,
+    in_dims: Mapping[str, int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Uniformly random masks valid for ``pattern`` that keep exactly as many units of every
-    layer as ``masks`` do (the random-pruning control: same per-layer sparsity)."""
+    layer as ``masks`` do (the random-pruning control: same per-layer sparsity). ``in_dims``:
+    the weights' reduction axes where not 1 (``masking.in_dim_of``)."""
     pat = _patterns.get(pattern)
     noise = Random()
     out = {}
     for name, mask in masks.items():
+        along = pat.along(in_dims.get(name, 1) if in_dims else 1)
         scores = noise.score(mask.float(), None, generator)
-        units = int(mask.sum()) // pat.unit_size(mask.shape)
-        out[name] = pat.expand(topk_mask(pat.unit_scores(scores), units), mask.shape)
+        units = int(mask.sum()) // along.unit_size(mask.shape)
+        out[name] = along.expand(topk_mask(along.unit_scores(scores), units), mask.shape)
     return out
 
 

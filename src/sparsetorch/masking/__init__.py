@@ -1,10 +1,12 @@
 """Masks on modules: attach, read, apply, remove; enforced under every torch.optim optimizer.
 
-``st.masks(model)`` is :func:`get_masks`: ``{parameter name: bool mask}``.
+``st.masks(model)`` is :func:`get_masks`: ``{parameter name: bool mask}``. Which parameters are
+prunable is one registry (``prunable.py``, built-in kinds in ``kinds.py``).
 """
 
 from __future__ import annotations
 
+from sparsetorch.masking import kinds as _kinds  # noqa: F401  (registers the built-in kinds)
 from sparsetorch.masking.enforce import mask_gradients_, mask_of
 from sparsetorch.masking.module_masks import (
     SUFFIX,
@@ -17,20 +19,38 @@ from sparsetorch.masking.module_masks import (
     named_masked,
     remove_masks,
 )
-from sparsetorch.masking.prunable import PRUNABLE_TYPES, prunable_parameters
+from sparsetorch.masking.prunable import (
+    PrunableKind,
+    in_dim_of,
+    kind_of,
+    prunable_parameters,
+    register_prunable,
+    registered_kinds,
+    uncovered_weights,
+    unregister_prunable,
+)
+from sparsetorch.masking.restore import masks_from_zeros, reattach_masks
 
 __all__ = [
-    "PRUNABLE_TYPES",
     "SUFFIX",
+    "PrunableKind",
     "apply_masks",
     "attach_mask",
     "detach_mask",
     "get_mask",
     "get_masks",
+    "in_dim_of",
+    "kind_of",
     "mask_gradients_",
     "mask_of",
     "masks_from_state_dict",
+    "masks_from_zeros",
     "named_masked",
     "prunable_parameters",
+    "reattach_masks",
+    "register_prunable",
+    "registered_kinds",
     "remove_masks",
+    "uncovered_weights",
+    "unregister_prunable",
 ]

@@ -8,6 +8,8 @@ How it works (docs/architecture.md has the trade-offs and measurements):
 * The parameter itself holds exact zeros where the mask is False. No reparametrisation: the
   weight *is* the effective weight, so ``param.grad`` after ``backward()`` is the dense gradient
   of the effective weight (what RigL grows on), and the state_dict keys are the plain model's.
+* A Hugging Face model's ``save_pretrained`` leaves the masks out (``hf.py``): there the zeros
+  are the pruning; ``restore.reattach_masks`` rebuilds the masks from them after loading.
 * Enforcement is in ``enforce.py``: global optimizer hooks mask gradients before every
   ``torch.optim`` step and re-zero weights (and optimizer moments at masked positions) after it.
 """
@@ -20,6 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from sparsetorch.masking.hf import leave_masks_out_of_hf_saves
 from sparsetorch.sharding.dtensor import shard_like
 
 SUFFIX = "_mask"
@@ -162,15 +165,20 @@ def _resolve(model: nn.Module, full_name: str) -> tuple[nn.Module, str]:
     return module, name
 
 
-def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
-    """Attach a saved set of masks ({full parameter name: bool tensor}); all checked first."""
+def apply_masks(
+    model: nn.Module, masks: dict[str, torch.Tensor], *, consume: bool = False
+) -> nn.Module:
+    """Attach a saved set of masks ({full parameter name: bool tensor}); all checked first.
+    ``consume=True`` empties ``masks`` while attaching (each given mask is released once its
+    copy is attached: a model's masks are never held twice)."""
     resolved = []
     for full, mask in masks.items():
         module, name = _resolve(model, full)
         _check_mask(module._parameters[name], mask, full)
-        resolved.append((module, name, mask))
-    for module, name, mask in resolved:
-        attach_mask(module, name, mask)
+        resolved.append((full, module, name))
+    for full, module, name in resolved:
+        attach_mask(module, name, masks.pop(full) if consume else masks[full])
+    leave_masks_out_of_hf_saves(model)  # a Hugging Face checkpoint holds the zeros, no masks
     return model
 
 

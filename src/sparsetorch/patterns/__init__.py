@@ -8,13 +8,16 @@
 =================  ===========================================================
 
 Every pattern has ``mask(scores, density=None) -> bool`` (the valid mask with the highest
-total score), ``is_valid(mask)`` and ``fixed_density`` (N/M for N:M, else None).
+total score), ``is_valid(mask)`` and ``fixed_density`` (N/M for N:M, else None). A weight is seen
+as ``(out, in, *rest)``; ``pattern.along(in_dim)`` applies the pattern to weights whose
+reduction axis is ``in_dim`` (transformers' ``Conv1D``: 0), the axis the prunable-kind
+registry gives (``sparsetorch.masking.in_dim_of``).
 """
 
 from __future__ import annotations
 
 from sparsetorch._registry import Registry
-from sparsetorch.patterns.base import Pattern
+from sparsetorch.patterns.base import Oriented, Pattern
 from sparsetorch.patterns.block import Block
 from sparsetorch.patterns.channel import Channel
 from sparsetorch.patterns.nm import NM
@@ -35,4 +38,4 @@ def get(spec: str | Pattern) -> Pattern:
     return pattern
 
 
-__all__ = ["NM", "PATTERNS", "Block", "Channel", "Pattern", "Unstructured", "get"]
+__all__ = ["NM", "PATTERNS", "Block", "Channel", "Oriented", "Pattern", "Unstructured", "get"]

@@ -23,16 +23,46 @@ def float_scores(scores: torch.Tensor) -> torch.Tensor:
 
 
 class Pattern:
-    """Base class; subclasses implement ``unit_scores``, ``expand`` and ``is_valid``."""
+    """Base class; subclasses implement ``unit_scores``, ``expand`` and ``is_valid`` for a
+    weight laid out ``(out, in, *rest)``: its reduction (input) axis is dim 1. A weight whose
+    reduction axis is another one (transformers' ``Conv1D`` stores ``(in, out)``) takes
+    ``pattern.along(in_dim)``, which moves that axis to dim 1 for every method."""
 
     name: str = "pattern"
     # density of the pattern's full mask (N/M for N:M); None when any density is allowed
     fixed_density: float | None = None
+    in_dim: int = 1  # the reduction axis of the weights this pattern is applied to
+
+    def along(self, in_dim: int) -> Pattern:
+        """This pattern for weights whose reduction (input) axis is ``in_dim``: N:M groups run
+        along it, blocks and channels see it as the columns (``masking.in_dim_of`` gives a
+        parameter's axis). ``along(1)`` is the pattern itself."""
+        if isinstance(in_dim, bool) or not isinstance(in_dim, int) or in_dim < 0:
+            raise ValueError(f"in_dim must be an int >= 0, got {in_dim!r}")
+        return self if in_dim == 1 else Oriented(self, in_dim)
 
     def check(self, shape: torch.Size | tuple[int, ...]) -> None:
         """Raise ValueError when the pattern cannot apply to a weight of this shape."""
         if len(shape) == 0:
             raise ValueError(f"pattern {self.name!r} needs a weight with at least 1 dim")
+
+    def canonical_shape(self, shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
+        """The shape the pattern works on: the weight's with its reduction axis at dim 1."""
+        return tuple(shape)
+
+    def to_canonical(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` (a weight, mask or scores) with its reduction axis at dim 1 (a view)."""
+        return t
+
+    def from_canonical(self, t: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_canonical` (a view)."""
+        return t
+
+    def indivisible(self, shape: torch.Size | tuple[int, ...]) -> str | None:
+        """Why the pattern does not tile a weight of this shape exactly (a block size that does
+        not divide it, rows that are not a multiple of M), or None when it does. ``st.prune``
+        keeps such layers dense, or refuses them, by its ``indivisible`` option."""
+        return None
 
     def unit_size(self, shape: torch.Size | tuple[int, ...]) -> int:
         """Weights per unit."""
@@ -108,3 +138,71 @@ def _numel(shape: torch.Size | tuple[int, ...]) -> int:
 def check_mask(mask: torch.Tensor) -> None:
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
         raise TypeError(f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask))}")
+
+
+def _moved(shape: torch.Size | tuple[int, ...], src: int, dst: int) -> tuple[int, ...]:
+    dims = list(shape)
+    dims.insert(dst, dims.pop(src))
+    return tuple(dims)
+
+
+class Oriented(Pattern):
+    """``base`` applied to weights whose reduction axis is ``in_dim`` (not 1): every method sees
+    the weight with that axis moved to dim 1 (``movedim(in_dim, 1)``, a view) and maps masks
+    back. Weights of fewer dims than that are one row, as for ``base``. Built by
+    ``base.along(in_dim)``; it keeps ``base``'s name and fixed density."""
+
+    def __init__(self, base: Pattern, in_dim: int) -> None:
+        self.base, self.in_dim = base, in_dim
+        self.name, self.fixed_density = base.name, base.fixed_density
+
+    def along(self, in_dim: int) -> Pattern:
+        return self.base.along(in_dim)
+
+    def _moves(self, ndim: int) -> bool:
+        return ndim >= 2 and self.in_dim < ndim
+
+    def canonical_shape(self, shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
+        return _moved(shape, self.in_dim, 1) if self._moves(len(shape)) else tuple(shape)
+
+    def to_canonical(self, t: torch.Tensor) -> torch.Tensor:
+        return t.movedim(self.in_dim, 1) if self._moves(t.dim()) else t
+
+    def from_canonical(self, t: torch.Tensor) -> torch.Tensor:
+        return t.movedim(1, self.in_dim) if self._moves(t.dim()) else t
+
+    def check(self, shape: torch.Size | tuple[int, ...]) -> None:
+        self.base.check(self.canonical_shape(shape))
+
+    def indivisible(self, shape: torch.Size | tuple[int, ...]) -> str | None:
+        return self.base.indivisible(self.canonical_shape(shape))
+
+    def unit_size(self, shape: torch.Size | tuple[int, ...]) -> int:
+        return self.base.unit_size(self.canonical_shape(shape))
+
+    def num_units(self, shape: torch.Size | tuple[int, ...]) -> int:
+        return self.base.num_units(self.canonical_shape(shape))
+
+    def max_units(self, shape: torch.Size | tuple[int, ...]) -> int:
+        return self.base.max_units(self.canonical_shape(shape))
+
+    def unit_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        return self.base.unit_scores(self.to_canonical(scores))
+
+    def expand(self, unit_mask: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+        return self.from_canonical(self.base.expand(unit_mask, self.canonical_shape(shape)))
+
+    def is_valid(self, mask: torch.Tensor) -> bool:
+        return self.base.is_valid(self.to_canonical(mask))
+
+    def __repr__(self) -> str:
+        return f"{self.base!r}.along({self.in_dim})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Oriented) and (other.base, other.in_dim) == (
+            self.base,
+            self.in_dim,
+        )
+
+    def __hash__(self) -> int:
+        return hash((Oriented, self.base, self.in_dim))

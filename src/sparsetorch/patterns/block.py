@@ -35,12 +35,18 @@ class Block(Pattern):
 
     def check(self, shape: torch.Size | tuple[int, ...]) -> None:
         super().check(shape)
+        reason = self.indivisible(shape)
+        if reason is not None:
+            raise ValueError(reason)
+
+    def indivisible(self, shape: torch.Size | tuple[int, ...]) -> str | None:
         rows, cols = as_matrix_shape(shape)
         if rows % self.h or cols % self.w:
-            raise ValueError(
+            return (
                 f"block size {self.h}x{self.w} does not divide the weight of shape "
                 f"{tuple(shape)} (seen as a {rows}x{cols} matrix)"
             )
+        return None
 
     def unit_size(self, shape: torch.Size | tuple[int, ...]) -> int:
         return self.h * self.w

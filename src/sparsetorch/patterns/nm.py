@@ -27,6 +27,8 @@ from sparsetorch.patterns.base import Pattern, check_mask, float_scores
 
 __all__ = ["NM", "as_rows", "from_rows"]
 
+_ROW_BLOCK = 1 << 20  # elements ranked at a time
+
 
 def _top_in_groups(groups: torch.Tensor, n: int) -> torch.Tensor:
     """Bool mask of the n highest entries along the last dim; ties go to the lower index."""
@@ -47,6 +49,15 @@ class NM(Pattern):
         """How many weights a partial group of ``length`` (< M) weights may keep."""
         return math.ceil(self.n * length / self.m)
 
+    def indivisible(self, shape: torch.Size | tuple[int, ...]) -> str | None:
+        cols = _rows_cols(shape)[1] if len(shape) else 0
+        if cols % self.m:
+            return (
+                f"its rows along the input dim hold {cols} weights, not a multiple of M={self.m} "
+                f"(shape {tuple(shape)})"
+            )
+        return None
+
     def max_units(self, shape: torch.Size | tuple[int, ...]) -> int:
         rows, cols = _rows_cols(shape)
         full, rest = divmod(cols, self.m)
@@ -54,16 +65,22 @@ class NM(Pattern):
 
     def candidates(self, scores: torch.Tensor) -> torch.Tensor:
         """Bool mask of the full N:M mask: the top N of every group (top ceil(N*L/M) of a
-        partial group of L)."""
+        partial group of L). Rows are ranked a block at a time (groups never straddle rows),
+        so the sort's int64 indices never span a whole large weight."""
         rows = as_rows(scores)  # (R, C)
         r, c = rows.shape
         full = c // self.m * self.m
         keep = torch.zeros(rows.shape, dtype=torch.bool, device=scores.device)
-        if full:
-            groups = rows[:, :full].reshape(r, -1, self.m)  # (R, C/M, M)
-            keep[:, :full] = _top_in_groups(groups, self.n).reshape(r, full)
-        if full < c:
-            keep[:, full:] = _top_in_groups(rows[:, full:], self.partial_keep(c - full))
+        step = max(1, _ROW_BLOCK // max(c, 1))
+        for start in range(0, r, step):
+            block = rows[start : start + step]
+            if full:
+                groups = block[:, :full].reshape(block.shape[0], -1, self.m)  # (B, C/M, M)
+                top = _top_in_groups(groups, self.n).reshape(block.shape[0], full)
+                keep[start : start + step, :full] = top
+            if full < c:
+                top = _top_in_groups(block[:, full:], self.partial_keep(c - full))
+                keep[start : start + step, full:] = top
         return from_rows(keep, scores.shape)
 
     def unit_scores(self, scores: torch.Tensor) -> torch.Tensor:

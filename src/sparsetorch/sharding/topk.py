@@ -32,9 +32,15 @@ from contextlib import contextmanager
 
 import torch
 
-from sparsetorch.selection import _keep_first, check_scores, global_topk_masks, topk_mask
-
-_INT64_MIN = -(2**63)
+from sparsetorch.selection import (
+    _keep_first,
+    check_scores,
+    global_topk_masks,
+    key_bytes,
+    sortable_keys,
+    topk_mask,
+    unsigned_keys,
+)
 
 
 # ------------------------------------------------------------------------------ communication
@@ -127,28 +133,8 @@ class GroupComm(Comm):
 
 
 # ------------------------------------------------------------------------------ keys
-def key_bytes(dtype: torch.dtype) -> int:
-    """Significant bytes of :func:`sortable_keys` for scores of ``dtype`` (4 or 8)."""
-    return 8 if dtype in (torch.float64, torch.int64) else 4
-
-
-def sortable_keys(scores: torch.Tensor) -> torch.Tensor:
-    """1-D int64 keys, one per score, ordered as the scores and equal exactly where the
-    scores compare equal; within [-2**31, 2**31) when :func:`key_bytes` is 4."""
-    flat = scores.detach().reshape(-1)
-    if flat.dtype == torch.float64:
-        bits = (flat + 0.0).view(torch.int64)  # + 0.0 turns -0.0 into +0.0
-        return bits ^ ((bits >> 63) & 0x7FFF_FFFF_FFFF_FFFF)  # negative floats: reversed
-    if flat.is_floating_point():  # float32, and float16/bfloat16 widened exactly
-        bits = (flat.float() + 0.0).view(torch.int32)
-        return (bits ^ ((bits >> 31) & 0x7FFF_FFFF)).long()
-    return flat.long()
-
-
-def _unsigned(keys: torch.Tensor, nbytes: int) -> torch.Tensor:
-    """Keys shifted by 2**(8 nbytes - 1): their low ``nbytes`` bytes, read as an unsigned
-    number, are in key order (the radix select walks them from the top byte)."""
-    return keys ^ _INT64_MIN if nbytes == 8 else keys + 2**31
+# key_bytes, sortable_keys and their unsigned form live with the one exact top-k (selection.py)
+_unsigned = unsigned_keys
 
 
 # ------------------------------------------------------------------------------ selection
@@ -239,7 +225,9 @@ def _masks_at(problems, keys, thresholds, ties_wanted, ks, totals, comm, device)
         above.append([p > threshold for p in pieces])
         ties.append([p == threshold for p in pieces])
     tie_counts = torch.tensor(
-        [int(t.sum()) for pieces in ties for t in pieces], dtype=torch.int64, device=device
+        [int(torch.count_nonzero(t)) for pieces in ties for t in pieces],
+        dtype=torch.int64,
+        device=device,
     )
     everyone = comm.gather(tie_counts).cpu()  # (world, total pieces)
     out, slot = [], 0
@@ -266,8 +254,9 @@ class Selector:
     so the same code runs on FSDP shards with :class:`ShardSelector`."""
 
     def count(self, flag: torch.Tensor) -> int:
-        """The number of True entries."""
-        return int(flag.sum())
+        """The number of True entries (``count_nonzero``: a bool ``sum`` would make an int64
+        copy of the whole tensor)."""
+        return int(torch.count_nonzero(flag))
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         """``values`` summed over the processes holding the shards (here: itself)."""
@@ -297,7 +286,7 @@ class ShardSelector(Selector):
         self.comm = comm
 
     def count(self, flag: torch.Tensor) -> int:
-        return int(self.sum(flag.sum().reshape(1).long()))
+        return int(self.sum(torch.count_nonzero(flag).reshape(1).long()))
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         return self.comm.sum(values)

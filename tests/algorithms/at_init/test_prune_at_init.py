@@ -192,9 +192,15 @@ def test_layer_collapse_snip_yes_synflow_no(seed=0):
     g = torch.Generator().manual_seed(0)
     batch = (torch.randn(32, 1, 8, 8, generator=g), torch.randint(0, 10, (32,), generator=g))
     model = _collapse_net(seed)
-    snip_masks = compute_masks(model, 0.999, scores=snip_scores(model, names, batch))
+    scores = snip_scores(model, names, batch)
+    snip_masks = compute_masks(model, 0.999, scores=scores, min_layer_density=0)
     kept_snip = {n: int(m.sum()) for n, m in snip_masks.items()}
     assert min(kept_snip.values()) == 0 and sum(kept_snip.values()) == 33
+    # st.prune's default floor keeps every layer alive (a tenth of the density, >= 1 weight)
+    with pytest.warns(UserWarning, match=r"kept fewer than min_layer_density"):
+        floored = compute_masks(model, 0.999, scores=scores)
+    assert min(int(m.sum()) for m in floored.values()) >= 1
+    assert sum(int(m.sum()) for m in floored.values()) == 33
     with pytest.raises(ValueError, match=r"would empty layer\(s\) \['1.weight'"):
         snip(model, batch, 0.999)
     assert get_masks(model) == {}  # untouched on error

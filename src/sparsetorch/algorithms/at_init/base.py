@@ -55,6 +55,8 @@ def prune_with_scores(
         scores=scores,
         exclude=exclude,
         filter_fn=filter_fn,
+        min_layer_density=0,  # as the papers: a collapsed layer is an error, raised below
+        indivisible="partial",
     )
     check_no_collapse(masks, method, sparsity, distribution)
     return apply_masks(model, masks)

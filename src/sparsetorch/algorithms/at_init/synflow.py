@@ -44,9 +44,10 @@ def exponential_densities(density: float, iterations: int, start: float = 1.0) -
 
 def synflow(
     model: nn.Module,
-    input_shape: Sequence[int],
+    input_shape: Sequence[int] | None,
     sparsity: float,
     *,
+    inputs: Any = None,
     iterations: int = DEFAULT_ITERATIONS,
     pattern: Any = "unstructured",
     distribution: Any = "global",
@@ -55,8 +56,9 @@ def synflow(
     filter_fn: FilterFn | None = None,
 ) -> nn.Module:
     """Prune ``model`` in place by iterative SynFlow (inputs of ``input_shape``, one example
-    without the batch dim); returns it. The iterations run on a copy, so the model is untouched
-    when a check fails."""
+    without the batch dim; or ``inputs``, a batch's model inputs: a tensor, a tuple or a dict,
+    e.g. ``{"input_ids": ids}``, see ``criteria.synflow``); returns it. The iterations run on
+    a copy, so the model is untouched when a check fails."""
     if not is_real(sparsity):
         raise TypeError(f"sparsity must be a float in [0, 1), got {sparsity!r}")
     if not 0.0 <= sparsity < 1.0:
@@ -67,7 +69,7 @@ def synflow(
     work = copy.deepcopy(model)
     names = [full for full, _, _ in prunable_parameters(work, exclude, filter_fn)]
     for k, density in enumerate(densities, start=1):
-        scores = synflow_scores(work, names, input_shape, dtype)
+        scores = synflow_scores(work, names, input_shape, dtype, inputs=inputs)
         masks = compute_masks(
             work,
             sparsity if k == len(densities) else 1.0 - density,
@@ -76,6 +78,8 @@ def synflow(
             scores=scores,
             exclude=exclude,
             filter_fn=filter_fn,
+            min_layer_density=0,
+            indivisible="partial",
         )
         apply_masks(work, masks)
     final = {n: m for n, m in get_masks(work).items() if n in set(names)}

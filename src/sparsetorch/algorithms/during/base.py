@@ -31,7 +31,7 @@ from torch import nn
 
 from sparsetorch._checks import check_not_meta, is_int, is_real
 from sparsetorch.algorithms.during.churn import update_stats
-from sparsetorch.masking import attach_mask, get_mask, prunable_parameters
+from sparsetorch.masking import attach_mask, get_mask, in_dim_of, prunable_parameters
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import Pattern
 
@@ -178,8 +178,8 @@ class DynamicSparsity:
         if any(mask is None for mask in found):
             missing = [full for (full, _, _), mask in zip(self.targets, found) if mask is None]
             raise ValueError(f"some parameters are masked and some not (unmasked: {missing})")
-        for (full, _, _), mask in zip(self.targets, found):
-            if not pattern.is_valid(mask):
+        for (full, module, name), mask in zip(self.targets, found):
+            if not pattern.along(in_dim_of(module, name)).is_valid(mask):
                 raise ValueError(f"the existing mask of {full} is not a valid {pattern.name} mask")
         return True
 

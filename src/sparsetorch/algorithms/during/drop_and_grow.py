@@ -14,7 +14,7 @@ from torch import nn
 from sparsetorch.algorithms.config import DropAndGrowConfig, build_config
 from sparsetorch.algorithms.during.base import DynamicSparsity, make_generator
 from sparsetorch.algorithms.during.topology import update_mask
-from sparsetorch.masking import SUFFIX
+from sparsetorch.masking import SUFFIX, in_dim_of
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import get as get_pattern
 from sparsetorch.pruning import prune
@@ -77,6 +77,8 @@ class DropAndGrow(DynamicSparsity):
                 generator=self.generator,
                 exclude=self.exclude,
                 filter_fn=filter_fn,
+                min_layer_density=0,
+                indivisible="partial",
             )
 
     def drop_fraction(self, t: int) -> float:
@@ -101,6 +103,7 @@ class DropAndGrow(DynamicSparsity):
             param = module._parameters[name]
             mask = module._buffers[name + SUFFIX]
             drop_scores = param.detach().abs()
-            new = update_mask(self.pattern, mask, drop_scores, self.grow_scores(param), fraction)
+            pattern = self.pattern.along(in_dim_of(module, name))  # Conv1D: groups along dim 0
+            new = update_mask(pattern, mask, drop_scores, self.grow_scores(param), fraction)
             self.set_mask(module, name, new)
         return self.record(t, before, drop_fraction=fraction)

@@ -20,7 +20,7 @@ from sparsetorch.algorithms.config import GMPConfig, build_config
 from sparsetorch.algorithms.during.base import DynamicSparsity, check_int
 from sparsetorch.algorithms.during.drop_and_grow import default_t_end
 from sparsetorch.distributions import get as get_distribution
-from sparsetorch.masking import get_mask
+from sparsetorch.masking import get_mask, in_dim_of
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import get as get_pattern
 from sparsetorch.pruning import compute_masks
@@ -100,6 +100,8 @@ class GMP(DynamicSparsity):
             distribution="uniform" if only else self.distribution,
             exclude=[n for n, _, _ in self.targets if n != only] if only else self.exclude,
             filter_fn=None if only else self.filter_fn,
+            min_layer_density=0,
+            indivisible="partial",
         )
 
     def _layerwise_masks(self, density: float) -> dict[str, torch.Tensor]:
@@ -108,21 +110,22 @@ class GMP(DynamicSparsity):
         layer by layer. Per-layer rounding keeps each layer's count non-increasing along the
         schedule (one rounding over all layers could ask a layer for a weight it pruned)."""
         shapes = {full: m._parameters[n].shape for full, m, n in self.targets}
-        caps = {full: self.pattern.max_density(shape) for full, shape in shapes.items()}
+        pats = {full: self.pattern.along(in_dim_of(m, n)) for full, m, n in self.targets}
+        caps = {full: pats[full].max_density(shape) for full, shape in shapes.items()}
         densities = self.distribution.densities(shapes, density, max_density=caps)
         masks = {}
         for full, module, name in self.targets:
             current = get_mask(module, name)
-            wanted = nearest_count(densities[full], self.pattern.num_units(shapes[full]))
-            if current is not None and wanted >= self._kept_units(current):
+            wanted = nearest_count(densities[full], pats[full].num_units(shapes[full]))
+            if current is not None and wanted >= self._kept_units(current, pats[full]):
                 masks[full] = current.clone()  # already there (layers never regrow)
             else:
                 masks[full] = self._magnitude_masks(1.0 - densities[full], only=full)[full]
         return masks
 
-    def _kept_units(self, mask: torch.Tensor) -> int:
+    def _kept_units(self, mask: torch.Tensor, pattern: Any) -> int:
         # counted over all ranks' rows for an FSDP2-sharded mask
-        return selector_for(mask).count(self.pattern.unit_scores(local(mask).float()) > 0)
+        return selector_for(mask).count(pattern.unit_scores(local(mask).float()) > 0)
 
     def sparsity_at(self, t: int) -> float:
         """Target sparsity after iteration t."""

@@ -29,7 +29,7 @@ import math
 
 import torch
 
-from sparsetorch.patterns import NM, Pattern
+from sparsetorch.patterns import NM, Oriented, Pattern
 from sparsetorch.patterns.nm import as_rows, from_rows
 from sparsetorch.sharding.dtensor import like, local, selector_for
 from sparsetorch.sharding.topk import LOCAL, Selector
@@ -139,14 +139,23 @@ def drop_grow(
     return kept | grow_highest(kept, grow_scores, lost, group=group)
 
 
-def nm_group_ids(pattern: NM, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+def _nm(pattern: Pattern) -> NM | None:
+    """The N:M pattern behind ``pattern`` (itself, or the base of ``pattern.along(...)``)."""
+    base = pattern.base if isinstance(pattern, Oriented) else pattern
+    return base if isinstance(base, NM) else None
+
+
+def nm_group_ids(pattern: Pattern, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
     """The N:M group of every element of a weight of ``shape`` (int64, same shape), in the
     pattern's own layout (``sparsetorch.patterns.nm.as_rows``: groups of M along the input
-    dim; a trailing partial group is a group of its own)."""
-    rows, cols = as_rows(torch.empty(shape, device="meta")).shape
-    per_row = -(-cols // pattern.m)
-    ids = torch.arange(rows).unsqueeze(1) * per_row + torch.arange(cols) // pattern.m  # (R, C)
-    return from_rows(ids, shape)
+    dim, the weight's reduction axis for ``pattern.along(in_dim)``; a trailing partial group
+    is a group of its own)."""
+    nm = _nm(pattern)
+    canonical = pattern.canonical_shape(shape)
+    rows, cols = as_rows(torch.empty(canonical, device="meta")).shape
+    per_row = -(-cols // nm.m)
+    ids = torch.arange(rows).unsqueeze(1) * per_row + torch.arange(cols) // nm.m  # (R, C)
+    return pattern.from_canonical(from_rows(ids, canonical)).contiguous()
 
 
 def update_mask(
@@ -176,7 +185,7 @@ def _update_local(
 ) -> torch.Tensor:
     if not pattern.is_valid(mask):
         raise ValueError(f"mask is not a valid {pattern.name} mask")
-    if isinstance(pattern, NM):
+    if _nm(pattern) is not None:
         group = nm_group_ids(pattern, mask.shape).to(mask.device)
         return drop_grow(mask, drop_scores, grow_scores, fraction, group=group)
     unit_mask = pattern.unit_scores(mask.float()) > 0

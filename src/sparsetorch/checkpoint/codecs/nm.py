@@ -7,7 +7,10 @@ elements of a row in one of two views (``params["view"]``):
 * ``"in_last"`` (tensors of 3+ dims, tried first): the rows N:M pruning groups along
   (``sparsetorch.formats.nm.as_rows``), the weight as ``(out*kh*kw, in)`` with the input
   channels last (groups of input channels at each kernel position, as NVIDIA ASP);
-* ``"rows"``: the tensor viewed as ``(shape[0], -1)`` (for Linear weights both views agree).
+* ``"rows"``: the tensor viewed as ``(shape[0], -1)`` (for Linear weights both views agree);
+* ``"cols"`` (2-D tensors, tried after ``"rows"``): the transposed matrix, groups of M down a
+  column: the N:M of a weight whose reduction axis is dim 0, transformers' ``Conv1D``
+  ``(in, out)`` (the prunable-kind registry's ``in_dim``).
 
 Which groups hold exactly N is ``sparsetorch.formats.nm.is_exactly_nm``, the formats' count.
 """
@@ -24,15 +27,19 @@ from sparsetorch.checkpoint.support import Support
 from sparsetorch.formats.nm import as_rows, from_rows, is_exactly_nm
 
 GROUP_SIZES = (2, 4, 8, 16)
-VIEWS = ("in_last", "rows")
+VIEWS = ("in_last", "rows", "cols")
 _SAMPLE_GROUPS = 4096  # checked first, so unstructured masks are rejected cheaply
 
 
 def _views(shape: Shape) -> tuple[str, ...]:
-    return VIEWS if len(shape) >= 3 else ("rows",)
+    if len(shape) >= 3:
+        return ("in_last", "rows")
+    return ("rows", "cols") if len(shape) == 2 else ("rows",)
 
 
 def row_length(shape: Shape, view: str) -> int:
+    if view == "cols":
+        return shape[0]
     return shape[1] if view == "in_last" else shape2d(shape)[1]
 
 
@@ -42,6 +49,8 @@ def view_rows(mask: np.ndarray, shape: Shape, view: str) -> torch.Tensor:
     t = torch.from_numpy(mask)
     if view == "rows":
         return t.reshape(shape2d(shape))
+    if view == "cols":
+        return t.reshape(shape).T  # (out, in): a view, its rows are the weight's columns
     return as_rows(t.reshape(shape))  # (out*k..., in), a copy
 
 
@@ -49,12 +58,14 @@ def to_view(mask: np.ndarray, shape: Shape, view: str) -> np.ndarray:
     """The flat row-major mask reordered into the view's row-major order."""
     if view == "rows":
         return mask
-    return view_rows(mask, shape, view).reshape(-1).numpy()
+    return view_rows(mask, shape, view).contiguous().reshape(-1).numpy()
 
 
 def from_view(mask: np.ndarray, shape: Shape, view: str) -> np.ndarray:
     if view == "rows":
         return mask
+    if view == "cols":  # a copy back to row-major
+        return torch.from_numpy(mask).reshape(shape[1], shape[0]).T.contiguous().reshape(-1).numpy()
     rows = torch.from_numpy(mask).reshape(-1, shape[1])  # (out*k..., in)
     return from_rows(rows, shape).reshape(-1).numpy()  # a copy back to row-major
 
