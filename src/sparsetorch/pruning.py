@@ -580,14 +580,14 @@ def prune(
         exclude: module or parameter names kept dense (e.g. ``["fc1"]``).
         filter_fn: ``(module, fqn) -> bool`` (torchao's signature: the module and its fully
             qualified name), True = prune its weights.
-        batch, loss_fn: data for the criteria that need it (``"gradient"``, ``"taylor"``,
-            ``"snip"``, ``"grasp"``; ``"synflow"`` builds its input from it): one batch or a
-            list of them, each an ``(inputs, targets)`` pair (inputs a tensor, a tuple of
-            positional inputs or a dict of keyword inputs), a dict of keyword inputs (with
-            ``labels`` for a model that computes its own loss, as Hugging Face models do) or a
-            tensor. The loss is ``loss_fn(output, targets)`` (``loss_fn(output, batch)`` for a
-            dict or tensor batch), else cross-entropy against the targets, else the output's
-            own ``loss`` (``sparsetorch.batches``).
+        batch: data for the criteria that need it (``"gradient"``, ``"taylor"``, ``"snip"``,
+            ``"grasp"``; ``"synflow"`` builds its input from it): one batch or a list of them,
+            each an ``(inputs, targets)`` pair (inputs a tensor, a tuple of positional inputs or
+            a dict of keyword inputs), a dict of keyword inputs (with ``labels`` for a model
+            that computes its own loss, as Hugging Face models do) or a tensor.
+        loss_fn: the loss of those criteria, ``loss_fn(output, targets)``
+            (``loss_fn(output, batch)`` for a dict or tensor batch); default cross-entropy
+            against the targets, else the output's own ``loss`` (``sparsetorch.batches``).
         min_layer_density: under ``"global"``, the floor of every layer: a layer whose share of
             the global ranking falls below this fraction of its weights keeps its best ones up
             to it (at least one unit), and the other layers share the rest, so the total stays
