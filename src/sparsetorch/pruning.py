@@ -33,7 +33,13 @@ from torch import nn
 from sparsetorch import criteria as _criteria
 from sparsetorch import distributions as _distributions
 from sparsetorch import patterns as _patterns
-from sparsetorch.masking import apply_masks, get_mask, prunable_parameters
+from sparsetorch.masking import (
+    apply_masks,
+    check_not_torch_pruned,
+    get_mask,
+    prunable_parameters,
+    take_over_torch_pruning,
+)
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.selection import check_scores, nearest_count
 from sparsetorch.sharding.dtensor import like, local, selector_for
@@ -202,6 +208,7 @@ def compute_masks(
     crit = _criteria.get(criterion)
     dist = _distributions.get(distribution)
     generator = _generator(generator)
+    check_not_torch_pruned(model)  # its weights are `<name>_orig`: st.prune takes them over
     targets = prunable_parameters(model, exclude, filter_fn)
     if not targets:
         raise ValueError("the model has no prunable parameters (after exclude/filter_fn)")
@@ -303,10 +310,14 @@ def prune(
         batch, loss_fn: ``(inputs, targets)`` and ``loss_fn(model(inputs), targets)`` for
             criteria that need gradients (``"gradient"``, ``"taylor"``).
 
-    Weights pruned before stay pruned. The total number of kept weights equals ``(1 - sparsity)``
+    Weights pruned before stay pruned, also by ``torch.nn.utils.prune``: such a
+    reparametrisation is taken over first (``weight = weight_orig * weight_mask``, and its
+    mask becomes a sparsetorch mask; ``sparsetorch.masking.take_over_torch_pruning``). The total number of kept weights equals ``(1 - sparsity)``
     times the prunable weights to the nearest whole weight (whole block/channel for those
     patterns); ties are broken by order (lower index, earlier layer), so a run is deterministic.
     """
+    if isinstance(model, nn.Module):
+        take_over_torch_pruning(model)
     masks = compute_masks(
         model,
         sparsity,

@@ -203,7 +203,7 @@ def test_masks_and_init_state_rewind_like_imp(tmp_path, tiny_hp, digits):
     assert ticket.final["sparsity"] == pytest.approx(expected, abs=1e-12)
     again = train(tiny_hp, tmp_path, init_state=theta0, masks=masks, dataset=digits)
     assert again.reused
-    assert torch.equal(again.model.fc1.weight_mask, masks["fc1.weight"])
+    assert torch.equal(again.model.fc1.weight_sparsity_mask, masks["fc1.weight"])
 
 
 def test_a_given_model_is_trained_in_place(tiny_hp, digits):

@@ -70,7 +70,8 @@ def train(
             is in memory only: nothing written, no reuse, no resume.
         model: train this module instead of building ``hparams.model`` (its current weights
             are the initialisation).
-        init_state: a state_dict loaded before training (``<param>_mask`` entries attach masks).
+        init_state: a state_dict loaded before training (``<param>_sparsity_mask`` entries
+            attach masks).
         masks: ``{param name: bool mask}`` attached before training (pruned weights zeroed).
         hooks: extra :class:`TrainHook`s, called after the method's hooks.
         save_states_at: steps whose weights to keep (step 0, the initialisation, and the last
