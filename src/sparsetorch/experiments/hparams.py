@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparsetorch.algorithms.config import methods_help
+
 # Bump when a field changes meaning; run dirs written by another version are refused.
 HPARAMS_VERSION = 1
 HASH_LENGTH = 10
@@ -105,12 +107,8 @@ class TrainingHparams:
 
 @dataclass
 class SparsityHparams:
-    method: str = _f(
-        "dense",
-        "sparsity method: dense, snip, grasp, synflow, random (at initialisation), gmp, set, "
-        "rigl (during training)",
-    )
-    sparsity: float = _f(0.0, "target sparsity in [0, 1)")
+    method: str = _f("dense", "sparsity method: " + methods_help())
+    sparsity: float = _f(0.0, "target sparsity in [0, 1); required (> 0) by every method but dense")
     pattern: str = _f("unstructured", "mask pattern: unstructured, N:M (2:4), blockHxW, channel")
     distribution: str = _f(
         AUTO,
@@ -132,9 +130,7 @@ class SparsityHparams:
             return None
         from sparsetorch.algorithms.config import CONFIGS
 
-        if self.method not in CONFIGS:
-            known = ", ".join(["dense", *CONFIGS.names()])
-            raise ValueError(f"unknown method {self.method!r}; known: {known}")
+        check_method(self.method)
         cls = CONFIGS.lookup(self.method)
         distribution = (
             cls.default("distribution") if self.distribution == AUTO else self.distribution
@@ -309,6 +305,12 @@ class Hparams:
                 f"sparsity.sparsity is {s.sparsity} but sparsity.method is 'dense': choose a "
                 "method (e.g. --method snip or --method rigl) to reach a sparsity"
             )
+        if s.sparsity == 0 and _known_method(s.method) and s.method != "dense":
+            raise ValueError(
+                f"sparsity.method is {s.method!r} but sparsity.sparsity is 0: give the target "
+                "sparsity (--sparsity 0.9, or sparsity: {sparsity: 0.9} in a config file); at "
+                "0 nothing would be pruned and the model would train dense"
+            )
         return self
 
 
@@ -321,6 +323,21 @@ _NAME_FIELDS = (
     ("sparsity", "pattern"),
     ("sparsity", "distribution"),
 )
+
+
+def _known_method(method: str) -> bool:
+    from sparsetorch.algorithms.config import CONFIGS
+
+    return method == "dense" or method in CONFIGS
+
+
+def check_method(method: str) -> None:
+    """ValueError listing the known methods unless ``method`` is "dense" or has a config."""
+    from sparsetorch.algorithms.config import CONFIGS
+
+    if not _known_method(method):
+        known = ", ".join(["dense", *CONFIGS.names()])
+        raise ValueError(f"unknown method {method!r}; known: {known}")
 
 
 def method_distribution(method: str) -> str:
