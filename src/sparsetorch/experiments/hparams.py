@@ -42,6 +42,16 @@ HPARAMS_VERSION = 1
 HASH_LENGTH = 10
 # sparsity.distribution: the method's own default (resolved by Hparams.validate)
 AUTO = "auto"
+# training.eval_every's default evaluates at least this often in a run (and at least every epoch)
+MIN_EVALUATIONS = 10
+
+
+def default_eval_every(total_steps: int, steps_per_epoch: int) -> int:
+    """Steps between evaluations when ``eval_every`` is not given: one epoch, or a tenth of
+    the run (rounded down) when that is shorter: at least 10 evaluations a run, so that a
+    1-epoch run draws 11 or more points (step 0 included) instead of 2; never less than one
+    step."""
+    return max(1, min(steps_per_epoch, total_steps // MIN_EVALUATIONS))
 
 
 def _f(default: Any, help: str, **meta: Any) -> Any:
@@ -100,7 +110,11 @@ class TrainingHparams:
     milestones: tuple[int, ...] = _f((), "steps where the step schedule multiplies lr by gamma")
     gamma: float = _f(0.1, "factor of the step schedule")
     warmup_steps: int = _f(0, "linear learning-rate warmup over the first N steps")
-    eval_every: int | None = _f(None, "evaluate (and checkpoint) every N steps; default 1 epoch")
+    eval_every: int | None = _f(
+        None,
+        "evaluate (and checkpoint) every N steps; default: every epoch, more often in runs "
+        f"shorter than {MIN_EVALUATIONS} epochs (at least {MIN_EVALUATIONS} evaluations a run)",
+    )
     seed: int = _f(0, "seed of the initialisation (and of the data order unless --data-seed)")
     data_seed: int | None = _f(None, "seed of the data order (default: --seed)")
 

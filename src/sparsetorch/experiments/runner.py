@@ -32,6 +32,7 @@ from sparsetorch.experiments.hparams import (
     AUTO,
     DatasetHparams,
     Hparams,
+    default_eval_every,
     run_name,
 )
 from sparsetorch.experiments.layers import layer_densities
@@ -153,7 +154,7 @@ def train(
         hooks=all_hooks,
         total_steps=total,
         steps_per_epoch=spe,
-        eval_every=hp.training.eval_every or spe,
+        eval_every=hp.training.eval_every or default_eval_every(total, spe),
         device=torch.device(device),
         run=writes,
         save_states_at=frozenset(wanted),

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -42,6 +42,9 @@ from sparsetorch.lottery.run_dir import TICKET, LotteryDir, lottery_name
 from sparsetorch.lottery.seeds import derive_seed
 from sparsetorch.masking import prunable_parameters
 from sparsetorch.patterns import get as get_pattern
+
+if TYPE_CHECKING:
+    from sparsetorch.lottery.summary import LotterySummary
 
 State = dict[str, torch.Tensor]  # a state_dict
 Masks = dict[str, torch.Tensor]  # {parameter name: bool mask}
@@ -147,7 +150,7 @@ class IMP:
         }
 
     # ---- running ----------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self) -> LotterySummary:
         """Train every round of every seed, then the controls; write the summary (table and
         figure). Returns the summary."""
         from sparsetorch.lottery.summary import write_summary
