@@ -99,7 +99,11 @@ CURVE_STYLES = {  # metric: (colour, line style, marker, label)
 
 def plot_curves(rows: Rows, path: str | Path, title: str = "", early_stop: int | None = None):
     """Loss (train/val/test) and accuracy (val/test) against the step, a marker at every
-    evaluation; a vertical line at the early-stopping step."""
+    evaluation; a vertical line at the early-stopping step (:func:`curves_figure`)."""
+    return _save(curves_figure(rows, title, early_stop), path)
+
+
+def curves_figure(rows: Rows, title: str = "", early_stop: int | None = None) -> Figure:
     fig = _figure(10, 4)
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, keys in ((loss_ax, ("train_loss", "val_loss", "test_loss")),
@@ -120,7 +124,7 @@ def plot_curves(rows: Rows, path: str | Path, title: str = "", early_stop: int |
     loss_ax.set_title("loss", fontsize=10)
     acc_ax.set_title("accuracy", fontsize=10)
     fig.suptitle(title)
-    return _save(fig, path)
+    return fig
 
 
 def plot_densities(layers: dict[str, dict[str, Any]], path: str | Path, title: str = ""):
@@ -159,7 +163,15 @@ def plot_comparison(
 ):
     """Test accuracy and validation loss against the step, one colour and marker per series
     (``(label, rows)`` of one run, or ``(label, [rows, ...])`` of several seeds: mean, and a
-    band of one standard deviation)."""
+    band of one standard deviation; :func:`comparison_figure`)."""
+    return _save(comparison_figure(series, title, colors), path)
+
+
+def comparison_figure(
+    series: Sequence[tuple[str, Rows | Sequence[Rows]]],
+    title: str = "",
+    colors: Sequence[str] | None = None,
+) -> Figure:
     fig = _figure(11, 4.2)
     acc_ax, loss_ax = fig.subplots(1, 2)
     for i, (label, item) in enumerate(series):
@@ -180,4 +192,4 @@ def plot_comparison(
         ax.grid(alpha=0.3)
     acc_ax.legend(fontsize=8)
     fig.suptitle(title)
-    return _save(fig, path)
+    return fig

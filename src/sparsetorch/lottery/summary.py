@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
+
+from matplotlib.figure import Figure
 
 from sparsetorch.experiments.compare import mean_std
 from sparsetorch.experiments.plots import _figure, _save
@@ -148,7 +151,12 @@ STYLES = {  # branch: colour, marker, legend
 
 
 def _band(ax: Any, x: list, mean: list, std: list, color: str, low: float, high: float) -> None:
-    """A band of one standard deviation, clipped to what the quantity can be."""
+    """A band of one standard deviation, clipped to what the quantity can be (an error bar
+    for a single point)."""
+    if len(x) == 1:
+        lo, hi = max(low, mean[0] - std[0]), min(high, mean[0] + std[0])
+        ax.errorbar(x, mean, yerr=[[mean[0] - lo], [hi - mean[0]]], color=color, capsize=3)
+        return
     lower = [min(high, max(low, m - s)) for m, s in zip(mean, std)]
     upper = [min(high, max(low, m + s)) for m, s in zip(mean, std)]
     ax.fill_between(x, lower, upper, color=color, alpha=0.2, linewidth=0)
@@ -160,6 +168,11 @@ def plot(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     clipped to [0, 100] % and to the run's length). The early-stop panel spans the whole run
     (0 to its last step) and names the evaluation period, the resolution of an early stop: a
     flat line at the last step means the validation loss still fell at the end."""
+    return _save(figure(rows, title), path)
+
+
+def figure(rows: list[dict[str, Any]], title: str = "") -> Figure:
+    """The figure of :func:`plot`."""
     fig = _figure(11, 4.4)
     acc_ax, step_ax = fig.subplots(1, 2)
     length = max((r["total_steps"] for r in rows if "total_steps" in r), default=None)
@@ -191,8 +204,9 @@ def plot(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     if length:
         step_ax.set_ylim(0, length * 1.04)
         step_ax.axhline(length, color="grey", linewidth=0.8, linestyle=":", label="end of run")
-        gaps = sorted({b - a for r in rows for a, b in zip(r.get("eval_steps", []),
-                                                           r.get("eval_steps", [])[1:])})  # fmt: skip
+        # the evaluation period of each round: its largest gap (the last one may be shorter)
+        steps = [r.get("eval_steps", []) for r in rows]
+        gaps = sorted({max(b - a for a, b in pairwise(s)) for s in steps if len(s) > 1})
         if gaps:
             period = f"{gaps[0]}" if len(gaps) == 1 else f"{gaps[0]}-{gaps[-1]}"
             step_ax.set_title(f"evaluated every {period} steps", fontsize=9)
@@ -210,7 +224,7 @@ def plot(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     step_ax.legend(fontsize=8, loc="lower left")
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
     fig.suptitle(f"{title} ({spread})".strip())
-    return _save(fig, path)
+    return fig
 
 
 class LotterySummary(dict):
