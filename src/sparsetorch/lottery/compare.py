@@ -75,7 +75,10 @@ def plot_lotteries(
     configs: Sequence[dict[str, Any]],
     rowsets: Sequence[list[dict[str, Any]]],
     path: str | Path,
+    title: str | None = None,
 ) -> Path:
+    """Test accuracy against percent of weights remaining of several lottery runs; the title
+    names the models, data sets and seeds (``title`` replaces what precedes the seeds)."""
     fig = _figure(7.5, 4.8)
     ax = fig.subplots()
     lowest = 100.0
@@ -119,5 +122,6 @@ def plot_lotteries(
         if len(seeds) == 1
         else "mean ± std over each run's seeds"
     )
-    fig.suptitle(f"lottery tickets: {', '.join(models)} on {', '.join(datasets)} ({spread})")
+    title = title or f"lottery tickets: {', '.join(models)} on {', '.join(datasets)}"
+    fig.suptitle(f"{title} ({spread})")
     return _save(fig, path)

@@ -189,6 +189,8 @@ def figure(rows: list[dict[str, Any]], title: str = "") -> Figure:
         ):
             mean = [scale * r[key] for r in series]
             std = [scale * r[key + "_std"] for r in series]
+            if all(math.isnan(m) for m in mean):  # not recorded (a redrawn table)
+                continue
             ax.plot(x, mean, color=color, marker=marker, markersize=4, label=label)
             if several:
                 _band(ax, x, mean, std, color, 0.0, high)
