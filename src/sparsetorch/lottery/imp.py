@@ -79,12 +79,13 @@ class IMP:
         progress: bool | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        self.hparams = copy.deepcopy(hparams).validate()
-        if self.hparams.sparsity.method != "dense":
+        method = getattr(getattr(hparams, "sparsity", None), "method", "dense")
+        if isinstance(method, str) and method.strip().lower() != "dense":
             raise ValueError(
                 f"IMP prunes by itself: the training hparams must use method 'dense', got "
-                f"{self.hparams.sparsity.method!r}"
+                f"{method.strip().lower()!r}"
             )
+        self.hparams = copy.deepcopy(hparams).validate()
         self.lottery = copy.deepcopy(lottery or IMPConfig()).validate()
         self.identity = {**self.hparams.identity(), **self.lottery.identity()}
         self.identity.pop("training.seed", None)  # each seed is a run of its own
