@@ -294,7 +294,9 @@ for _config in (
 def methods_help() -> str:
     """The methods of ``sparsetorch train --method`` in words, from :data:`CONFIGS`:
     ``dense, snip, ... (at initialisation), gmp, ... (during training)``."""
-    phases: dict[str, list[str]] = {}
+    phases: dict[str, list[str]] = {"at initialisation": [], "during training": []}
     for name in CONFIGS.names():
         phases.setdefault(CONFIGS.lookup(name).phase, []).append(name)
-    return ", ".join(["dense", *(f"{', '.join(ns)} ({phase})" for phase, ns in phases.items())])
+    return ", ".join(
+        ["dense", *(f"{', '.join(ns)} ({phase})" for phase, ns in phases.items() if ns)]
+    )

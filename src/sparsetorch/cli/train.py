@@ -124,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
         sizes = ", ".join(
             f"{split} {len(getattr(dataset, split)):,}" for split in ("train", "val", "test")
         )
-        resuming = (run_dir / "checkpoints" / "resume.pt").is_file()
+        from sparsetorch.experiments.run_state import resume_path
+
+        resuming = resume_path(run_dir).is_file()
         say(f"{d.name}: {sizes} examples (ready after {time.perf_counter() - start:.1f} s)")
         verb = "resuming" if resuming else "training"
         say(f"{verb} {hp.model.name} ({_method_words(hp)}) in {run_dir}")
