@@ -181,3 +181,23 @@ def test_bad_input(tmp_path, capsys, argv, message):
     assert main(["report", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sparsetorch report: error: ") and message in err
+
+
+def test_compare_skips_a_run_without_evaluations_and_says_so(runs, tmp_path, capsys):
+    dense, _ = runs
+    started = tmp_path / "lenet300-dense-0000000000"
+    started.mkdir()
+    (started / "hparams.json").write_text((dense.run_dir / "hparams.json").read_text())
+    argv = [
+        "report",
+        "--compare",
+        str(dense.run_dir),
+        str(started),
+        "--plot",
+        str(tmp_path / "p.png"),
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"not compared (no evaluation yet): {started.name}" in out
+    assert main(["report", "--compare", str(started)]) == 2
+    assert "has metrics yet" in capsys.readouterr().err

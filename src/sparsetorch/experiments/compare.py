@@ -227,8 +227,18 @@ def compare_runs(
     from sparsetorch.experiments.plots import method_color, plot_comparison
     from sparsetorch.experiments.reporting import text_table
 
-    groups = group_runs([Run.read(p) for p in expand(paths)])
+    runs, empty = [], []
+    for path in expand(paths):
+        if RunDir(path).read_metrics():
+            runs.append(Run.read(path))
+        else:
+            empty.append(Path(path).name)
+    if not runs:
+        raise ValueError(f"no run among {[str(p) for p in paths]} has metrics yet")
+    groups = group_runs(runs)
     text = text_table(HEADER, table_rows(groups))
+    if empty:
+        text += f"\n\nnot compared (no evaluation yet): {', '.join(empty)}"
     members = [f"  {g.label}: {', '.join(run.path.name for run in g.runs)}" for g in groups]
     text += "\n\nrun dirs per group:\n" + "\n".join(members)
     figure = None
