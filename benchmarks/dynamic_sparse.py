@@ -266,17 +266,29 @@ def plot_accuracy_vs_flops(summary: dict, path: Path, title: str) -> Path:
     fig, ax = subplots(figsize=(9, 5), layout="constrained")
     labels: dict[str, tuple[str, bool]] = {}
     sparsities = set()
-    for p in accuracy_points(summary):
+    points = accuracy_points(summary)
+    # points at (almost) equal FLOPs and the same sparsity are drawn side by side
+    crowds: dict[tuple, list[dict]] = {}
+    for p in points:
+        crowds.setdefault((p["sparsity"], round(math.log10(p["train_flops"]), 1)), []).append(p)
+    for crowd in crowds.values():
+        for i, p in enumerate(crowd):
+            p["x"] = p["train_flops"] * 10 ** (0.012 * (i - (len(crowd) - 1) / 2))
+    for p in points:
         color, filled = _style(p["label"])
         labels.setdefault(p["label"], (color, filled))
         sparsities.add(p["sparsity"])
         marker = SPARSITY_MARKERS.get(p["sparsity"], "P")
         ax.errorbar(
-            p["train_flops"], p["mean"], yerr=p["std"], fmt=marker, color=color,
+            p["x"], p["mean"], yerr=p["std"], fmt=marker, color=color,
             markerfacecolor=color if filled else "white", markeredgecolor=color,
             markersize=11 if marker == "*" else 7, capsize=3, elinewidth=1,
         )  # fmt: skip
-    ax.set(xscale="log", xlabel="training FLOPs relative to dense", ylabel="test accuracy (%)")
+    ax.set(
+        xscale="log",
+        xlabel="training FLOPs relative to dense (points of equal FLOPs drawn side by side)",
+        ylabel="test accuracy (%)",
+    )
     ticks = [t for t in (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
              if min(sparsities_flops(summary)) / 1.5 <= t]  # fmt: skip
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])

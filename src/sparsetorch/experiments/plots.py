@@ -26,7 +26,7 @@ Rows = Sequence[dict[str, Any]]
 METHOD_COLORS = {
     "dense": "black",
     "small-dense": "0.45",
-    "random": "tab:gray",
+    "random": "tab:olive",
     "snip": "tab:blue",
     "grasp": "tab:orange",
     "synflow": "tab:green",
