@@ -31,7 +31,7 @@ METHOD_COLORS = {
     "grasp": "tab:orange",
     "synflow": "tab:green",
     "gmp": "tab:purple",
-    "set": "tab:brown",
+    "set": "tab:cyan",
     "rigl": "tab:red",
     "imp": "tab:blue",
 }
