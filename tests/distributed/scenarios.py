@@ -146,6 +146,9 @@ def layouts(rank: int, world: int, data) -> dict:
 
 
 def timeout(rank: int, world: int) -> dict:
+    # both ranks arrive together: a group's 1 s timeout also bounds its creation, and rank 0
+    # comes from writing the runner's run dir (plots, report) while rank 1 has nothing to write
+    dist.barrier()
     group = dist.new_group(timeout=timedelta(seconds=1))
     model = mlp()
     if rank == 1:  # rank 0 never joins
