@@ -124,7 +124,17 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=None, help="first N training examples")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
+    parser.add_argument(
+        "--replot",
+        metavar="SUMMARY_JSON",
+        default=None,
+        help="only redraw the accuracy-vs-FLOPs figure into --figures from a summary.json (or "
+        "a recorded one, docs/figures/data/*.json)",
+    )
     args = parser.parse_args()
+    if args.replot:
+        figures(json.loads(Path(args.replot).read_text()), {}, Path(args.figures or "."))
+        return
     torch.set_num_threads(args.threads)
     known = {m.label: m for m in METHODS}
     unknown = sorted(set(args.methods) - set(known))
@@ -138,7 +148,8 @@ def main() -> None:
     input_shape = tuple(data.train.x.shape[1:])
     probe = build(args.model, input_shape=input_shape, num_classes=10)
     dense = {k: float(v) for k, v in count_flops(probe, torch.zeros(1, *input_shape)).items()}
-    summary: dict = {"model": args.model, "epochs": args.epochs, "seeds": args.seeds, "rows": []}
+    summary: dict = {"model": args.model, "epochs": args.epochs, "seeds": args.seeds,
+                     "optimizer": args.optimizer, "lr": args.lr, "rows": []}  # fmt: skip
     histories: dict[str, list[dict]] = {}
     start = time.perf_counter()
     for sparsity in args.sparsities:
@@ -215,39 +226,173 @@ def print_tables(summary: dict, args: argparse.Namespace) -> None:
             )
 
 
-def figures(summary: dict, histories: dict[str, list[dict]], where: Path) -> None:
+def _style(label: str) -> tuple[str, bool]:
+    """(colour of the label's method, whether its markers are filled): one colour per method
+    (``sparsetorch.experiments.plots.METHOD_COLORS``), ERK filled, uniform hollow."""
+    from sparsetorch.experiments.plots import method_color
+
+    m = next((m for m in METHODS if m.label == label), None)
+    method = "small-dense" if m and m.small_dense else (m.method if m else label)
+    return method_color(method), "uniform" not in label
+
+
+SPARSITY_MARKERS = {0.0: "*", 0.9: "o", 0.95: "s", 0.98: "^", 0.99: "D"}
+
+
+def accuracy_points(summary: dict) -> list[dict]:
+    """One point per (method, sparsity): mean and sample std of the test accuracy over the
+    seeds (%), and the mean training FLOPs relative to dense."""
+    out = []
+    for r in summary["rows"]:
+        if "test_acc" in r:  # per-seed accuracies of a run of this script
+            accs = [100 * a for a in r["test_acc"]]
+            mean, std = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
+        else:  # recorded means and stds (docs/figures/data/*.json)
+            mean, std = r["test_acc_mean"], r["test_acc_std"]
+        out.append({**r, "mean": mean, "std": std, "seeds": len(r.get("test_acc", ())) or None})
+    return out
+
+
+def plot_accuracy_vs_flops(summary: dict, path: Path, title: str) -> Path:
+    """Test accuracy against training FLOPs: a colour per method (filled = ERK, hollow =
+    uniform), a marker per sparsity, error bars of one standard deviation, a legend instead
+    of labels on the points."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.pyplot import subplots
 
-    where.mkdir(parents=True, exist_ok=True)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, ax = subplots(figsize=(9, 5), layout="constrained")
+    labels: dict[str, tuple[str, bool]] = {}
+    sparsities = set()
+    points = accuracy_points(summary)
+    # points at (almost) equal FLOPs and the same sparsity are drawn side by side
+    crowds: dict[tuple, list[dict]] = {}
+    for p in points:
+        crowds.setdefault((p["sparsity"], round(math.log10(p["train_flops"]), 1)), []).append(p)
+    for crowd in crowds.values():
+        for i, p in enumerate(crowd):
+            p["x"] = p["train_flops"] * 10 ** (0.012 * (i - (len(crowd) - 1) / 2))
+    for p in points:
+        color, filled = _style(p["label"])
+        labels.setdefault(p["label"], (color, filled))
+        sparsities.add(p["sparsity"])
+        marker = SPARSITY_MARKERS.get(p["sparsity"], "P")
+        ax.errorbar(
+            p["x"], p["mean"], yerr=p["std"], fmt=marker, color=color,
+            markerfacecolor=color if filled else "white", markeredgecolor=color,
+            markersize=11 if marker == "*" else 7, capsize=3, elinewidth=1,
+        )  # fmt: skip
+    ax.set(
+        xscale="log",
+        xlabel="training FLOPs relative to dense (points of equal FLOPs drawn side by side)",
+        ylabel="test accuracy (%)",
+    )
+    ticks = [t for t in (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+             if min(sparsities_flops(summary)) / 1.5 <= t]  # fmt: skip
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.grid(alpha=0.3)
+    methods = [
+        Line2D(
+            [],
+            [],
+            color=c,
+            marker="o",
+            linestyle="",
+            markersize=7,
+            markerfacecolor=c if f else "white",
+            label=label,
+        )
+        for label, (c, f) in labels.items()
+    ]
+    shapes = [
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            marker=SPARSITY_MARKERS.get(s, "P"),
+            linestyle="",
+            markersize=8,
+            label="dense" if s == 0 else f"sparsity {s:g}",
+        )
+        for s in sorted(sparsities)
+    ]
+    first = ax.legend(handles=methods, title="method", fontsize=8, loc="upper left",
+                      bbox_to_anchor=(1.01, 1.0))  # fmt: skip
+    ax.add_artist(first)
+    ax.legend(handles=shapes, title="marker", fontsize=8, loc="lower left",
+              bbox_to_anchor=(1.01, 0.0))  # fmt: skip
+    ax.set_title(title)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def sparsities_flops(summary: dict) -> list[float]:
+    return [r["train_flops"] for r in summary["rows"]]
+
+
+def plot_churn_figure(histories: dict[str, list[dict]], path: Path, title: str) -> Path:
+    """Churn per update and IoU with the initial mask of each dynamic run (seed 0): a colour
+    per method, solid ERK / dashed uniform, a marker per sparsity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.pyplot import subplots
+
+    fig, (left, right) = subplots(1, 2, figsize=(12, 4.2), layout="constrained")
     for name, history in histories.items():
         if not history or name.startswith("GMP"):
             continue
+        label, _, sparsity = name.rpartition(" ")
+        color, filled = _style(label)
+        style = dict(color=color, linestyle="-" if filled else "--", markersize=4,
+                     marker=SPARSITY_MARKERS.get(float(sparsity), "P"), label=name)  # fmt: skip
         steps = [h["step"] for h in history]
-        left.plot(steps, [h["changed"] for h in history], marker=".", label=name)
-        right.plot(steps, [h["overlap_init"] for h in history], label=name)
+        left.plot(steps, [h["changed"] for h in history], **style)
+        right.plot(steps, [h["overlap_init"] for h in history], **style)
     left.set(xlabel="step", ylabel="fraction of connections replaced", title="churn per update")
     right.set(xlabel="step", ylabel="IoU with the initial mask", title="drift from the start")
-    left.legend(fontsize=7)
-    right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(where / "dynamic_sparse_churn.png", dpi=100)
-    plt.close(fig)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    right.legend(fontsize=8, ncol=2)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    markers = {}
-    for r in summary["rows"]:
-        acc = 100 * statistics.mean(r["test_acc"])
-        marker = markers.setdefault(r["sparsity"], "*os^v"[len(markers) % 5])
-        ax.scatter(r["train_flops"], acc, marker=marker)
-        ax.annotate(f"{r['label']} {r['sparsity']:g}", (r["train_flops"], acc), fontsize=6)
-    ax.set(xscale="log", xlabel="training FLOPs relative to dense", ylabel="test accuracy (%)")
-    fig.tight_layout()
-    fig.savefig(where / "dynamic_sparse_acc_flops.png", dpi=100)
-    plt.close(fig)
+
+DATASET_NAMES = {"lenet300": "LeNet-300-100", "conv4": "Conv-4"}
+
+
+def figure_title(summary: dict, what: str) -> str:
+    model = DATASET_NAMES.get(summary["model"], summary["model"])
+    seeds = summary["seeds"]
+    seeds = f"seeds {seeds[0]}-{seeds[-1]}" if isinstance(seeds, list) else f"seed {seeds}"
+    optimizer = OPTIMIZER_NAMES.get(summary.get("optimizer", "adam"), summary.get("optimizer"))
+    lr = f" lr {summary['lr']:g}" if "lr" in summary else ""
+    return (
+        f"{model} on Fashion-MNIST, {optimizer}{lr}, {summary['epochs']} epochs: {what} ({seeds})"
+    )
+
+
+OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "momentum": "SGD momentum"}
+
+
+def figures(summary: dict, histories: dict[str, list[dict]], where: Path) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    prefix = (
+        "dynamic_sparse" if summary["model"] == "lenet300" else f"dynamic_sparse_{summary['model']}"
+    )
+    if histories:
+        plot_churn_figure(
+            histories, where / f"{prefix}_churn.png",
+            figure_title({**summary, "seeds": summary["seeds"][0]}, "topology churn"),
+        )  # fmt: skip
+    plot_accuracy_vs_flops(
+        summary, where / f"{prefix}_acc_flops.png",
+        figure_title(summary, "test accuracy (mean ± std) vs training FLOPs"),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

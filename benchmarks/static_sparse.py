@@ -51,6 +51,7 @@ METHODS = (
     Method("random (ERK)", "random", "erk"),
 )
 COLLAPSE = "would empty layer"
+DISPLAY = {"lenet300": "LeNet-300-100", "conv4": "Conv-4", "conv2": "Conv-2", "conv6": "Conv-6"}
 
 
 def hparams(args: argparse.Namespace, m: Method, sparsity: float, seed: int) -> Hparams:
@@ -71,10 +72,13 @@ def hparams(args: argparse.Namespace, m: Method, sparsity: float, seed: int) -> 
     return hp
 
 
-def run_one(args, data, m: Method, sparsity: float, seed: int) -> dict[str, Any]:
+def run_one(args, data, m: Method, sparsity: float, seed: int, steps: int | None = None):
+    """One run (``steps``: that many updates instead of ``--epochs``, for the masks only)."""
     hp = hparams(args, m, sparsity, seed)
     n_train = len(data.train) if args.train_size is None else min(args.train_size, len(data.train))
     hp.training.eval_every = args.epochs * steps_per_epoch(n_train, args.batch_size)
+    if steps is not None:
+        hp.training.steps, hp.training.eval_every = steps, steps
     row: dict[str, Any] = {"label": m.label, "sparsity": sparsity, "seed": seed}
     # a finished run is read from its result.json (no checkpoint is loaded, so run dirs written
     # by an older checkpoint format still count)
@@ -130,6 +134,22 @@ def table(results: list[dict[str, Any]], sparsities: list[float]) -> str:
     return "\n".join(lines)
 
 
+# the library's method colours (sparsetorch.experiments.plots.METHOD_COLORS); random pruning
+# is grey, hatched under the uniform distribution
+def _bar_style(label: str) -> dict[str, Any]:
+    from sparsetorch.experiments.plots import method_color
+
+    m = next(m for m in METHODS if m.label == label)
+    style: dict[str, Any] = {
+        "color": method_color(m.method),
+        "edgecolor": "black",
+        "linewidth": 0.4,
+    }
+    if m.method == "random" and m.distribution == "uniform":
+        style.update(color="white", edgecolor=method_color("random"), hatch="///")
+    return style
+
+
 def density_figure(results: list[dict[str, Any]], sparsity: float, path: Path, title: str) -> None:
     import matplotlib
 
@@ -152,7 +172,8 @@ def density_figure(results: list[dict[str, Any]], sparsity: float, path: Path, t
     width = 0.8 / len(rows)
     for i, r in enumerate(rows):
         xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(layers))]
-        ax.bar(xs, [max(r["densities"][n], 1e-5) for n in layers], width, label=r["label"])
+        densities = [max(r["densities"][n], 1e-5) for n in layers]
+        ax.bar(xs, densities, width, label=r["label"], **_bar_style(r["label"]))
     collapsed = [
         r["label"]
         for r in results
@@ -163,11 +184,15 @@ def density_figure(results: list[dict[str, Any]], sparsity: float, path: Path, t
     ax.set_yscale("log")
     ax.set_ylabel("layer density (kept / all)")
     note = f"; collapsed (not shown): {', '.join(collapsed)}" if collapsed else ""
-    ax.set_title(f"{title}, {100 * sparsity:g}% sparse, seed {first}{note}", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title(
+        f"{title} on Fashion-MNIST: layer densities at {100 * sparsity:g}% sparsity "
+        f"(seed {first}){note}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -195,12 +220,25 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default="runs/static_sparse")
     p.add_argument("--figures", default="docs/figures")
+    p.add_argument(
+        "--figure-only",
+        action="store_true",
+        help="only the density figure: each method's mask at --plot-sparsity for the first "
+        "seed, from a one-step run (the mask is chosen at initialisation and never changes)",
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     wanted = set(args.methods)
     methods = [m for m in METHODS if f"{m.method}:{m.distribution}" in wanted]
     data = load("fashion-mnist")
+    if args.figure_only:
+        seed, s = args.seeds[0], args.plot_sparsity
+        rows = [run_one(args, data, m, s, seed, steps=1) for m in methods if m.method != "dense"]
+        figure = Path(args.figures) / f"static_sparse_density_{args.model}_{100 * s:g}.png"
+        density_figure(rows, s, figure, DISPLAY.get(args.model, args.model))
+        print(f"figure: {figure}")
+        return
     start = time.perf_counter()
     results = []
     for seed in args.seeds:
@@ -224,7 +262,7 @@ def main() -> None:
     figure = (
         Path(args.figures) / f"static_sparse_density_{args.model}_{100 * args.plot_sparsity:g}.png"
     )
-    density_figure(results, args.plot_sparsity, figure, args.model)
+    density_figure(results, args.plot_sparsity, figure, DISPLAY.get(args.model, args.model))
     trained = sum(r.get("wall_s", 0.0) for r in results)
     print(f"\nfigure: {figure}\nwall time of this invocation: {wall:.0f}s")
     print(f"sum of the runs' own wall times (pruning + training + evaluation): {trained:.0f}s")

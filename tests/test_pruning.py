@@ -244,7 +244,7 @@ def test_conv1d_conv3d_embedding_and_tied_weights():
     sparse.prune(model, 0.5)
     assert sorted(sparse.masks(model)) == ["c1.weight", "c3.weight", "embed.weight"]
     assert kept(model) == (80 + 192 + 64) // 2
-    assert bool((model.head.weight[~model.embed.weight_mask] == 0).all())
+    assert bool((model.head.weight[~model.embed.weight_sparsity_mask] == 0).all())
 
 
 class TiedLM(nn.Module):

@@ -1,6 +1,8 @@
 """``report(model)``: one row per prunable weight — shape, density, nnz, dense bytes, bytes in
 the smallest format (``sparsetorch.formats.best_format``) and, given an input, dense and sparse
-FLOPs — plus a totals row. Prints as an aligned table; also ``to_dict()`` and ``to_markdown()``.
+FLOPs — plus a totals row. Prints as an aligned table (also its ``repr``); ``to_dict()`` and
+``to_markdown()``; in a notebook, a cell ending in ``st.report(model)`` shows an HTML table
+(``_repr_html_``, ``_repr_markdown_``).
 
 The rows are the prunable weights of the registry of prunable kinds
 (``masking.prunable_parameters``), the weights ``st.prune`` prunes and ``st.sparsity`` counts by
@@ -19,6 +21,7 @@ kernel would skip).
 from __future__ import annotations
 
 import contextlib
+import html
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -52,7 +55,7 @@ class LayerRow:
         return {**asdict(self), "shape": list(self.shape), "density": self.density}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Report:
     layers: list[LayerRow]
     input_shape: tuple[int, ...] | None
@@ -129,12 +132,37 @@ class Report:
         header, rows = self._cells()
         return "\n".join([format_table(header, rows, left=_LEFT, total=True), *self.notes()])
 
+    def __repr__(self) -> str:
+        return str(self)
+
+    def caption(self) -> str:
+        """One line: weights, their density, bytes dense and in the best formats."""
+        t = self.total
+        text = (
+            f"{len(self.layers)} prunable weight(s), density {t.density:.4f} ({t.nnz:,} of "
+            f"{t.numel:,}); {format_bytes(t.dense_bytes)} dense, "
+            f"{format_bytes(t.sparse_bytes)} in the best formats"
+        )
+        if self.input_shape is not None and t.flops:
+            text += (
+                f"; {format_count(t.sparse_flops)} of {format_count(t.flops)} FLOPs for input "
+                f"{tuple(self.input_shape)}"
+            )
+        return text
+
     def to_markdown(self) -> str:
         header, rows = self._cells()
         align = [":--" if i in _LEFT else "--:" for i in range(len(header))]
         rows[-1][0] = f"**{rows[-1][0]}**"
         table = "\n".join("| " + " | ".join(r) + " |" for r in [header, align, *rows])
         return "\n\n".join([table, *self.notes()])
+
+    def _repr_markdown_(self) -> str:
+        return f"{self.caption()}\n\n{self.to_markdown()}"
+
+    def _repr_html_(self) -> str:
+        header, rows = self._cells()
+        return html_table(header, rows, left=_LEFT, caption=self.caption(), total=True)
 
 
 _LEFT = {0, 1, 6}  # text columns: layer, shape, format
@@ -157,6 +185,30 @@ def format_table(
     if total and body:
         body.insert(len(body) - 1, rule)
     return "\n".join([line(header), rule, *body])
+
+
+def html_table(
+    header: list[str],
+    rows: list[list[str]],
+    left: set[int] = frozenset({0}),
+    caption: str = "",
+    total: bool = False,
+) -> str:
+    """An HTML table (cells escaped): ``left`` columns left-aligned, the rest right-aligned;
+    with ``total`` the last row is bold and set apart by a rule."""
+
+    def cell(tag: str, i: int, text: str, style: str = "") -> str:
+        align = "left" if i in left else "right"
+        return f'<{tag} style="text-align:{align};{style}">{html.escape(text)}</{tag}>'
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(header))
+    body = []
+    for n, row in enumerate(rows):
+        last = total and n == len(rows) - 1
+        style = "font-weight:bold;border-top:1px solid;" if last else ""
+        body.append("<tr>" + "".join(cell("td", i, c, style) for i, c in enumerate(row)) + "</tr>")
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def format_bytes(n: int) -> str:

@@ -49,9 +49,11 @@ from sparsetorch import patterns as _patterns
 from sparsetorch._checks import check_not_meta, is_real
 from sparsetorch.masking import (
     apply_masks,
+    check_not_torch_pruned,
     get_mask,
     in_dim_of,
     prunable_parameters,
+    take_over_torch_pruning,
     uncovered_weights,
 )
 from sparsetorch.masking.prunable import FilterFn
@@ -442,6 +444,7 @@ def compute_masks(
     crit = _criteria.get(criterion)
     dist = _distributions.get(distribution)
     generator = _generator(generator)
+    check_not_torch_pruned(model)  # its weights are `<name>_orig`: st.prune takes them over
     found = prunable_parameters(model, exclude, filter_fn)
     if not found:
         raise ValueError("the model has no prunable parameters (after exclude/filter_fn)")
@@ -601,13 +604,17 @@ def prune(
             prunes them too, the last partial group of L weights of a row keeping
             ``ceil(N*L/M)``.
 
-    Weights pruned before stay pruned. The total number of kept weights equals ``(1 - sparsity)``
+    Weights pruned before stay pruned, also by ``torch.nn.utils.prune``: such a
+    reparametrisation is taken over first (``weight = weight_orig * weight_mask``, and its
+    mask becomes a sparsetorch mask; ``sparsetorch.masking.take_over_torch_pruning``). The total number of kept weights equals ``(1 - sparsity)``
     times the prunable weights to the nearest whole weight (whole block/channel for those
     patterns); ties are broken by order (lower index, earlier layer), so a run is deterministic.
     A weight of 2+ dims that no prunable kind covers (``masking.uncovered_weights``: e.g. a
     position-embedding ``nn.Parameter``) is left dense with one warning; ``register_prunable``
     covers a custom layer type.
     """
+    if isinstance(model, nn.Module):
+        take_over_torch_pruning(model)
     uncovered = uncovered_weights(model)
     masks = compute_masks(
         model,

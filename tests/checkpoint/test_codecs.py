@@ -119,7 +119,7 @@ def test_structured_codecs_detect_and_round_trip(pattern, rows, cols, density, s
 def test_conv_nm_over_input_channels_as_sparsetorch_patterns_lays_it_out(pattern):
     conv = torch.nn.Conv2d(16, 8, 3)
     sparsetorch.prune(conv, pattern=pattern)
-    mask = conv.weight_mask.numpy()  # (8, 16, 3, 3): groups of input channels per position
+    mask = conv.weight_sparsity_mask.numpy()  # (8, 16, 3, 3): groups of input channels per position
     support = support_of(mask)
     n, m = map(int, pattern.split(":"))
     assert detect_nm(support, mask.shape) == (n, m, "in_last")

@@ -149,7 +149,7 @@ def test_unlisted_tensor_in_the_file(saved):
     ("change", "message"),
     [
         (lambda m: m.append(nn.Linear(8, 2)), r"missing from the checkpoint: '3.bias', '3.weight'"),
-        (lambda m: m.pop(2), r"not in the model: '2.bias', '2.weight', '2.weight_mask'"),
+        (lambda m: m.pop(2), r"not in the model: '2.bias', '2.weight', '2.weight_sparsity_mask'"),
         (lambda m: m.__setitem__(2, nn.Linear(32, 9)), r"tensor '2.weight' has shape \[8, 32\]"),
     ],
 )

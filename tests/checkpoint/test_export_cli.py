@@ -27,7 +27,7 @@ def test_export_writes_the_newest_model_state(tmp_path, capsys):
     assert main(["export", str(run_dir), "--out", str(out)]) == 0
     assert_bitwise(load(out), models[20].state_dict())
     printed = capsys.readouterr().out
-    assert f"exported step 20 of {run_dir} to {out}: {out.stat().st_size} bytes" in printed
+    assert f"exported step 20 of {run_dir} to {out}: {out.stat().st_size:,} bytes" in printed
     assert "encoding" not in printed  # no table without --report
 
 
@@ -53,3 +53,17 @@ def test_export_help_lists_every_flag(capsys):
     text = capsys.readouterr().out
     for flag in ("RUN_DIR", "--out", "--report"):
         assert flag in text
+
+
+def test_export_ratio_is_against_the_plain_model(tmp_path, capsys):
+    run_dir, _ = _run_dir(tmp_path)
+    out = tmp_path / "model.safetensors"
+    assert main(["export", str(run_dir), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    plain = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))  # no masks
+    dense = sum(t.numel() * t.element_size() for t in plain.state_dict().values())
+    assert dense == (64 * 32 + 32 + 32 * 10 + 10) * 4
+    size = out.stat().st_size
+    assert f"{size / dense:.3f}x the {dense:,} bytes of the plain model" in printed
+    with_masks = dense + 64 * 32  # the bool mask counted as a dense byte each: the old ratio
+    assert f"{size / with_masks:.3f}x" not in printed

@@ -24,7 +24,7 @@ def _state():
     ]:
         mask = make_mask(shape, pattern, density, gen)
         state[f"{name}.weight"] = masked_weight(mask, torch.float16, gen)
-        state[f"{name}.weight_mask"] = mask
+        state[f"{name}.weight_sparsity_mask"] = mask
     state["dense.bias"] = torch.randn(7, generator=gen)
     state["flags"] = torch.rand(500, generator=gen) < 0.1
     state["tied"] = state["nm.weight"]

@@ -21,7 +21,7 @@ def _state(pattern, dtype, density, seed, shape=(16, 32)):
     return {
         "layer.weight": masked_weight(mask, dtype, gen),
         "layer.bias": torch.randn(shape[0], generator=gen).to(dtype),
-        "layer.weight_mask": mask,
+        "layer.weight_sparsity_mask": mask,
     }
 
 
@@ -97,7 +97,7 @@ def test_two_four_fp16_stores_half_the_values_and_two_bit_indices(tmp_path):
     assert meta["tensors"]["layer.weight"]["encoding"] == "nm"
     assert tensors["layer.weight::values"].numel() == numel // 2
     assert tensors["layer.weight::nm_index"].numel() == numel // 2 * 2 // 8
-    assert meta["tensors"]["layer.weight_mask"] == {
+    assert meta["tensors"]["layer.weight_sparsity_mask"] == {
         "encoding": "mask_of",
         "source": "layer.weight",
         "dtype": "bool",
@@ -185,7 +185,7 @@ def test_dtype_cast_on_load(tmp_path):
     state = _state("unstructured", torch.float32, 0.3, 0)
     back = load(save(state, tmp_path / "m.safetensors"), dtype=torch.bfloat16)
     assert back["layer.weight"].dtype == torch.bfloat16
-    assert back["layer.weight_mask"].dtype == torch.bool
+    assert back["layer.weight_sparsity_mask"].dtype == torch.bool
     assert torch.equal(back["layer.weight"], state["layer.weight"].to(torch.bfloat16))
 
 
@@ -208,7 +208,7 @@ def test_load_file_of_our_checkpoint_reads_dense_entries(tmp_path):
     state = _state("unstructured", torch.float32, 0.1, 0)
     raw = load_file(str(save(state, tmp_path / "m.safetensors")))
     assert torch.equal(raw["layer.bias"], state["layer.bias"])
-    nnz = int(state["layer.weight_mask"].sum())
+    nnz = int(state["layer.weight_sparsity_mask"].sum())
     assert raw["layer.weight::values"].shape == (nnz,)
 
 
@@ -216,6 +216,6 @@ def test_size_bound_matches_the_bitmask_arithmetic(tmp_path):
     numel = 512 * 512
     state = _state("unstructured", torch.float32, 0.1, 3, shape=(512, 512))
     path = save(state, tmp_path / "m.safetensors")
-    nnz = int(state["layer.weight_mask"].sum())
+    nnz = int(state["layer.weight_sparsity_mask"].sum())
     payload = nnz * 4 + math.ceil(numel / 8) + 512 * 4  # values + bitmask + dense bias
     assert payload <= path.stat().st_size < payload + 4096  # header is small

@@ -162,3 +162,10 @@ def test_a_hugging_face_bert_directory_to_a_compressed_checkpoint(tmp_path, caps
     masks = st.masks(model)
     assert len(masks) == 12 and all(m.float().mean() == 0.5 for m in masks.values())
     assert model.encoder.layer[0].attention.self.query.weight.dtype == torch.bfloat16
+
+
+def test_the_help_names_every_registered_method():
+    from sparsetorch.cli.oneshot import METHOD_NAMES
+    from sparsetorch.post_training import METHODS
+
+    assert tuple(METHODS.names()) == METHOD_NAMES

@@ -181,3 +181,51 @@ def test_floor_and_indivisible_flags_reach_st_prune(checkpoint, tmp_path, capsys
     assert "does not tile 1 of the prunable weights" in capsys.readouterr().err
     assert main([*args, "--sparsity", "0.5", "--min-layer-density", "lots"]) == 2
     assert "--min-layer-density must be 'auto' or a number" in capsys.readouterr().err
+
+
+def test_drop_masks_starts_over_from_a_masked_checkpoint(checkpoint, tmp_path, capsys):
+    first = tmp_path / "90.safetensors"
+    base = ["prune", "--model", "lenet300", "--distribution", "uniform"]
+    assert (
+        main([*base, "--checkpoint", str(checkpoint), "--sparsity", "0.9", "--out", str(first)])
+        == 0
+    )
+    capsys.readouterr()
+    # continuing: a lower sparsity cannot be reached, and the error says how to start over
+    assert main([*base, "--checkpoint", str(first), "--sparsity", "0.5"]) == 2
+    out, err = capsys.readouterr()
+    assert "continuing from the masks saved in" in out and "sparsity 0.9000" in out
+    assert "remain unpruned" in err and "--drop-masks prunes the checkpoint's weights" in err
+    # another pattern after dropping the masks: 2:4 over the 90%-pruned weights
+    second = tmp_path / "24.safetensors"
+    argv = [*base, "--checkpoint", str(first), "--drop-masks", "--pattern", "2:4"]
+    assert main([*argv, "--out", str(second)]) == 0
+    assert "dropped the masks of 3 parameter(s)" in capsys.readouterr().out
+    pruned, again = build("lenet300"), build("lenet300")
+    st.load(first, pruned)
+    st.load(second, again)
+    st.remove_masks(pruned)
+    st.prune(pruned, pattern="2:4", distribution="uniform")  # the library on the same weights
+    for name in SIZES:
+        assert torch.equal(st.masks(again)[name], st.masks(pruned)[name]), name
+        assert get("2:4").is_valid(st.masks(again)[name])
+    assert main(["prune", "--model", "lenet300", "--method", "random", "--sparsity", "0.5",
+                 "--drop-masks"]) == 2  # fmt: skip
+    assert "--drop-masks drops the masks of --checkpoint" in capsys.readouterr().err
+
+
+def test_help_names_are_the_registries():
+    from sparsetorch.cli.prune import NAMES
+    from sparsetorch.criteria import CRITERIA
+    from sparsetorch.distributions import DISTRIBUTIONS
+    from sparsetorch.patterns import PATTERNS
+
+    def builtin(registry):  # a user's (or a docs example's) registrations are not listed
+        named = [n for n, f in registry._named.items() if f.__module__.startswith("sparsetorch.")]
+        return (*sorted(named), *(example for _, example, _ in registry._parsed))
+
+    assert {
+        "criterion": builtin(CRITERIA),
+        "distribution": builtin(DISTRIBUTIONS),
+        "pattern": builtin(PATTERNS),
+    } == NAMES

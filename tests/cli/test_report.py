@@ -70,12 +70,69 @@ def test_compare_prints_a_table_and_writes_a_plot(runs, tmp_path, capsys):
     argv = ["report", str(dense.run_dir), "--compare", str(sparse.run_dir), "--plot", str(plot)]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("lenet300-")}
-    assert rows.keys() == {dense.run_dir.name, sparse.run_dir.name}
-    assert f"{dense.final['test_acc']:.4f}" in rows[dense.run_dir.name]
-    assert f"{sparse.final['sparsity']:.3f}" in rows[sparse.run_dir.name]
+    # groups are named by what tells them apart, not by their hashes
+    rows = {line.split("  ")[0]: line for line in out.splitlines() if line.startswith("lr ")}
+    assert rows.keys() == {"lr 0.0012", "lr 0.003, given masks"}
+    assert f"{dense.final['test_acc']:.4f}" in rows["lr 0.0012"]
+    assert f"{sparse.final['sparsity']:.3f}" in rows["lr 0.003, given masks"]
+    assert f"lr 0.0012: {dense.run_dir.name}" in out
     assert f"comparison plot: {plot}" in out
     assert_png_with_content(plot)
+
+
+def test_compare_writes_next_to_the_runs_not_into_the_working_dir(runs, tmp_path, capsys,
+                                                                   monkeypatch):  # fmt: skip
+    dense, sparse = runs
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--compare", str(dense.run_dir), str(sparse.run_dir)]) == 0
+    assert f"comparison plot: {dense.run_dir / 'comparison.png'}" in capsys.readouterr().out
+    assert_png_with_content(dense.run_dir / "comparison.png")
+    assert not (tmp_path / "comparison.png").exists()
+
+
+def test_compare_a_parent_dir_aggregates_seeds(tmp_path_factory, capsys):
+    import statistics
+
+    out = tmp_path_factory.mktemp("seeds")
+    results = {}
+    for lr in (1.2e-3, 3e-3):
+        for seed in (0, 1, 2):
+            hp = tiny(lr)
+            hp.training.seed = seed
+            results[lr, seed] = train(hp, out)
+    assert main(["report", "--compare", str(out)]) == 0
+    text = capsys.readouterr().out
+    rows = {line.split("  ")[0]: line for line in text.splitlines() if line.startswith("lr ")}
+    assert rows.keys() == {"lr 0.0012", "lr 0.003"}
+    for lr, label in ((1.2e-3, "lr 0.0012"), (3e-3, "lr 0.003")):
+        accs = [results[lr, seed].final["test_acc"] for seed in (0, 1, 2)]
+        expected = f"{statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f}"
+        assert expected in rows[label] and rows[label].split()[2] == "3"  # seeds
+    assert f"comparison plot: {out / 'comparison.png'}" in text  # into the parent given
+    assert_png_with_content(out / "comparison.png")
+    assert main(["report", str(out)]) == 2  # a parent is not a run: say how to compare it
+    assert f"sparsetorch report --compare {out}" in capsys.readouterr().err
+
+
+def test_report_survives_a_closed_pipe(tmp_path):
+    """``sparsetorch report FILE | head``: no BrokenPipeError traceback."""
+    import subprocess
+
+    from sparsetorch.checkpoint import save
+
+    path = tmp_path / "many.safetensors"
+    save({f"t{i:04d}": torch.zeros(2) for i in range(3000)}, path)  # a table > a pipe's 64 KiB
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sparsetorch", "report", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=600) == 141
+    assert first.startswith(b"many.safetensors: sparsetorch checkpoint format")
+    assert "Traceback" not in err and "BrokenPipeError" not in err and err == ""
 
 
 def test_run_dir_plots_and_report_md(runs):
@@ -113,7 +170,7 @@ def test_real_safetensors_report(tmp_path, capsys):
         (["--plot", "x.png", "."], "--plot is only used with --compare"),
         (["{file}"], "is a file but not a .safetensors checkpoint"),
         (["{empty}"], "is not a run dir (no hparams.json)"),
-        (["--compare", "{empty}"], "is not a run dir (no hparams.json)"),
+        (["--compare", "{empty}"], "is not a run dir (no hparams.json) and holds none"),
     ],
 )
 def test_bad_input(tmp_path, capsys, argv, message):
@@ -124,3 +181,23 @@ def test_bad_input(tmp_path, capsys, argv, message):
     assert main(["report", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sparsetorch report: error: ") and message in err
+
+
+def test_compare_skips_a_run_without_evaluations_and_says_so(runs, tmp_path, capsys):
+    dense, _ = runs
+    started = tmp_path / "lenet300-dense-0000000000"
+    started.mkdir()
+    (started / "hparams.json").write_text((dense.run_dir / "hparams.json").read_text())
+    argv = [
+        "report",
+        "--compare",
+        str(dense.run_dir),
+        str(started),
+        "--plot",
+        str(tmp_path / "p.png"),
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"not compared (no evaluation yet): {started.name}" in out
+    assert main(["report", "--compare", str(started)]) == 2
+    assert "has metrics yet" in capsys.readouterr().err

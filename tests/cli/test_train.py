@@ -133,8 +133,9 @@ def test_parser_rejects_malformed_values(capsys):
 def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "runs"
     assert main(["train", "--out", str(out), *argv]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("sparsetorch train: error: ") and message in err
+    *status, error = capsys.readouterr().err.splitlines()
+    assert error.startswith("sparsetorch train: error: ") and message in error
+    assert all(line.endswith(" ...") for line in status)  # what it was loading
     assert not out.exists()
 
 
@@ -151,3 +152,92 @@ def test_interrupt_prints_how_to_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sparsetorch.experiments.train", interrupted)
     assert main(["train", *TINY, "--out", str(tmp_path)]) == 130
     assert "run the same command again to resume" in capsys.readouterr().out
+
+
+def test_a_method_without_sparsity_is_refused_before_anything_runs(tmp_path, capsys):
+    for extra in ([], ["--dry-run"]):
+        assert main(["train", "--method", "rigl", "--out", str(tmp_path / "runs"), *extra]) == 2
+        out, err = capsys.readouterr()
+        assert "sparsity.method is 'rigl' but sparsity.sparsity is 0" in err
+        assert "--sparsity 0.9" in err and "run dir" not in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_lists_exactly_the_methods_train_accepts(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    listed = text.split("--method NAME sparsity method: ")[1].split(" (default: dense)")[0]
+    names = [n.split(" (")[0] for n in listed.replace(")", ") ,").split(", ") if n.strip(" ,")]
+    names = [n.strip(" ,") for n in names]
+    assert sorted(names) == sorted(["dense", *CONFIGS.names()])
+    assert "(at initialisation)" in listed and "(during training)" in listed
+    for name in names:
+        sparsity = [] if name == "dense" else ["--sparsity", "0.5"]
+        hp, _ = dry_run(capsys, "--method", name, *sparsity, "--out", str(tmp_path))
+        assert hp.sparsity.method == name
+    assert main(["train", "--dry-run", "--method", "magnitude", "--sparsity", "0.5"]) == 2
+    assert "unknown method 'magnitude'; known: dense, " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--model", "resnet", "unknown model 'resnet'"),
+        ("--dataset", "mnist", "unknown dataset 'mnist'"),
+        ("--optimizer", "lamb", "unknown optimizer 'lamb'"),
+        ("--pattern", "3x3", "unknown pattern '3x3'"),
+    ],
+)
+def test_dry_run_refuses_unknown_names_and_prints_no_run_dir(
+    tmp_path, capsys, flag, value, message
+):
+    argv = ["train", "--dry-run", "--out", str(tmp_path / "r"), flag, value]
+    if flag == "--pattern":
+        argv += ["--method", "snip", "--sparsity", "0.5"]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert message in err and "known:" in err and out == ""
+    assert not (tmp_path / "r").exists()
+
+
+def test_model_and_dataset_help_name_the_registries():
+    from sparsetorch.data import DATASETS
+    from sparsetorch.models import MODELS
+
+    model_help = dataclasses.fields(GROUPS["model"])[0].metadata["help"]
+    data_help = dataclasses.fields(GROUPS["dataset"])[0].metadata["help"]
+    assert all(name in model_help for name in MODELS.names())
+    assert all(name in data_help for name in DATASETS.names())
+
+
+def test_train_says_what_it_loads_before_training(tmp_path, capsys):
+    assert main(["train", *TINY, "--out", str(tmp_path), "--no-progress"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    (run_dir,) = tmp_path.iterdir()
+    assert err == [
+        "sparsetorch train: importing torch ...",
+        "sparsetorch train: loading digits ...",
+        err[2],
+        f"sparsetorch train: training lenet300 (dense) in {run_dir}",
+    ]
+    assert err[2].startswith("sparsetorch train: digits: train 128, val 50, test 50 examples")
+    assert main(["train", *TINY, "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().err.splitlines()[1] == (
+        f"sparsetorch train: {run_dir} is finished: reusing it (delete it to train again)"
+    )
+
+
+def test_command_line_answers_without_importing_torch(tmp_path):
+    """Building the parser and refusing bad flags load no torch (seconds on a busy machine)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from sparsetorch.cli import build_parser, main; build_parser(); "
+        f"rc = main(['train', '--method', 'set', '--out', {str(tmp_path)!r}]); "
+        "print(rc, 'torch' in sys.modules, 'numpy' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["2", "False", "False"], done.stderr
+    assert "sparsity.sparsity is 0" in done.stderr

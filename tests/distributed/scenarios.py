@@ -108,7 +108,7 @@ def diverged(rank: int, world: int) -> dict:
     model = mlp()
     st.prune(model, sparsity=0.9)
     if rank == 1:
-        mask = model[3].weight_mask
+        mask = model[3].weight_sparsity_mask
         mask.view(-1)[7] = ~mask.view(-1)[7]
     return {"diverged": caught(verify_masks, model, where="step 7")}
 
@@ -134,9 +134,9 @@ def layouts(rank: int, world: int, data) -> dict:
     hsdp = init_device_mesh("cpu", (world, 1), mesh_dim_names=("replicate", "shard"))
     model = fsdp(mlp(), mesh=hsdp)
     out = train_api("rigl", model, model, data, rank, world, verify=verify_masks, steps=SHORT)
-    out["placements"] = str(tuple(model[1].weight_mask.placements))
+    out["placements"] = str(tuple(model[1].weight_sparsity_mask.placements))
     if rank == 1:  # one replica's copy of a mask changes
-        shard = model[3].weight_mask.to_local()
+        shard = model[3].weight_sparsity_mask.to_local()
         shard.view(-1)[5] = ~shard.view(-1)[5]
     out["diverged"] = caught(verify_masks, model)
     columns = distribute_tensor(torch.zeros(4, 6), mesh(), [Shard(1)])
@@ -146,6 +146,9 @@ def layouts(rank: int, world: int, data) -> dict:
 
 
 def timeout(rank: int, world: int) -> dict:
+    # both ranks arrive together: a group's 1 s timeout also bounds its creation, and rank 0
+    # comes from writing the runner's run dir (plots, report) while rank 1 has nothing to write
+    dist.barrier()
     group = dist.new_group(timeout=timedelta(seconds=1))
     model = mlp()
     if rank == 1:  # rank 0 never joins

@@ -87,7 +87,7 @@ def hparams_strategy():
         st.integers(1, 4096),
         st.one_of(st.none(), st.integers(1, 10**6)),
         st.integers(0, 2**31),
-        st.floats(0, 0.999),
+        st.floats(1e-3, 0.999),  # gmp needs a sparsity > 0
         st.dictionaries(st.text(min_size=1, max_size=5), st.integers() | st.floats(0, 1)),
         st.one_of(st.none(), st.integers(1, 10**5)),
     )
@@ -199,3 +199,19 @@ def test_every_field_has_help():
     for cls in GROUPS.values():
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
+
+
+def test_a_method_needs_a_sparsity_above_zero():
+    hp = Hparams()
+    hp.sparsity.method = "rigl"
+    with pytest.raises(
+        ValueError, match=r"method is 'rigl' but sparsity.sparsity is 0.*--sparsity"
+    ):
+        hp.validate()
+    hp.sparsity.sparsity = 0.5
+    assert hp.validate().sparsity.distribution == "erk"
+    unknown = Hparams()
+    unknown.sparsity.method = "no-such"  # the runner's name check refuses it, naming the known
+    assert unknown.validate().sparsity.method == "no-such"
+    with pytest.raises(ValueError, match="unknown method 'no-such'; known: dense, gmp"):
+        unknown.sparsity.config()

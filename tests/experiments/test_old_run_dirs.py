@@ -168,3 +168,49 @@ def test_result_states_outside_the_run_dir_are_refused(tmp_path, tiny_hp, digits
         load_run(run_dir)
     with pytest.raises(ValueError, match=refused(run_dir, found)):
         train(tiny_hp, tmp_path / "runs", dataset=digits)  # the reuse of a finished run
+
+
+def rename_masks_old(run_dir):
+    """Rewrite a run dir's model states and resume checkpoint with masks under their old
+    buffer name ``<param>_mask`` (as sparsetorch wrote them before ``_sparsity_mask``)."""
+    from sparsetorch.checkpoint import load as st_load
+    from sparsetorch.checkpoint import save as st_save
+    from sparsetorch.masking import LEGACY_SUFFIX, SUFFIX
+
+    def old(state):
+        return {k.replace(SUFFIX, LEGACY_SUFFIX): v for k, v in state.items()}
+
+    renamed = 0
+    for path in ckpt.saved_model_states(run_dir).values():
+        state = old(st_load(path))
+        renamed += sum(k.endswith("weight_mask") for k in state)
+        st_save(state, path)
+    if ckpt.resume_path(run_dir).is_file():
+        state = torch.load(ckpt.resume_path(run_dir), weights_only=True)
+        state["model"] = old(state["model"])
+        renamed += sum(k.endswith("weight_mask") for k in state["model"])
+        ckpt.atomic_save(state, ckpt.resume_path(run_dir))
+    return renamed
+
+
+def test_run_dirs_with_old_mask_names_resume_and_reload_exactly(tmp_path, tiny_hp, digits):
+    tiny_hp.sparsity.method, tiny_hp.sparsity.sparsity = "rigl", 0.8
+    tiny_hp.sparsity.options = {"delta_t": 2}
+    whole = train(tiny_hp, tmp_path / "whole", dataset=digits)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_hp, tmp_path / "cut", hooks=[Interrupt(at=8)], dataset=digits)
+    (run_dir,) = (tmp_path / "cut").iterdir()
+    assert rename_masks_old(run_dir) > 0
+    resumed = train(tiny_hp, tmp_path / "cut", hooks=[Interrupt()], dataset=digits)
+    assert not resumed.reused and resumed.run_dir == run_dir  # resumed from the old names
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+    assert rename_masks_old(run_dir) > 0  # a finished old run dir: reused and reloaded
+    again = load_run(run_dir)
+    assert sorted(k for k in again.model.state_dict() if "mask" in k) == [
+        "fc1.weight_sparsity_mask", "fc2.weight_sparsity_mask", "fc3.weight_sparsity_mask",
+    ]  # fmt: skip
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[key], value), key
+    step, state = latest_model_state(run_dir)
+    assert step == 12 and "fc1.weight_mask" in state  # the file as stored

@@ -203,7 +203,7 @@ def test_masks_and_init_state_rewind_like_imp(tmp_path, tiny_hp, digits):
     assert ticket.final["sparsity"] == pytest.approx(expected, abs=1e-12)
     again = train(tiny_hp, tmp_path, init_state=theta0, masks=masks, dataset=digits)
     assert again.reused
-    assert torch.equal(again.model.fc1.weight_mask, masks["fc1.weight"])
+    assert torch.equal(again.model.fc1.weight_sparsity_mask, masks["fc1.weight"])
 
 
 def test_a_given_model_is_trained_in_place(tiny_hp, digits):
@@ -447,3 +447,18 @@ def test_a_crash_after_training_before_result_json_finishes_on_rerun(
     assert not done.reused and strip(done.metrics) == strip(reference.metrics)
     assert (run_dir / "result.json").exists() and (run_dir / "report.md").exists()
     assert_same_state(done.model.state_dict(), reference.model.state_dict())
+
+
+def test_default_evaluation_draws_a_one_epoch_run_as_a_curve(tmp_path, digits):
+    from sparsetorch.experiments.hparams import Hparams, default_eval_every
+
+    hp = Hparams()
+    hp.dataset.name = "digits"
+    hp.dataset.train_size, hp.dataset.val_size, hp.dataset.test_size = 300, 50, 50
+    hp.training.batch_size, hp.training.epochs = 10, 1  # 30 steps, one epoch
+    result = train(hp, dataset=digits)
+    assert [r["step"] for r in result.metrics] == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30]
+    # long runs keep one evaluation per epoch; tiny ones evaluate every step
+    assert default_eval_every(917 * 20, 917) == 917
+    assert default_eval_every(917, 917) == 91
+    assert default_eval_every(4, 2) == 1

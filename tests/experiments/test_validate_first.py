@@ -82,7 +82,10 @@ def test_cli_refusals_are_one_line(tmp_path, capsys, extra, message):
             "--test-size", "32", "--steps", "2", "--out", str(tmp_path / "runs"), *extra]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err and err.startswith("sparsetorch train: error:")
+    # one error line, the last (the lines before are train's progress lines: what it loads)
+    (error,) = [line for line in err.splitlines() if "error:" in line]
+    assert err.splitlines()[-1] == error and error.startswith("sparsetorch train: error:")
+    assert message in error
     assert list(tmp_path.iterdir()) == []
 
 

@@ -13,6 +13,7 @@ from sparsetorch.experiments.runner import load_run
 from sparsetorch.lottery import IMP, IMPConfig
 from sparsetorch.lottery.rounds import units_after
 from sparsetorch.lottery.seeds import derive_seed
+from sparsetorch.masking import SUFFIX
 
 REWIND = 10
 WEIGHTS = ("fc1.weight", "fc2.weight", "fc3.weight")
@@ -85,7 +86,7 @@ def test_rewinding_restores_theta_k_exactly_on_surviving_weights(finished):
         for name, value in theta_k.items():
             if name in masks:
                 assert torch.equal(start[name], value * masks[name])
-                assert torch.equal(start[name + "_mask"], masks[name])
+                assert torch.equal(start[name + SUFFIX], masks[name])
             else:  # biases are rewound too
                 assert torch.equal(start[name], value)
         # and the trained weights moved away from theta_k but stayed inside the mask

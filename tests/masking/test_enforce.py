@@ -75,7 +75,7 @@ def test_grad_between_backward_and_step_is_dense():
     reference.load_state_dict(model.state_dict(), strict=False)  # same effective weights
     F.cross_entropy(model(x), y).backward()
     F.cross_entropy(reference(x), y).backward()
-    mask = model[3].weight_mask
+    mask = model[3].weight_sparsity_mask
     assert torch.equal(model[3].weight.grad, reference[3].weight.grad)  # dense
     assert bool((model[3].weight.grad[~mask] != 0).any())
     mask_gradients_(model)
@@ -108,4 +108,4 @@ def test_optimizer_over_a_param_subset():
     sparse.prune(model, 0.7)
     opt = torch.optim.SGD(model[3].parameters(), lr=0.5, momentum=0.9)
     train(model, opt, x, y, 10)
-    assert bool((model[3].weight[~model[3].weight_mask] == 0).all())
+    assert bool((model[3].weight[~model[3].weight_sparsity_mask] == 0).all())

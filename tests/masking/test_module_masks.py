@@ -35,10 +35,13 @@ def test_attach_zeroes_in_place_and_registers_a_bool_buffer(module):
     mask = random_mask(weight.shape)
     attach_mask(module, "weight", mask)
     assert module.weight is weight  # same Parameter: no reparametrisation
-    assert torch.equal(module.weight_mask, mask) and module.weight_mask.dtype == torch.bool
+    assert (
+        torch.equal(module.weight_sparsity_mask, mask)
+        and module.weight_sparsity_mask.dtype == torch.bool
+    )
     assert torch.equal(weight.detach(), before * mask)
-    assert "weight_mask" in module.state_dict()
-    assert get_mask(module, "weight") is module.weight_mask
+    assert "weight_sparsity_mask" in module.state_dict()
+    assert get_mask(module, "weight") is module.weight_sparsity_mask
     assert get_mask(module, "bias") is None
 
 
@@ -60,7 +63,7 @@ def test_st_masks_is_callable_and_returns_live_buffers():
     model = nn.Sequential(nn.Linear(4, 3))
     apply_masks(model, {"0.weight": random_mask((3, 4))})
     masks = sparse.masks(model)
-    assert list(masks) == ["0.weight"] and masks["0.weight"] is model[0].weight_mask
+    assert list(masks) == ["0.weight"] and masks["0.weight"] is model[0].weight_sparsity_mask
 
 
 @pytest.mark.parametrize(
@@ -102,9 +105,9 @@ def test_reattach_replaces_the_mask_and_zeroes_more():
     attach_mask(layer, "weight", first)
     second = first & random_mask((4, 4), 2)
     attach_mask(layer, "weight", second)
-    assert torch.equal(layer.weight_mask, second)
+    assert torch.equal(layer.weight_sparsity_mask, second)
     assert bool((layer.weight[~second] == 0).all())
-    assert [k for k in layer.state_dict() if k.endswith("_mask")] == ["weight_mask"]
+    assert [k for k in layer.state_dict() if k.endswith("_mask")] == ["weight_sparsity_mask"]
 
 
 def test_mask_is_copied_not_aliased():
@@ -112,7 +115,7 @@ def test_mask_is_copied_not_aliased():
     mask = random_mask((4, 4))
     attach_mask(layer, "weight", mask)
     mask.fill_(True)
-    assert not layer.weight_mask.all()
+    assert not layer.weight_sparsity_mask.all()
 
 
 def test_remove_masks_keeps_zeros_and_gives_the_plain_state_dict():

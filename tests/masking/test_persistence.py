@@ -111,7 +111,7 @@ def test_remove_masks_then_plain_architecture_loads_strictly(pruned):
 def test_deepcopy_keeps_masks_and_enforcement(pruned):
     model, masks = pruned
     twin = copy.deepcopy(model)
-    assert twin[0].weight_mask is not model[0].weight_mask
+    assert twin[0].weight_sparsity_mask is not model[0].weight_sparsity_mask
     assert_enforced(twin, masks)
     step_without_forward(twin)  # no forward ran on the copy: binding came with deepcopy
     assert_enforced(twin, masks)
@@ -120,7 +120,7 @@ def test_deepcopy_keeps_masks_and_enforcement(pruned):
     assert_enforced(model, masks)
     # the copy's masks are its own
     apply_masks(twin, {"0.weight": torch.zeros_like(masks["0.weight"])})
-    assert torch.equal(model[0].weight_mask, masks["0.weight"])
+    assert torch.equal(model[0].weight_sparsity_mask, masks["0.weight"])
     step_without_forward(model)
     assert_enforced(model, masks)
 
@@ -172,7 +172,7 @@ def test_torch_compile_aot_eager(pruned, copy_first):
     compiled = torch.compile(model, backend="aot_eager")
     train(compiled, steps=10, params=compiled.parameters())
     assert_enforced(model, masks)
-    assert "_orig_mod.0.weight_mask" in compiled.state_dict()
+    assert "_orig_mod.0.weight_sparsity_mask" in compiled.state_dict()
 
 
 @pytest.mark.slow

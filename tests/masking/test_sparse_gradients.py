@@ -53,7 +53,7 @@ def _state_at(opt, param, mask):
 def test_pruned_weights_and_moments_stay_zero_with_sparse_gradients(name):
     model = _setup()
     weight = model[0].weight
-    mask = model[0].weight_mask.clone()
+    mask = model[0].weight_sparsity_mask.clone()
     params = [weight] if name == "sparse_adam" else list(model.parameters())
     opt = OPTIMIZERS[name](params)
     before = weight.detach().clone()
@@ -75,7 +75,7 @@ def test_a_changed_mask_zeroes_sparse_and_dense_moments(name):
     opt = OPTIMIZERS[name](params)
     _steps(model, opt, 5)
     sparse.prune(model, 0.8, exclude=["2"])  # prunes more: the new mask drops kept weights
-    mask = model[0].weight_mask.clone()
+    mask = model[0].weight_sparsity_mask.clone()
     _steps(model, opt, 5, seed=2)
     assert bool((weight[~mask] == 0).all())
     for t in _state_at(opt, weight, mask)[0]:
@@ -106,10 +106,10 @@ def test_mask_gradients_masks_a_sparse_gradient():
     tokens = torch.arange(30).reshape(10, 3)
     nn.functional.cross_entropy(model(tokens), torch.zeros(10, dtype=torch.long)).backward()
     grad = model[0].weight.grad
-    assert grad.is_sparse and bool((grad.to_dense()[~model[0].weight_mask] != 0).any())
+    assert grad.is_sparse and bool((grad.to_dense()[~model[0].weight_sparsity_mask] != 0).any())
     sparse.mask_gradients_(model)
     masked = model[0].weight.grad
     assert masked.is_sparse
-    assert bool((masked.to_dense()[~model[0].weight_mask] == 0).all())
-    kept = model[0].weight_mask
+    assert bool((masked.to_dense()[~model[0].weight_sparsity_mask] == 0).all())
+    kept = model[0].weight_sparsity_mask
     assert torch.equal(masked.to_dense()[kept], grad.to_dense()[kept])

@@ -145,5 +145,5 @@ def test_a_linear_layer_pruned_by_oneshot_matches_the_naive_loop():
     st.oneshot(layer, "sparsegpt", [x[:20], x[20:]], sparsity=0.5)  # the layer is one block
     h, _ = _stats(x)
     ref_w, ref_keep = naive_sparsegpt(w0, h.hessian(), 0.5)
-    assert torch.equal(layer.weight_mask, ref_keep)
+    assert torch.equal(layer.weight_sparsity_mask, ref_keep)
     torch.testing.assert_close(layer.weight.detach(), ref_w, rtol=0, atol=1e-9)

@@ -44,7 +44,7 @@ def test_wanda_golden_masks(sparsity, pattern, golden):
     assert keep.tolist() == golden
     layer = _linear(W)
     st.oneshot(layer, "wanda", [X], sparsity=sparsity, pattern=pattern)
-    assert layer.weight_mask.tolist() == golden
+    assert layer.weight_sparsity_mask.tolist() == golden
     assert torch.equal(layer.weight.detach(), W * torch.tensor(golden))  # no weight update
 
 
@@ -72,7 +72,7 @@ def test_magnitude_golden_masks_per_layer(sparsity, pattern, golden):
     assert keep.tolist() == golden
     layer = _linear(W)
     st.oneshot(layer, "magnitude", sparsity=sparsity, pattern=pattern)  # no data needed
-    assert layer.weight_mask.tolist() == golden
+    assert layer.weight_sparsity_mask.tolist() == golden
 
 
 @pytest.mark.parametrize("pattern", ["2:4", "4:8", "1:4"])

@@ -48,6 +48,8 @@ class AlgorithmConfig:
     """Base: the three axes. Subclasses add their options and set ``method``."""
 
     method: ClassVar[str] = "algorithm"
+    #: when the algorithm prunes ("at initialisation" or "during training"; help texts)
+    phase: ClassVar[str] = "at initialisation"
 
     sparsity: float = setting(0.9, "fraction of the prunable weights pruned, in (0, 1)")
     pattern: Any = setting(
@@ -170,6 +172,7 @@ class GMPConfig(AlgorithmConfig):
     ``delta_t`` steps."""
 
     method = "gmp"
+    phase = "during training"
 
     distribution: Any = setting(
         "uniform", "how sparsity is spread over layers: uniform, erk, global"
@@ -194,6 +197,7 @@ class DropAndGrowConfig(AlgorithmConfig):
     """The settings SET and RigL share (RigL paper, Section 3 and its official code)."""
 
     method = "drop_and_grow"
+    phase = "during training"
 
     distribution: Any = setting("erk", "how sparsity is spread over layers: erk, uniform, global")
     delta_t: int = setting(100, "steps between mask updates", low=1)
@@ -285,3 +289,14 @@ for _config in (
     RigLConfig,
 ):
     CONFIGS.register(_config.method)(_config)
+
+
+def methods_help() -> str:
+    """The methods of ``sparsetorch train --method`` in words, from :data:`CONFIGS`:
+    ``dense, snip, ... (at initialisation), gmp, ... (during training)``."""
+    phases: dict[str, list[str]] = {"at initialisation": [], "during training": []}
+    for name in CONFIGS.names():
+        phases.setdefault(CONFIGS.lookup(name).phase, []).append(name)
+    return ", ".join(
+        ["dense", *(f"{', '.join(ns)} ({phase})" for phase, ns in phases.items() if ns)]
+    )

@@ -1,7 +1,8 @@
 """Restore a decoded state_dict into a model: check everything, then swap.
 
-The checkpoint decides which parameters are masked: its ``<param>_mask`` entries are attached
-(or replace the model's masks), masks the checkpoint lacks are removed. Keys and shapes are
+The checkpoint decides which parameters are masked: its ``<param>_sparsity_mask`` entries (or
+``<param>_mask``, the name masks had before) are attached (or replace the model's masks),
+masks the checkpoint lacks are removed. Keys and shapes are
 checked before the model is touched, so a mismatch leaves the model exactly as it was.
 """
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from sparsetorch.checkpoint.errors import CheckpointError
-from sparsetorch.masking import SUFFIX, apply_masks, get_masks, named_masked
+from sparsetorch.masking import SUFFIX, apply_masks, get_masks, migrate_state_dict, named_masked
 from sparsetorch.masking.module_masks import detach_mask
 
 _SHOWN = 5
@@ -29,6 +30,7 @@ def plan_load(
     model: nn.Module, state: dict[str, torch.Tensor], where: str
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(plain entries, masks to attach) or CheckpointError naming the mismatched tensors."""
+    state = migrate_state_dict(state)  # masks saved as `<param>_mask` before
     current = model.state_dict()
     mask_buffers = {name + SUFFIX for name in get_masks(model)}
     plain_expected = {k: v for k, v in current.items() if k not in mask_buffers}

@@ -16,7 +16,7 @@ from sparsetorch.checkpoint import dtypes
 from sparsetorch.checkpoint.entries import ALIAS, MASK_OF, SEP, part_key
 from sparsetorch.checkpoint.header import FORMAT_VERSION, metadata_json
 from sparsetorch.checkpoint.tensor_codec import Encoded, encode_tensor
-from sparsetorch.masking import SUFFIX
+from sparsetorch.masking import mask_owner
 
 RESERVED_KEY = "__metadata__"  # the safetensors header's metadata map
 
@@ -65,14 +65,15 @@ def _identity(t: torch.Tensor) -> tuple:
 
 
 def _mask_pairs(state: dict[str, torch.Tensor]) -> dict[str, str]:
-    """{weight key: mask key} for every ``<key>_mask`` bool tensor shaped like ``<key>``."""
-    pairs = {}
+    """{weight key: mask key} for every mask (``<key>_sparsity_mask``, or the old
+    ``<key>_mask``: ``masking.mask_owner``) shaped like the non-bool tensor ``<key>``."""
+    pairs: dict[str, str] = {}
     for key, value in state.items():
-        owner = key.removesuffix(SUFFIX)
-        if owner != key and value.dtype == torch.bool and owner in state:
+        owner = mask_owner(key, state)
+        if owner is not None and owner in state:
             weight = state[owner]
             if weight.dtype != torch.bool and weight.shape == value.shape:
-                pairs[owner] = key
+                pairs.setdefault(owner, key)
     return pairs
 
 

@@ -65,7 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here (`sparsetorch report FILE | head`)
+        return code
+    except BrokenPipeError:
+        # the reader went away: stop quietly, as `cat` does; stdout goes to devnull so that
+        # the interpreter's own flush at exit does not fail a second time
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by the pipe
     except (ValueError, TypeError, FileNotFoundError) as exc:
         if os.environ.get("SPARSETORCH_DEBUG"):
             raise

@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import argparse
-
-import torch
+import warnings
 
 from sparsetorch.cli import Command
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = ("fp32", "fp16", "bf16")  # torch.float32, float16, bfloat16
+CONFIG_NAMES = ("2:4", "bsr", "csr")  # sparsetorch.deploy.CONFIGS (the parser imports no torch)
+# torch's sparse layouts and semi-structured tensors warn on first use that they are in beta or
+# a prototype: a benchmark's table is no place for that
+_TORCH_STAGE_WARNINGS = r".*(is in beta|beta state|prototype stage|in prototype).*"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="csr", help="sparse config: 2:4, bsr or csr")
+    p.add_argument("--config", default="csr", help=f"sparse config: {', '.join(CONFIG_NAMES)}")
     p.add_argument("--shape", default="1024x1024", help="weight shape OUTxIN")
     p.add_argument("--sparsity", type=float, default=0.9, help="for csr/bsr (2:4 is 0.5)")
     p.add_argument("--m", default="1,16,128", help="comma-separated input row counts")
     p.add_argument(
-        "--dtype", choices=sorted(DTYPES), default=None, help="default: fp32 on CPU, bf16 on CUDA"
+        "--dtype", choices=DTYPES, default=None, help="default: fp32 on CPU, bf16 on CUDA"
     )
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--device",
+        default=None,
+        # "%(default).0s" prints nothing; it stops the CLI's formatter adding "(default: None)"
+        help="torch device (default: cuda when available, else cpu)%(default).0s",
+    )
     p.add_argument("--seed", type=int, default=0)
 
 
-def _weight(config: str, out: int, inp: int, sparsity: float, g: torch.Generator) -> torch.Tensor:
+def _weight(config: str, out: int, inp: int, sparsity: float, g):
+    import torch
+
     w = torch.randn(out, inp, generator=g)
     if config == "2:4":
         groups = w.reshape(out, inp // 4, 4)
@@ -35,7 +45,30 @@ def _weight(config: str, out: int, inp: int, sparsity: float, g: torch.Generator
     return w * (torch.rand(out, inp, generator=g) >= sparsity)
 
 
+def _available_elsewhere(device, dtype) -> list[str]:
+    """The configs with at least one compute path for a weight on this device."""
+    import torch
+
+    from sparsetorch.deploy import CONFIGS, PATHS
+
+    probe = torch.zeros(128, 128, device=device, dtype=dtype)
+    probe[:, ::2] = 1  # a valid 2:4 weight
+    return [
+        config
+        for config, engines in CONFIGS.items()
+        if any(not PATHS.lookup(engine).unsupported(probe) for engine in engines)
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_TORCH_STAGE_WARNINGS, category=UserWarning)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
     from sparsetorch.deploy import CONFIGS, PATHS
     from sparsetorch.deploy.dispatch import default_timer
 
@@ -48,21 +81,31 @@ def run(args: argparse.Namespace) -> int:
         ms = [int(v) for v in args.m.split(",")]
     except ValueError as exc:
         raise ValueError(f"--shape takes OUTxIN and --m a list of ints ({exc})") from exc
-    device = torch.device(args.device)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     dtype = (
-        DTYPES[args.dtype]
+        dtypes[args.dtype]
         if args.dtype
         else (torch.bfloat16 if device.type == "cuda" else torch.float32)
     )
     g = torch.Generator().manual_seed(args.seed)
     weight = _weight(args.config, out, inp, args.sparsity, g).to(device=device, dtype=dtype)
-    names = ["dense"]
+    names, skipped = ["dense"], []
     for engine in CONFIGS[args.config]:
         reason = PATHS.lookup(engine).unsupported(weight)
         if reason:
-            print(f"{engine}: skipped ({reason})")
+            skipped.append(f"{engine} ({reason})")
         else:
             names.append(engine)
+    if len(names) == 1:  # nothing to compare dense with: say why instead of an empty table
+        others = [c for c in _available_elsewhere(device, dtype) if c != args.config]
+        hint = f"; on {device.type} try --config {' or '.join(others)}" if others else ""
+        raise ValueError(
+            f"no compute path for --config {args.config} on {device} ({dtype}): "
+            f"{'; '.join(skipped)}{hint}"
+        )
+    for line in skipped:
+        print(f"skipped: {line}")
     paths = {n: PATHS.lookup(n)(weight, None) for n in names}
     print(f"{args.config} {out}x{inp} {dtype} on {device}; speed-up = dense time / path time")
     print(f"{'M':>7}  {'dense ms':>9}  " + "  ".join(f"{n:>16}" for n in names[1:]))
@@ -70,9 +113,14 @@ def run(args: argparse.Namespace) -> int:
         for m in ms:
             x = torch.randn(m, inp, generator=g).to(device=device, dtype=dtype)
             t = {n: default_timer(lambda p=p, x=x: p(x)) for n, p in paths.items()}
-            cells = "  ".join(f"{t['dense'] / t[n]:>15.2f}x" for n in names[1:])
+            cells = "  ".join(f"{_ratio(t['dense'] / t[n]):>16}" for n in names[1:])
             print(f"{m:>7}  {t['dense'] * 1e3:>9.3f}  {cells}")
     return 0
+
+
+def _ratio(r: float) -> str:
+    """3 significant digits: a 500x slower path is 0.00200x, not 0.00x."""
+    return f"{r:.3g}x"
 
 
 COMMAND = Command(

@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from sparsetorch.cli import Command
-from sparsetorch.data import Dataset
+
+if TYPE_CHECKING:  # the command line is built without torch
+    from sparsetorch.data import Dataset
 
 ROUNDS, RATE, OUTPUT_RATE, EVAL_EVERY = 4, 0.5, 0.25, 250
 
@@ -37,6 +37,8 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo's lottery (on ``data``) and print through ``out``; returns the summary
     (``rows``, ``table``, ``markdown``, ``figure``) plus ``report``, the ticket's report."""
+    import torch
+
     from sparsetorch.experiments import Hparams
     from sparsetorch.experiments.runner import load_run
     from sparsetorch.lottery import IMP, IMPConfig

@@ -25,6 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def plain_model_bytes(state) -> int:
+    """Bytes of a state_dict's tensors as a plain (unmasked) model holds them: every entry
+    but the masks (``sparsetorch.masking.mask_owner``)."""
+    from sparsetorch.masking import mask_owner
+
+    return sum(
+        t.numel() * t.element_size() for k, t in state.items() if mask_owner(k, state) is None
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from sparsetorch.checkpoint import report_file, save
     from sparsetorch.experiments.run_state import latest_model_state
@@ -33,11 +43,12 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"run dir {str(args.run_dir)!r} does not exist")
     step, state = latest_model_state(args.run_dir)
     out = save(state, args.out or args.run_dir / DEFAULT_NAME)
-    dense = sum(t.numel() * t.element_size() for t in state.values())
+    dense = plain_model_bytes(state)
     size = out.stat().st_size
     print(
-        f"exported step {step} of {args.run_dir} to {out}: {size} bytes, "
-        f"{size / max(dense, 1):.3f}x of its {dense} dense bytes"
+        f"exported step {step} of {args.run_dir} to {out}: {size:,} bytes, "
+        f"{size / max(dense, 1):.3f}x the {dense:,} bytes of the plain model's dense "
+        "state_dict (masks are not counted there: a plain model has none)"
     )
     if args.report:
         print(report_file(out))

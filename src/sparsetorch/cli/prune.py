@@ -13,14 +13,17 @@ from pathlib import Path
 
 from sparsetorch.cli import Command
 
+# the registries' names (criteria.CRITERIA, distributions.DISTRIBUTIONS, patterns.PATTERNS),
+# spelled out so that the command line is built without importing torch (a test holds them equal)
+NAMES = {
+    "criterion": ("gradient", "grasp", "magnitude", "random", "snip", "synflow", "taylor"),
+    "distribution": ("erk", "global", "uniform"),
+    "pattern": ("channel", "unstructured", "N:M", "blockHxW"),
+}
+
 
 def _names(kind: str) -> str:
-    from sparsetorch.criteria import CRITERIA
-    from sparsetorch.distributions import DISTRIBUTIONS
-    from sparsetorch.patterns import PATTERNS
-
-    registry = {"criterion": CRITERIA, "distribution": DISTRIBUTIONS, "pattern": PATTERNS}[kind]
-    return ", ".join(registry.names())
+    return ", ".join(NAMES[kind])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the model's weights: a torch state_dict file (torch.save; loaded with "
         "weights_only=True) or a .safetensors file (sparsetorch.save or plain); saved masks "
-        "are restored, so pruning continues from them. Required unless --method is given "
-        "(then the model is freshly initialised from --seed)",
+        "are restored, so pruning continues from them (--drop-masks starts over). Required "
+        "unless --method is given (then the model is freshly initialised from --seed)",
+    )
+    parser.add_argument(
+        "--drop-masks",
+        action="store_true",
+        help="drop the masks saved in --checkpoint and prune its weights from scratch: a "
+        "weight pruned before is zero, so magnitude ranks it last, but a lower --sparsity or "
+        "another --pattern may keep it again (without this flag pruned weights stay pruned)",
     )
     parser.add_argument(
         "--model", metavar="NAME", required=True, help="architecture (sparsetorch.models name)"
@@ -171,17 +181,53 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import sparsetorch as st
-    from sparsetorch.criteria import get as get_criterion
     from sparsetorch.models import build
 
     if args.checkpoint is None and args.method is None:
         raise ValueError("--checkpoint is required (or --method, to prune at initialisation)")
     if args.method is not None and args.criterion != "magnitude":
         raise ValueError("give --method or --criterion, not both")
+    if args.drop_masks and args.checkpoint is None:
+        raise ValueError("--drop-masks drops the masks of --checkpoint, and none is given")
     torch.manual_seed(args.seed)
     model = build(args.model, input_shape=tuple(args.input_shape), num_classes=args.num_classes)
+    start_over = ""
     if args.checkpoint is not None:
         _load_weights(model, args.checkpoint)
+        saved = st.masks(model)
+        if saved and args.drop_masks:
+            st.remove_masks(model)
+            print(f"dropped the masks of {len(saved)} parameter(s) saved in {args.checkpoint}")
+        elif saved:
+            kept = sum(int(m.sum()) for m in saved.values())
+            total = sum(m.numel() for m in saved.values())
+            print(
+                f"continuing from the masks saved in {args.checkpoint} ({len(saved)} "
+                f"parameter(s), sparsity {1 - kept / total:.4f}): pruned weights stay pruned "
+                "(--drop-masks starts over)"
+            )
+            start_over = "; --drop-masks prunes the checkpoint's weights from scratch"
+    try:
+        _prune(args, model)
+    except ValueError as exc:
+        raise ValueError(f"{exc}{start_over}") from exc
+    print(st.report(model, input_shape=(1, *args.input_shape)))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if args.out.suffix == ".safetensors":
+            st.save(model, args.out)
+        else:
+            torch.save(model.state_dict(), args.out)
+        print(f"pruned model: {args.out}")
+    return 0
+
+
+def _prune(args: argparse.Namespace, model) -> None:
+    import torch
+
+    import sparsetorch as st
+    from sparsetorch.criteria import get as get_criterion
+
     if args.method is not None:
         from sparsetorch.algorithms.at_init import prune_at_init
 
@@ -211,15 +257,6 @@ def run(args: argparse.Namespace) -> int:
             min_layer_density=_floor(args.min_layer_density),
             indivisible=args.indivisible,
         )
-    print(st.report(model, input_shape=(1, *args.input_shape)))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        if args.out.suffix == ".safetensors":
-            st.save(model, args.out)
-        else:
-            torch.save(model.state_dict(), args.out)
-        print(f"pruned model: {args.out}")
-    return 0
 
 
 COMMAND = Command(
@@ -228,6 +265,6 @@ COMMAND = Command(
     add_arguments=add_arguments,
     run=run,
     description="Prune a saved model once and print its per-layer report. The checkpoint "
-    "is loaded into --model (saved masks included), pruned in place by sparsetorch.pruning and "
-    "saved to --out if given.",
+    "is loaded into --model (saved masks included: pruning continues from them, or starts over "
+    "with --drop-masks), pruned in place by sparsetorch.pruning and saved to --out if given.",
 )

@@ -5,13 +5,17 @@
 
 Every hyperparameter flag comes from the hparams dataclasses (sparsetorch.experiments.hparams).
 Running the same command again reuses the finished run; an interrupted run resumes from its
-last checkpoint.
+last checkpoint. Before training, one line each on stderr says what is being loaded (torch,
+the data set) and where the run goes, so that the first seconds are not silent.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+import time
 
 from sparsetorch.cli import Command
 from sparsetorch.experiments.flags import add_hparam_arguments, hparams_from_args
@@ -72,26 +76,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_hparam_arguments(parser)
 
 
+def _status(enabled: bool):
+    """``say(text)``: one line on stderr (rank 0 only), flushed at once."""
+
+    def say(text: str) -> None:
+        if enabled:
+            print(f"sparsetorch train: {text}", file=sys.stderr, flush=True)
+
+    return say
+
+
 def run(args: argparse.Namespace) -> int:
     options = vars(args)
-    hp = hparams_from_args(args, options.get("config"))
-    if args.dry_run:
-        from sparsetorch.experiments.hparams import run_name
-        from sparsetorch.experiments.rundir import check_out_dir
-        from sparsetorch.experiments.runner import check_names
-
-        check_names(hp)  # the run this prints must be one train would start
-        print(json.dumps(hp.to_dict(), indent=2))
-        print(f"# run dir: {check_out_dir(args.out) / run_name(hp, hp.identity())}")
-        return 0
+    hp = hparams_from_args(args, options.get("config"))  # no torch yet: bad flags fail fast
+    hp.sparsity.config()  # the method's name and options (torch-free too)
     threads = options.get("threads")
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    if "dist_timeout" in options and options.get("distributed") is None:
+        raise ValueError("--dist-timeout is only used with --distributed")
+    from sparsetorch.experiments.hparams import run_name
+    from sparsetorch.experiments.rundir import RunDir, check_out_dir
+
+    say = _status(not args.dry_run and os.environ.get("RANK", "0") == "0")
+    say("importing torch ...")
+    start = time.perf_counter()
+    from sparsetorch.experiments.runner import check_names, prepare_dataset
+
+    check_names(hp)  # before anything is loaded or written
+    run_dir = check_out_dir(args.out) / run_name(hp, hp.identity())
+    if args.dry_run:
+        print(json.dumps(hp.to_dict(), indent=2))
+        print(f"# run dir: {run_dir}")
+        return 0
     if threads is not None:
-        if threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {threads}")
         import torch
 
         torch.set_num_threads(threads)
     from sparsetorch.experiments import train
+
+    dataset = None
+    if RunDir(run_dir).is_complete():
+        say(f"{run_dir} is finished: reusing it (delete it to train again)")
+    else:
+        d = hp.dataset
+        say(f"loading {d.name}{f' from {d.data_dir}' if d.data_dir else ''} ...")
+        dataset = prepare_dataset(d)
+        sizes = ", ".join(
+            f"{split} {len(getattr(dataset, split)):,}" for split in ("train", "val", "test")
+        )
+        from sparsetorch.experiments.run_state import resume_path
+
+        resuming = resume_path(run_dir).is_file()
+        say(f"{d.name}: {sizes} examples (ready after {time.perf_counter() - start:.1f} s)")
+        verb = "resuming" if resuming else "training"
+        say(f"{verb} {hp.model.name} ({_method_words(hp)}) in {run_dir}")
 
     distributed, device, rank_zero = options.get("distributed"), args.device, True
     if distributed is not None:
@@ -99,11 +138,14 @@ def run(args: argparse.Namespace) -> int:
 
         device = init_from_env(device, options.get("dist_timeout", DEFAULT_TIMEOUT_S))
         rank_zero = is_rank_zero()
-    elif "dist_timeout" in options:
-        raise ValueError("--dist-timeout is only used with --distributed")
     try:
         result = train(
-            hp, args.out, device=device, progress=options.get("progress"), distributed=distributed
+            hp,
+            args.out,
+            device=device,
+            progress=options.get("progress"),
+            distributed=distributed,
+            dataset=dataset,
         )
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last checkpoint")
@@ -116,6 +158,13 @@ def run(args: argparse.Namespace) -> int:
     if rank_zero:
         print(result.summary())
     return 0
+
+
+def _method_words(hp) -> str:
+    s = hp.sparsity
+    if s.method == "dense":
+        return "dense"
+    return f"{s.method}, sparsity {s.sparsity:g}, {s.pattern}, {s.distribution}"
 
 
 COMMAND = Command(

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from sparsetorch.distributed.parallel import shard_masks
-from sparsetorch.masking import attach_mask, get_mask, named_masked
+from sparsetorch.masking import LEGACY_SUFFIX, SUFFIX, attach_mask, get_mask, named_masked
 
 META_FILE = "sparsetorch.json"
 FORMAT = 1
@@ -85,6 +85,7 @@ def save_checkpoint(
             "world_size": world,
             "optimizer": optimizer is not None,
             "masks": [full for full, _, _ in named_masked(_unwrap(model))],
+            "mask_suffix": SUFFIX,
             "extra": extra or {},
         }
         (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -148,7 +149,15 @@ def load_checkpoint(
     if not meta["optimizer"]:
         optimizer = None  # saved before its first step: a fresh one is the same
     state = _state(model, optimizer)
+    # checkpoints written before the masks' buffer name changed hold them as `<param>_mask`
+    stored = meta.get("mask_suffix", LEGACY_SUFFIX)
+    renamed = {k: k.removesuffix(SUFFIX) + stored for k in state["model"] if k.endswith(SUFFIX)}
+    if stored != SUFFIX:
+        state["model"] = {renamed.get(k, k): v for k, v in state["model"].items()}
     dcp.load(state, checkpoint_id=str(path))
+    if stored != SUFFIX:
+        back = {old: new for new, old in renamed.items()}
+        state["model"] = {back.get(k, k): v for k, v in state["model"].items()}
     from torch.distributed.checkpoint.state_dict import (
         set_model_state_dict,
         set_optimizer_state_dict,

@@ -38,6 +38,7 @@ from typing import Any
 
 from sparsetorch._checks import is_int, is_real
 from sparsetorch._files import atomic_write
+from sparsetorch.algorithms.config import methods_help
 
 # Bump when a field changes meaning; run dirs written by another version are refused.
 HPARAMS_VERSION = 1
@@ -46,6 +47,16 @@ HASH_LENGTH = 10
 AUTO = "auto"
 PRECISIONS = ("fp32", "bf16", "fp16")
 LOGGERS = ("tensorboard", "wandb", "mlflow")
+# training.eval_every's default evaluates at least this often in a run (and at least every epoch)
+MIN_EVALUATIONS = 10
+
+
+def default_eval_every(total_steps: int, steps_per_epoch: int) -> int:
+    """Steps between evaluations when ``eval_every`` is not given: one epoch, or a tenth of
+    the run (rounded down) when that is shorter: at least 10 evaluations a run, so that a
+    1-epoch run draws 11 or more points (step 0 included) instead of 2; never less than one
+    step."""
+    return max(1, min(steps_per_epoch, total_steps // MIN_EVALUATIONS))
 
 
 def _f(default: Any, help: str, **meta: Any) -> Any:
@@ -114,7 +125,11 @@ class TrainingHparams:
     milestones: tuple[int, ...] = _f((), "steps where the step schedule multiplies lr by gamma")
     gamma: float = _f(0.1, "factor of the step schedule")
     warmup_steps: int = _f(0, "linear learning-rate warmup over the first N steps")
-    eval_every: int | None = _f(None, "evaluate (and checkpoint) every N steps; default 1 epoch")
+    eval_every: int | None = _f(
+        None,
+        "evaluate (and checkpoint) every N steps; default: every epoch, more often in runs "
+        f"shorter than {MIN_EVALUATIONS} epochs (at least {MIN_EVALUATIONS} evaluations a run)",
+    )
     seed: int = _f(0, "seed of the initialisation (and of the data order unless --data-seed)")
     data_seed: int | None = _f(None, "seed of the data order (default: --seed)")
     precision: str = _f(
@@ -133,12 +148,8 @@ class TrainingHparams:
 
 @dataclass
 class SparsityHparams:
-    method: str = _f(
-        "dense",
-        "sparsity method: dense, snip, grasp, synflow, random (at initialisation), gmp, set, "
-        "rigl (during training)",
-    )
-    sparsity: float = _f(0.0, "target sparsity in [0, 1)")
+    method: str = _f("dense", "sparsity method: " + methods_help())
+    sparsity: float = _f(0.0, "target sparsity in [0, 1); required (> 0) by every method but dense")
     pattern: str = _f("unstructured", "mask pattern: unstructured, N:M (2:4), blockHxW, channel")
     distribution: str = _f(
         AUTO,
@@ -160,9 +171,7 @@ class SparsityHparams:
             return None
         from sparsetorch.algorithms.config import CONFIGS
 
-        if self.method not in CONFIGS:
-            known = ", ".join(["dense", *CONFIGS.names()])
-            raise ValueError(f"unknown method {self.method!r}; known: {known}")
+        check_method(self.method)
         cls = CONFIGS.lookup(self.method)
         distribution = (
             cls.default("distribution") if self.distribution == AUTO else self.distribution
@@ -342,6 +351,12 @@ class Hparams:
                 f"sparsity.sparsity is {s.sparsity} but sparsity.method is 'dense': choose a "
                 "method (e.g. --method snip or --method rigl) to reach a sparsity"
             )
+        if s.sparsity == 0 and _known_method(s.method) and s.method != "dense":
+            raise ValueError(
+                f"sparsity.method is {s.method!r} but sparsity.sparsity is 0: give the target "
+                "sparsity (--sparsity 0.9, or sparsity: {sparsity: 0.9} in a config file); at "
+                "0 nothing would be pruned and the model would train dense"
+            )
         return self
 
 
@@ -385,6 +400,21 @@ def model_label(name: str) -> str:
     """The model's name in directory names: a reference ``pkg.models:Net`` gives ``Net``."""
     label = name.rpartition(":")[2] if ":" in name else name
     return re.sub(r"[^\w.-]+", "_", label) or "model"
+
+
+def _known_method(method: str) -> bool:
+    from sparsetorch.algorithms.config import CONFIGS
+
+    return method == "dense" or method in CONFIGS
+
+
+def check_method(method: str) -> None:
+    """ValueError listing the known methods unless ``method`` is "dense" or has a config."""
+    from sparsetorch.algorithms.config import CONFIGS
+
+    if not _known_method(method):
+        known = ", ".join(["dense", *CONFIGS.names()])
+        raise ValueError(f"unknown method {method!r}; known: {known}")
 
 
 def method_distribution(method: str) -> str:

@@ -11,12 +11,13 @@ from torch import nn
 
 from sparsetorch.experiments import run_state
 from sparsetorch.experiments.layers import layer_densities
-from sparsetorch.experiments.plots import plot_comparison, plot_curves, plot_densities
+from sparsetorch.experiments.plots import plot_curves, plot_densities
 from sparsetorch.experiments.result import TrainResult, early_stop_row
 from sparsetorch.experiments.rundir import RunDir, write_text_atomic
 
 CURVES_PNG = "curves.png"
 DENSITY_PNG = "density.png"
+CHURN_PNG = "topology_churn.png"  # written by the dynamic-sparsity methods (plots/)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -73,14 +74,26 @@ def _metric_rows(final: dict, early: dict) -> list[list[str]]:
 METRIC_HEADER = ("", "step", "epoch", "val loss", "val acc", "test loss", "test acc", "sparsity")
 
 
+def run_title(hp: Any, sparsity: float | None = None) -> str:
+    """``lenet300 on fashion-mnist, rigl at sparsity 0.900 (seed 0)``: what a figure of one
+    run is of (``sparsity``: the model's measured sparsity, else the target)."""
+    s = hp.sparsity
+    target = s.sparsity if sparsity is None else sparsity
+    method = "dense" if s.method == "dense" else f"{s.method} at sparsity {target:.3f}"
+    if s.method != "dense" and s.pattern != "unstructured":
+        method += f" ({s.pattern})"
+    return f"{hp.model.name} on {hp.dataset.name}, {method} (seed {hp.training.seed})"
+
+
 def write_run_report(run: RunDir, result: TrainResult) -> None:
     """Plots (``plots/curves.png``, ``plots/density.png``) and ``report.md``."""
     name = run.path.name
     early = early_stop_row(result.metrics)
     layers = layer_densities(result.model)
-    plot_curves(result.metrics, run.plots_dir / CURVES_PNG, name, early["step"])
-    plot_densities(layers, run.plots_dir / DENSITY_PNG, f"{name}: density per layer")
     hp = result.hparams
+    title = run_title(hp, result.final.get("sparsity"))
+    plot_curves(result.metrics, run.plots_dir / CURVES_PNG, title, early["step"])
+    plot_densities(layers, run.plots_dir / DENSITY_PNG, f"{title}: density per layer")
     identity = run.run_info()["identity"] if run.run_file.is_file() else hp.identity()
     lines = [
         f"# Run `{name}`",
@@ -105,6 +118,11 @@ def write_run_report(run: RunDir, result: TrainResult) -> None:
         "",
         f"![density]({run.plots_dir.name}/{DENSITY_PNG})",
         "",
+        *(
+            [f"![topology churn]({run.plots_dir.name}/{CHURN_PNG})", ""]
+            if (run.plots_dir / CHURN_PNG).is_file()
+            else []
+        ),
         "Rerun (reuses this directory when the run had no given model, state, masks or hooks):",
         f"`sparsetorch train --config {run.hparams_file} --out {run.path.parent}`",
         "",
@@ -152,28 +170,3 @@ def run_summary(run_dir: str | Path) -> str:
     model, step = model_from_run(run.path)
     out += ["", f"per-layer sparsity (model at step {step}):", per_layer_report(model)]
     return "\n".join(out)
-
-
-def compare_runs(run_dirs: Sequence[str | Path], plot_path: str | Path | None = None) -> str:
-    """A side-by-side table of several runs (and a comparison plot when ``plot_path``)."""
-    header = ("run", "model", "method", "sparsity", "steps", "final test acc", "early stop",
-              "early-stop test acc", "best val acc", "wall s")  # fmt: skip
-    rows, curves = [], []
-    for run_dir in run_dirs:
-        run = RunDir(run_dir)
-        if not run.hparams_file.is_file():
-            raise FileNotFoundError(f"{str(run.path)!r} is not a run dir (no hparams.json)")
-        hp, metrics = run.hparams(), run.read_metrics()
-        if not metrics:
-            raise ValueError(f"run dir {str(run.path)!r} has no metrics yet")
-        final, early = metrics[-1], early_stop_row(metrics)
-        done = "" if run.is_complete() else " (unfinished)"
-        rows.append([
-            run.path.name + done, hp.model.name, hp.sparsity.method, f"{final['sparsity']:.3f}",
-            final["step"], f"{final['test_acc']:.4f}", early["step"], f"{early['test_acc']:.4f}",
-            f"{max(r['val_acc'] for r in metrics):.4f}", f"{final['wall_s']:.1f}",
-        ])  # fmt: skip
-        curves.append((run.path.name, metrics))
-    if plot_path is not None:
-        plot_comparison(curves, plot_path)
-    return text_table(header, rows)

@@ -5,7 +5,8 @@ Two kinds of file, both written atomically (temp file in the same directory + ``
 and read with ``torch.load(weights_only=True)`` (no pickle code execution):
 
 * a **model state** (``checkpoints/model_step<k>.safetensors``): the model's ``state_dict()``,
-  masks included as ``<param>_mask`` bool buffers, in sparsetorch's compressed safetensors
+  masks included as ``<param>_sparsity_mask`` bool buffers (run dirs written when they were
+  ``<param>_mask`` load the same), in sparsetorch's compressed safetensors
   format (``sparsetorch.checkpoint``: only kept values plus the cheapest index encoding, no
   pickle, checksummed);
 * the **resume checkpoint** (``checkpoints/resume.pt``): model, optimizer, global RNG state,
@@ -32,7 +33,7 @@ from torch import nn
 
 from sparsetorch._files import atomic_write
 from sparsetorch.experiments.rundir import RESULT_FILE
-from sparsetorch.masking import apply_masks, masks_from_state_dict
+from sparsetorch.masking import apply_masks, masks_from_state_dict, migrate_state_dict
 
 CHECKPOINT_DIR = "checkpoints"
 RESUME_FILE = "resume.pt"
@@ -173,9 +174,11 @@ def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_into(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
-    """Load a state dict that may carry ``<param>_mask`` buffers: attach those masks first, so
-    the masked model is restored exactly (weights, masks, zeros)."""
-    masks = masks_from_state_dict(dict(state))
+    """Load a state dict that may carry ``<param>_sparsity_mask`` buffers (or ``<param>_mask``,
+    their name before): attach those masks first, so the masked model is restored exactly
+    (weights, masks, zeros)."""
+    state = migrate_state_dict(dict(state))
+    masks = masks_from_state_dict(state)
     if masks:
         apply_masks(model, masks)
     model.load_state_dict(state)

@@ -36,6 +36,7 @@ from sparsetorch.experiments.hparams import (
     AUTO,
     DatasetHparams,
     Hparams,
+    default_eval_every,
     run_name,
 )
 from sparsetorch.experiments.layers import layer_densities
@@ -78,7 +79,8 @@ def train(
             is in memory only: nothing written, no reuse, no resume.
         model: train this module instead of building ``hparams.model`` (its current weights
             are the initialisation).
-        init_state: a state_dict loaded before training (``<param>_mask`` entries attach masks).
+        init_state: a state_dict loaded before training (``<param>_sparsity_mask`` entries
+            attach masks).
         masks: ``{param name: bool mask}`` attached before training (pruned weights zeroed).
         hooks: extra :class:`TrainHook`s, called after the method's hooks.
         save_states_at: steps whose weights to keep (step 0, the initialisation, and the last
@@ -180,7 +182,7 @@ def train(
             hooks=all_hooks,
             total_steps=total,
             steps_per_epoch=spe,
-            eval_every=hp.training.eval_every or spe,
+            eval_every=hp.training.eval_every or default_eval_every(total, spe),
             device=device,
             run=writes,
             save_states_at=frozenset(wanted),

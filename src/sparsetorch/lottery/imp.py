@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -43,6 +43,9 @@ from sparsetorch.lottery.run_dir import TICKET, LotteryDir, lottery_name
 from sparsetorch.lottery.seeds import derive_seed
 from sparsetorch.masking import prunable_parameters
 from sparsetorch.patterns import get as get_pattern
+
+if TYPE_CHECKING:
+    from sparsetorch.lottery.summary import LotterySummary
 
 State = dict[str, torch.Tensor]  # a state_dict
 Masks = dict[str, torch.Tensor]  # {parameter name: bool mask}
@@ -77,12 +80,13 @@ class IMP:
         progress: bool | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        self.hparams = copy.deepcopy(hparams).validate()
-        if self.hparams.sparsity.method != "dense":
+        method = getattr(getattr(hparams, "sparsity", None), "method", "dense")
+        if isinstance(method, str) and method.strip().lower() != "dense":
             raise ValueError(
                 f"IMP prunes by itself: the training hparams must use method 'dense', got "
-                f"{self.hparams.sparsity.method!r}"
+                f"{method.strip().lower()!r}"
             )
+        self.hparams = copy.deepcopy(hparams).validate()
         self.lottery = copy.deepcopy(lottery or IMPConfig()).validate()
         self.identity = {**self.hparams.identity(), **self.lottery.identity()}
         self.identity.pop("training.seed", None)  # each seed is a run of its own
@@ -148,7 +152,7 @@ class IMP:
         }
 
     # ---- running ----------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self) -> LotterySummary:
         """Train every round of every seed, then the controls; write the summary (table and
         figure). Returns the summary."""
         from sparsetorch.lottery.summary import write_summary

@@ -35,9 +35,10 @@ def mask_of(param: torch.Tensor) -> tuple[torch.Tensor, int] | None:
     if owner is None:
         return None
     module, name = owner
-    if module._parameters.get(name) is not param or name not in getattr(
-        module, "_sparsetorch_masked", ()
-    ):
+    # torch.nn.utils.prune moves a parameter it prunes to `<name>_orig`: still ours to enforce
+    if param is not module._parameters.get(name, module._parameters.get(name + "_orig")):
+        return None
+    if name not in getattr(module, "_sparsetorch_masked", ()):
         return None
     return module._buffers[name + SUFFIX], module._sparsetorch_version
 
@@ -113,7 +114,7 @@ _HANDLES = (
 def mask_gradients_(model: torch.nn.Module) -> None:
     """Mask the gradients now (e.g. before ``clip_grad_norm_``, which otherwise counts the
     dense gradient at pruned positions)."""
-    from sparsetorch.masking.module_masks import named_masked
+    from sparsetorch.masking.module_masks import _masked_param, named_masked
 
     for _, module, name in named_masked(model):
-        _mask_grad_(module._parameters[name], module._buffers[name + SUFFIX])
+        _mask_grad_(_masked_param(module, name), module._buffers[name + SUFFIX])

@@ -2,9 +2,12 @@
 
 How it works (docs/architecture.md has the trade-offs and measurements):
 
-* A mask is a bool buffer ``<param>_mask`` registered on the module that owns the parameter
-  (True = kept). Buffers travel with ``state_dict``/``load_state_dict``, ``deepcopy``, pickling,
-  ``.to(device)`` and ``.half()`` (bool buffers keep their dtype).
+* A mask is a bool buffer ``<param>_sparsity_mask`` registered on the module that owns the
+  parameter (True = kept). Buffers travel with ``state_dict``/``load_state_dict``, ``deepcopy``,
+  pickling, ``.to(device)`` and ``.half()`` (bool buffers keep their dtype). The name is not
+  ``torch.nn.utils.prune``'s ``<param>_mask``, so the two never overwrite each other; state
+  dicts, checkpoints and run dirs written with the old ``<param>_mask`` name still load
+  (:func:`migrate_state_dict`, also applied by ``load_state_dict`` into a masked module).
 * The parameter itself holds exact zeros where the mask is False. No reparametrisation: the
   weight *is* the effective weight, so ``param.grad`` after ``backward()`` is the dense gradient
   of the effective weight (what RigL grows on), and the state_dict keys are the plain model's.
@@ -25,7 +28,10 @@ from torch import nn
 from sparsetorch.masking.hf import leave_masks_out_of_hf_saves
 from sparsetorch.sharding.dtensor import shard_like
 
-SUFFIX = "_mask"
+SUFFIX = "_sparsity_mask"
+# the buffer name before: torch.nn.utils.prune's too, so only a bool tensor shaped like a
+# parameter of the same state dict counts as one of our masks under it
+LEGACY_SUFFIX = "_mask"
 # attribute set on a masked Parameter: (owning module, parameter name); see enforce.py
 OWNER_ATTR = "_sparsetorch_owner"
 
@@ -76,8 +82,27 @@ def _rezero_after_load(module: nn.Module, incompatible_keys: object) -> None:
     # load_state_dict(assign=True) replaces parameters: bind the new ones too
     with torch.no_grad():
         for name in _mask_names(module):
-            module._parameters[name].masked_fill_(~module._buffers[name + SUFFIX], 0)
+            param = _masked_param(module, name)
+            if param is not None:
+                param.masked_fill_(~module._buffers[name + SUFFIX], 0)
             _bind(module, name)
+
+
+def _masked_param(module: nn.Module, name: str) -> nn.Parameter | None:
+    """The parameter ``name`` masks: ``module.<name>``, or ``<name>_orig`` after
+    ``torch.nn.utils.prune`` reparametrised it (the same Parameter object, moved)."""
+    param = module._parameters.get(name)
+    return param if param is not None else module._parameters.get(name + "_orig")
+
+
+def _migrate_on_load(module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+    # load_state_dict pre-hook: a state dict written with the old `<param>_mask` name loads
+    # into this masked module (load_state_dict works on its own copy of the dict)
+    for name in _mask_names(module):
+        old, new = prefix + name + LEGACY_SUFFIX, prefix + name + SUFFIX
+        value = state_dict.get(old)
+        if new not in state_dict and isinstance(value, torch.Tensor) and value.dtype == torch.bool:
+            state_dict[new] = state_dict.pop(old)
 
 
 def _check_mask(param: torch.Tensor, mask: torch.Tensor, where: str) -> None:
@@ -95,6 +120,12 @@ def attach_mask(module: nn.Module, name: str, mask: torch.Tensor) -> None:
     """Attach (or replace) the mask of ``module.<name>`` and zero the pruned entries in place."""
     param = module._parameters.get(name)
     if param is None:
+        if name + "_orig" in module._parameters:
+            raise ValueError(
+                f"{type(module).__name__}.{name} is pruned by torch.nn.utils.prune ({name}_orig, "
+                f"{name}_mask): call sparsetorch.masking.take_over_torch_pruning(model) first "
+                "(st.prune and the sparse-training algorithms do it themselves)"
+            )
         raise ValueError(f"{type(module).__name__} has no parameter {name!r}")
     _check_mask(param, mask, f"{type(module).__name__}.{name}")
     mask = shard_like(mask, param)  # FSDP2: a DTensor weight's mask is sharded like it
@@ -107,6 +138,7 @@ def attach_mask(module: nn.Module, name: str, mask: torch.Tensor) -> None:
         if not hasattr(module, "_sparsetorch_masked"):
             module._sparsetorch_masked = _MaskedNames(module)
             module.register_forward_pre_hook(_bind_hook)
+            module.register_load_state_dict_pre_hook(_migrate_on_load)
             module.register_load_state_dict_post_hook(_rezero_after_load)
         module._sparsetorch_masked.append(name)
     module._sparsetorch_version = getattr(module, "_sparsetorch_version", 0) + 1
@@ -121,13 +153,14 @@ def detach_mask(module: nn.Module, name: str) -> None:
         raise ValueError(f"{type(module).__name__}.{name} has no mask")
     del module._buffers[name + SUFFIX]
     module._sparsetorch_masked.remove(name)
-    param = module._parameters[name]
-    if hasattr(param, OWNER_ATTR):
+    param = _masked_param(module, name)
+    if param is not None and hasattr(param, OWNER_ATTR):
         delattr(param, OWNER_ATTR)
     if not module._sparsetorch_masked:
         # remove our hooks by identity (handles would not survive deepcopy)
         for hooks, fn in (
             (module._forward_pre_hooks, _bind_hook),
+            (module._load_state_dict_pre_hooks, _migrate_on_load),
             (module._load_state_dict_post_hooks, _rezero_after_load),
         ):
             for key in [k for k, h in hooks.items() if getattr(h, "hook", h) is fn]:
@@ -190,10 +223,47 @@ def remove_masks(model: nn.Module) -> nn.Module:
     return model
 
 
+def mask_owner(key: str, state_dict: dict[str, torch.Tensor]) -> str | None:
+    """The parameter whose mask ``state_dict[key]`` is, or None when it is no mask: a bool
+    ``<param>_sparsity_mask``, or a bool ``<param>_mask`` (the name masks had before) shaped
+    like a non-bool ``<param>`` of the same state dict (torch.nn.utils.prune's float
+    ``weight_mask``, or a model's own bool buffer such as ``attn_mask``, are not masks)."""
+    value = state_dict[key]
+    if not isinstance(value, torch.Tensor) or value.dtype != torch.bool:
+        return None
+    if key.endswith(SUFFIX):
+        return key[: -len(SUFFIX)]
+    if key.endswith(LEGACY_SUFFIX):
+        owner = state_dict.get(key[: -len(LEGACY_SUFFIX)])
+        if (
+            isinstance(owner, torch.Tensor)
+            and owner.dtype != torch.bool
+            and owner.shape == value.shape
+        ):
+            return key[: -len(LEGACY_SUFFIX)]
+    return None
+
+
 def masks_from_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The masks stored in a masked model's state_dict, keyed by parameter name."""
-    return {
-        key[: -len(SUFFIX)]: value
-        for key, value in state_dict.items()
-        if key.endswith(SUFFIX) and value.dtype == torch.bool
-    }
+    """The masks stored in a masked model's state_dict, keyed by parameter name (under
+    either the current or the old buffer name, see :func:`mask_owner`)."""
+    out = {}
+    for key, value in state_dict.items():
+        owner = mask_owner(key, state_dict)
+        if owner is not None:
+            out.setdefault(owner, value)
+    return out
+
+
+def migrate_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state_dict`` with masks stored under the old ``<param>_mask`` name renamed to
+    ``<param>_sparsity_mask`` (a new dict, same order; everything else as it was)."""
+    out = {}
+    for key, value in state_dict.items():
+        owner = mask_owner(key, state_dict)
+        if owner is not None and not key.endswith(SUFFIX):
+            new = owner + SUFFIX
+            if new not in state_dict:
+                key = new
+        out[key] = value
+    return out

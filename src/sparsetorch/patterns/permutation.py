@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from sparsetorch.masking import SUFFIX
 from sparsetorch.patterns import NM, get
 from sparsetorch.patterns.nm import as_rows
 
@@ -170,11 +171,11 @@ def permute_channels_(
         for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
             if tensor.dim() >= 1 and tensor.shape[0] == len(perm):
                 _reorder_(tensor, perm, 0)
-    for name in ("weight", "bias", "weight_mask", "bias_mask"):
+    for name in ("weight", "bias", "weight" + SUFFIX, "bias" + SUFFIX):
         tensor = getattr(producer, name, None)
         if isinstance(tensor, torch.Tensor):
             _reorder_(tensor, perm, 0)
-    for name in ("weight", "weight_mask"):
+    for name in ("weight", "weight" + SUFFIX):
         tensor = getattr(consumer, name, None)
         if isinstance(tensor, torch.Tensor):
             _reorder_(tensor, perm, 1)

@@ -103,8 +103,14 @@ def test_train_rigl_logs_updates_writes_churn_and_resumes_exactly(tmp_path, digi
     history = [json.loads(line) for line in lines]
     assert [h["step"] for h in history] == [2, 4, 6, 8, 10]
     assert all(h["grown"] + (h["overlap_prev"] == 1) > 0 for h in history)
-    png = (reference.run_dir / "topology_churn.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (600, 350)
+    assert not (reference.run_dir / "topology_churn.png").exists()  # with the other plots
+    png = (reference.run_dir / "plots" / "topology_churn.png").read_bytes()
+    width, height = struct.unpack(">II", png[16:24])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and width > 800 and height > 300
+    assert (
+        "![topology churn](plots/topology_churn.png)"
+        in (reference.run_dir / "report.md").read_text()
+    )
 
     out = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):  # dies after update 7: last checkpoint at step 4

@@ -15,6 +15,7 @@ from sparsetorch.algorithms.at_init.random_pruning import random_prune
 from sparsetorch.algorithms.at_init.snip import snip
 from sparsetorch.algorithms.at_init.synflow import synflow
 from sparsetorch.criteria._batches import Batch
+from sparsetorch.masking import take_over_torch_pruning
 
 Pruner = Callable[..., nn.Module]
 AT_INIT: Registry[Pruner] = Registry("at-init method")
@@ -63,6 +64,7 @@ def prune_at_init(
     """Prune ``model`` in place with the named method (snip, grasp: ``batch``; synflow:
     ``input_shape``, 100 rounds; random: a mask seed derived from ``seed``); returns it."""
     pruner = AT_INIT.build(method)
+    take_over_torch_pruning(model)  # torch.nn.utils.prune's masks stay pruned
     if method in ("snip", "grasp") and batch is None:
         raise ValueError(f"method {method!r} scores on data: pass batch=(inputs, targets)")
     if method == "synflow" and input_shape is None:

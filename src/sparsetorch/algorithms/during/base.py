@@ -31,7 +31,13 @@ from torch import nn
 
 from sparsetorch._checks import check_not_meta, is_int, is_real
 from sparsetorch.algorithms.during.churn import update_stats
-from sparsetorch.masking import attach_mask, get_mask, in_dim_of, prunable_parameters
+from sparsetorch.masking import (
+    attach_mask,
+    get_mask,
+    in_dim_of,
+    prunable_parameters,
+    take_over_torch_pruning,
+)
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import Pattern
 
@@ -103,6 +109,7 @@ class DynamicSparsity:
         self.total_steps = check_int("total_steps", total_steps, 1)
         self.exclude = list(exclude) if exclude else None
         self.filter_fn = filter_fn
+        take_over_torch_pruning(model)  # torch.nn.utils.prune's masks become starting masks
         self.targets = prunable_parameters(model, exclude=self.exclude, filter_fn=filter_fn)
         if not self.targets:
             raise ValueError("model has no prunable parameters (Linear/Conv/Embedding weights)")

@@ -61,27 +61,38 @@ def update_stats(
     }
 
 
-def plot_churn(history: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
-    """PNG of the fraction changed per update and the overlap with the initial mask."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_churn(
+    history: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    title: str = "",
+    total_steps: int | None = None,
+) -> Path:
+    """PNG of each update's churn: the fraction of connections changed (left) and the overlap
+    with the initial mask (right, intersection over union), one marker per update; the x axis
+    spans the whole run when ``total_steps`` is given. The file gets the permissions the umask
+    gives a new file."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     if not history:
         raise ValueError("history is empty: no mask update happened")
     steps = [h["step"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, [h["changed"] for h in history], marker=".", label="fraction changed")
-    ax.plot(steps, [h["overlap_init"] for h in history], label="overlap with initial mask (IoU)")
-    ax.set_xlabel("step")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(title or "topology churn")
-    ax.legend()
-    fig.tight_layout()
+    fig = Figure(figsize=(10, 3.8), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    left.plot(steps, [h["changed"] for h in history], color="tab:red", marker="o", markersize=4)
+    left.set(ylabel="fraction of connections changed", title="churn per update")
+    right.plot(steps, [h["overlap_init"] for h in history], color="tab:blue", marker="o",
+               markersize=4)  # fmt: skip
+    right.set(ylabel="IoU with the initial mask", title="drift from the initial mask")
+    for ax in (left, right):
+        ax.set_xlabel("step")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlim(0, total_steps if total_steps else max(steps) * 1.05)
+        ax.grid(alpha=0.3)
+    left.set_ylim(0, max(0.05, 1.15 * max(h["changed"] for h in history)))
+    fig.suptitle(title or "topology churn")
     path = Path(path)
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
     return path

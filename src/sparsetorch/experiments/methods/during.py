@@ -6,7 +6,7 @@ steps, seed and the method's config, and lets it take the loop's optimizer step
 one implementation of a dynamic-sparsity training step (RigL's update iterations replace the
 optimizer step there), through the run's GradScaler under fp16 (``ctx.scaler``). Each update's
 statistics go into ``ctx.logs`` (metrics.jsonl); at the end the run dir gets
-``topology.jsonl`` (every update) and ``topology_churn.png``.
+``topology.jsonl`` (every update) and ``plots/topology_churn.png``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from sparsetorch.algorithms.config import AlgorithmConfig
 from sparsetorch.algorithms.during import GMP, SET, DynamicSparsity, RigL, plot_churn
 from sparsetorch.experiments.hooks import TrainContext, TrainHook
 from sparsetorch.experiments.methods import register
-from sparsetorch.experiments.rundir import write_text_atomic
+from sparsetorch.experiments.reporting import CHURN_PNG
+from sparsetorch.experiments.rundir import PLOTS_DIR, write_text_atomic
 
 
 class DynamicSparsityHook(TrainHook):
@@ -57,7 +58,15 @@ class DynamicSparsityHook(TrainHook):
         lines = "".join(json.dumps(entry) + "\n" for entry in self.algo.history)
         write_text_atomic(ctx.run_dir / "topology.jsonl", lines)
         title = f"{self.algo.method}: topology churn"
-        plot_churn(self.algo.history, ctx.run_dir / "topology_churn.png", title)
+        if ctx.hparams is not None:
+            hp = ctx.hparams
+            title = (
+                f"{hp.model.name} on {hp.dataset.name}, {self.algo.method} at sparsity "
+                f"{self.config.sparsity:g} ({self.config.distribution}, seed {ctx.seed}): "
+                "topology churn"
+            )
+        path = ctx.run_dir / PLOTS_DIR / CHURN_PNG
+        plot_churn(self.algo.history, path, title, total_steps=ctx.total_steps)
 
     def state_dict(self) -> dict[str, Any]:
         if self.algo is not None:
