@@ -61,19 +61,6 @@ def as_calls(calibration: Iterable[Any] | None) -> list[Call]:
     return calls
 
 
-def to_device(value: Any, device: torch.device | None) -> Any:
-    """``value`` with every tensor in it (also inside tuples, lists and dicts) on ``device``."""
-    if device is None:
-        return value
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, tuple | list):
-        return type(value)(to_device(v, device) for v in value)
-    if isinstance(value, Mapping):
-        return {k: to_device(v, device) for k, v in value.items()}
-    return value
-
-
 def token_mask(call: Call) -> torch.Tensor | None:
     """The batch's 2-D ``attention_mask`` as bool ``(B, T)`` (True = a real token), if any."""
     mask = call[1].get("attention_mask")

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparsetorch.post_training.calibration import Call, to_device, token_mask
+from sparsetorch.batches import to_device
+from sparsetorch.post_training.calibration import Call, token_mask
 
 
 class _Stop(Exception):
