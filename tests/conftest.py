@@ -39,3 +39,17 @@ def _one_thread():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _registries_restored():
+    """What a test (or a docs example it runs) registers is gone after it: every registry of
+    the package is left as the package made it, so no test depends on another's order."""
+    from sparsetorch._registry import Registry
+
+    before = {id(r): (r, dict(r._named), list(r._parsed)) for r in Registry.instances()}
+    yield
+    for registry, named, parsed in before.values():
+        registry._named.clear()
+        registry._named.update(named)
+        registry._parsed[:] = parsed

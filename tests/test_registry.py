@@ -16,3 +16,17 @@ def test_named_and_parsed_entries():
         reg.build("blob")
     with pytest.raises(ValueError, match="twice"):
         reg.register("unstructured")(lambda: None)
+
+
+def test_a_registration_made_in_a_test_is_gone_after_it():
+    from sparsetorch.criteria import CRITERIA
+
+    assert "only-in-this-test" not in CRITERIA
+    CRITERIA.register("only-in-this-test")(object)  # undone by tests/conftest.py
+    assert CRITERIA in Registry.instances() and "only-in-this-test" in CRITERIA
+
+
+def test_and_not_seen_by_the_next_one():
+    from sparsetorch.criteria import CRITERIA
+
+    assert "only-in-this-test" not in CRITERIA

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -17,7 +18,10 @@ class Registry(Generic[T]):
     factory as ints. Unknown names raise one ``ValueError`` listing the known names.
     """
 
+    _all: ClassVar[weakref.WeakSet[Registry]] = weakref.WeakSet()
+
     def __init__(self, kind: str) -> None:
+        Registry._all.add(self)
         self.kind = kind
         self._named: dict[str, Callable[..., T]] = {}
         self._parsed: list[tuple[re.Pattern[str], str, Callable[..., T]]] = []
@@ -39,6 +43,11 @@ class Registry(Generic[T]):
             return factory
 
         return deco
+
+    @classmethod
+    def instances(cls) -> list[Registry]:
+        """Every registry made so far (the axes, the methods, the formats, ...)."""
+        return list(cls._all)
 
     def names(self) -> list[str]:
         return sorted(self._named) + [example for _, example, _ in self._parsed]
