@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     "models": "sparsetorch.models:",
     # deployment and checkpoints
     "sparsify_": "sparsetorch.deploy:sparsify_",
+    "accelerate_": "sparsetorch.accelerate:accelerate_",
     "save": "sparsetorch.checkpoint:save",
     "load": "sparsetorch.checkpoint:load",
 }

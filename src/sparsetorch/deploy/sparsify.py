@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 CONFIGS: dict[str, tuple[str, ...]] = {
     "2:4": ("semi_structured", "cslt", "cslt_graph", "nm_triton", "nm_triton_graph"),
     "bsr": ("bsr", "bsr_triton"),
-    "csr": ("csr",),
+    "csr": ("csr", "cpu_sparse"),
 }
 
 

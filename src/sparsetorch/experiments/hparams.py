@@ -100,6 +100,12 @@ class TrainingHparams:
     eval_every: int | None = _f(None, "evaluate (and checkpoint) every N steps; default 1 epoch")
     seed: int = _f(0, "seed of the initialisation (and of the data order unless --data-seed)")
     data_seed: int | None = _f(None, "seed of the data order (default: --seed)")
+    sparse_kernels: bool = _f(
+        False,
+        "train masked Linear layers through sparsetorch's sparse CPU kernels "
+        "(st.accelerate_: forward, gradients and the Adam/SGD step over kept weights only; "
+        "CPU, float32/bfloat16; results equal masked dense training to float rounding)",
+    )
 
 
 @dataclass

@@ -118,7 +118,7 @@ def train(
 
     data = prepare_dataset(hp.dataset, dataset)
     model = prepare_model(hp, data, model, init_state, masks).to(device)
-    all_hooks = [*method_hooks(hp), *hooks]
+    all_hooks = [*method_hooks(hp), *kernel_hooks(hp, torch.device(device), distributed), *hooks]
     spe = steps_per_epoch(len(data.train), hp.training.batch_size)
     total = hp.training.steps or hp.training.epochs * spe
     if not (isinstance(start_step, int) and not isinstance(start_step, bool)) or not (
@@ -298,6 +298,17 @@ def method_hooks(hp: Hparams) -> list[TrainHook]:
     if built is None:
         return []
     return list(built) if isinstance(built, list | tuple) else [built]
+
+
+def kernel_hooks(hp: Hparams, device: torch.device, distributed: str | None) -> list[TrainHook]:
+    """``--sparse-kernels``: the hook that accelerates the model's masked Linear layers (after
+    the method's hooks, which make the masks)."""
+    if not hp.training.sparse_kernels:
+        return []
+    from sparsetorch.experiments.sparse_kernels import SparseKernelsHook, check_sparse_kernels
+
+    check_sparse_kernels(device, distributed)
+    return [SparseKernelsHook()]
 
 
 # ---- helpers ------------------------------------------------------------------------------

@@ -11,9 +11,17 @@ Two global optimizer hooks (installed once, on import of ``sparsetorch.masks``):
 
 Between ``backward()`` and ``step()``, ``param.grad`` is the dense gradient of the effective
 weight: algorithms that grow connections (RigL) read it there.
+
+A masked parameter may be updated by a *sparse stepper* instead of the optimizer's own dense
+update (``sparsetorch.accelerate`` registers one: Adam/AdamW/SGD on the kept entries only).
+Steppers in ``SPARSE_STEPPERS`` run first in the pre-step hook and return the parameters they
+updated; those are hidden from the optimizer's update (``grad`` is None during it and restored
+after) and are neither masked nor re-zeroed here: a stepper writes kept entries only.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch.optim.optimizer import (
@@ -23,6 +31,10 @@ from torch.optim.optimizer import (
 
 from sparsetorch.distributed.sharding import local
 from sparsetorch.masks.module_masks import OWNER_ATTR, SUFFIX
+
+# stepper(optimizer) -> the parameters it updated for this step (see the module docstring)
+SPARSE_STEPPERS: list[Callable[[torch.optim.Optimizer], list[torch.Tensor]]] = []
+_HIDDEN = "_sparsetorch_hidden"  # optimizer attribute: (param, grad) hidden during the step
 
 
 def mask_of(param: torch.Tensor) -> tuple[torch.Tensor, int] | None:
@@ -56,17 +68,28 @@ def _zero_pruned_(tensor: torch.Tensor, mask: torch.Tensor) -> None:
 
 @torch.no_grad()
 def _before_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+    stepped = [p for stepper in SPARSE_STEPPERS for p in stepper(optimizer)]
+    done = {id(p) for p in stepped}
     for param, mask, _ in _masked_params(optimizer):
         grad = param.grad
-        if grad is not None and not grad.is_sparse:
+        if grad is not None and not grad.is_sparse and id(param) not in done:
             _zero_pruned_(grad, mask)
+    if stepped:
+        optimizer.__dict__[_HIDDEN] = [(p, p.grad) for p in stepped]
+        for p in stepped:
+            p.grad = None
 
 
 @torch.no_grad()
 def _after_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+    done = set()
+    for param, grad in optimizer.__dict__.pop(_HIDDEN, ()):
+        param.grad = grad
+        done.add(id(param))
     seen = optimizer.__dict__.setdefault("_sparsetorch_seen", {})
     for param, mask, version in _masked_params(optimizer):
-        _zero_pruned_(param, mask)
+        if id(param) not in done:
+            _zero_pruned_(param, mask)
         key = (id(param), id(mask))
         if seen.get(key) != version:
             for value in optimizer.state.get(param, {}).values():

@@ -70,6 +70,7 @@ class DropAndGrow(DynamicSparsity):
         self.schedule = (
             CosineDecay(self.alpha, self.t_end, self.delta_t) if self.alpha > 0 else None
         )
+        self.request_gradients(self.t)  # the schedule exists now (RigL: dense-gradient steps)
         if not self.existing_masks(self.pattern):
             prune(
                 model,
