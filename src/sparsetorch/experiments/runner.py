@@ -93,6 +93,7 @@ def train(
     """
     hp = copy.deepcopy(hparams).validate()
     _check_names(hp)
+    accelerate = kernel_hooks(hp, torch.device(device), distributed)  # checked before any work
     parallel = None
     if distributed is not None:  # DDP / FSDP2: sparsetorch.distributed.runner
         from sparsetorch.distributed.runner import Parallel
@@ -118,7 +119,7 @@ def train(
 
     data = prepare_dataset(hp.dataset, dataset)
     model = prepare_model(hp, data, model, init_state, masks).to(device)
-    all_hooks = [*method_hooks(hp), *kernel_hooks(hp, torch.device(device), distributed), *hooks]
+    all_hooks = [*method_hooks(hp), *accelerate, *hooks]
     spe = steps_per_epoch(len(data.train), hp.training.batch_size)
     total = hp.training.steps or hp.training.epochs * spe
     if not (isinstance(start_step, int) and not isinstance(start_step, bool)) or not (

@@ -9,6 +9,8 @@ ops (which bump the tensors' version counters; the kernels write in place withou
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from sparsetorch.kernels.cpu.packed import unsigned
@@ -48,7 +50,9 @@ def spmm(
     """y (batch, rows) with y[b, r] = sum over row r's entries k of vals[perm[k]] xt[idx[k], b]."""
     nrows, n = ptr.numel() - 1, xt.shape[0]
     v = (vals if perm is None else vals[perm.long()]).float()
-    a = torch.sparse_csr_tensor(ptr, unsigned(idx), v, (nrows, n), check_invariants=False)
+    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        a = torch.sparse_csr_tensor(ptr, unsigned(idx), v, (nrows, n), check_invariants=False)
     y = (a @ xt[:, :batch]).t()  # (batch, rows) float32
     if bias is not None:
         y = y + bias.float()
