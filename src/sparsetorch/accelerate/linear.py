@@ -76,15 +76,17 @@ class _SparseLinearFn(torch.autograd.Function):
     def backward(ctx, dy):  # dy (M, out)
         x, xt = ctx.saved_tensors
         layer, packed = ctx.layer, ctx.packed
-        ops = layer._sparse_ops
+        ops, st = layer._sparse_ops, layer._sparse_state
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dy = dy.contiguous()
         dx = dw = db = None
         dyt = _columns(dy, ops) if need_x or (need_w and not ctx.dense_grad) else None
         if need_x:
-            batch = dy.shape[0]
+            # (nnz,) CSC order; cached per layer, unless the mask changed since the forward
+            same = st.packed is packed
+            vals_t = st.transposed_vals(ops) if same else ops.permute(ctx.vals, packed.perm)
             dx = ops.spmm(
-                dyt, batch, packed.colptr, packed.rows, ctx.vals, packed.perm, None, dy.dtype
+                dyt, dy.shape[0], packed.colptr, packed.rows, vals_t, None, None, dy.dtype
             )
         if need_w:
             dw = layer._weight_grad(dy, x, dyt, xt, packed, ctx.dense_grad)

@@ -48,6 +48,8 @@ class SparseState:
         self.mask_key: tuple | None = None
         self.vals: torch.Tensor | None = None  # (nnz,) kept weights, CSR order
         self.vals_key: tuple | None = None
+        self.vals_epoch = 0  # bumped whenever vals are rewritten (gathered, or stepped)
+        self._vals_t: tuple[int, torch.Tensor] | None = None  # (epoch, vals in CSC order)
         self.grad_buffer: torch.Tensor | None = None  # (out, in), zero where pruned
         self.grad_version: int | None = None  # its version after our last write
         self.grad_packed: torch.Tensor | None = None  # (nnz,) what was written there
@@ -84,12 +86,22 @@ class SparseState:
         if wkey != self.vals_key:
             self.vals = ops.gather(weight.detach(), self.packed.rowptr, self.packed.cols)
             self.vals_key = wkey
+            self.vals_epoch += 1
         return self.packed
+
+    def transposed_vals(self, ops) -> torch.Tensor:
+        """The kept weights in CSC order (W^T's CSR values), for the input gradient: gathered
+        once per change of ``vals`` (reading ``vals[perm]`` inside the kernel would miss the
+        cache at every entry once the values outgrow it)."""
+        if self._vals_t is None or self._vals_t[0] != self.vals_epoch:
+            self._vals_t = (self.vals_epoch, ops.permute(self.vals, self.packed.perm))
+        return self._vals_t[1]
 
     def _repack(self, mask: torch.Tensor, ops) -> None:
         old, self.packed = self.packed, Packed.from_mask(mask)
         self.repacks += 1
         self.vals_key = None
+        self._vals_t = None
         self.grad_packed = None
         self._coo = None
         buf = self.grad_buffer
@@ -148,3 +160,4 @@ class SparseState:
     def stepped(self, weight: torch.Tensor) -> None:
         """After a fused optimizer step wrote the weight and ``vals`` together."""
         self.vals_key = (weight.data_ptr(), weight._version)
+        self.vals_epoch += 1

@@ -15,7 +15,8 @@ Operators (``Packed`` holds the index arrays: ``packed.py``):
   (forward) or dx = dy W with the CSC and ``perm`` (input gradient);
 * ``sddmm(dyt, xt, ptr, idx, dense, out_dtype) -> (nnz,)``: the weight gradient at the kept
   positions (also written into ``dense`` when given);
-* ``gather``, ``fill_kept``: read / set a dense tensor at the kept positions;
+* ``gather``, ``fill_kept``: read / set a dense tensor at the kept positions; ``permute``:
+  ``vals[perm]`` (the kept values in CSC order, for the input gradient);
 * ``adam_step``, ``sgd_step``: torch.optim's Adam/AdamW and SGD updates on the kept entries of
   dense (torch.optim-layout) parameter and state tensors.
 """
@@ -27,7 +28,16 @@ import types
 from sparsetorch.kernels.cpu.build import load, status
 from sparsetorch.kernels.cpu.packed import Packed
 
-OPS = ("transpose_pad", "spmm", "sddmm", "gather", "fill_kept", "adam_step", "sgd_step")
+OPS = (
+    "transpose_pad",
+    "spmm",
+    "sddmm",
+    "gather",
+    "permute",
+    "fill_kept",
+    "adam_step",
+    "sgd_step",
+)
 BACKENDS = ("cpp", "torch")
 
 

@@ -107,8 +107,7 @@ def load(verbose: bool = False, warn: bool = True) -> bool:
         )
         _state.update(loaded=True, path=str(path))
     except Exception as exc:  # any build or load failure: the fallback takes over
-        first = str(exc).strip().splitlines()
-        _state.update(loaded=False, error=f"{type(exc).__name__}: {first[0] if first else ''}")
+        _state.update(loaded=False, error=_summary(exc))
         if warn:
             warnings.warn(
                 f"sparsetorch's CPU kernels are not available ({_state['error']}); sparse "
@@ -118,6 +117,14 @@ def load(verbose: bool = False, warn: bool = True) -> bool:
                 stacklevel=2,
             )
     return bool(_state["loaded"])
+
+
+def _summary(exc: Exception) -> str:
+    """One line for a build failure: the compiler's first error line when there is one."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower() and not line.startswith("[")]
+    line = (errors or lines or [""])[0]
+    return f"{type(exc).__name__}: {line[:300]}"
 
 
 def status() -> dict[str, object]:

@@ -83,6 +83,10 @@ def gather(dense: torch.Tensor, ptr: torch.Tensor, idx: torch.Tensor) -> torch.T
     return dense.reshape(-1)[_flat(ptr, idx, dense.shape[1])]
 
 
+def permute(vals: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    return vals.index_select(0, perm)
+
+
 def fill_kept(dense: torch.Tensor, ptr: torch.Tensor, idx: torch.Tensor, value: float) -> None:
     dense.view(-1).index_fill_(0, _flat(ptr, idx, dense.shape[1]), value)
 

@@ -35,10 +35,14 @@
 #endif
 
 #ifndef PREFETCH_DISTANCE
-#define PREFETCH_DISTANCE 8
+#define PREFETCH_DISTANCE 16
 #endif
 
 namespace {
+
+// scattered accesses are prefetched this many entries ahead (measured: 8-32 alike, 0 is 2-3x
+// slower on a scattered read-modify-write at 1% density)
+constexpr int64_t kPrefetch = PREFETCH_DISTANCE;
 
 using bf16 = c10::BFloat16;
 typedef float vf8 __attribute__((vector_size(32)));
@@ -203,11 +207,15 @@ inline float row_dot1(int64_t kb, int64_t ke, const I* __restrict idx, const V* 
   return (a0 + a1) + (a2 + a3);
 }
 
+// Output rows are computed in groups of kRowGroup and written to y (batch, nrows) as runs of
+// kRowGroup consecutive values per batch row (whole cache lines), not one value per row.
+constexpr int64_t kRowGroup = 16;
+
 template <typename V, typename I, bool PERM, typename O>
-void spmm_impl(const float* xt, int64_t xt_rows, int64_t ld, int64_t batch, const int64_t* ptr, const I* idx,
-               const V* vals, const int32_t* perm, const O* bias, int64_t nrows, O* y,
-               int64_t tile_bytes) {
-  if (ld == 1) {
+void spmm_impl(const float* xt, int64_t n, int64_t ld, int64_t bp, int64_t batch,
+               const int64_t* ptr, const I* idx, const V* vals, const int32_t* perm,
+               const O* bias, int64_t nrows, O* y, int64_t tile_bytes) {
+  if (bp == 1) {
     parallel_rows(ptr, nrows, 4, [&](int64_t rb, int64_t re) {
       for (int64_t r = rb; r < re; ++r) {
         float s = row_dot1<V, I, PERM>(ptr[r], ptr[r + 1], idx, vals, perm, xt);
@@ -217,28 +225,33 @@ void spmm_impl(const float* xt, int64_t xt_rows, int64_t ld, int64_t batch, cons
     });
     return;
   }
-  // Tile width: the columns of xt one pass reads; its rows (n of them, one per input
-  // feature) should stay in the L2 cache while the pass reuses them.
-  const int64_t n = xt_rows;
+  // Tile width: the columns of xt one pass reads; the n rows' slices of it should stay in the
+  // L2 cache while the pass over the weight's rows reuses them.
   int64_t tile = (tile_bytes / (4 * std::max<int64_t>(n, 1))) / 8 * 8;
   tile = std::max<int64_t>(8, std::min<int64_t>(32, tile));
-  parallel_rows(ptr, nrows, ld, [&](int64_t rb, int64_t re) {
-    alignas(32) float out[32];
-    for (int64_t b0 = 0; b0 < ld; b0 += tile) {  // the last tile may be narrower
-      const int64_t tb = std::min<int64_t>(tile, ld - b0);
-      const float* x = xt + b0;
-      const int64_t nb = std::min<int64_t>(tb, batch - b0);
+  parallel_rows(ptr, nrows, bp, [&](int64_t rb, int64_t re) {
+    alignas(32) float out[kRowGroup][32];
+    for (int64_t b0 = 0; b0 < bp; b0 += tile) {  // the last tile may be narrower
+      const int64_t tb = std::min<int64_t>(tile, bp - b0);
+      const int64_t nb = std::min<int64_t>(tb, batch - b0);  // columns that are real rows
       if (nb <= 0) break;
-      for (int64_t r = rb; r < re; ++r) {
-        const int64_t kb = ptr[r], ke = ptr[r + 1];
-        switch (tb) {
-          case 32: row_tile<32, V, I, PERM>(kb, ke, idx, vals, perm, x, ld, out); break;
-          case 24: row_tile<24, V, I, PERM>(kb, ke, idx, vals, perm, x, ld, out); break;
-          case 16: row_tile<16, V, I, PERM>(kb, ke, idx, vals, perm, x, ld, out); break;
-          default: row_tile<8, V, I, PERM>(kb, ke, idx, vals, perm, x, ld, out); break;
+      const float* x = xt + b0;
+      for (int64_t r0 = rb; r0 < re; r0 += kRowGroup) {
+        const int64_t nr = std::min<int64_t>(kRowGroup, re - r0);
+        for (int64_t i = 0; i < nr; ++i) {
+          const int64_t kb = ptr[r0 + i], ke = ptr[r0 + i + 1];
+          switch (tb) {
+            case 32: row_tile<32, V, I, PERM>(kb, ke, idx, vals, perm, x, ld, out[i]); break;
+            case 24: row_tile<24, V, I, PERM>(kb, ke, idx, vals, perm, x, ld, out[i]); break;
+            case 16: row_tile<16, V, I, PERM>(kb, ke, idx, vals, perm, x, ld, out[i]); break;
+            default: row_tile<8, V, I, PERM>(kb, ke, idx, vals, perm, x, ld, out[i]); break;
+          }
         }
-        const float bb = bias ? to_f(bias[r]) : 0.f;
-        for (int64_t j = 0; j < nb; ++j) y[(b0 + j) * nrows + r] = from_f<O>(out[j] + bb);
+        for (int64_t j = 0; j < nb; ++j) {
+          O* yrow = y + (b0 + j) * nrows + r0;
+          for (int64_t i = 0; i < nr; ++i)
+            yrow[i] = from_f<O>(out[i][j] + (bias ? to_f(bias[r0 + i]) : 0.f));
+        }
       }
     }
   });
@@ -247,48 +260,64 @@ void spmm_impl(const float* xt, int64_t xt_rows, int64_t ld, int64_t batch, cons
 // ------------------------------------------------------------------------------------------
 // Ops.
 
-// x (B, n) float32/bfloat16 -> (n, bp) float32, transposed, columns B..bp-1 zero
+// The row stride of transposed activations with bp columns: bp rounded up to an odd number of
+// 16-float cache lines, so that rows do not all fall into the same cache sets (a power-of-two
+// stride of 4 KiB, e.g. 1024 columns, maps every row's slice to one set of the L1 cache).
+int64_t padded_stride(int64_t bp) {
+  if (bp <= 1) return bp;
+  int64_t ld = (bp + 15) / 16 * 16;
+  if ((ld / 16) % 2 == 0) ld += 16;
+  return ld;
+}
+
+// x (B, n) float32/bfloat16 -> (n, bp) float32 view (row stride padded_stride(bp)): x
+// transposed, columns B..bp-1 zero. Blocked: 16 rows of x by 64 of its columns at a time.
 at::Tensor transpose_pad(const at::Tensor& x, int64_t bp) {
   check_cpu(x, "x");
   TORCH_CHECK(x.dim() == 2, "x must be 2-D (B, n), got ", x.dim(), " dims");
   const int64_t batch = x.size(0), n = x.size(1);
-  TORCH_CHECK(bp >= batch, "bp must be >= the batch ", batch, ", got ", bp);
-  auto out = at::empty({n, bp}, x.options().dtype(at::kFloat));
-  float* o = out.data_ptr<float>();
+  TORCH_CHECK(bp >= batch && (bp == 1 || bp % 8 == 0),
+              "bp must be 1 or a multiple of 8, >= the batch ", batch, ", got ", bp);
+  const int64_t ld = padded_stride(bp);
+  auto buffer = at::empty({n, ld}, x.options().dtype(at::kFloat));
+  float* o = buffer.data_ptr<float>();
   dispatch_value(x.scalar_type(), "x", [&](auto tag) {
     using V = decltype(tag);
     const V* xp = static_cast<const V*>(x.data_ptr());
-    constexpr int64_t C = 64;  // columns of x per block: x read in rows of C, out in C rows
+    constexpr int64_t C = 64, R = 16;
     at::parallel_for(0, (n + C - 1) / C, std::max<int64_t>(1, 262144 / (C * bp)),
                      [&](int64_t cb, int64_t ce) {
       for (int64_t blk = cb; blk < ce; ++blk) {
         const int64_t c0 = blk * C, c1 = std::min(n, c0 + C);
-        for (int64_t b = 0; b < batch; ++b) {
-          const V* row = xp + b * n;
-          for (int64_t c = c0; c < c1; ++c) o[c * bp + b] = to_f(row[c]);
+        for (int64_t b0 = 0; b0 < bp; b0 += R) {
+          const int64_t b1 = std::min(bp, b0 + R), bx = std::min(batch, b1);
+          for (int64_t c = c0; c < c1; ++c) {
+            float* orow = o + c * ld;
+            for (int64_t b = b0; b < bx; ++b) orow[b] = to_f(xp[b * n + c]);
+            for (int64_t b = std::max(b0, batch); b < b1; ++b) orow[b] = 0.f;
+          }
         }
-        for (int64_t c = c0; c < c1; ++c)
-          for (int64_t b = batch; b < bp; ++b) o[c * bp + b] = 0.f;
       }
     });
   });
-  return out;
+  return buffer.narrow(1, 0, bp);
 }
 
-// y (batch, nrows) = rows of (ptr, idx, vals[perm]) times xt (n, ld) (+ bias), in out_dtype
+// y (batch, nrows) = rows of (ptr, idx, vals[perm]) times xt (n, bp) (+ bias), in out_dtype
 at::Tensor spmm(const at::Tensor& xt, int64_t batch, const at::Tensor& ptr, const at::Tensor& idx,
                 const at::Tensor& vals, const std::optional<at::Tensor>& perm,
                 const std::optional<at::Tensor>& bias, at::ScalarType out_dtype,
                 int64_t tile_bytes) {
-  check_cpu(xt, "xt");
+  TORCH_CHECK(xt.device().is_cpu() && xt.dim() == 2 && xt.stride(1) == 1,
+              "xt must be a 2-D CPU tensor (n, bp) with contiguous rows");
   check_cpu(ptr, "ptr");
   check_cpu(idx, "idx");
   check_cpu(vals, "vals");
   TORCH_CHECK(xt.scalar_type() == at::kFloat, "xt must be float32");
-  TORCH_CHECK(xt.dim() == 2, "xt must be 2-D (n, bp)");
-  const int64_t ld = xt.size(1);
-  TORCH_CHECK(ld == 1 || ld % 8 == 0, "xt must have 1 column or a multiple of 8, got ", ld);
-  TORCH_CHECK(batch >= 1 && batch <= ld, "batch must be in [1, ", ld, "], got ", batch);
+  const int64_t bp = xt.size(1), ld = xt.size(0) > 1 ? xt.stride(0) : bp;
+  TORCH_CHECK(bp == 1 || bp % 8 == 0, "xt must have 1 column or a multiple of 8, got ", bp);
+  TORCH_CHECK(bp > 1 || ld == 1, "a one-column xt must be contiguous");
+  TORCH_CHECK(batch >= 1 && batch <= bp, "batch must be in [1, ", bp, "], got ", batch);
   TORCH_CHECK(ptr.scalar_type() == at::kLong, "ptr must be int64");
   const int64_t nrows = ptr.numel() - 1;
   TORCH_CHECK(idx.numel() == ptr.data_ptr<int64_t>()[nrows], "idx must hold ptr[-1] entries");
@@ -310,16 +339,18 @@ at::Tensor spmm(const at::Tensor& xt, int64_t batch, const at::Tensor& ptr, cons
       using I = decltype(itag);
       dispatch_value(out_dtype, "out_dtype", [&](auto otag) {
         using O = decltype(otag);
-        const O* bp = bias.has_value() ? static_cast<const O*>(bias->data_ptr()) : nullptr;
+        const O* bptr = bias.has_value() ? static_cast<const O*>(bias->data_ptr()) : nullptr;
         const V* vp = static_cast<const V*>(vals.data_ptr());
         const I* ip = static_cast<const I*>(idx.data_ptr());
         O* yp = static_cast<O*>(y.data_ptr());
+        const float* x = xt.data_ptr<float>();
+        const int64_t* p = ptr.data_ptr<int64_t>();
         if (pp) {
-          spmm_impl<V, I, true, O>(xt.data_ptr<float>(), xt.size(0), ld, batch, ptr.data_ptr<int64_t>(), ip,
-                                   vp, pp, bp, nrows, yp, tile_bytes);
+          spmm_impl<V, I, true, O>(x, xt.size(0), ld, bp, batch, p, ip, vp, pp, bptr, nrows, yp,
+                                   tile_bytes);
         } else {
-          spmm_impl<V, I, false, O>(xt.data_ptr<float>(), xt.size(0), ld, batch, ptr.data_ptr<int64_t>(), ip,
-                                    vp, nullptr, bp, nrows, yp, tile_bytes);
+          spmm_impl<V, I, false, O>(x, xt.size(0), ld, bp, batch, p, ip, vp, nullptr, bptr,
+                                    nrows, yp, tile_bytes);
         }
       });
     });
@@ -353,15 +384,21 @@ inline vf8 hsum8(const vf8* a) {
 #endif
 
 template <typename I, typename O>
-void sddmm_impl(const float* dyt, const float* xt, int64_t ld, const int64_t* ptr, const I* idx,
-                int64_t nrows, int64_t ncols, O* g, O* dense) {
-  parallel_rows(ptr, nrows, ld, [&](int64_t rb, int64_t re) {
+void sddmm_impl(const float* dyt, int64_t ldy, const float* xt, int64_t ld, int64_t bp,
+                const int64_t* ptr, const I* idx, int64_t nrows, int64_t ncols, O* g, O* dense) {
+  parallel_rows(ptr, nrows, bp, [&](int64_t rb, int64_t re) {
     for (int64_t r = rb; r < re; ++r) {
       const int64_t kb = ptr[r], ke = ptr[r + 1];
-      const float* dy = dyt + r * ld;
+      const float* dy = dyt + r * ldy;
       O* drow = dense ? dense + r * ncols : nullptr;
+      // the next row's dense positions: a cache miss each when a row keeps few entries
+      // (fewer than one per cache line; denser rows stream and need no help)
+      if (drow && r + 1 < re && (ptr[r + 2] - ke) * 16 < ncols) {
+        O* next = drow + ncols;
+        for (int64_t k = ke; k < ptr[r + 2]; ++k) __builtin_prefetch(next + ix(idx[k]), 1, 3);
+      }
       int64_t k = kb;
-      if (ld == 1) {
+      if (bp == 1) {
         const float d = dy[0];
         for (; k < ke; ++k) {
           const O v = from_f<O>(d * xt[ix(idx[k])]);
@@ -370,7 +407,7 @@ void sddmm_impl(const float* dyt, const float* xt, int64_t ld, const int64_t* pt
         }
         continue;
       }
-      const int64_t W = ld / 8;
+      const int64_t W = bp / 8;
       for (; k + 8 <= ke; k += 8) {
         vf8 acc[8];
         const float* x[8];
@@ -405,16 +442,20 @@ void sddmm_impl(const float* dyt, const float* xt, int64_t ld, const int64_t* pt
 at::Tensor sddmm(const at::Tensor& dyt, const at::Tensor& xt, const at::Tensor& ptr,
                  const at::Tensor& idx, const std::optional<at::Tensor>& dense,
                  at::ScalarType out_dtype) {
-  check_cpu(dyt, "dyt");
-  check_cpu(xt, "xt");
+  TORCH_CHECK(dyt.device().is_cpu() && xt.device().is_cpu() && dyt.dim() == 2 &&
+                  xt.dim() == 2 && dyt.stride(1) == 1 && xt.stride(1) == 1,
+              "dyt and xt must be 2-D CPU tensors with contiguous rows");
   check_cpu(ptr, "ptr");
   check_cpu(idx, "idx");
   TORCH_CHECK(dyt.scalar_type() == at::kFloat && xt.scalar_type() == at::kFloat,
               "dyt and xt must be float32");
-  TORCH_CHECK(dyt.dim() == 2 && xt.dim() == 2 && dyt.size(1) == xt.size(1),
+  TORCH_CHECK(dyt.size(1) == xt.size(1),
               "dyt (out, bp) and xt (in, bp) must have the same number of columns");
-  const int64_t ld = xt.size(1);
-  TORCH_CHECK(ld == 1 || ld % 8 == 0, "bp must be 1 or a multiple of 8, got ", ld);
+  const int64_t bp = xt.size(1);
+  const int64_t ld = xt.size(0) > 1 ? xt.stride(0) : bp;
+  const int64_t ldy = dyt.size(0) > 1 ? dyt.stride(0) : bp;
+  TORCH_CHECK(bp == 1 || bp % 8 == 0, "bp must be 1 or a multiple of 8, got ", bp);
+  TORCH_CHECK(bp > 1 || (ld == 1 && ldy == 1), "one-column dyt and xt must be contiguous");
   const int64_t nrows = ptr.numel() - 1, ncols = xt.size(0);
   TORCH_CHECK(dyt.size(0) == nrows, "dyt must have one row per row of ptr");
   auto g = at::empty({idx.numel()}, dyt.options().dtype(out_dtype));
@@ -428,7 +469,8 @@ at::Tensor sddmm(const at::Tensor& dyt, const at::Tensor& xt, const at::Tensor& 
     using I = decltype(itag);
     dispatch_value(out_dtype, "out_dtype", [&](auto otag) {
       using O = decltype(otag);
-      sddmm_impl<I, O>(dyt.data_ptr<float>(), xt.data_ptr<float>(), ld, ptr.data_ptr<int64_t>(),
+      sddmm_impl<I, O>(dyt.data_ptr<float>(), ldy, xt.data_ptr<float>(), ld, bp,
+                       ptr.data_ptr<int64_t>(),
                        static_cast<const I*>(idx.data_ptr()), nrows, ncols,
                        static_cast<O*>(g.data_ptr()),
                        dense.has_value() ? static_cast<O*>(dense->data_ptr()) : nullptr);
@@ -457,6 +499,30 @@ at::Tensor gather(const at::Tensor& dense, const at::Tensor& ptr, const at::Tens
         for (int64_t r = rb; r < re; ++r)
           for (int64_t k = pp[r]; k < pp[r + 1]; ++k) o[k] = d[r * ncols + ix(ip[k])];
       });
+    });
+  });
+  return out;
+}
+
+// out[k] = vals[perm[k]]: the kept values in another order (CSR -> CSC). Random reads, so the
+// values kPrefetch entries ahead are fetched early.
+at::Tensor permute(const at::Tensor& vals, const at::Tensor& perm) {
+  check_cpu(vals, "vals");
+  check_cpu(perm, "perm");
+  TORCH_CHECK(perm.scalar_type() == at::kInt && perm.numel() == vals.numel(),
+              "perm must be int32 with one entry per value");
+  auto out = at::empty({vals.numel()}, vals.options());
+  const int64_t n = vals.numel();
+  const int32_t* pp = perm.data_ptr<int32_t>();
+  dispatch_value(vals.scalar_type(), "vals", [&](auto vtag) {
+    using V = decltype(vtag);
+    const V* v = static_cast<const V*>(vals.data_ptr());
+    V* o = static_cast<V*>(out.data_ptr());
+    at::parallel_for(0, n, 1 << 16, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) {
+        if (k + kPrefetch < e) __builtin_prefetch(v + pp[k + kPrefetch], 0, 3);
+        o[k] = v[pp[k]];
+      }
     });
   });
   return out;
@@ -493,7 +559,6 @@ void fill_kept(at::Tensor& dense, const at::Tensor& ptr, const at::Tensor& idx, 
 // position r * ncols + c. The dense tensors are read at scattered positions (a cache miss per
 // entry at high sparsity): ``prefetch(i, k)`` is called kPrefetch entries ahead, so that
 // the misses of consecutive entries overlap.
-constexpr int64_t kPrefetch = PREFETCH_DISTANCE;
 
 template <typename I, typename P, typename F>
 inline void for_kept(const int64_t* ptr, const I* idx, int64_t rb, int64_t re, int64_t ncols,
@@ -683,6 +748,7 @@ TORCH_LIBRARY(sparsetorch_cpu, m) {
       "ScalarType out_dtype) -> Tensor",
       &sddmm);
   m.def("gather(Tensor dense, Tensor ptr, Tensor idx) -> Tensor", &gather);
+  m.def("permute(Tensor vals, Tensor perm) -> Tensor", &permute);
   m.def("fill_kept(Tensor(a!) dense, Tensor ptr, Tensor idx, float value) -> ()", &fill_kept);
   m.def(
       "adam_step(Tensor(a!) param, Tensor grad, bool grad_packed, Tensor(b!) exp_avg, "
