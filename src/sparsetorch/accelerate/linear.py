@@ -67,7 +67,7 @@ class _SparseLinearFn(torch.autograd.Function):
         xt = _columns(x, ops)  # (in, bp)
         y = ops.spmm(xt, x.shape[0], packed.rowptr, packed.cols, st.vals, None, bias, x.dtype)
         ctx.layer, ctx.packed, ctx.vals = layer, packed, st.vals
-        ctx.dense_grad = bool(getattr(layer, DENSE_GRAD_ATTR, False))
+        ctx.dense_grad = bool(layer.__dict__.get(DENSE_GRAD_ATTR, False))
         ctx.save_for_backward(x, xt)
         return y
 
@@ -112,7 +112,8 @@ class AcceleratedLinear(nn.Linear):
 
     @property
     def _sparse_ops(self):
-        return kernel_ops(self.backend)
+        found = _OPS.get(self.backend)
+        return kernel_ops(self.backend) if found is None else found
 
     def sparse_mask(self) -> torch.Tensor | None:
         """The weight's live mask when the module has one, else None."""
@@ -122,35 +123,48 @@ class AcceleratedLinear(nn.Linear):
 
     def _use_sparse(self, x: torch.Tensor) -> bool:
         """Whether this call runs the sparse kernels (refreshing the packed state if so)."""
-        mask = self.sparse_mask()
-        w, b = self.weight, self.bias
+        d = self.__dict__
+        if "weight" not in d.get("_sparsetorch_masked", ()):
+            return False  # no mask (yet)
+        mask = self._buffers.get("weight" + SUFFIX)
+        w, b = self._parameters["weight"], self._parameters["bias"]
         if (
             mask is None
-            or torch.compiler.is_compiling()
-            or torch.jit.is_scripting()
             or x.device.type != "cpu"
             or w.device.type != "cpu"
             or w.dtype not in DTYPES
             or x.dtype != w.dtype
             or (b is not None and b.dtype != w.dtype)
-            or hasattr(w, "_local_tensor")  # a DTensor (FSDP2): dense path
             or w.layout != torch.strided
+            or hasattr(w, "_local_tensor")  # a DTensor (FSDP2): dense path
             or x.numel() == 0
+            or torch.compiler.is_compiling()
+            or torch.jit.is_scripting()
         ):
             return False
         packed = self._sparse_state.refresh(self, mask, self._sparse_ops)
         return packed.density <= self.max_density
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.__dict__
         if not self._use_sparse(x):
-            self.__dict__["last_path"] = "dense"
-            self.__dict__["last_grad_dense"] = True  # F.linear's gradient is dense
+            d["last_path"] = "dense"
+            d["last_grad_dense"] = True  # F.linear's gradient is dense
             return F.linear(x, self.weight, self.bias)
-        self.__dict__["last_path"] = "sparse"
+        d["last_path"] = "sparse"
+        w, b = self._parameters["weight"], self._parameters["bias"]
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features).contiguous()  # (M, in)
-        y = _SparseLinearFn.apply(x2, self.weight, self.bias, self)
-        return y.reshape(*lead, self.out_features)
+        if torch.is_grad_enabled() and (
+            x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)
+        ):
+            y = _SparseLinearFn.apply(x2, w, b, self)
+        else:  # inference: the kernel alone, no autograd node
+            st, ops = self._sparse_state, self._sparse_ops
+            packed = st.packed
+            xt = _columns(x2, ops)
+            y = ops.spmm(xt, x2.shape[0], packed.rowptr, packed.cols, st.vals, None, b, x.dtype)
+        return y if x.dim() == 2 else y.reshape(*lead, self.out_features)
 
     # ---------------------------------------------------------------- weight gradient
     def _weight_grad(self, dy, x, dyt, xt, packed, dense_grad: bool) -> torch.Tensor:

@@ -72,7 +72,7 @@ class SparseState:
             id(mask),
             mask._version,
             mask.data_ptr(),
-            getattr(module, "_sparsetorch_version", 0),
+            module.__dict__.get("_sparsetorch_version", 0),
         )
 
     def refresh(self, module: torch.nn.Module, mask: torch.Tensor, ops) -> Packed:
@@ -81,7 +81,7 @@ class SparseState:
         if key != self.mask_key:
             self._repack(mask, ops)
             self.mask_key = key
-        weight = module.weight
+        weight = module._parameters["weight"]
         wkey = (weight.data_ptr(), weight._version)
         if wkey != self.vals_key:
             self.vals = ops.gather(weight.detach(), self.packed.rowptr, self.packed.cols)

@@ -59,7 +59,8 @@ def ops(backend: str | None = None) -> types.SimpleNamespace:
         import torch
 
         namespace = torch.ops.sparsetorch_cpu
-        found = {name: getattr(namespace, name) for name in OPS}
+        # the overloads themselves: calling the packet resolves the overload on every call
+        found = {name: getattr(namespace, name).default for name in OPS}
     else:
         from sparsetorch.kernels.cpu import reference
 

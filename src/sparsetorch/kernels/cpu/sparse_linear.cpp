@@ -60,6 +60,33 @@ inline float hsum(vf8 v) {
   return s;
 }
 
+#ifdef __AVX2__
+// r[0..7] (8 rows of 8 floats) -> their transpose, in registers
+inline void transpose8(__m256* r) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+inline __m256 load8f(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8f(const c10::BFloat16* p) {  // 8 bfloat16 -> 8 float32
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+#endif
+
 inline float to_f(float v) { return v; }
 inline float to_f(bf16 v) { return static_cast<float>(v); }
 template <typename T>
@@ -247,9 +274,27 @@ void spmm_impl(const float* xt, int64_t n, int64_t ld, int64_t bp, int64_t batch
             default: row_tile<8, V, I, PERM>(kb, ke, idx, vals, perm, x, ld, out[i]); break;
           }
         }
-        for (int64_t j = 0; j < nb; ++j) {
+        int64_t i0 = 0, j0 = 0;
+#ifdef __AVX2__
+        if constexpr (std::is_same_v<O, float>) {  // whole 8x8 blocks: transposed in registers
+          for (; i0 + 8 <= nr; i0 += 8) {
+            const __m256 bv = bias ? _mm256_loadu_ps(bias + r0 + i0) : _mm256_setzero_ps();
+            for (j0 = 0; j0 + 8 <= nb; j0 += 8) {
+              __m256 blk[8];
+              for (int q = 0; q < 8; ++q) blk[q] = _mm256_load_ps(&out[i0 + q][j0]);
+              transpose8(blk);
+              for (int q = 0; q < 8; ++q)
+                _mm256_storeu_ps(y + (b0 + j0 + q) * nrows + r0 + i0, _mm256_add_ps(blk[q], bv));
+            }
+            for (int64_t j = j0; j < nb; ++j)  // the columns past the last whole block
+              for (int64_t i = i0; i < i0 + 8; ++i)
+                y[(b0 + j) * nrows + r0 + i] = out[i][j] + (bias ? bias[r0 + i] : 0.f);
+          }
+        }
+#endif
+        for (int64_t j = 0; j < nb; ++j) {  // what the blocks left: rows i0.. of the group
           O* yrow = y + (b0 + j) * nrows + r0;
-          for (int64_t i = 0; i < nr; ++i)
+          for (int64_t i = i0; i < nr; ++i)
             yrow[i] = from_f<O>(out[i][j] + (bias ? to_f(bias[r0 + i]) : 0.f));
         }
       }
@@ -289,7 +334,21 @@ at::Tensor transpose_pad(const at::Tensor& x, int64_t bp) {
                      [&](int64_t cb, int64_t ce) {
       for (int64_t blk = cb; blk < ce; ++blk) {
         const int64_t c0 = blk * C, c1 = std::min(n, c0 + C);
-        for (int64_t b0 = 0; b0 < bp; b0 += R) {
+        int64_t bdone = 0;  // rows of x transposed by whole 8x8 blocks
+#ifdef __AVX2__
+        for (; bdone + 8 <= batch; bdone += 8) {
+          int64_t c = c0;
+          for (; c + 8 <= c1; c += 8) {
+            __m256 blk[8];
+            for (int q = 0; q < 8; ++q) blk[q] = load8f(xp + (bdone + q) * n + c);
+            transpose8(blk);
+            for (int q = 0; q < 8; ++q) _mm256_storeu_ps(o + (c + q) * ld + bdone, blk[q]);
+          }
+          for (; c < c1; ++c)
+            for (int64_t b = bdone; b < bdone + 8; ++b) o[c * ld + b] = to_f(xp[b * n + c]);
+        }
+#endif
+        for (int64_t b0 = bdone; b0 < bp; b0 += R) {
           const int64_t b1 = std::min(bp, b0 + R), bx = std::min(batch, b1);
           for (int64_t c = c0; c < c1; ++c) {
             float* orow = o + c * ld;
