@@ -4,13 +4,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format data bench clean
+.PHONY: demo test lint format data bench clean kernels
 
 $(STAMP): pyproject.toml requirements-cpu.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements-cpu.txt
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,kernels]'
 	@touch $(STAMP)
+	@$(MAKE) --no-print-directory kernels
+
+# The sparse CPU kernels (C++, compiled once per machine into ~/.cache/sparsetorch/kernels).
+# A failed build does not stop make: sparsetorch then runs their pure-torch twin.
+kernels: $(STAMP)
+	-@$(BIN)/python -m sparsetorch.kernels.cpu --quiet
 
 data:
 	@bash scripts/ensure-data.sh

@@ -241,6 +241,15 @@ def test_dense_layers_and_unmasked_layers_run_dense(backend):
     assert model[0].last_path == "sparse" and model[3].last_path == "sparse"
 
 
+def test_autocast_takes_the_dense_path():
+    dense, fast = _pair("torch")
+    x, _ = _batch(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, got = dense(x), fast(x)
+    assert fast[0].last_path == "dense" and got.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(got, expected)
+
+
 def test_filter_fn_and_linear_subclasses():
     model = _model()
     model.append(nn.modules.linear.NonDynamicallyQuantizableLinear(7, 7))

@@ -5,7 +5,7 @@ kernels (``sparsetorch.kernels.cpu``).
 parameters, mask buffers, hooks and state_dict keys stay the same). Per call of ``forward``:
 
 * sparse path (a ``weight_mask`` is attached, CPU, float32/bfloat16 weight and input of one
-  dtype, density <= ``max_density``, eager mode):
+  dtype, density <= ``max_density``, eager mode, no CPU autocast):
   forward ``y = x W^T + b`` over the kept entries; backward ``dx = dy W`` over the kept entries
   and the weight gradient at the kept positions only (sampled dense-dense), handed to autograd
   as a dense-shaped tensor that is zero where pruned (``state.py``: the buffer is reused, so a
@@ -140,6 +140,7 @@ class AcceleratedLinear(nn.Linear):
             or x.numel() == 0
             or torch.compiler.is_compiling()
             or torch.jit.is_scripting()
+            or torch.is_autocast_enabled("cpu")  # F.linear follows autocast's dtype rules
         ):
             return False
         packed = self._sparse_state.refresh(self, mask, self._sparse_ops)

@@ -30,7 +30,7 @@ FLAGS = ("-O3", "-march=native", "-fno-math-errno")
 DISABLE_ENV = "SPARSETORCH_CPU_KERNELS"
 DIR_ENV = "SPARSETORCH_KERNELS_DIR"
 
-_state: dict[str, object] = {"loaded": None, "error": None, "path": None}
+_state: dict[str, object] = {"loaded": None, "error": None, "path": None, "warned": False}
 
 
 def cache_root() -> Path:
@@ -79,11 +79,24 @@ def disabled() -> bool:
 def load(verbose: bool = False, warn: bool = True) -> bool:
     """Build (if needed) and load the kernels once per process; True when
     ``torch.ops.sparsetorch_cpu`` is usable. A failure warns once (``warn``) and is remembered."""
-    if _state["loaded"] is not None:
-        return bool(_state["loaded"])
+    if _state["loaded"] is None:
+        _try_load(verbose)
+    if not _state["loaded"] and warn and not _state["warned"] and not disabled():
+        _state["warned"] = True
+        warnings.warn(
+            f"sparsetorch's CPU kernels are not available ({_state['error']}); sparse "
+            "layers use the pure-torch fallback (same results, slower). See the compiler "
+            "output with: python -m sparsetorch.kernels.cpu",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return bool(_state["loaded"])
+
+
+def _try_load(verbose: bool) -> None:
     if disabled():
         _state.update(loaded=False, error=f"switched off by {DISABLE_ENV}=0")
-        return False
+        return
     try:
         if platform.machine().lower() not in ("x86_64", "amd64", "aarch64", "arm64"):
             raise RuntimeError(f"unsupported machine {platform.machine()!r}")
@@ -91,10 +104,12 @@ def load(verbose: bool = False, warn: bool = True) -> bool:
 
         path = build_dir()
         library = path / f"{NAME}.so"
-        if library.is_file():  # built before for this source, torch and CPU: no ninja run
+        # built before for this source, torch and CPU, and no build running (cpp_extension
+        # holds a "lock" file while it builds): load it without running ninja
+        if library.is_file() and not (path / "lock").exists():
             torch.ops.load_library(str(library))
             _state.update(loaded=True, path=str(path))
-            return True
+            return
         _ninja_on_path()
         path.mkdir(parents=True, exist_ok=True)
         cpp_load(
@@ -108,15 +123,6 @@ def load(verbose: bool = False, warn: bool = True) -> bool:
         _state.update(loaded=True, path=str(path))
     except Exception as exc:  # any build or load failure: the fallback takes over
         _state.update(loaded=False, error=_summary(exc))
-        if warn:
-            warnings.warn(
-                f"sparsetorch's CPU kernels are not available ({_state['error']}); sparse "
-                "layers use the pure-torch fallback (same results, slower). See the compiler "
-                "output with: python -m sparsetorch.kernels.cpu",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    return bool(_state["loaded"])
 
 
 def _summary(exc: Exception) -> str:
@@ -128,7 +134,8 @@ def _summary(exc: Exception) -> str:
 
 
 def status() -> dict[str, object]:
-    """{"loaded": bool | None (not tried yet), "error": str | None, "path": build dir}."""
+    """{"loaded": bool | None (not tried yet), "error": str | None, "path": build dir,
+    "warned": bool}."""
     return dict(_state)
 
 
