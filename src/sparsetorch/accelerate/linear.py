@@ -174,7 +174,7 @@ class AcceleratedLinear(nn.Linear):
         if dense_grad:  # the full dy^T x (a sparsity algorithm asked for it)
             return dy.t().mm(x)
         if w.grad is None:
-            buf = st.clean_buffer(w)
+            buf = st.clean_buffer(w, ops)
             g = ops.sddmm(dyt, xt, packed.rowptr, packed.cols, buf, w.dtype)
             st.wrote_buffer(buf, g)
             return buf.view(buf.shape)  # autograd keeps this view as weight.grad

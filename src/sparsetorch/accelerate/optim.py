@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import torch
 
+from sparsetorch.accelerate.state import dense_zeros
 from sparsetorch.masks.enforce import SPARSE_STEPPERS
 from sparsetorch.masks.module_masks import OWNER_ATTR
 
@@ -47,12 +48,13 @@ def _adam(optimizer: torch.optim.Optimizer, group: dict, param: torch.Tensor, la
         return False
     state = optimizer.state[param]
     amsgrad = bool(group["amsgrad"])
-    if not state:  # torch.optim.Adam's lazy initialisation
+    st, ops = layer._sparse_state, layer._sparse_ops
+    if not state:  # torch.optim.Adam's lazy initialisation (contiguous, like the weight)
         state["step"] = torch.tensor(0.0, dtype=_step_dtype())
-        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_avg"] = dense_zeros(param, ops)
+        state["exp_avg_sq"] = dense_zeros(param, ops)
         if amsgrad:
-            state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["max_exp_avg_sq"] = dense_zeros(param, ops)
     names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad else ("exp_avg", "exp_avg_sq")
     tensors = [state.get(n) for n in names]
     if not isinstance(state.get("step"), torch.Tensor) or any(
@@ -63,7 +65,6 @@ def _adam(optimizer: torch.optim.Optimizer, group: dict, param: torch.Tensor, la
         for t in tensors
     ):
         return False
-    st, ops = layer._sparse_state, layer._sparse_ops
     grad, packed = st.grad_source(param)
     state["step"] += 1
     step = _scalar(state["step"])
@@ -99,14 +100,14 @@ def _sgd(optimizer: torch.optim.Optimizer, group: dict, param: torch.Tensor, lay
         return False
     momentum = float(group["momentum"])
     state = optimizer.state[param]
+    st, ops = layer._sparse_state, layer._sparse_ops
     buf, first = None, False
     if momentum != 0:
         buf = state.get("momentum_buffer")
         if buf is None:  # torch.optim.SGD starts it as a copy of the first gradient
-            buf, first = torch.zeros_like(param, memory_format=torch.preserve_format), True
+            buf, first = dense_zeros(param, ops), True
         elif buf.shape != param.shape or buf.dtype != param.dtype or not buf.is_contiguous():
             return False
-    st, ops = layer._sparse_state, layer._sparse_ops
     grad, packed = st.grad_source(param)
     ops.sgd_step(
         param.detach(),

@@ -26,6 +26,15 @@ import torch
 from sparsetorch.kernels.cpu import Packed
 
 
+def dense_zeros(like: torch.Tensor, ops) -> torch.Tensor:
+    """Contiguous zeros shaped like ``like`` (a gradient buffer, optimizer state), backed by
+    huge pages where the kernels can ask for them: the sparse steps touch them at scattered
+    positions, and larger pages mean fewer TLB misses."""
+    t = torch.empty(like.shape, dtype=like.dtype, device=like.device)
+    ops.advise_huge_pages(t)
+    return t.zero_()
+
+
 def _use_count(t: torch.Tensor) -> int:
     return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
 
@@ -119,7 +128,7 @@ class SparseState:
             self._coo = self.packed.coo_indices()
         return self._coo
 
-    def clean_buffer(self, weight: torch.Tensor) -> torch.Tensor:
+    def clean_buffer(self, weight: torch.Tensor, ops) -> torch.Tensor:
         """A dense buffer like ``weight``, zero at every pruned position, that nothing else
         holds: the kept one when it qualifies, else a zeroed one."""
         buf = self.grad_buffer
@@ -129,7 +138,7 @@ class SparseState:
             or buf.dtype != weight.dtype
             or storage_shared(buf)
         ):
-            buf = torch.zeros(weight.shape, dtype=weight.dtype)
+            buf = dense_zeros(weight, ops)
         elif buf._version != self.grad_version:
             buf.zero_()  # changed in place since our last write: pruned zeros not guaranteed
         self.grad_buffer = buf

@@ -5,7 +5,7 @@ ninja; ``-O3 -march=native``: the build is for the CPU it runs on) into a cache 
 ``$SPARSETORCH_KERNELS_DIR`` or ``~/.cache/sparsetorch/kernels``, under a name that hashes
 the source, the flags, torch's version and the CPU, so that a changed source, another torch or
 another machine sharing the home directory builds its own copy. ``make`` builds it
-(``python -m sparsetorch.kernels.cpu``); otherwise the first use does (about 20 s).
+(``python -m sparsetorch.kernels.cpu``); otherwise the first use does (20-60 s on 2 cores).
 
 When it cannot be built (no compiler, no ninja, an unsupported platform) or is switched off
 with ``SPARSETORCH_CPU_KERNELS=0``, :func:`load` returns False, one RuntimeWarning says why,

@@ -87,6 +87,10 @@ def permute(vals: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
     return vals.index_select(0, perm)
 
 
+def advise_huge_pages(t: torch.Tensor) -> None:
+    """A memory hint only the compiled kernels give (no effect on results)."""
+
+
 def fill_kept(dense: torch.Tensor, ptr: torch.Tensor, idx: torch.Tensor, value: float) -> None:
     dense.view(-1).index_fill_(0, _flat(ptr, idx, dense.shape[1]), value)
 
@@ -117,7 +121,7 @@ def adam_step(
     g = (grad if grad_packed else grad.reshape(-1)[flat]).float()
     if maximize:
         g = -g
-    w = p_[flat].float()
+    w = vals.float()  # the kept weights, as the kernel reads them
     if weight_decay != 0:
         if decoupled:
             w = w * (1 - lr * weight_decay)
@@ -160,7 +164,7 @@ def sgd_step(
     g = (grad if grad_packed else grad.reshape(-1)[flat]).float()
     if maximize:
         g = -g
-    w = p_[flat].float()
+    w = vals.float()  # the kept weights, as the kernel reads them
     if weight_decay != 0:
         g = g + weight_decay * w
     if momentum_buffer is not None:
