@@ -38,9 +38,9 @@ training loss of masked dense RigL and accelerated RigL on the same batches (equ
 rounding: same masks, same losses).
 
 Timing: wall time (``time.perf_counter``) per step with torch's default threads; the
-configurations of one table row take turns step by step (round-robin, after warm-up), and each
-figure is the median over the rounds, so that load from other processes falls on all of them
-alike. The machine, torch version, threads and load average are printed with the tables.
+configurations of one table row take turns step by step (round-robin, after warm-up, each round
+starting one configuration later), and each figure is the median over the rounds, so that load
+from other processes falls on all of them alike. The machine, torch version, threads and load average are printed with the tables.
 """
 
 from __future__ import annotations
@@ -85,10 +85,13 @@ def round_robin(fns: dict[str, Callable[[], object]], rounds: int, warmup: int =
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    order = list(fns)
+    for r in range(rounds):
+        # each round starts one configuration later: none always runs right after another
+        # one's cache footprint
+        for name in order[r % len(order) :] + order[: r % len(order)]:
             t0 = time.perf_counter()
-            fn()
+            fns[name]()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
@@ -317,7 +320,7 @@ def machine() -> str:
         pass
     return (
         f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, CPU kernels: "
+        f"{torch.get_num_threads()} thread(s), CPU kernels: "
         f"{'built' if available() else 'NOT built (' + str(status()['error']) + ')'}, "
         f"sparselab: {SPARSELAB or 'not installed'}"
     )
