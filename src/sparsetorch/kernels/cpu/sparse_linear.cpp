@@ -309,11 +309,12 @@ void spmm_impl(const float* xt, int64_t n, int64_t ld, int64_t bp, int64_t batch
 // ------------------------------------------------------------------------------------------
 // Ops.
 
-// The row stride of transposed activations with bp columns: bp rounded up to an odd number of
-// 16-float cache lines, so that rows do not all fall into the same cache sets (a power-of-two
-// stride of 4 KiB, e.g. 1024 columns, maps every row's slice to one set of the L1 cache).
+// The row stride of transposed activations with bp columns: bp itself up to 8; above, bp
+// rounded up to an odd number of 16-float cache lines, so that rows do not all fall into the
+// same cache sets (a power-of-two stride of 4 KiB, e.g. 1024 columns, maps every row's slice
+// to one set of the L1 cache).
 int64_t padded_stride(int64_t bp) {
-  if (bp <= 1) return bp;
+  if (bp <= 8) return bp;  // half a cache line or less per row: no set conflicts, half the bytes
   int64_t ld = (bp + 15) / 16 * 16;
   if ((ld / 16) % 2 == 0) ld += 16;
   return ld;
