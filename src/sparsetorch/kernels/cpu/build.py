@@ -26,7 +26,8 @@ import torch
 
 NAME = "sparsetorch_cpu"
 SOURCE = Path(__file__).with_name("sparse_linear.cpp")
-FLAGS = ("-O3", "-march=native", "-fno-math-errno")
+# -fopenmp: at::parallel_for is a header template; without it, it compiles to a serial loop
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp")
 DISABLE_ENV = "SPARSETORCH_CPU_KERNELS"
 DIR_ENV = "SPARSETORCH_KERNELS_DIR"
 
@@ -116,6 +117,7 @@ def _try_load(verbose: bool) -> None:
             name=NAME,
             sources=[str(SOURCE)],
             extra_cflags=list(FLAGS),
+            extra_ldflags=["-fopenmp"],
             build_directory=str(path),
             is_python_module=False,
             verbose=verbose,
