@@ -149,7 +149,8 @@ def test_packed_matches_scipy_csr_and_csc():
 @pytest.mark.skipif(not available(), reason="the compiled CPU kernels did not build here")
 def test_threads_split_rows_without_changing_results():
     # each row is summed by one thread in a fixed order: 1 and 2 threads agree bit for bit
-    mask, w, x, dy = _case(512, 512, 16, 0.5, torch.float32, 0)
+    # large enough for two threads in every kernel (they start one per ~0.2 ms of work)
+    mask, w, x, dy = _case(512, 512, 40, 0.5, torch.float32, 0)
     o = ops("cpp")
     p = Packed.from_mask(mask)
     vals = o.gather(w, p.rowptr, p.cols)
@@ -159,8 +160,8 @@ def test_threads_split_rows_without_changing_results():
         torch.set_num_threads(threads)
         results.append(
             (
-                o.spmm(xt, 16, p.rowptr, p.cols, vals, None, None, torch.float32),
-                o.spmm(dyt, 16, p.colptr, p.rows, vals, p.perm, None, torch.float32),
+                o.spmm(xt, 40, p.rowptr, p.cols, vals, None, None, torch.float32),
+                o.spmm(dyt, 40, p.colptr, p.rows, vals, p.perm, None, torch.float32),
                 o.sddmm(dyt, xt, p.rowptr, p.cols, None, torch.float32),
             )
         )

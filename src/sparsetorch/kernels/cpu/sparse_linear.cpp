@@ -133,9 +133,13 @@ void check_cpu(const at::Tensor& t, const char* what) {
 
 // Row ranges with about the same number of nonzeros each (one per thread), run in parallel.
 // Rows are the unit of work; a thread gets rows [bounds[t], bounds[t + 1]). ``work_per_nnz``
-// estimates the cost of an entry in multiply-adds; a thread is started for each kMinWork of
-// them (about 50 us: below, waking and joining threads costs more than it saves).
-constexpr int64_t kMinWork = 1 << 20;
+// estimates the cost of an entry in units of about 0.1 ns of one core (measured on an AMD
+// EPYC: a kernel column is ~1 unit, a scattered read-modify-write of the optimizer steps
+// ~300); a thread is started for each kMinWork of them (about 0.2 ms): below, waking and
+// joining threads costs more than it saves, and on a machine shared with other work a parallel
+// region waits for its slowest thread.
+constexpr int64_t kMinWork = 1 << 21;
+constexpr int64_t kScattered = 300;  // units per entry of a scattered read-modify-write
 
 template <typename F>
 void parallel_rows(const int64_t* rowptr, int64_t nrows, int64_t work_per_nnz, F&& f) {
@@ -247,7 +251,7 @@ void spmm_impl(const float* xt, int64_t n, int64_t ld, int64_t bp, int64_t batch
                const int64_t* ptr, const I* idx, const V* vals, const int32_t* perm,
                const O* bias, int64_t nrows, O* y, int64_t tile_bytes) {
   if (bp == 1) {
-    parallel_rows(ptr, nrows, 4, [&](int64_t rb, int64_t re) {
+    parallel_rows(ptr, nrows, 8, [&](int64_t rb, int64_t re) {
       for (int64_t r = rb; r < re; ++r) {
         float s = row_dot1<V, I, PERM>(ptr[r], ptr[r + 1], idx, vals, perm, xt);
         if (bias) s += to_f(bias[r]);
@@ -335,7 +339,7 @@ at::Tensor transpose_pad(const at::Tensor& x, int64_t bp) {
     using V = decltype(tag);
     const V* xp = static_cast<const V*>(x.data_ptr());
     constexpr int64_t C = 64, R = 16;
-    at::parallel_for(0, (n + C - 1) / C, std::max<int64_t>(1, 262144 / (C * bp)),
+    at::parallel_for(0, (n + C - 1) / C, std::max<int64_t>(1, kMinWork / (4 * C * bp)),
                      [&](int64_t cb, int64_t ce) {
       for (int64_t blk = cb; blk < ce; ++blk) {
         const int64_t c0 = blk * C, c1 = std::min(n, c0 + C);
@@ -450,7 +454,7 @@ inline vf8 hsum8(const vf8* a) {
 template <typename I, typename O>
 void sddmm_impl(const float* dyt, int64_t ldy, const float* xt, int64_t ld, int64_t bp,
                 const int64_t* ptr, const I* idx, int64_t nrows, int64_t ncols, O* g, O* dense) {
-  parallel_rows(ptr, nrows, bp, [&](int64_t rb, int64_t re) {
+  parallel_rows(ptr, nrows, bp + (dense ? kScattered / 3 : 0), [&](int64_t rb, int64_t re) {
     for (int64_t r = rb; r < re; ++r) {
       const int64_t kb = ptr[r], ke = ptr[r + 1];
       const float* dy = dyt + r * ldy;
@@ -559,7 +563,7 @@ at::Tensor gather(const at::Tensor& dense, const at::Tensor& ptr, const at::Tens
       const V* d = static_cast<const V*>(dense.data_ptr());
       const I* ip = static_cast<const I*>(idx.data_ptr());
       V* o = static_cast<V*>(out.data_ptr());
-      parallel_rows(pp, nrows, 16, [&](int64_t rb, int64_t re) {
+      parallel_rows(pp, nrows, kScattered / 3, [&](int64_t rb, int64_t re) {
         for (int64_t r = rb; r < re; ++r)
           for (int64_t k = pp[r]; k < pp[r + 1]; ++k) o[k] = d[r * ncols + ix(ip[k])];
       });
@@ -582,7 +586,7 @@ at::Tensor permute(const at::Tensor& vals, const at::Tensor& perm) {
     using V = decltype(vtag);
     const V* v = static_cast<const V*>(vals.data_ptr());
     V* o = static_cast<V*>(out.data_ptr());
-    at::parallel_for(0, n, 1 << 16, [&](int64_t b, int64_t e) {
+    at::parallel_for(0, n, kMinWork / 50, [&](int64_t b, int64_t e) {
       for (int64_t k = b; k < e; ++k) {
         if (k + kPrefetch < e) __builtin_prefetch(v + pp[k + kPrefetch], 0, 3);
         o[k] = v[pp[k]];
@@ -604,7 +608,7 @@ void fill_kept(at::Tensor& dense, const at::Tensor& ptr, const at::Tensor& idx, 
       V* d = static_cast<V*>(dense.data_ptr());
       const I* ip = static_cast<const I*>(idx.data_ptr());
       const V v = from_f<V>(static_cast<float>(value));
-      parallel_rows(pp, nrows, 16, [&](int64_t rb, int64_t re) {
+      parallel_rows(pp, nrows, kScattered / 3, [&](int64_t rb, int64_t re) {
         for (int64_t r = rb; r < re; ++r)
           for (int64_t k = pp[r]; k < pp[r + 1]; ++k) d[r * ncols + ix(ip[k])] = v;
       });
@@ -652,7 +656,7 @@ template <typename V, typename I>
 void adam_impl(V* p, const V* grad, bool packed, V* m, V* v, V* vmax, const int64_t* ptr,
                const I* idx, int64_t nrows, int64_t ncols, V* vals, const AdamArgs& a) {
   const float w1 = a.w1, w2 = a.w2, neg_step = a.neg_step;
-  parallel_rows(ptr, nrows, 32, [&](int64_t rb, int64_t re) {
+  parallel_rows(ptr, nrows, kScattered, [&](int64_t rb, int64_t re) {
     auto pre = [&](int64_t i, int64_t) {
       __builtin_prefetch(p + i, 1, 3);
       __builtin_prefetch(m + i, 1, 3);
@@ -741,7 +745,7 @@ void sgd_impl(V* p, const V* grad, bool packed, V* buf, bool first, const int64_
               const I* idx, int64_t nrows, int64_t ncols, V* vals, float lr, float momentum,
               float keep_, float wd, bool nesterov, bool maximize) {
   const float keep = keep_;
-  parallel_rows(ptr, nrows, 32, [&](int64_t rb, int64_t re) {
+  parallel_rows(ptr, nrows, kScattered, [&](int64_t rb, int64_t re) {
     auto pre = [&](int64_t i, int64_t) {
       __builtin_prefetch(p + i, 1, 3);
       if (buf) __builtin_prefetch(buf + i, 1, 3);
