@@ -1,5 +1,5 @@
 """Sparse training and inference on the CPU: sparsetorch's CPU kernels (``st.accelerate_``,
-``sparsify_(m, "csr")``) against dense, masked dense, torch's CSR and sparselab, in one process.
+``sparsify_(m, "csr")``) against dense, masked dense, torch's CSR and sparselab, in one run.
 
     python benchmarks/cpu_sparse.py             # all tables (about 20 minutes on 2 cores)
     python benchmarks/cpu_sparse.py --quick     # fewer shapes and repeats (about 5 minutes)
@@ -16,7 +16,11 @@ sparsity 0.9 / 0.95 / 0.99 (a random mask, uniform). Columns, all in the same pr
                  over kept weights (torch.optim.Adam itself, its state in its own layout);
 * sparselab      ``sparselab.SparseLinear(4096, 4096, sparsity=s)`` + Adam over its packed
                  values, when ``sparselab`` (0.2.2: ``pip install --no-deps sparselab==0.2.2``)
-                 imports; "-" otherwise.
+                 is installed; "-" otherwise. Measured in a child process of the same run,
+                 against its own dense baseline (same shapes, same timing): sparselab ships its
+                 own OpenMP runtime, and two runtimes in one process, each spinning two threads
+                 on our two cores, made every configuration of that process erratic (up to 10x
+                 slower, dense included).
 
 Ratios are dense ms / path ms (> 1 is faster than dense). Table 2 splits the same steps into
 forward, backward and optimizer step (where the time goes, and what the accelerated layer
@@ -26,7 +30,8 @@ Table 3, inference: ``y = x W^T + b`` for a 4096x4096 weight at 90 / 95 / 99% sp
 1..64, under ``torch.no_grad()``: torch's CSR (``(W_csr @ x.T).T + b``, MKL, built once) is the
 baseline; ``sparsify_(lin, "csr")`` (the measured dispatcher over dense, torch CSR and our
 kernels: what a user gets), our kernels called directly (``cpu_sparse`` path), dense
-``F.linear`` and sparselab's forward. Ratios are torch CSR ms / path ms.
+``F.linear`` and sparselab's forward (child process, its own torch CSR baseline). Ratios are
+torch CSR ms / path ms.
 
 Table 4, end to end: RigL at 90% (ERK, delta_t a quarter of the steps: two topology updates,
 the runner's Adam at lr 1.2e-3) on
@@ -47,9 +52,12 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.metadata
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -71,12 +79,18 @@ from sparsetorch.kernels.cpu import available, status
 SECTION = "CPU sparse training and inference"
 N = 4096
 
-try:  # the peer library, measured beside ours where it installs
-    import sparselab
 
-    SPARSELAB = getattr(sparselab, "__version__", "?")
-except ImportError:  # pragma: no cover - depends on the environment
-    sparselab, SPARSELAB = None, None
+def _sparselab_version() -> str | None:
+    """sparselab's version when it is installed, without importing it into this process."""
+    if "--no-sparselab" in sys.argv:
+        return None
+    try:
+        return importlib.metadata.version("sparselab")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+SPARSELAB = _sparselab_version()
 
 
 def round_robin(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict:
@@ -128,15 +142,55 @@ def training_layers(sparsity: float) -> dict[str, nn.Module]:
     st.prune(fast, sparsity=sparsity, criterion="random")
     st.accelerate_(fast)
     layers["accelerated"] = fast
-    if sparselab is not None:
-        layers["sparselab"] = sparselab.SparseLinear(N, N, sparsity=sparsity)
     return layers
 
 
+# ---- sparselab, in a child process ---------------------------------------------------------
+def peer(kind: str, batch: int, sparsity: float, rounds: int) -> float | None:
+    """sparselab's ratio for one table cell (dense / sparselab for a training step, torch CSR /
+    sparselab for inference), measured with its own baseline in a child process: sparselab
+    ships its own OpenMP runtime, whose spinning threads, in one process with torch's, left
+    two threads of both stalled on our two cores (every configuration of the same process
+    measured up to 10x slower)."""
+    if SPARSELAB is None:
+        return None
+    cmd = [sys.executable, __file__, "--peer", kind, str(batch), str(sparsity), str(rounds)]
+    cmd += ["--threads", str(torch.get_num_threads())]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        print(f"sparselab child failed: {out.stderr.strip().splitlines()[-1:]}", flush=True)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])["ratio"]
+
+
+def peer_main(kind: str, batch: int, sparsity: float, rounds: int) -> None:
+    import sparselab
+
+    torch.manual_seed(0)
+    x = torch.randn(batch, N)
+    layer = sparselab.SparseLinear(N, N, sparsity=sparsity)
+    if kind == "train":
+        steps = {"dense": Step(nn.Linear(N, N), x), "sparselab": Step(layer, x)}
+        t = round_robin(steps, rounds)
+        print(json.dumps({"ratio": t["dense"] / t["sparselab"]}))
+        return
+    lin = nn.Linear(N, N)
+    st.prune(lin, sparsity=sparsity, criterion="random")
+    w, b = lin.weight.detach().clone(), lin.bias.detach().clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch CSR is "beta"
+        w_csr = w.to_sparse_csr()
+    with torch.no_grad():
+        fns = {"torch CSR": lambda: (w_csr @ x.T).T + b, "sparselab": lambda: layer(x)}
+        t = round_robin(fns, rounds * 4)
+    print(json.dumps({"ratio": t["torch CSR"] / t["sparselab"]}))
+
+
 def training_table(batches, sparsities, rounds) -> tuple[list[str], list[str], dict]:
-    names = ["dense", "masked dense", "accelerated"] + (["sparselab"] if sparselab else [])
-    head = "| batch | sparsity | dense ms | " + " | ".join(names[1:]) + " |"
-    rows = [head, "|---:|---:|---:|" + "---:|" * (len(names) - 1)]
+    names = ["dense", "masked dense", "accelerated"]
+    extra = ["sparselab (own process)"] if SPARSELAB else []
+    head = "| batch | sparsity | dense ms | " + " | ".join(names[1:] + extra) + " |"
+    rows = [head, "|---:|---:|---:|" + "---:|" * (len(names) - 1 + len(extra))]
     phase_rows = [
         "| batch | sparsity | path | forward ms | backward ms | optimizer step ms | step ms |",
         "|---:|---:|---|---:|---:|---:|---:|",
@@ -151,6 +205,9 @@ def training_table(batches, sparsities, rounds) -> tuple[list[str], list[str], d
             cells = [
                 f"{t[n] * 1e3:.1f}" if n == "dense" else f"{t['dense'] / t[n]:.2f}x" for n in names
             ]
+            if extra:
+                r = peer("train", batch, sparsity, rounds)
+                cells.append("-" if r is None else f"{r:.2f}x")
             rows.append(f"| {batch} | {sparsity:.2f} | " + " | ".join(cells) + " |")
             print(rows[-1], flush=True)
             for name, s in steps.items():
@@ -167,10 +224,11 @@ def training_table(batches, sparsities, rounds) -> tuple[list[str], list[str], d
 
 # ---- table 3: inference --------------------------------------------------------------------
 def inference_table(sparsities, batches, rounds) -> tuple[list[str], dict]:
-    names = ["sparsify_ csr", "cpu_sparse", "dense"] + (["sparselab"] if sparselab else [])
+    names = ["sparsify_ csr", "cpu_sparse", "dense"]
+    extra = ["sparselab (own process)"] if SPARSELAB else []
     rows = [
-        "| sparsity | batch | torch CSR ms | " + " | ".join(names) + " | sparsify_ chose |",
-        "|---:|---:|---:|" + "---:|" * len(names) + "---|",
+        "| sparsity | batch | torch CSR ms | " + " | ".join(names + extra) + " | sparsify_ chose |",
+        "|---:|---:|---:|" + "---:|" * (len(names) + len(extra)) + "---|",
     ]
     ratios = {}  # (sparsity, batch) -> {path: torch CSR / path}
     for sparsity in sparsities:
@@ -188,7 +246,6 @@ def inference_table(sparsities, batches, rounds) -> tuple[list[str], dict]:
             deployed[0].weight.copy_(w)
             deployed[0].bias.copy_(b)
         st.sparsify_(deployed, "csr", dispatcher=Dispatcher(cache_file=None))
-        peer = sparselab.SparseLinear(N, N, sparsity=sparsity) if sparselab else None
         for batch in batches:
             x = torch.randn(batch, N)
             fns = {
@@ -197,8 +254,6 @@ def inference_table(sparsities, batches, rounds) -> tuple[list[str], dict]:
                 "cpu_sparse": lambda: fast(x),
                 "dense": lambda: torch.nn.functional.linear(x, w, b),
             }
-            if peer is not None:
-                fns["sparselab"] = lambda: peer(x)
             with torch.no_grad():
                 torch.testing.assert_close(fast(x), x @ w.T + b, atol=1e-3, rtol=1e-4)
                 deployed(x)  # the dispatcher measures this batch size once, before timing
@@ -206,6 +261,9 @@ def inference_table(sparsities, batches, rounds) -> tuple[list[str], dict]:
             chose = deployed[0].chosen.get(batch, "?")
             ratios[sparsity, batch] = {n: t["torch CSR"] / t[n] for n in names}
             cells = [f"{t['torch CSR'] / t[n]:.2f}x" for n in names]
+            if extra:
+                r = peer("infer", batch, sparsity, rounds)
+                cells.append("-" if r is None else f"{r:.2f}x")
             rows.append(
                 f"| {sparsity:.2f} | {batch} | {t['torch CSR'] * 1e3:.3f} | "
                 + " | ".join(cells)
@@ -332,9 +390,15 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="write docs/benchmarks.md")
     parser.add_argument("--skip", nargs="*", default=(), choices=("train", "infer", "e2e"))
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    parser.add_argument("--no-sparselab", action="store_true", help="leave sparselab out")
+    parser.add_argument("--peer", nargs=4, help=argparse.SUPPRESS)  # the sparselab child
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.peer:
+        kind, batch, sparsity, rounds = args.peer
+        peer_main(kind, int(batch), float(sparsity), int(rounds))
+        return
     start = time.time()
     load_before = os.getloadavg()[0]
     print(machine(), flush=True)
