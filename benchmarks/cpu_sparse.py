@@ -154,9 +154,11 @@ def peer(kind: str, batch: int, sparsity: float, rounds: int) -> float | None:
     measured up to 10x slower)."""
     if SPARSELAB is None:
         return None
+    threads = str(torch.get_num_threads())
     cmd = [sys.executable, __file__, "--peer", kind, str(batch), str(sparsity), str(rounds)]
-    cmd += ["--threads", str(torch.get_num_threads())]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    cmd += ["--threads", threads]
+    env = {**os.environ, "OMP_NUM_THREADS": threads}  # sparselab's runtime: as many threads
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     if out.returncode != 0:
         print(f"sparselab child failed: {out.stderr.strip().splitlines()[-1:]}", flush=True)
         return None
