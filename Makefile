@@ -6,13 +6,19 @@ STAMP := $(VENV)/.installed
 
 DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: demo test lint format data bench docs clean
+.PHONY: demo test lint format data bench docs clean kernels
 
 $(STAMP): pyproject.toml requirements-cpu.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements-cpu.txt
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,kernels]'
 	@touch $(STAMP)
+	@$(MAKE) --no-print-directory kernels
+
+# The sparse CPU kernels (C++, compiled once per machine into ~/.cache/sparsetorch/kernels).
+# A failed build does not stop make: sparsetorch then runs their pure-torch twin.
+kernels: $(STAMP)
+	-@$(BIN)/python -m sparsetorch.kernels.cpu --quiet
 
 data:
 	@bash scripts/ensure-data.sh

@@ -43,13 +43,21 @@ def _seed():
 
 @pytest.fixture(autouse=True)
 def _registries_restored():
-    """What a test (or a docs example it runs) registers is gone after it: every registry of
-    the package is left as the package made it, so no test depends on another's order."""
+    """What a test (or a docs example it runs) registers is gone after it, so no test depends
+    on another's order. Entries the package itself registers (a module of sparsetorch imported
+    for the first time during the test) stay: that import will not run again."""
     from sparsetorch._registry import Registry
 
-    before = {id(r): (r, dict(r._named), list(r._parsed)) for r in Registry.instances()}
+    def ours(factory) -> bool:
+        return getattr(factory, "__module__", "").startswith("sparsetorch.")
+
+    before = {id(r): (dict(r._named), list(r._parsed)) for r in Registry.instances()}
     yield
-    for registry, named, parsed in before.values():
+    for registry in Registry.instances():  # also those made by an import during the test
+        named, parsed = before.get(id(registry), ({}, []))
+        kept = {k: v for k, v in registry._named.items() if k not in named and ours(v)}
         registry._named.clear()
         registry._named.update(named)
-        registry._parsed[:] = parsed
+        registry._named.update(kept)
+        new = [e for e in registry._parsed if e not in parsed and ours(e[2])]
+        registry._parsed[:] = parsed + new

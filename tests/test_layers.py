@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"masking"},
     {"criteria", "patterns", "distributions", "schedules", "metrics", "model_report", "attention"},
     {"pruning", "checkpoint", "models", "data"},
-    {"algorithms", "post_training", "deploy", "distributed"},
+    {"algorithms", "post_training", "deploy", "distributed", "accelerate"},
     {"experiments"},
     {"lottery"},
     {"cli"},

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the same names as _LAZY, for type checkers (tests hold the 
     from sparsetorch import formats as formats
     from sparsetorch import lottery as lottery
     from sparsetorch import models as models
+    from sparsetorch.accelerate import accelerate_ as accelerate_
     from sparsetorch.algorithms.at_init import GraSPConfig as GraSPConfig
     from sparsetorch.algorithms.at_init import RandomConfig as RandomConfig
     from sparsetorch.algorithms.at_init import SNIPConfig as SNIPConfig
@@ -91,6 +92,7 @@ _LAZY: dict[str, str] = {
     "models": "sparsetorch.models:",
     # deployment and checkpoints
     "sparsify_": "sparsetorch.deploy:sparsify_",
+    "accelerate_": "sparsetorch.accelerate:accelerate_",
     "save": "sparsetorch.checkpoint:save",
     "load": "sparsetorch.checkpoint:load",
 }
@@ -107,6 +109,7 @@ __all__ = [
     "SNIPConfig",
     "SynFlowConfig",
     "__version__",
+    "accelerate_",
     "apply_masks",
     "attention",
     "compute_masks",

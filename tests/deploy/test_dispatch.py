@@ -97,7 +97,7 @@ def test_sparsify_csr_equals_dense_on_cpu(tmp_path):
     assert set(report.swapped) == {"0", "2"} and not report.skipped
     assert isinstance(model[0], SparseLinear)
     torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
-    assert set(model[0].chosen.values()) <= {"dense", "csr", "csr_torch"}
+    assert set(model[0].chosen.values()) <= {"dense", "csr", "csr_torch", "cpu_sparse"}
 
 
 def test_sparsify_forced_reference_twin_equals_dense():

@@ -171,6 +171,53 @@ class TorchCSRPath(_TorchCompressedPath):
         return sum(t.numel() * t.element_size() for t in parts)
 
 
+@PATHS.register("cpu_sparse")
+class CPUSparsePath(ComputePath):
+    """sparsetorch's CPU kernels (kernels/cpu): the weight's nonzeros as CSR with 16-bit column
+    indices where they fit, multiplied vectorised and threaded (float32 and bfloat16). The
+    training kernels of ``st.accelerate_``, forward only."""
+
+    name = "cpu_sparse"
+
+    @classmethod
+    def unsupported(cls, weight):
+        from sparsetorch.kernels.cpu import load, status
+
+        if weight.device.type != "cpu":
+            return "the sparse CPU kernels need a CPU weight"
+        if weight.dtype not in (torch.float32, torch.bfloat16):
+            return f"the sparse CPU kernels take float32/bfloat16, weight is {weight.dtype}"
+        if weight.dim() != 2:
+            return f"weight must be 2-D, got {weight.dim()} dims"
+        if not load(warn=False):
+            return f"the sparse CPU kernels are not built ({status()['error']})"
+        return None
+
+    def __init__(self, weight, bias):
+        from sparsetorch.kernels.cpu import Packed, ops
+
+        super().__init__(weight, bias)
+        self.packed = Packed.from_mask(weight != 0, csc=False)
+        self.ops = ops("cpp")
+        self.vals = self.ops.gather(weight.contiguous(), self.packed.rowptr, self.packed.cols)
+        self.dtype = weight.dtype
+
+    def __call__(self, x):  # (M, in) -> (M, out)
+        m, p = x.shape[0], self.packed
+        xt = x.reshape(-1, 1).float() if m == 1 else self.ops.transpose_pad(x, -(-m // 8) * 8)
+        return self.ops.spmm(xt, m, p.rowptr, p.cols, self.vals, None, self.bias, x.dtype)
+
+    def nbytes(self):
+        p = self.packed
+        return self.vals.numel() * self.vals.element_size() + p.nbytes()
+
+    def dense_weight(self):
+        p = self.packed
+        out = torch.zeros(p.shape, dtype=self.dtype)
+        out.view(-1)[p.flat()] = self.vals
+        return out
+
+
 @PATHS.register("bsr")
 class BSRPath(_TorchCompressedPath):
     """torch's block-sparse (BSR) matmul, Triton kernels on CUDA for half types."""

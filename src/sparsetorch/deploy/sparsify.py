@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 CONFIGS: dict[str, tuple[str, ...]] = {
     "2:4": ("semi_structured", "cslt", "cslt_graph", "nm_triton", "nm_triton_graph"),
     "bsr": ("bsr", "bsr_triton"),
-    "csr": ("csr", "csr_torch"),
+    "csr": ("csr", "csr_torch", "cpu_sparse"),
 }
 
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)

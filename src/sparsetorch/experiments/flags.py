@@ -103,7 +103,9 @@ def add_hparam_arguments(
                 "help": f.metadata["help"] + shown,
             }
             origin = typing.get_origin(hint)
-            if origin is dict:
+            if hint is bool:  # --flag / --no-flag
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif origin is dict:
                 kwargs.update(action="append", type=_pair("KEY=VALUE"), metavar="KEY=VALUE")
             elif origin is tuple:
                 kwargs.update(type=_int_list, metavar="N,N,...")

@@ -144,6 +144,12 @@ class TrainingHparams:
         identity=False,
         metavar="NAME,...",
     )
+    sparse_kernels: bool = _f(
+        False,
+        "train masked Linear layers through sparsetorch's sparse CPU kernels "
+        "(st.accelerate_: forward, gradients and the Adam/SGD step over kept weights only; "
+        "CPU, float32/bfloat16; results equal masked dense training to float rounding)",
+    )
 
 
 @dataclass

@@ -120,6 +120,7 @@ def train(
             "training.precision fp16 (a GradScaler) is not supported with distributed "
             "training: use bf16"
         )
+    accelerate = kernel_hooks(hp, device, distributed)  # checked before any work
     parallel = None
     if distributed is not None:  # DDP / FSDP2: sparsetorch.experiments.distributed
         from sparsetorch.experiments.distributed import Parallel
@@ -146,7 +147,7 @@ def train(
 
     data = prepare_dataset(hp.dataset, dataset)
     model = prepare_model(hp, data, model, init_state, masks).to(device)
-    all_hooks = [*method_hooks(hp), *hooks]
+    all_hooks = [*method_hooks(hp), *accelerate, *hooks]
     spe = steps_per_epoch(len(data.train), hp.training.batch_size)
     total = hp.training.steps or hp.training.epochs * spe
     if not (isinstance(start_step, int) and not isinstance(start_step, bool)) or not (
@@ -358,6 +359,17 @@ def method_hooks(hp: Hparams) -> list[TrainHook]:
     from sparsetorch.experiments.methods import method
 
     return [method(hp.sparsity.method)(config)]
+
+
+def kernel_hooks(hp: Hparams, device: torch.device, distributed: str | None) -> list[TrainHook]:
+    """``--sparse-kernels``: the hook that accelerates the model's masked Linear layers (after
+    the method's hooks, which make the masks)."""
+    if not hp.training.sparse_kernels:
+        return []
+    from sparsetorch.experiments.sparse_kernels import SparseKernelsHook, check_sparse_kernels
+
+    check_sparse_kernels(device, distributed)
+    return [SparseKernelsHook()]
 
 
 # ---- helpers ------------------------------------------------------------------------------

@@ -6,6 +6,8 @@
 - ``bsr_triton.bsr_linear_triton``: block-sparse GEMM (Triton, CUDA) on ``formats.BSR``'s
   ``values``, ``row_ptr`` and ``col_indices`` (square blocks of 16..128); twin
   ``formats.BSR.matmul_reference``.
+- ``cpu``: sparse Linear training and inference kernels for the CPU (C++, compiled on first
+  use or by ``make``); twin ``cpu.reference`` (docs/cpu_kernels.md).
 """
 
 from sparsetorch.kernels.nm_reference import nm_linear_reference

@@ -15,9 +15,17 @@ weight: algorithms that grow connections (RigL) read it there.
 Sparse gradients (``nn.Embedding(sparse=True)``) are masked the same way: the gradient (and a
 sparse state tensor such as SGD's momentum buffer) is replaced by one with the same indices and
 its values zeroed at pruned positions, so SparseAdam's and Adagrad's moments stay zero there too.
+
+A masked parameter may be updated by a *sparse stepper* instead of the optimizer's own dense
+update (``sparsetorch.accelerate`` registers one: Adam/AdamW/SGD on the kept entries only).
+Steppers in ``SPARSE_STEPPERS`` run first in the pre-step hook and return the parameters they
+updated; those are hidden from the optimizer's update (``grad`` is None during it and restored
+after) and are neither masked nor re-zeroed here: a stepper writes kept entries only.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch.optim.optimizer import (
@@ -27,6 +35,10 @@ from torch.optim.optimizer import (
 
 from sparsetorch.masking.module_masks import OWNER_ATTR, SUFFIX
 from sparsetorch.sharding.dtensor import local
+
+# stepper(optimizer) -> the parameters it updated for this step (see the module docstring)
+SPARSE_STEPPERS: list[Callable[[torch.optim.Optimizer], list[torch.Tensor]]] = []
+_HIDDEN = "_sparsetorch_hidden"  # optimizer attribute: (param, grad) hidden during the step
 
 
 def mask_of(param: torch.Tensor) -> tuple[torch.Tensor, int] | None:
@@ -82,15 +94,27 @@ def _mask_grad_(param: torch.Tensor, mask: torch.Tensor) -> None:
 
 @torch.no_grad()
 def _before_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+    stepped = [p for stepper in SPARSE_STEPPERS for p in stepper(optimizer)]
+    done = {id(p) for p in stepped}
     for param, mask, _ in _masked_params(optimizer):
-        _mask_grad_(param, mask)
+        if id(param) not in done:
+            _mask_grad_(param, mask)
+    if stepped:
+        optimizer.__dict__[_HIDDEN] = [(p, p.grad) for p in stepped]
+        for p in stepped:
+            p.grad = None
 
 
 @torch.no_grad()
 def _after_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+    done = set()
+    for param, grad in optimizer.__dict__.pop(_HIDDEN, ()):
+        param.grad = grad
+        done.add(id(param))
     seen = optimizer.__dict__.setdefault("_sparsetorch_seen", {})
     for param, mask, version in _masked_params(optimizer):
-        _zero_pruned_(param, mask)
+        if id(param) not in done:
+            _zero_pruned_(param, mask)
         key = (id(param), id(mask))
         if seen.get(key) != version:
             state = optimizer.state.get(param, {})

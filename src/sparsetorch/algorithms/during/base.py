@@ -121,12 +121,35 @@ class DynamicSparsity:
                 f"{' ...' if len(missing) > 3 else ''}: build it from model.parameters()"
             )
         self.generator = generator  # for the methods that draw random numbers
-        self.t = 0  # optimizer iterations done
+        self.t = 0  # optimizer iterations done (setting it announces that step's needs)
         self.skipped_steps = 0  # iterations a GradScaler skipped (inf/NaN gradients)
         self.history: list[dict[str, Any]] = []
         self.initial_masks: dict[str, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- the training step
+    @property
+    def t(self) -> int:
+        """Optimizer iterations done: the next backward/step is iteration ``t``."""
+        return self._t
+
+    @t.setter
+    def t(self, value: int) -> None:
+        self._t = value
+        self.request_gradients(value)
+
+    def needs_dense_gradient(self, t: int) -> bool:
+        """Whether iteration ``t`` reads the dense gradient of pruned weights (RigL's grow
+        step). Sparse-kernel layers (``sparsetorch.accelerate``) compute it only then."""
+        return False
+
+    def request_gradients(self, t: int) -> None:
+        """Tell the layers of the masked weights whether iteration ``t``'s backward must give
+        the dense gradient (module attribute ``_sparsetorch_dense_grad``, read by
+        ``sparsetorch.accelerate``; masked dense layers always give it)."""
+        want = self.needs_dense_gradient(t)
+        for _, module, _ in self.targets:
+            module._sparsetorch_dense_grad = want
+
     def step(self, scaler: torch.amp.GradScaler | None = None) -> None:
         """Call after ``loss.backward()`` (``scaler.scale(loss).backward()`` with a
         ``scaler``): steps the optimizer and updates the topology when one is due."""

@@ -67,6 +67,7 @@ class DropAndGrow(DynamicSparsity):
             if self.alpha > 0
             else None
         )
+        self.request_gradients(self.t)  # the schedule exists now (RigL: dense-gradient steps)
         if not self.existing_masks(self.pattern):
             prune(
                 model,

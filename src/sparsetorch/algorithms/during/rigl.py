@@ -17,7 +17,9 @@ step; the grow candidates include the connections just dropped (see ``topology.p
 dense gradient is ``param.grad`` between ``backward()`` and the optimizer step: the masks leave
 the forward pass dense, so every backward pass already computes it (on CPU/GPU dense kernels
 the cost is that of dense training; the paper's FLOP count assumes a sparse kernel, paying the
-dense gradient only on update iterations).
+dense gradient only on update iterations). Layers on the sparse CPU kernels
+(``sparsetorch.accelerate_``) do pay it only then: RigL asks for it through
+``needs_dense_gradient`` before each update iteration's forward.
 """
 
 from __future__ import annotations
@@ -51,8 +53,18 @@ class RigL(DropAndGrow):
             )
         return param.grad.detach().abs()
 
+    def needs_dense_gradient(self, t: int) -> bool:
+        return getattr(self, "schedule", None) is not None and self.is_update_step(t)
+
     def before_optimizer_step(self, t: int) -> bool:
         if not self.is_update_step(t):
             return False
+        sparse = [full for full, m, _ in self.targets if m.__dict__.get("last_grad_dense") is False]
+        if sparse:
+            raise RuntimeError(
+                f"RigL grows on the dense gradient, but the sparse-kernel layers {sparse[:3]} "
+                f"computed iteration {t}'s gradient at kept positions only: keep rigl.t equal to "
+                "the iteration (rigl.step() does) so that it asks for the dense gradient in time"
+            )
         self.update_topology(t)
         return True  # the update replaces this iteration's optimizer step
