@@ -11,7 +11,7 @@ DOCS_STAMP := $(VENV)/.docs-installed
 $(STAMP): pyproject.toml requirements-cpu.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements-cpu.txt
-	$(BIN)/pip install -q -e '.[dev,kernels]'
+	$(BIN)/pip install -q -e '.[dev,kernels,hf]'
 	@touch $(STAMP)
 	@$(MAKE) --no-print-directory kernels
 
