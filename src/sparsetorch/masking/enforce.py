@@ -20,7 +20,9 @@ A masked parameter may be updated by a *sparse stepper* instead of the optimizer
 update (``sparsetorch.accelerate`` registers one: Adam/AdamW/SGD on the kept entries only).
 Steppers in ``SPARSE_STEPPERS`` run first in the pre-step hook and return the parameters they
 updated; those are hidden from the optimizer's update (``grad`` is None during it and restored
-after) and are neither masked nor re-zeroed here: a stepper writes kept entries only.
+after) and are neither masked nor re-zeroed here: a stepper writes kept entries only. A
+stepper may keep such a parameter's state in its own layout (not shaped like the parameter:
+left alone here); :func:`zero_state_` reaches it through the zeroers in ``STATE_ZEROERS``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ from sparsetorch.sharding.dtensor import local
 
 # stepper(optimizer) -> the parameters it updated for this step (see the module docstring)
 SPARSE_STEPPERS: list[Callable[[torch.optim.Optimizer], list[torch.Tensor]]] = []
+# zeroer(optimizer, param, where): zero param's state at the True positions of the bool
+# ``where`` (shaped like param) in a layout the zeroer owns (see zero_state_)
+STATE_ZEROERS: list[Callable[[torch.optim.Optimizer, torch.Tensor, torch.Tensor], None]] = []
 _HIDDEN = "_sparsetorch_hidden"  # optimizer attribute: (param, grad) hidden during the step
 
 
@@ -126,6 +131,17 @@ def _after_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) 
                 else:
                     local(value).masked_fill_(~local(mask), 0)
             seen[key] = version
+
+
+@torch.no_grad()
+def zero_state_(optimizer: torch.optim.Optimizer, param: torch.Tensor, where: torch.Tensor) -> None:
+    """Zero ``optimizer``'s state of ``param`` (momentum, moments, ...) where the bool ``where``
+    is True: dense tensors shaped like ``param`` here, other layouts by ``STATE_ZEROERS``."""
+    for zeroer in STATE_ZEROERS:
+        zeroer(optimizer, param, where)
+    for value in optimizer.state.get(param, {}).values():
+        if isinstance(value, torch.Tensor) and value.shape == param.shape:
+            value.masked_fill_(where, 0)
 
 
 _HANDLES = (

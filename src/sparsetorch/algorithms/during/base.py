@@ -38,6 +38,7 @@ from sparsetorch.masking import (
     prunable_parameters,
     take_over_torch_pruning,
 )
+from sparsetorch.masking.enforce import zero_state_
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import Pattern
 
@@ -223,9 +224,7 @@ class DynamicSparsity:
         changed = ~new if old is None else old ^ new
         attach_mask(module, name, new)
         param.masked_fill_(changed, 0)
-        for value in self.optimizer.state.get(param, {}).values():
-            if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                value.masked_fill_(changed, 0)
+        zero_state_(self.optimizer, param, changed)
 
     def record(self, t: int, before: dict[str, torch.Tensor], **extra: Any) -> dict[str, Any]:
         """Log one update: fraction changed, overlaps, per-layer density (+ ``extra``)."""

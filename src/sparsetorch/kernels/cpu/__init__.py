@@ -18,8 +18,8 @@ Operators (``Packed`` holds the index arrays: ``packed.py``):
 * ``gather``, ``fill_kept``: read / set a dense tensor at the kept positions; ``permute``:
   ``vals[perm]`` (the kept values in CSC order, for the input gradient);
 * ``adam_step``, ``sgd_step``: torch.optim's Adam/AdamW and SGD updates on the kept entries of
-  dense (torch.optim-layout) parameter and state tensors (``vals`` in: the kept weights; out:
-  the new ones);
+  a dense parameter, the optimizer state packed: (nnz,) tensors in CSR order (``vals`` in: the
+  kept weights; out: the new ones);
 * ``advise_huge_pages``: back a fresh tensor with 2 MiB pages where Linux allows (a hint).
 """
 

@@ -5,6 +5,7 @@ It is what runs when the compiled kernels are not available, and what the tests 
 kernels against. Everything is computed in float32 and rounded once to the output dtype, as
 the kernels do. Writes into ``dense``, ``param`` and state tensors go through torch's index
 ops (which bump the tensors' version counters; the kernels write in place without).
+The optimizer steps take their state packed: (nnz,) tensors in the CSR order of ``vals``.
 """
 
 from __future__ import annotations
@@ -115,9 +116,10 @@ def adam_step(
     bias_correction1: float,
     bias_correction2_sqrt: float,
 ) -> None:
-    """torch.optim.Adam's single-tensor update, on the kept entries only."""
+    """torch.optim.Adam's single-tensor update, on the kept entries only; the state tensors are
+    packed (nnz,), CSR order."""
     flat = _flat(ptr, idx, param.shape[1])
-    p_, m_, v_ = param.view(-1), exp_avg.view(-1), exp_avg_sq.view(-1)
+    p_ = param.view(-1)
     g = (grad if grad_packed else grad.reshape(-1)[flat]).float()
     if maximize:
         g = -g
@@ -127,17 +129,17 @@ def adam_step(
             w = w * (1 - lr * weight_decay)
         else:
             g = g + weight_decay * w
-    m = m_[flat].float()
+    m = exp_avg.float()
     m = m + (1 - beta1) * (g - m)
-    v = v_[flat].float() * beta2 + (1 - beta2) * g * g
+    v = exp_avg_sq.float() * beta2 + (1 - beta2) * g * g
     vd = v
     if max_exp_avg_sq is not None:
-        vd = torch.maximum(max_exp_avg_sq.view(-1)[flat].float(), v)
-        max_exp_avg_sq.view(-1).index_copy_(0, flat, vd.to(param.dtype))
+        vd = torch.maximum(max_exp_avg_sq.float(), v)
+        max_exp_avg_sq.copy_(vd)
     denom = vd.sqrt() / bias_correction2_sqrt + eps
     w = (w + (-lr / bias_correction1) * m / denom).to(param.dtype)
-    m_.index_copy_(0, flat, m.to(param.dtype))
-    v_.index_copy_(0, flat, v.to(param.dtype))
+    exp_avg.copy_(m)
+    exp_avg_sq.copy_(v)
     p_.index_copy_(0, flat, w)
     vals.copy_(w)
 
@@ -158,7 +160,8 @@ def sgd_step(
     nesterov: bool,
     maximize: bool,
 ) -> None:
-    """torch.optim.SGD's single-tensor update, on the kept entries only."""
+    """torch.optim.SGD's single-tensor update, on the kept entries only; the momentum buffer
+    is packed (nnz,), CSR order."""
     flat = _flat(ptr, idx, param.shape[1])
     p_ = param.view(-1)
     g = (grad if grad_packed else grad.reshape(-1)[flat]).float()
@@ -168,11 +171,9 @@ def sgd_step(
     if weight_decay != 0:
         g = g + weight_decay * w
     if momentum_buffer is not None:
-        b_ = momentum_buffer.view(-1)
-        b = g if first else b_[flat].float() * momentum + (1 - dampening) * g
-        b = b.to(param.dtype)
-        b_.index_copy_(0, flat, b)
-        b = b.float()
+        b = g if first else momentum_buffer.float() * momentum + (1 - dampening) * g
+        momentum_buffer.copy_(b)
+        b = momentum_buffer.float()
         g = g + momentum * b if nesterov else b
     w = (w + (-lr) * g).to(param.dtype)
     p_.index_copy_(0, flat, w)

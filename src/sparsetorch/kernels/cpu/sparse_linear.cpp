@@ -617,12 +617,14 @@ void fill_kept(at::Tensor& dense, const at::Tensor& ptr, const at::Tensor& idx, 
 }
 
 // ------------------------------------------------------------------------------------------
-// Optimizer steps on the kept entries. param and the state tensors are dense (rows, cols) in
-// torch.optim's layout; the gradient is read packed (grad_packed: (nnz,), CSR order) or from a
-// dense tensor at the kept positions. vals (nnz,) must hold the kept weights (param at the kept
-// positions, CSR order) and receives the new ones: the weights are read from it, sequentially,
-// and only written to param's scattered positions. The formulas and their order follow
-// torch.optim's single-tensor implementations.
+// Optimizer steps on the kept entries. param is dense (rows, cols), the user's weight; the
+// optimizer state (exp_avg, exp_avg_sq, max_exp_avg_sq, momentum_buffer) is packed: (nnz,) in
+// CSR order, like vals, and read and written sequentially. The gradient is read packed
+// (grad_packed: (nnz,), CSR order) or from a dense tensor at the kept positions. vals (nnz,)
+// must hold the kept weights (param at the kept positions, CSR order) and receives the new
+// ones: the weights are read from it and only written to param's scattered positions (the one
+// scattered access left per entry). The formulas and their order follow torch.optim's
+// single-tensor implementations.
 
 // Visit the kept entries of rows [rb, re): f(k, i) with k the CSR position and i the flat
 // position r * ncols + c. The dense tensors are read at scattered positions (a cache miss per
@@ -659,9 +661,6 @@ void adam_impl(V* p, const V* grad, bool packed, V* m, V* v, V* vmax, const int6
   parallel_rows(ptr, nrows, kScattered, [&](int64_t rb, int64_t re) {
     auto pre = [&](int64_t i, int64_t) {
       __builtin_prefetch(p + i, 1, 3);
-      __builtin_prefetch(m + i, 1, 3);
-      __builtin_prefetch(v + i, 1, 3);
-      if (vmax) __builtin_prefetch(vmax + i, 1, 3);
       if (!packed) __builtin_prefetch(grad + i, 0, 3);
     };
     for_kept(ptr, idx, rb, re, ncols, pre, [&](int64_t k, int64_t i) {
@@ -672,19 +671,19 @@ void adam_impl(V* p, const V* grad, bool packed, V* m, V* v, V* vmax, const int6
           if (a.decoupled) w = w * a.decay;
           else g = g + a.wd * w;
         }
-        float mk = to_f(m[i]);
+        float mk = to_f(m[k]);
         mk = mk + w1 * (g - mk);  // lerp(m, g, 1 - beta1), the weight < 0.5 branch
-        float vk = to_f(v[i]) * a.beta2;
+        float vk = to_f(v[k]) * a.beta2;
         vk = vk + w2 * g * g;
         float vd = vk;
         if (a.amsgrad) {
-          vd = std::max(to_f(vmax[i]), vk);
-          vmax[i] = from_f<V>(vd);
+          vd = std::max(to_f(vmax[k]), vk);
+          vmax[k] = from_f<V>(vd);
         }
         const float denom = std::sqrt(vd) / a.bc2_sqrt + a.eps;
         w = w + neg_step * mk / denom;
-        m[i] = from_f<V>(mk);
-        v[i] = from_f<V>(vk);
+        m[k] = from_f<V>(mk);
+        v[k] = from_f<V>(vk);
         const V out = from_f<V>(w);
         p[i] = out;
         vals[k] = out;
@@ -701,8 +700,9 @@ void adam_step(at::Tensor& param, const at::Tensor& grad, bool grad_packed, at::
            &param, &grad, &exp_avg, &exp_avg_sq, &ptr, &idx, &vals})
     check_cpu(*t, "adam_step tensors");
   const int64_t nrows = ptr.numel() - 1, ncols = param.size(1);
-  TORCH_CHECK(exp_avg.sizes() == param.sizes() && exp_avg_sq.sizes() == param.sizes(),
-              "exp_avg and exp_avg_sq must be shaped like param");
+  const int64_t nnz = idx.numel();
+  TORCH_CHECK(exp_avg.numel() == nnz && exp_avg_sq.numel() == nnz && vals.numel() == nnz,
+              "exp_avg, exp_avg_sq and vals must be packed: (nnz,)");
   TORCH_CHECK(grad_packed ? grad.numel() == idx.numel() : grad.sizes() == param.sizes(),
               "grad must be (nnz,) when packed, else shaped like param");
   const auto dt = param.scalar_type();
@@ -723,8 +723,8 @@ void adam_step(at::Tensor& param, const at::Tensor& grad, bool grad_packed, at::
   a.amsgrad = max_exp_avg_sq.has_value();
   if (a.amsgrad) {
     check_cpu(*max_exp_avg_sq, "max_exp_avg_sq");
-    TORCH_CHECK(max_exp_avg_sq->sizes() == param.sizes() && max_exp_avg_sq->scalar_type() == dt,
-                "max_exp_avg_sq must be shaped like param");
+    TORCH_CHECK(max_exp_avg_sq->numel() == nnz && max_exp_avg_sq->scalar_type() == dt,
+                "max_exp_avg_sq must be packed: (nnz,)");
   }
   dispatch_value(dt, "param", [&](auto vtag) {
     using V = decltype(vtag);
@@ -748,7 +748,6 @@ void sgd_impl(V* p, const V* grad, bool packed, V* buf, bool first, const int64_
   parallel_rows(ptr, nrows, kScattered, [&](int64_t rb, int64_t re) {
     auto pre = [&](int64_t i, int64_t) {
       __builtin_prefetch(p + i, 1, 3);
-      if (buf) __builtin_prefetch(buf + i, 1, 3);
       if (!packed) __builtin_prefetch(grad + i, 0, 3);
     };
     for_kept(ptr, idx, rb, re, ncols, pre, [&](int64_t k, int64_t i) {
@@ -757,9 +756,9 @@ void sgd_impl(V* p, const V* grad, bool packed, V* buf, bool first, const int64_
         float w = to_f(vals[k]);
         if (wd != 0.f) g = g + wd * w;
         if (buf) {
-          float b = first ? g : to_f(buf[i]) * momentum + keep * g;
-          buf[i] = from_f<V>(b);
-          b = to_f(buf[i]);
+          float b = first ? g : to_f(buf[k]) * momentum + keep * g;
+          buf[k] = from_f<V>(b);
+          b = to_f(buf[k]);
           g = nesterov ? g + momentum * b : b;
         }
         const V out = from_f<V>(w + (-lr) * g);
@@ -784,9 +783,8 @@ void sgd_step(at::Tensor& param, const at::Tensor& grad, bool grad_packed,
               "param, grad and vals must have one dtype");
   if (momentum_buffer.has_value()) {
     check_cpu(*momentum_buffer, "momentum_buffer");
-    TORCH_CHECK(momentum_buffer->sizes() == param.sizes() &&
-                    momentum_buffer->scalar_type() == dt,
-                "momentum_buffer must be shaped like param");
+    TORCH_CHECK(momentum_buffer->numel() == idx.numel() && momentum_buffer->scalar_type() == dt,
+                "momentum_buffer must be packed: (nnz,)");
   }
   dispatch_value(dt, "param", [&](auto vtag) {
     using V = decltype(vtag);
