@@ -15,16 +15,7 @@ import sparsetorch as st
 from sparsetorch.accelerate import AcceleratedLinear, restore_
 from sparsetorch.kernels.cpu import available
 from sparsetorch.masking import attach_mask, get_mask
-
-BACKENDS = [
-    "torch",
-    pytest.param(
-        "cpp",
-        marks=pytest.mark.skipif(
-            not available(), reason="the compiled CPU kernels did not build on this machine"
-        ),
-    ),
-]
+from tests.kernels.cpu_backends import BACKENDS
 
 
 def _model(seed=0, sparsity=0.8, dtype=torch.float32):

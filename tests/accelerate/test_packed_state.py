@@ -14,18 +14,10 @@ from torch import nn
 import sparsetorch as st
 from sparsetorch.accelerate import dense_state, restore_, unpack_state_
 from sparsetorch.accelerate.packed_state import PACKED
-from sparsetorch.kernels.cpu import Packed, available
+from sparsetorch.kernels.cpu import Packed
 from sparsetorch.masking import attach_mask, get_mask
+from tests.kernels.cpu_backends import BACKENDS
 
-BACKENDS = [
-    "torch",
-    pytest.param(
-        "cpp",
-        marks=pytest.mark.skipif(
-            not available(), reason="the compiled CPU kernels did not build on this machine"
-        ),
-    ),
-]
 OPTIMIZERS = {
     "adam": lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=1e-3),
     "adamw-amsgrad": lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1, amsgrad=True),

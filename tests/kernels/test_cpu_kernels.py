@@ -12,16 +12,8 @@ from hypothesis import strategies as st
 
 from sparsetorch.kernels.cpu import Packed, available, ops
 from sparsetorch.kernels.cpu.packed import unsigned
+from tests.kernels.cpu_backends import BACKENDS
 
-BACKENDS = [
-    "torch",
-    pytest.param(
-        "cpp",
-        marks=pytest.mark.skipif(
-            not available(), reason="the compiled CPU kernels did not build on this machine"
-        ),
-    ),
-]
 TOL = {torch.float32: dict(atol=1e-4, rtol=1e-4), torch.bfloat16: dict(atol=3e-2, rtol=3e-2)}
 
 

@@ -96,6 +96,14 @@ def fill_kept(dense: torch.Tensor, ptr: torch.Tensor, idx: torch.Tensor, value: 
     dense.view(-1).index_fill_(0, _flat(ptr, idx, dense.shape[1]), value)
 
 
+def _kept(param, grad, grad_packed, ptr, idx, vals, maximize):
+    """(flat positions, float32 gradient, float32 weights) of the kept entries, CSR order; the
+    gradient negated under ``maximize``."""
+    flat = _flat(ptr, idx, param.shape[1])
+    g = (grad if grad_packed else grad.reshape(-1)[flat]).float()
+    return flat, (-g if maximize else g), vals.float()  # the kept weights, as the kernel reads
+
+
 def adam_step(
     param: torch.Tensor,
     grad: torch.Tensor,
@@ -118,12 +126,8 @@ def adam_step(
 ) -> None:
     """torch.optim.Adam's single-tensor update, on the kept entries only; the state tensors are
     packed (nnz,), CSR order."""
-    flat = _flat(ptr, idx, param.shape[1])
+    flat, g, w = _kept(param, grad, grad_packed, ptr, idx, vals, maximize)
     p_ = param.view(-1)
-    g = (grad if grad_packed else grad.reshape(-1)[flat]).float()
-    if maximize:
-        g = -g
-    w = vals.float()  # the kept weights, as the kernel reads them
     if weight_decay != 0:
         if decoupled:
             w = w * (1 - lr * weight_decay)
@@ -162,12 +166,8 @@ def sgd_step(
 ) -> None:
     """torch.optim.SGD's single-tensor update, on the kept entries only; the momentum buffer
     is packed (nnz,), CSR order."""
-    flat = _flat(ptr, idx, param.shape[1])
+    flat, g, w = _kept(param, grad, grad_packed, ptr, idx, vals, maximize)
     p_ = param.view(-1)
-    g = (grad if grad_packed else grad.reshape(-1)[flat]).float()
-    if maximize:
-        g = -g
-    w = vals.float()  # the kept weights, as the kernel reads them
     if weight_decay != 0:
         g = g + weight_decay * w
     if momentum_buffer is not None:
