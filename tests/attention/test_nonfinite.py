@@ -21,9 +21,9 @@ PATTERNS = {
 }
 
 
-def _inputs(n, seed=0, shape=(2, 2)):
+def _inputs(n, seed=0, shape=(2, 2), head_dim=8):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(*shape, n, 8, generator=g) for _ in range(3)]
+    return [torch.randn(*shape, n, head_dim, generator=g) for _ in range(3)]
 
 
 def _poison(k, v, where, what, value):
@@ -134,7 +134,8 @@ def test_scale_must_be_a_finite_number(scale):
 def test_cuda_backends_contain_non_finite_entries(backend, name, what, value):
     """On CUDA the flex backend contains them inside its compiled call (a window builds its
     lists in the graph there); its compiled backward runs too."""
-    q, k, v = (t.cuda() for t in _inputs(1024 + 70))
+    # (head dim 16: the smallest FlexAttention compiles on CUDA)
+    q, k, v = (t.cuda() for t in _inputs(1024 + 70, head_dim=16))
     _check_on_cuda(PATTERNS[name], backend, q, k, v, what, value, atol=(1e-5, 1e-4))
 
 
@@ -215,5 +216,5 @@ def test_cuda_band_kernel_contains_non_finite_entries(name, what, value):
     """The band kernel agrees with the other backends: NaN rows exactly where the band reaches
     the bad position, the other rows (and gradients) those of the clean run."""
     pattern = {"window": A.local(64), "causal window": A.causal() & A.local(64)}[name]
-    q, k, v = (t.cuda().half() for t in _inputs(1024 + 70, shape=(2, 4)))
+    q, k, v = (t.cuda().half() for t in _inputs(1024 + 70, shape=(2, 4), head_dim=16))
     _check_on_cuda(pattern, "band", q, k, v, what, value, atol=(2e-3, 2e-2))
