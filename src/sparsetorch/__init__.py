@@ -7,8 +7,9 @@ same objects for type checkers and IDEs (``reveal_type(st.prune)`` is the functi
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sparsetorch._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -138,17 +139,4 @@ __all__ = [
     "synflow",
 ]  # = ['__version__', *_LAZY] (tests hold them equal)
 
-
-def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'sparsetorch' has no attribute {name!r}")
-    module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    value = getattr(module, attr) if attr else module
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)

@@ -8,8 +8,7 @@ is imported only by code that wraps, checks or checkpoints a distributed model.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sparsetorch._lazy import lazy_names
 
 _LAZY: dict[str, str] = {
     # wrapping a masked model
@@ -32,16 +31,4 @@ _LAZY: dict[str, str] = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'sparsetorch.distributed' has no attribute {name!r}")
-    module_name, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module_name), attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)

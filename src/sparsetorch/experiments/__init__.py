@@ -14,9 +14,9 @@ it import no torch, so ``sparsetorch --help`` and a bad flag answer without load
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sparsetorch._lazy import lazy_names
 from sparsetorch.experiments.hparams import (
     HPARAMS_VERSION,
     DatasetHparams,
@@ -41,27 +41,18 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
-    "TrainContext": "sparsetorch.experiments.hooks",
-    "TrainHook": "sparsetorch.experiments.hooks",
-    "TrainingDiverged": "sparsetorch.experiments.loop",
-    "TrainResult": "sparsetorch.experiments.result",
-    "adapt_dataset": "sparsetorch.experiments.runner",
-    "build_model": "sparsetorch.experiments.runner",
-    "load_run": "sparsetorch.experiments.runner",
-    "method_hooks": "sparsetorch.experiments.runner",
-    "prepare_dataset": "sparsetorch.experiments.runner",
-    "prepare_model": "sparsetorch.experiments.runner",
-    "train": "sparsetorch.experiments.runner",
+    "TrainContext": "sparsetorch.experiments.hooks:TrainContext",
+    "TrainHook": "sparsetorch.experiments.hooks:TrainHook",
+    "TrainingDiverged": "sparsetorch.experiments.loop:TrainingDiverged",
+    "TrainResult": "sparsetorch.experiments.result:TrainResult",
+    "adapt_dataset": "sparsetorch.experiments.runner:adapt_dataset",
+    "build_model": "sparsetorch.experiments.runner:build_model",
+    "load_run": "sparsetorch.experiments.runner:load_run",
+    "method_hooks": "sparsetorch.experiments.runner:method_hooks",
+    "prepare_dataset": "sparsetorch.experiments.runner:prepare_dataset",
+    "prepare_model": "sparsetorch.experiments.runner:prepare_model",
+    "train": "sparsetorch.experiments.runner:train",
 }
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sparsetorch.experiments' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 __all__ = [
@@ -83,3 +74,5 @@ __all__ = [
     "prepare_model",
     "train",
 ]
+
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)

@@ -15,8 +15,9 @@ docs/lottery.md explains the procedure, the run directory, N:M and block tickets
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sparsetorch._lazy import lazy_names
 
 if TYPE_CHECKING:
     from sparsetorch.lottery.config import CONTROLS as CONTROLS
@@ -37,34 +38,23 @@ if TYPE_CHECKING:
 
 # resolved on first use: the CLI reads IMPConfig (flags) without importing torch
 _LAZY: dict[str, str] = {
-    "CONTROLS": "sparsetorch.lottery.config",
-    "SCOPES": "sparsetorch.lottery.config",
-    "IMPConfig": "sparsetorch.lottery.config",
-    "IMP": "sparsetorch.lottery.imp",
-    "Rewind": "sparsetorch.lottery.rewind",
-    "random_masks": "sparsetorch.lottery.round_masks",
-    "ticket_masks": "sparsetorch.lottery.round_masks",
-    "density_after": "sparsetorch.lottery.rounds",
-    "layer_rates": "sparsetorch.lottery.rounds",
-    "rounds_to": "sparsetorch.lottery.rounds",
-    "units_after": "sparsetorch.lottery.rounds",
-    "LotteryDir": "sparsetorch.lottery.run_dir",
-    "is_lottery_dir": "sparsetorch.lottery.run_dir",
-    "report": "sparsetorch.lottery.summary",
-    "write_summary": "sparsetorch.lottery.summary",
+    "CONTROLS": "sparsetorch.lottery.config:CONTROLS",
+    "SCOPES": "sparsetorch.lottery.config:SCOPES",
+    "IMPConfig": "sparsetorch.lottery.config:IMPConfig",
+    "IMP": "sparsetorch.lottery.imp:IMP",
+    "Rewind": "sparsetorch.lottery.rewind:Rewind",
+    "random_masks": "sparsetorch.lottery.round_masks:random_masks",
+    "ticket_masks": "sparsetorch.lottery.round_masks:ticket_masks",
+    "density_after": "sparsetorch.lottery.rounds:density_after",
+    "layer_rates": "sparsetorch.lottery.rounds:layer_rates",
+    "rounds_to": "sparsetorch.lottery.rounds:rounds_to",
+    "units_after": "sparsetorch.lottery.rounds:units_after",
+    "LotteryDir": "sparsetorch.lottery.run_dir:LotteryDir",
+    "is_lottery_dir": "sparsetorch.lottery.run_dir:is_lottery_dir",
+    "report": "sparsetorch.lottery.summary:report",
+    "write_summary": "sparsetorch.lottery.summary:write_summary",
 }
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sparsetorch.lottery' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)
