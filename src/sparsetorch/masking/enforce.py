@@ -122,14 +122,7 @@ def _after_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) 
             _zero_pruned_(param, mask)
         key = (id(param), id(mask))
         if seen.get(key) != version:
-            state = optimizer.state.get(param, {})
-            for name, value in state.items():
-                if not isinstance(value, torch.Tensor) or value.shape != param.shape:
-                    continue
-                if value.is_sparse:  # e.g. SGD's momentum buffer for a sparse gradient
-                    state[name] = _pruned_sparse(value, mask)
-                else:
-                    local(value).masked_fill_(~local(mask), 0)
+            zero_state_(optimizer, param, ~mask)
             seen[key] = version
 
 
@@ -139,9 +132,14 @@ def zero_state_(optimizer: torch.optim.Optimizer, param: torch.Tensor, where: to
     is True: dense tensors shaped like ``param`` here, other layouts by ``STATE_ZEROERS``."""
     for zeroer in STATE_ZEROERS:
         zeroer(optimizer, param, where)
-    for value in optimizer.state.get(param, {}).values():
-        if isinstance(value, torch.Tensor) and value.shape == param.shape:
-            value.masked_fill_(where, 0)
+    state = optimizer.state.get(param, {})
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor) or value.shape != param.shape:
+            continue
+        if value.is_sparse:  # e.g. SGD's momentum buffer for a sparse gradient
+            state[name] = _pruned_sparse(value, ~where)
+        else:  # FSDP2: this rank's shard of the state and of ``where``
+            local(value).masked_fill_(local(where), 0)
 
 
 _HANDLES = (
