@@ -606,9 +606,9 @@ def prune(
 
     Weights pruned before stay pruned, also by ``torch.nn.utils.prune``: such a
     reparametrisation is taken over first (``weight = weight_orig * weight_mask``, and its
-    mask becomes a sparsetorch mask; ``sparsetorch.masking.take_over_torch_pruning``). The total number of kept weights equals ``(1 - sparsity)``
-    times the prunable weights to the nearest whole weight (whole block/channel for those
-    patterns); ties are broken by order (lower index, earlier layer), so a run is deterministic.
+    mask becomes a sparsetorch mask; ``sparsetorch.masking.take_over_torch_pruning``). The
+    total number of kept weights equals ``(1 - sparsity)`` times the prunable weights to the
+    nearest whole weight (whole block/channel for those patterns); ties are broken by order (lower index, earlier layer), so a run is deterministic.
     A weight of 2+ dims that no prunable kind covers (``masking.uncovered_weights``: e.g. a
     position-embedding ``nn.Parameter``) is left dense with one warning; ``register_prunable``
     covers a custom layer type.

@@ -27,8 +27,8 @@ from sparsetorch.kernels.cpu import Packed
 
 
 def dense_zeros(like: torch.Tensor, ops) -> torch.Tensor:
-    """Contiguous zeros shaped like ``like`` (a gradient buffer, optimizer state), backed by
-    huge pages where the kernels can ask for them: the sparse steps touch them at scattered
+    """Contiguous zeros shaped like ``like`` (the weight's gradient buffer), backed by huge
+    pages where the kernels can ask for them: the sparse backward writes it at scattered
     positions, and larger pages mean fewer TLB misses."""
     t = torch.empty(like.shape, dtype=like.dtype, device=like.device)
     ops.advise_huge_pages(t)
