@@ -104,6 +104,7 @@ def workloads(kind, model, device, prefill, decode, context, vocab):
             pos = torch.tensor([context - 1], device=device)
 
             def step(m, tok=tok, cache=cache, pos=pos):
+                rewind(cache, context - 1)
                 return m(
                     input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True
                 ).logits
@@ -116,6 +117,17 @@ def workloads(kind, model, device, prefill, decode, context, vocab):
 
         out[f"decode {b} x 1"] = (b, step)
     return out
+
+
+def rewind(cache, position: int) -> None:
+    """Put a static cache back to ``position`` filled slots, so that one decode step can be
+    repeated: newer transformers keep the write position in the cache (a per-layer
+    ``cumulative_length`` tensor) and ignore ``cache_position`` there. In place, so that a
+    captured CUDA graph repeats it too."""
+    for layer in getattr(cache, "layers", ()):
+        length = getattr(layer, "cumulative_length", None)
+        if isinstance(length, torch.Tensor):
+            length.fill_(position)
 
 
 def prepared(mode: str, model, fn):
