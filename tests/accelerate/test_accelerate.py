@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import io
+from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -249,11 +251,22 @@ def test_filter_fn_and_linear_subclasses():
     assert type(model[2]) is nn.Linear
 
 
+@pytest.mark.parametrize("value", [np.float32(0.5), np.float64(0.5), Fraction(1, 2)])
+def test_max_density_takes_any_real_number(value):
+    model = _model(sparsity=0.8)  # density 0.2 in both layers
+    st.accelerate_(model, max_density=value, backend="torch")
+    assert type(model[0].max_density) is float and model[0].max_density == 0.5
+    model(_batch(0)[0])
+    assert model[0].last_path == "sparse"
+
+
 def test_bad_arguments():
     with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module"):
         st.accelerate_("model")
     with pytest.raises(ValueError, match=r"max_density must be a number in \(0, 1\]"):
         st.accelerate_(_model(), max_density=0)
+    with pytest.raises(ValueError, match=r"max_density must be a number in \(0, 1\]"):
+        st.accelerate_(_model(), max_density=True)
     with pytest.raises(ValueError, match="backend must be None, 'cpp' or 'torch'"):
         st.accelerate_(_model(), backend="mkl")
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from sparsetorch._checks import is_real
 from sparsetorch.accelerate.linear import AcceleratedLinear
 from sparsetorch.accelerate.optim import install
 
@@ -35,7 +36,7 @@ class AccelerateReport:
 
 
 def _check_fraction(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+    if not is_real(value) or not 0 < value <= 1:
         raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
     return float(value)
 
