@@ -36,8 +36,15 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import create_block_mask
 
-from sparsetorch.attention import causal, global_tokens, local, sparse_attention, strided
-from sparsetorch.attention.backends import choose
+from sparsetorch.attention import (
+    causal,
+    dilated,
+    global_tokens,
+    local,
+    sparse_attention,
+    strided,
+)
+from sparsetorch.attention.backends import bands_unsupported, choose
 from sparsetorch.attention.backends import flex as flex_backend
 
 DENSE = {
@@ -163,6 +170,8 @@ def run_composite(args, rows, began):
     patterns = [
         local(args.window) | global_tokens([0]),
         causal() & (local(args.window) | strided(256)),
+        local(args.window) | strided(256),
+        dilated(args.window // 4, 4),
     ]
     for n in args.n:
         g = torch.Generator(device="cuda").manual_seed(n)
@@ -172,19 +181,47 @@ def run_composite(args, rows, began):
             )
             for _ in range(3)
         )
+        grad = torch.randn_like(q)
+        qq, kk, vv = (t.detach().requires_grad_() for t in (q, k, v))
         for pattern in patterns:
             is_causal = repr(pattern).startswith("causal")
-            dense = time_dense(q, k, v, is_causal)
-            flex = ms(lambda p=pattern, q=q, k=k, v=v: sparse_attention(q, k, v, p, backend="flex"))
-            auto = ms(lambda p=pattern, q=q, k=k, v=v: sparse_attention(q, k, v, p, backend="auto"))
+            row = {"pattern": repr(pattern), "n": n, "dense": time_dense(q, k, v, is_causal)}
+            row["dense_bwd"] = time_dense(qq, kk, vv, is_causal, grad)
+            names = ["flex"] + (["bands"] if bands_unsupported(pattern, q, k) is None else [])
             picked = choose(pattern, n, device, False, torch.bfloat16, args.dim)
-            rows.append(
-                {"pattern": repr(pattern), "n": n, "dense": dense, "flex": flex, "auto": auto,
-                 "picked": picked}
+            for name in names:
+
+                def fwd(p=pattern, name=name, qkv=(q, k, v)):
+                    return sparse_attention(*qkv, p, backend=name)
+
+                def step(p=pattern, name=name, qkv=(qq, kk, vv), grad=grad):
+                    sparse_attention(*qkv, p, backend=name).backward(grad)
+
+                row[name] = ms(fwd)
+                row[name + "_bwd"] = ms(step)
+            if "bands" in names:
+                diff = fwd_out(q, k, v, pattern, "bands") - fwd_out(q, k, v, pattern, "flex")
+                row["check"] = f"bands vs flex max abs {float(diff.abs().max()):.3g}"
+            row["picked"] = picked
+            if picked in names:  # auto runs a timed path: the same times
+                row["auto"], row["auto_bwd"] = row[picked], row[picked + "_bwd"]
+            else:  # masked dense SDPA (an n x n mask): forward only
+                row["auto"] = ms(
+                    lambda p=pattern, qkv=(q, k, v): sparse_attention(*qkv, p, backend="auto")
+                )
+            rows.append(row)
+            print(
+                f"  {pattern!r} n={n}: " + ", ".join(
+                    f"{k} {row[k]:.3f}" for k in row if k in names or k[:-4] in names or k == "auto"
+                ) + f"; dense {best(row['dense'])}, {best(row['dense_bwd'])}", flush=True
             )  # fmt: skip
         print(f"composite n={n} done ({time.perf_counter() - began:.0f} s)", flush=True)
-        del q, k, v
+        del q, k, v, qq, kk, vv, grad
         torch.cuda.empty_cache()
+
+
+def fwd_out(q, k, v, pattern, backend):
+    return sparse_attention(q, k, v, pattern, backend=backend).float()
 
 
 def best(d: dict[str, float]) -> tuple[str, float]:
@@ -198,7 +235,7 @@ def report(rows, composite, args) -> None:
         ("Forward", "dense", "sparse"),
         ("Forward + backward", "dense_bwd", "sparse_bwd"),
     ):
-        if dk not in rows[0]:
+        if not rows or dk not in rows[0]:
             continue
         print(f"\n#### {phase}, {head} (ms; x = best dense / path)\n")
         print(
@@ -221,18 +258,29 @@ def report(rows, composite, args) -> None:
     for r in rows:
         print(f"- `{r['pattern']}` n={r['n']}: {r['check']}")
     if composite:
-        print(f"\n#### Composite patterns, forward, {head} (ms; x = best dense / path)\n")
-        print(
-            "| pattern | n | SDPA default | best dense | library flex (x) | auto (x) | auto runs |"
-        )
-        print("|---|---:|---:|---|---:|---:|---|")
-        for r in composite:
-            name, b = best(r["dense"])
+        for phase, dk, suffix in (
+            ("forward", "dense", ""),
+            ("forward + backward", "dense_bwd", "_bwd"),
+        ):
+            print(f"\n#### Composite patterns, {phase}, {head} (ms; x = best dense / path)\n")
             print(
-                f"| `{r['pattern']}` | {r['n']} | {r['dense']['default']:.3f} | {name} {b:.3f} | "
-                f"{r['flex']:.3f} ({b / r['flex']:.1f}x) | {r['auto']:.3f} ({b / r['auto']:.1f}x) | "
-                f"{r['picked']} |"
+                "| pattern | n | best dense | library flex (x) | bands (x) | auto (x) | auto runs |"
             )
+            print("|---|---:|---|---:|---:|---:|---|")
+            for r in composite:
+                name, b = best(r[dk])
+                cells = [
+                    f"{r[p + suffix]:.3f} ({b / r[p + suffix]:.1f}x)" if p + suffix in r else "-"
+                    for p in ("flex", "bands", "auto")
+                ]
+                print(
+                    f"| `{r['pattern']}` | {r['n']} | {name} {b:.3f} | {' | '.join(cells)} | "
+                    f"{r['picked']} |"
+                )
+        print("\nChecks:")
+        for r in composite:
+            if "check" in r:
+                print(f"- `{r['pattern']}` n={r['n']}: {r['check']}")
 
 
 def main() -> None:
@@ -243,6 +291,9 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--no-backward", dest="backward", action="store_false")
     parser.add_argument("--no-composite", dest="composite", action="store_false")
+    parser.add_argument(
+        "--only-composite", action="store_true", help="the composite patterns' tables only"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     assert torch.cuda.is_available(), "needs a CUDA GPU"
@@ -250,7 +301,8 @@ def main() -> None:
     began = time.perf_counter()
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
     rows, composite = [], []
-    run_band(args, rows, began)
+    if not args.only_composite:
+        run_band(args, rows, began)
     if args.composite:
         run_composite(args, composite, began)
     report(rows, composite, args)

@@ -57,7 +57,7 @@ def sparse_attention(
     h // group).
 
     ``pattern``: an :class:`AttentionPattern` or its string (``"local(64) | global_tokens([0])"``).
-    ``backend``: "reference", "flex", "band", "dense" or "auto" (see :mod:`.backends`).
+    ``backend``: "reference", "flex", "band", "bands", "dense" or "auto" (see :mod:`.backends`).
     ``scale`` defaults to 1/sqrt(D). A query with no allowed key gets a zero output row; a
     query allowed to attend a position whose key or value is NaN or ±inf gets a NaN row, and
     no other query sees that position (on every backend).

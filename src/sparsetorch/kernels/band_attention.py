@@ -445,8 +445,11 @@ def band_backward(
     lo: int,
     hi: int,
     scale: float,
+    dlse: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dq, dk, dv) of ``band_forward``; dk and dv have k's heads (summed over each group)."""
+    """(dq, dk, dv) of ``band_forward``; dk and dv have k's heads (summed over each group).
+    ``dlse`` (B, H, n): the gradient reaching the log-sum-exp output too (a merge of several
+    attentions by their log-sum-exps), None for none."""
     b, h, n, d = q.shape
     hk = k.shape[1]
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
@@ -457,6 +460,10 @@ def band_backward(
     _bwd_delta[(triton.cdiv(n, 64), b * h)](
         out, dout, delta, *out.stride()[:3], *dout.stride()[:3], h, n, HEAD_DIM=d, BLOCK_M=64
     )
+    if dlse is not None:
+        # d lse_i / d s_ij = P_ij: the softmax backward dS = P (dP - delta) takes delta - dlse
+        # (natural-log units: lse is in log2 units, so dlse scales by log2(e))
+        delta = delta - dlse.float().nan_to_num(posinf=0.0, neginf=0.0) * LOG2E
     key = _key(lo, hi, n)
     common = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *dout.stride()[:3])
     grid = lambda cfg: (triton.cdiv(n, cfg["BLOCK_N"]), b * hk)  # noqa: E731
@@ -499,12 +506,13 @@ def _band_bwd_op(
     lo: int,
     hi: int,
     scale: float,
+    dlse: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return band_backward(dout, q, k, v, out, lse, lo, hi, scale)
+    return band_backward(dout, q, k, v, out, lse, lo, hi, scale, dlse)
 
 
 @_band_bwd_op.register_fake
-def _(dout, q, k, v, out, lse, lo, hi, scale):
+def _(dout, q, k, v, out, lse, lo, hi, scale, dlse):
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
 
 
@@ -518,7 +526,9 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, dout, dlse):
     q, k, v, out, lse = ctx.saved_tensors
     lo, hi, scale = ctx.band
-    dq, dk, dv = _band_bwd_op(dout, q, k, v, out, lse, lo, hi, scale)
+    if dout is None:  # only the log-sum-exp was used
+        dout = torch.zeros_like(out)
+    dq, dk, dv = _band_bwd_op(dout, q, k, v, out, lse, lo, hi, scale, dlse)
     return dq, dk, dv, None, None, None
 
 
@@ -547,4 +557,32 @@ def band_attention(
     return _band_fwd_op(q, k, v, lo, hi, scale)[0]
 
 
-__all__ = ["DTYPES", "HEAD_DIMS", "available", "band_attention", "band_backward", "band_forward"]
+def band_attention_lse(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lo: int | None,
+    hi: int | None,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``band_attention`` and its rows' log-sum-exp: (out (B, H, n, D), lse (B, H, n) float32,
+    log2 of the sum of exp2 of the scores in log2 units; +inf for a row with no key).
+    Differentiable in both: attentions over disjoint key sets merge exactly by their lse."""
+    reason = unsupported(q, k)
+    if reason is not None:
+        raise ValueError(f"band_attention_lse: {reason}")
+    lo, hi = clip_band(lo, hi, q.shape[2])
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
+    return _band_fwd_op(q, k, v, lo, hi, scale)
+
+
+__all__ = [
+    "DTYPES",
+    "HEAD_DIMS",
+    "available",
+    "band_attention",
+    "band_attention_lse",
+    "band_backward",
+    "band_forward",
+]

@@ -6,6 +6,9 @@ all agree with masked dense attention (rows without keys give zeros).
 ``flex``        ``torch.nn.attention.flex_attention`` compiled, with our analytic block masks
 ``band``        our Triton band kernel (``kernels/band_attention.py``): windows and bands only,
                 CUDA, float16/bfloat16, forward and backward, GQA
+``bands``       the band kernel over unions of periodic bands (``causal() & (local(w) |
+                strided(k))``, ``dilated(w, d)``, disjoint bands): one call per piece, merged
+                by log-sum-exp (``backends/bands.py``)
 ``dense``       ``scaled_dot_product_attention`` with the n x n mask (the baseline)
 ``auto``        picks one by device, length and density (:func:`choose`), from measurements
                 (the band kernel for finite bands in half precision from ``AUTO_BAND_MIN_N``)
@@ -24,11 +27,13 @@ from torch import Tensor
 
 from sparsetorch._registry import Registry
 from sparsetorch.attention.backends import flex, nonfinite
+from sparsetorch.attention.backends.bands import bands_attention
 from sparsetorch.attention.backends.dense import dense_attention
 from sparsetorch.attention.backends.flex import flex_attention
 from sparsetorch.attention.backends.reference import BLOCK, reference_attention
 from sparsetorch.attention.bands import Band
 from sparsetorch.attention.pattern import AttentionPattern, cached_layout
+from sparsetorch.attention.pieces import Piece, pieces
 from sparsetorch.kernels import band_attention as band_kernel
 
 
@@ -99,6 +104,37 @@ class BandKernel(Backend):
         out = band_kernel.band_attention(q, k, v, pattern.lo, pattern.hi, scale)
         lo, hi = band_kernel.clip_band(pattern.lo, pattern.hi, q.shape[2])
         return nonfinite.poison(out, nonfinite.band_rows_seeing(bad, lo, hi, q.shape[1]))
+
+
+@functools.lru_cache(maxsize=256)
+def cached_pieces(pattern: AttentionPattern, n: int) -> tuple[Piece, ...] | None:
+    parts = pieces(pattern, n)
+    return None if parts is None else tuple(parts)
+
+
+def bands_unsupported(pattern: AttentionPattern, q: Tensor, k: Tensor) -> str | None:
+    """None if the ``bands`` backend runs this pattern on these inputs; else why not."""
+    if cached_pieces(pattern, q.shape[2]) is None:
+        return (
+            "runs unions of bands and periodic bands (band, local, causal, strided, dilated "
+            f"with | and &; the periods of overlapping strided parts dividing each other), got "
+            f"{pattern!r}"
+        )
+    return band_kernel.unsupported(q, k)
+
+
+@BACKENDS.register("bands")
+class BandPieces(Backend):
+    """Our band kernel over a union of periodic bands, piece by piece (``backends/bands.py``)."""
+
+    name = "bands"
+
+    def __call__(self, q, k, v, pattern, scale):
+        reason = bands_unsupported(pattern, q, k)
+        if reason is not None:
+            raise ValueError(f"backend 'bands' {reason}")
+        parts = list(cached_pieces(pattern, q.shape[2]))
+        return bands_attention(q, k, v, parts, scale, band_kernel.band_attention_lse)
 
 
 # The auto choice (docs/benchmarks.md, "Attention"). Sparse backends pay per computed block,
@@ -178,10 +214,12 @@ __all__ = [
     "Auto",
     "Backend",
     "BandKernel",
+    "BandPieces",
     "Dense",
     "Flex",
     "Reference",
     "band_unsupported",
+    "bands_unsupported",
     "choose",
     "repeat_kv",
 ]

@@ -1,0 +1,157 @@
+"""Unions of periodic bands through the band kernel: ``causal() & (local(w) | strided(k))``,
+``local(w) | strided(k)``, ``dilated(w, d)``, disjoint bands.
+
+:func:`sparsetorch.attention.pieces.pieces` splits the pattern into disjoint pieces ``(lo, hi,
+s)``. A piece of period 1 is one band-kernel call. A piece of period s > 1 runs on the sequence
+regrouped by residue: position ``r + s·a`` becomes row ``a`` of batch entry ``r`` (q, k and v
+copied once into (B·s, H, n/s, D); when s does not divide n the residues below ``n mod s``
+have one more position and run as a second call), where it is the band ``ceil(lo/s) <= a - b
+<= floor(hi/s)``. Each call returns its rows' log-sum-exp, and the union's softmax is the
+exact merge ``out = sum_p 2^(lse_p - lse) out_p`` with ``lse = log2 sum_p 2^lse_p``;
+gradients flow through the merge into both outputs of every call.
+
+A block-mask kernel (FlexAttention) pays for every tile a pattern touches, and
+``strided(k)`` touches every tile of the causal triangle; here the strided piece costs
+O(n²/k) work in dense tiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from sparsetorch.attention.backends import nonfinite
+from sparsetorch.attention.pieces import Piece
+
+# (q, k, v, lo, hi, scale) -> (out (B, H, n, D), lse (B, H, n) float32, log2 units, +inf for a
+# row without keys): the band kernel's band_attention_lse, or a twin (tests)
+BandLse = Callable[[Tensor, Tensor, Tensor, int, int, float], tuple[Tensor, Tensor]]
+
+
+def _runs(n: int, s: int) -> list[tuple[int, int, int]]:
+    """(first residue, end residue, positions per residue) of the regrouped batches."""
+    m, rem = divmod(n, s)
+    if rem == 0:
+        return [(0, s, m)]
+    return [(0, rem, m + 1)] + ([(rem, s, m)] if m else [])
+
+
+def to_groups(x: Tensor, s: int) -> list[Tensor]:
+    """x (B, H, n, *rest) regrouped by residue mod s: one tensor (B·c, H, m, *rest) per run of
+    residues with m positions each (:func:`_runs`); row a of batch entry (b, r) is position
+    r + s·a."""
+    b, h, n = x.shape[:3]
+    rest = x.shape[3:]
+    m1 = -(-n // s)
+    if m1 * s != n:
+        pad = x.new_zeros(b, h, m1 * s - n, *rest)
+        x = torch.cat([x, pad], dim=2)
+    g = x.reshape(b, h, m1, s, *rest)  # (B, H, m1, s, *rest)
+    return [
+        g[:, :, :m, r0:r1].movedim(3, 1).reshape(b * (r1 - r0), h, m, *rest)
+        for r0, r1, m in _runs(n, s)
+    ]
+
+
+def from_groups(parts: list[Tensor], s: int, n: int) -> Tensor:
+    """The inverse of :func:`to_groups`: (B, H, n, *rest)."""
+    m1 = -(-n // s)
+    cols = []
+    for part, (r0, r1, m) in zip(parts, _runs(n, s), strict=True):
+        bc, h = part.shape[:2]
+        rest = part.shape[3:]
+        t = part.reshape(bc // (r1 - r0), r1 - r0, h, m, *rest).movedim(1, 3)  # (B, H, m, c, *)
+        if m < m1:
+            t = torch.cat([t, t.new_zeros(t.shape[0], h, m1 - m, *t.shape[3:])], dim=2)
+        cols.append(t)
+    covered = _runs(n, s)[-1][1]
+    if covered < s:  # n < s: residues from n on have no position (zeros, cut off below)
+        t = cols[0]
+        cols.append(t.new_zeros(*t.shape[:3], s - covered, *t.shape[4:]))
+    g = torch.cat(cols, dim=3) if len(cols) > 1 else cols[0]  # (B, H, m1, s, *rest)
+    return g.reshape(g.shape[0], g.shape[1], m1 * s, *g.shape[4:])[:, :, :n]
+
+
+def _piece(run: BandLse, q, k, v, piece: Piece, scale: float) -> tuple[Tensor, Tensor]:
+    n, s = q.shape[2], piece.period
+    if s == 1:
+        return run(q, k, v, piece.lo, piece.hi, scale)
+    lo, hi = piece.group_band()
+    outs, lses = [], []
+    for qg, kg, vg in zip(to_groups(q, s), to_groups(k, s), to_groups(v, s), strict=True):
+        out, lse = run(qg, kg, vg, lo, hi, scale)
+        outs.append(out)
+        lses.append(lse)
+    return from_groups(outs, s, n), from_groups(lses, s, n)
+
+
+def merge(outs: list[Tensor], lses: list[Tensor]) -> Tensor:
+    """Softmax attention over the union of disjoint key sets from each set's normalised output
+    and log-sum-exp (log2 units, +inf: no key); rows with no key in any set give zeros."""
+    if len(outs) == 1:  # a row without keys is zeros already
+        return outs[0]
+    stacked = torch.stack([torch.where(torch.isinf(x), float("-inf"), x) for x in lses])
+    top = stacked.amax(0)
+    top = torch.where(torch.isinf(top), 0.0, top)  # rows without keys: every weight is 0
+    weights = torch.exp2(stacked - top)  # (P, B, H, n)
+    total = weights.sum(0)
+    work = torch.promote_types(outs[0].dtype, weights.dtype)
+    acc = sum(w[..., None] * o.to(work) for w, o in zip(weights, outs, strict=True))
+    return (acc / torch.where(total == 0, 1.0, total)[..., None]).to(outs[0].dtype)
+
+
+def bands_attention(
+    q: Tensor, k: Tensor, v: Tensor, parts: list[Piece], scale: float, run: BandLse
+) -> Tensor:
+    """Attention over the union of the disjoint ``parts``, each through ``run``, non-finite
+    keys and values contained (rows that may see one are NaN)."""
+    k, v, bad = nonfinite.split(k, v)
+    outs, lses = [], []
+    for piece in parts:
+        out, lse = _piece(run, q, k, v, piece, scale)
+        outs.append(out)
+        lses.append(lse)
+    out = merge(outs, lses)
+    return nonfinite.poison(out, _rows_seeing(bad, parts, q.shape[1]))
+
+
+def _rows_seeing(bad: Tensor | None, parts: list[Piece], heads: int) -> Tensor | None:
+    """(B, heads, n): the rows some piece lets attend a ``bad`` (B, H_kv, n) key."""
+    if bad is None:
+        return None
+    n, seen = bad.shape[-1], None
+    for piece in parts:
+        if piece.period == 1:
+            rows = nonfinite.band_rows_seeing(bad, piece.lo, piece.hi, heads)
+        else:
+            lo, hi = piece.group_band()
+            groups = to_groups(bad, piece.period)
+            hit = [nonfinite.band_rows_seeing(g, lo, hi, heads) for g in groups]
+            rows = from_groups(hit, piece.period, n)
+        seen = rows if seen is None else seen | rows
+    return seen
+
+
+def reference_band_lse(q, k, v, lo: int, hi: int, scale: float) -> tuple[Tensor, Tensor]:
+    """The band kernel's contract in plain torch (masked dense attention, O(n²) memory), for
+    checks on any device: (out, lse in log2 units, +inf for a row without keys); float32
+    work, float64 for float64 inputs (lse too)."""
+    n = q.shape[2]
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+    i = torch.arange(n, device=q.device)
+    d = i[:, None] - i[None, :]
+    allowed = (d >= lo) & (d <= hi)
+    work = torch.promote_types(q.dtype, torch.float32)  # float64 stays float64
+    scores = (q.to(work) @ k.to(work).transpose(-1, -2)) * scale
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    lse = torch.logsumexp(scores, -1)  # natural units; -inf for a row without keys
+    p = torch.exp(scores - torch.where(torch.isinf(lse), 0.0, lse)[..., None])
+    out = (p @ v.to(work)).to(q.dtype)
+    lse2 = torch.where(torch.isinf(lse), float("inf"), lse * 1.4426950408889634)
+    return out, lse2
+
+
+__all__ = ["bands_attention", "from_groups", "merge", "reference_band_lse", "to_groups"]
