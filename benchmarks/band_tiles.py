@@ -6,7 +6,9 @@ goal shapes against the fastest dense SDPA of the same run, so that the autotune
     PYTHONPATH=src python3 benchmarks/band_tiles.py --n 16384 --window 256
 
 Shapes: B=1, H=16, D=128, bfloat16; ``local(w)`` (band(-w, w)) and its causal form band(0, w).
-Each config's output is checked against the autotuned kernel's (max abs difference). Times are
+Each config runs the kernel's three loops (edge tiles masked, interior unmasked) and its
+one-loop form (``ONE_LOOP``: one software pipeline, the mask evaluated on edge tiles by a
+branch). Each config's output is checked against the autotuned kernel's (max abs difference). Times are
 medians of ``triton.testing.do_bench``; the dense baseline is the fastest of torch's default
 SDPA and each forced backend (no mask; ``is_causal`` for the causal rows).
 """
@@ -55,7 +57,7 @@ def best_dense(q, k, v, is_causal: bool) -> tuple[str, float]:
     return name, times[name]
 
 
-def run_config(q, k, v, lo, hi, bm, bn, warps, stages):
+def run_config(q, k, v, lo, hi, bm, bn, warps, stages, one_loop):
     b, h, n, d = q.shape
     out = torch.empty_like(q)
     lse = torch.empty(b, h, n, dtype=torch.float32, device=q.device)
@@ -66,7 +68,8 @@ def run_config(q, k, v, lo, hi, bm, bn, warps, stages):
             q, k, v, out, lse,
             *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3],
             h, 1, n, lo, hi, scale * band.LOG2E, hi - lo, n,
-            HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages,
+            HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, ONE_LOOP=one_loop, num_warps=warps,
+            num_stages=stages,
         )  # fmt: skip
         return out
 
@@ -92,9 +95,9 @@ def main() -> None:
     )
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, n={n}, window {w}")
     configs = [
-        (bm, bn, warps, stages)
-        for bm, bn, warps, stages in itertools.product(
-            (64, 128), (32, 64, 128), (4, 8), (2, 3, 4, 5)
+        (bm, bn, warps, stages, one_loop)
+        for bm, bn, warps, stages, one_loop in itertools.product(
+            (64, 128), (64, 128), (4, 8), (2, 3, 4), (False, True)
         )
         if warps == 4 or bm * bn >= 128 * 64
     ]
@@ -110,18 +113,19 @@ def main() -> None:
             f"{flop / auto / 1e9:.0f} TFLOP/s)"
         )
         results = []
-        for bm, bn, warps, stages in configs:
+        for bm, bn, warps, stages, one_loop in configs:
             try:
-                call = run_config(q, k, v, lo, hi, bm, bn, warps, stages)
+                call = run_config(q, k, v, lo, hi, bm, bn, warps, stages, one_loop)
                 err = float((call().float() - ref.float()).abs().max())
                 t = ms(call)
             except Exception as exc:  # out of shared memory, registers
-                print(f"  {bm:>3} {bn:>3} w{warps} s{stages}: {type(exc).__name__}")
+                print(f"  {bm:>3} {bn:>3} w{warps} s{stages} one loop {one_loop}: {exc!r:.80}")
                 continue
-            results.append((t, bm, bn, warps, stages, err))
-        for t, bm, bn, warps, stages, err in sorted(results)[:12]:
+            results.append((t, bm, bn, warps, stages, one_loop, err))
+        for t, bm, bn, warps, stages, one_loop, err in sorted(results)[:14]:
             print(
-                f"  {bm:>3} {bn:>3} w{warps} s{stages}: {t:.3f} ms {dense / t:5.1f}x "
+                f"  {bm:>3} {bn:>3} w{warps} s{stages} {'one loop' if one_loop else '3 loops '}: "
+                f"{t:.3f} ms {dense / t:5.1f}x "
                 f"{flop / t / 1e9:4.0f} TFLOP/s (max diff {err:.2g})"
             )
 

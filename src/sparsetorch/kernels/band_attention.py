@@ -126,11 +126,47 @@ if triton is not None:
         return acc, l_i, m_i
 
     @triton.jit
+    def _fwd_tiles_one_loop(
+        acc, l_i, m_i, q, k_base, v_base, offs_m, start, stop, full_lo, full_hi,
+        stride_kn, stride_vn, N, LO, HI, qk_scale,
+        BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+    ):  # fmt: skip
+        """``_fwd_tiles`` over the whole run in one loop (one software pipeline instead of
+        three short ones): the tiles outside [full_lo, full_hi) evaluate the mask."""
+        offs_d = tl.arange(0, HEAD_DIM)
+        for s in range(start, stop, BLOCK_N):
+            offs_n = s + tl.arange(0, BLOCK_N)
+            kt = tl.load(
+                k_base + offs_n[None, :] * stride_kn + offs_d[:, None],
+                mask=offs_n[None, :] < N,
+                other=0.0,
+            )  # (D, BN)
+            qk = tl.dot(q, kt) * qk_scale  # (BM, BN), log2 units
+            if (s < full_lo) | (s >= full_hi):
+                d = offs_m[:, None] - offs_n[None, :]
+                ok = (d >= LO) & (d <= HI) & (offs_n[None, :] < N)
+                qk = tl.where(ok, qk, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key yet
+            p = tl.math.exp2(qk - m_safe[:, None])
+            alpha = tl.math.exp2(m_i - m_safe)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(
+                v_base + offs_n[:, None] * stride_vn + offs_d[None, :],
+                mask=offs_n[:, None] < N,
+                other=0.0,
+            )  # (BN, D)
+            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+            m_i = m_new
+        return acc, l_i, m_i
+
+    @triton.jit
     def _band_fwd(
         Q, K, V, Out, LSE,
         sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
         H, GROUP, N, LO, HI, qk_scale,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        ONE_LOOP: tl.constexpr,
     ):  # fmt: skip
         start_m = tl.program_id(0) * BLOCK_M
         bh = tl.program_id(1)
@@ -149,18 +185,24 @@ if triton is not None:
         l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
         m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
         first, full_lo, full_hi, end = _ranges(start_m, N, LO, HI, BLOCK_M, BLOCK_N, 0)
-        acc, l_i, m_i = _fwd_tiles(
-            acc, l_i, m_i, q, k_base, v_base, offs_m, first, full_lo,
-            skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM,
-        )  # fmt: skip
-        acc, l_i, m_i = _fwd_tiles(
-            acc, l_i, m_i, q, k_base, v_base, offs_m, full_lo, full_hi,
-            skn, svn, N, LO, HI, qk_scale, False, BLOCK_N, HEAD_DIM,
-        )  # fmt: skip
-        acc, l_i, m_i = _fwd_tiles(
-            acc, l_i, m_i, q, k_base, v_base, offs_m, full_hi, end,
-            skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM,
-        )  # fmt: skip
+        if ONE_LOOP:
+            acc, l_i, m_i = _fwd_tiles_one_loop(
+                acc, l_i, m_i, q, k_base, v_base, offs_m, first, end, full_lo, full_hi,
+                skn, svn, N, LO, HI, qk_scale, BLOCK_N, HEAD_DIM,
+            )  # fmt: skip
+        else:
+            acc, l_i, m_i = _fwd_tiles(
+                acc, l_i, m_i, q, k_base, v_base, offs_m, first, full_lo,
+                skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM,
+            )  # fmt: skip
+            acc, l_i, m_i = _fwd_tiles(
+                acc, l_i, m_i, q, k_base, v_base, offs_m, full_lo, full_hi,
+                skn, svn, N, LO, HI, qk_scale, False, BLOCK_N, HEAD_DIM,
+            )  # fmt: skip
+            acc, l_i, m_i = _fwd_tiles(
+                acc, l_i, m_i, q, k_base, v_base, offs_m, full_hi, end,
+                skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM,
+            )  # fmt: skip
         empty = l_i == 0.0  # a row with no key in the band: zeros, and +inf as its lse
         out = acc / tl.where(empty, 1.0, l_i)[:, None]
         lse = tl.where(empty, float("inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
@@ -364,10 +406,11 @@ if triton is not None:
         sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
         H, GROUP, N, LO, HI, qk_scale, WIDTH, NKEY,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        ONE_LOOP: tl.constexpr = False,
     ):  # fmt: skip
         _band_fwd(
             Q, K, V, Out, LSE, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
-            H, GROUP, N, LO, HI, qk_scale, HEAD_DIM, BLOCK_M, BLOCK_N,
+            H, GROUP, N, LO, HI, qk_scale, HEAD_DIM, BLOCK_M, BLOCK_N, ONE_LOOP,
         )  # fmt: skip
 
     @triton.jit
