@@ -379,13 +379,24 @@ if triton is not None:
 
     def _configs(pairs):
         return [
-            triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-            for bm, bn, w, s in pairs
+            triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, **extra}, num_warps=w, num_stages=s)
+            for bm, bn, w, s, *rest in pairs
+            for extra in [{"ONE_LOOP": rest[0]} if rest else {}]
         ]
 
-    # (BLOCK_M, BLOCK_N, warps, stages), the usual FlashAttention-2 tiles on Hopper; configs
-    # that need more shared memory than the GPU has are skipped by the autotuner
-    _FWD = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (64, 64, 4, 3)]
+    # (BLOCK_M, BLOCK_N, warps, stages[, ONE_LOOP]), the usual FlashAttention-2 tiles on
+    # Hopper; configs that need more shared memory than the GPU has are skipped by the
+    # autotuner. The one-loop forward at 64 x 64 won the sweep of benchmarks/band_tiles.py
+    # (H100, local(512) and band(0, 512) at n = 65536, D = 128: 1.500 and 0.903 ms against the
+    # three-loop form's best 1.559 and 0.990 ms)
+    _FWD = [
+        (64, 64, 4, 3, True),
+        (128, 64, 8, 3, True),
+        (128, 64, 8, 3),
+        (128, 128, 8, 3),
+        (128, 64, 4, 3),
+        (64, 64, 4, 3),
+    ]
     _DKDV = [(64, 128, 8, 3), (32, 128, 4, 3), (64, 64, 4, 3)]
     _DQ = [(128, 64, 8, 3), (128, 32, 4, 3), (64, 64, 4, 3)]
     _KEY = ["HEAD_DIM", "NKEY"]  # and the tensors' dtypes (Triton adds them)

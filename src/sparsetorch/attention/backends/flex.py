@@ -196,12 +196,14 @@ def _flex_attention(q, k, v, pattern: AttentionPattern, scale: float, block, ker
         return _FlexForwardReferenceBackward.apply(q, k, v, pattern, mask, scale, kernel_options)
     if device.type == "cpu":
         q, k, v = q.detach(), k.detach(), v.detach()  # torch refuses CPU inputs needing grad
+    bias = nonfinite.bad_bias(k, v) if device.type != "cpu" else None  # a graph input
     return compiled_flex_attention(device.type)(
-        q, k, v, block_mask=mask, scale=scale, kernel_options=kernel_options
+        q, k, v, block_mask=mask, scale=scale, kernel_options=kernel_options, bias=bias
     )
 
 
 def _in_graph(q, k, v, pattern: Band, scale: float, block, kernel_options):
     """(output, flat block lists): the window's call that builds its lists in the graph."""
     lo, hi = pattern.lo, pattern.hi
-    return compiled_band_attention()(q, k, v, lo, hi, blocks(block), scale, kernel_options)
+    bias = nonfinite.bad_bias(k, v) if q.device.type != "cpu" else None  # a graph input
+    return compiled_band_attention()(q, k, v, lo, hi, blocks(block), scale, kernel_options, bias)

@@ -105,7 +105,7 @@ def band_flat_blocks(n, block: tuple[int, int], lo: int, hi: int, device) -> Ten
     )
 
 
-def _band_attention(q, k, v, lo: int, hi: int, block, scale: float, kernel_options):
+def _band_attention(q, k, v, lo: int, hi: int, block, scale: float, kernel_options, bias=None):
     """(attention output, the flat block lists it used): the caller keeps the lists as the
     cached ``BlockMask`` of this length (:mod:`.flex`), so a later call builds nothing."""
     n = q.shape[2]
@@ -125,7 +125,7 @@ def _band_attention(q, k, v, lo: int, hi: int, block, scale: float, kernel_optio
     else:
         lists = FlexBlocks.from_flat(n, block, flat)
     mask = lists.to_block_mask(mask_mod)
-    out = contained_flex(q, k, v, mask, scale, kernel_options)  # non-finite entries: CUDA
+    out = contained_flex(q, k, v, mask, scale, kernel_options, bias)  # non-finite: CUDA
     return out, flat
 
 
