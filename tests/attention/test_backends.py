@@ -165,6 +165,27 @@ def test_auto_routes_finite_bands_in_half_precision_to_the_band_kernel(monkeypat
     assert A.choose(A.local(512), 65536, torch.device("cpu"), True, torch.bfloat16) == "reference"
 
 
+def test_auto_routes_strided_unions_to_the_bands_backend(monkeypatch):
+    from sparsetorch.attention import backends
+
+    monkeypatch.setattr(backends.band_kernel, "available", lambda: True)
+    cuda = torch.device("cuda")
+    sparse_transformer = A.causal() & (A.local(512) | A.strided(256))
+    assert A.choose(sparse_transformer, 16384, cuda, True, torch.bfloat16, 128) == "bands"
+    assert A.choose(A.local(512) | A.strided(256), 65536, cuda, False, torch.float16) == "bands"
+    # below the band kernel's length, in float32, on the CPU: as before
+    assert A.choose(sparse_transformer, 8192, cuda, False, torch.bfloat16, 128) != "bands"
+    assert A.choose(sparse_transformer, 65536, cuda, False, torch.float32, 128) != "bands"
+    assert A.choose(sparse_transformer, 65536, torch.device("cpu"), False, torch.bfloat16) != (
+        "bands"
+    )
+    # a narrow periodic piece keeps the block masks; a plain band takes the band kernel
+    assert A.choose(A.dilated(128, 4), 65536, cuda, False, torch.bfloat16, 128) == "flex"
+    assert A.choose(A.local(512), 65536, cuda, False, torch.bfloat16, 128) == "band"
+    monkeypatch.setattr(backends.band_kernel, "available", lambda: False)
+    assert A.choose(sparse_transformer, 65536, cuda, False, torch.bfloat16, 128) != "bands"
+
+
 @pytest.mark.parametrize("backend", ["reference", "dense", "flex"])
 def test_grouped_query_attention_equals_repeated_heads(backend):
     g = torch.Generator().manual_seed(5)

@@ -148,6 +148,10 @@ class BandPieces(Backend):
 # (benchmarks/attention_band.py, docs/benchmarks.md "Attention (GPU): the band kernel against
 # the fastest dense") it beat FlexAttention for local(512) and causal() & local(512), forward
 # and forward + backward, at n = 16k and 64k; at 4k FlexAttention won 3 of the 4 (None: off).
+# From the same length a union of periodic bands with a strided part takes ``bands``: on an
+# H100 it ran causal() & (local(512) | strided(256)) and local(512) | strided(256) 2.6-9.0x
+# faster than FlexAttention at 16k, 32k and 64k (forward; docs/benchmarks.md, "Strided
+# patterns through the band kernel").
 MIN_SPARSE_N = {"cpu": 2048, "cuda": 2048}
 MAX_BLOCK_DENSITY = {"cpu": 0.2, "cuda": 0.5}
 AUTO_BAND_MIN_N: int | None = 16384
@@ -167,19 +171,31 @@ def choose(
     sparse = "flex" if kind == "cuda" or not requires_grad else "reference"
     if n < MIN_SPARSE_N[kind]:
         return "dense"
+    band_from = AUTO_BAND_MIN_N
+    on_band_kernel = band_from is not None and n >= band_from and kind == "cuda"
+    if on_band_kernel and _bands_take(pattern, n, dtype, head_dim):
+        return "bands"  # before the block density: a strided part needs every block
     block = flex.BLOCK if sparse == "flex" else BLOCK
     density = _block_density(pattern, n, block)  # on the host: nothing launched on a GPU
     if density > MAX_BLOCK_DENSITY[kind]:
         return "dense"
-    band_from = AUTO_BAND_MIN_N
-    if (
-        band_from is not None
-        and n >= band_from
-        and kind == "cuda"
-        and _band_kernel_takes(pattern, dtype, head_dim)
-    ):
+    if on_band_kernel and _band_kernel_takes(pattern, dtype, head_dim):
         return "band"
     return sparse
+
+
+def _bands_take(pattern: AttentionPattern, n: int, dtype: torch.dtype, head_dim: int) -> bool:
+    """``bands`` for a union of periodic bands with a periodic piece spanning at least a
+    quarter of the offsets (a strided part: every block column for a block-mask kernel);
+    narrow periodic pieces (``dilated(w, d)``) stay with the block masks."""
+    if isinstance(pattern, Band) or not (
+        band_kernel.available()
+        and dtype in band_kernel.DTYPES
+        and head_dim in band_kernel.HEAD_DIMS
+    ):
+        return False
+    parts = cached_pieces(pattern, n)
+    return parts is not None and any(p.period > 1 and p.hi - p.lo >= n // 4 for p in parts)
 
 
 def _band_kernel_takes(pattern: AttentionPattern, dtype: torch.dtype, head_dim: int) -> bool:
