@@ -16,6 +16,8 @@ from sparsetorch.experiments import Hparams
 from sparsetorch.lottery import IMPConfig
 from sparsetorch.lottery.rounds import check_rate
 from sparsetorch.patterns import get as get_pattern
+from sparsetorch.post_training.pipeline import make_target
+from sparsetorch.post_training.sparsegpt import SparseGPT
 from sparsetorch.schedules.cosine import CosineDecay
 from sparsetorch.schedules.gradual import Gradual
 
@@ -53,6 +55,8 @@ CALLS = {
     "lottery rate": lambda x: check_rate(x),
     "lottery hparams": lambda x: IMPConfig(prune_rate=x).validate().prune_rate,
     "hparams": lambda x: Hparams.from_dict({"sparsity": {"sparsity": x}}).sparsity.sparsity,
+    "oneshot sparsity": lambda x: make_target(x, None).density,
+    "sparsegpt dampening": lambda x: SparseGPT(dampening=x).dampening,
     "grasp temperature": lambda x: grasp_scores(
         _model(), ["0.weight"], (torch.randn(4, 16), torch.tensor([0, 1, 2, 3])), temperature=x
     )["0.weight"],
@@ -88,6 +92,15 @@ def test_numpy_integer_counts():
     algo = st.GMP(model, _sgd(model), sparsity=0.5, total_steps=np.int64(20), delta_t=np.int32(5))
     assert algo.delta_t == 5 and type(algo.delta_t) is int
     assert CosineDecay(0.3, np.int64(10), np.int64(2)).frequency == 2
+    frequency = Gradual(0.5, 0, 10, np.int64(2)).frequency
+    assert frequency == 2 and type(frequency) is int
+    rounds = IMPConfig(rounds=np.int64(3)).validate().rounds
+    assert rounds == 3 and type(rounds) is int
+    blocksize = SparseGPT(blocksize=np.int32(64)).blocksize
+    assert blocksize == 64 and type(blocksize) is int
+    for refused in (lambda: Gradual(0.5, 0, 10, np.bool_(True)), lambda: SparseGPT(blocksize=True)):
+        with pytest.raises(ValueError, match="must be an int"):
+            refused()
     hp = Hparams.from_dict({"training": {"steps": np.int64(12), "lr": np.float32(0.25)}})
     assert hp.training.steps == 12 and type(hp.training.steps) is int
     assert hp.training.lr == 0.25 and type(hp.training.lr) is float

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sparsetorch._checks import is_real
+from sparsetorch._checks import is_int, is_real
 from sparsetorch.algorithms.config import setting
 from sparsetorch.lottery.rewind import Rewind
 
@@ -72,8 +72,9 @@ class IMPConfig:
         """Check every field (one clear error naming it); returns self, normalised."""
         from sparsetorch.patterns import get as get_pattern
 
-        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
+        if not is_int(self.rounds) or self.rounds < 1:
             raise ValueError(f"rounds must be an int >= 1, got {self.rounds!r}")
+        self.rounds = int(self.rounds)
         if self.scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}; got {self.scope!r}")
         pattern = get_pattern(self.pattern)

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsetorch._checks import is_real
 from sparsetorch.patterns import NM, Pattern, Unstructured
 from sparsetorch.patterns import get as get_pattern
 from sparsetorch.post_training.blocks import Block, resolve_blocks
@@ -39,10 +40,11 @@ from sparsetorch.post_training.statistics import InputStatistics, Recorder, stat
 def make_target(sparsity: float | None, pattern: str | Pattern | None) -> Target:
     """The per-layer mask from ``sparsity`` and ``pattern`` (unstructured or N:M)."""
     if sparsity is not None:
-        if isinstance(sparsity, bool) or not isinstance(sparsity, int | float):
+        if not is_real(sparsity):
             raise TypeError(f"sparsity must be a float in [0, 1), got {sparsity!r}")
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+        sparsity = float(sparsity)
     found = get_pattern("unstructured" if pattern is None else pattern)
     if isinstance(found, NM):
         nm_sparsity = 1 - found.n / found.m

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from sparsetorch._checks import is_int, is_real
 from sparsetorch.post_training.method import OneShotMethod, Target
 from sparsetorch.post_training.statistics import Hessian, InputStatistics
 from sparsetorch.selection import nearest_count, topk_mask
@@ -102,13 +103,13 @@ class SparseGPT(OneShotMethod):
     statistics = Hessian
 
     def __init__(self, blocksize: int = 128, dampening: float = 0.01) -> None:
-        if isinstance(blocksize, bool) or not isinstance(blocksize, int) or blocksize < 1:
+        if not is_int(blocksize) or blocksize < 1:
             raise ValueError(f"blocksize must be an int >= 1, got {blocksize!r}")
-        if isinstance(dampening, bool) or not isinstance(dampening, int | float):
+        if not is_real(dampening):
             raise TypeError(f"dampening must be a float >= 0, got {dampening!r}")
         if not 0 <= dampening < float("inf"):
             raise ValueError(f"dampening must be a finite float >= 0, got {dampening!r}")
-        self.blocksize, self.dampening = blocksize, float(dampening)
+        self.blocksize, self.dampening = int(blocksize), float(dampening)
 
     def check(self, target: Target) -> None:
         if target.nm is not None and self.blocksize % target.nm.m:

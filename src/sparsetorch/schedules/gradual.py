@@ -10,6 +10,7 @@ begin_step`` is not a multiple of ``frequency``). Between updates the sparsity h
 
 from __future__ import annotations
 
+from sparsetorch._checks import is_int
 from sparsetorch.schedules.base import SparsitySchedule, check_sparsity, check_step
 
 
@@ -34,9 +35,9 @@ class Gradual(SparsitySchedule):
         self.end_step = check_step(end_step, "end_step")
         if self.end_step < self.begin_step:
             raise ValueError(f"end_step {end_step} must be >= begin_step {begin_step}")
-        if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+        if not is_int(frequency) or frequency < 1:
             raise ValueError(f"frequency must be an int >= 1, got {frequency!r}")
-        self.frequency = frequency
+        self.frequency = int(frequency)
 
     @classmethod
     def ramp(
