@@ -84,7 +84,7 @@ class Dense(Backend):
 
 def band_unsupported(pattern: AttentionPattern, q: Tensor, k: Tensor) -> str | None:
     """None if the band kernel runs this pattern on these inputs; else why not."""
-    if not isinstance(pattern, Band) or pattern.lo is None or pattern.hi is None:
+    if not _is_finite_band(pattern):
         return f"runs finite bands only (local(w), band(lo, hi)), got {pattern!r}"
     return band_kernel.unsupported(q, k)
 
@@ -172,41 +172,37 @@ def choose(
     if n < MIN_SPARSE_N[kind]:
         return "dense"
     band_from = AUTO_BAND_MIN_N
-    on_band_kernel = band_from is not None and n >= band_from and kind == "cuda"
-    if on_band_kernel and _bands_take(pattern, n, dtype, head_dim):
+    on_band_kernel = (
+        band_from is not None
+        and n >= band_from
+        and kind == "cuda"
+        and band_kernel.available()
+        and dtype in band_kernel.DTYPES
+        and head_dim in band_kernel.HEAD_DIMS
+    )
+    if on_band_kernel and _has_strided_piece(pattern, n):
         return "bands"  # before the block density: a strided part needs every block
     block = flex.BLOCK if sparse == "flex" else BLOCK
     density = _block_density(pattern, n, block)  # on the host: nothing launched on a GPU
     if density > MAX_BLOCK_DENSITY[kind]:
         return "dense"
-    if on_band_kernel and _band_kernel_takes(pattern, dtype, head_dim):
+    if on_band_kernel and _is_finite_band(pattern):
         return "band"
     return sparse
 
 
-def _bands_take(pattern: AttentionPattern, n: int, dtype: torch.dtype, head_dim: int) -> bool:
-    """``bands`` for a union of periodic bands with a periodic piece spanning at least a
-    quarter of the offsets (a strided part: every block column for a block-mask kernel);
-    narrow periodic pieces (``dilated(w, d)``) stay with the block masks."""
-    if isinstance(pattern, Band) or not (
-        band_kernel.available()
-        and dtype in band_kernel.DTYPES
-        and head_dim in band_kernel.HEAD_DIMS
-    ):
+def _has_strided_piece(pattern: AttentionPattern, n: int) -> bool:
+    """A union of periodic bands with a periodic piece spanning at least a quarter of the
+    offsets (a strided part: every block column for a block-mask kernel); narrow periodic
+    pieces (``dilated(w, d)``) stay with the block masks."""
+    if isinstance(pattern, Band):
         return False
     parts = cached_pieces(pattern, n)
     return parts is not None and any(p.period > 1 and p.hi - p.lo >= n // 4 for p in parts)
 
 
-def _band_kernel_takes(pattern: AttentionPattern, dtype: torch.dtype, head_dim: int) -> bool:
-    return (
-        band_kernel.available()
-        and isinstance(pattern, Band)
-        and pattern.lo is not None
-        and pattern.hi is not None
-        and dtype in band_kernel.DTYPES
-        and head_dim in band_kernel.HEAD_DIMS
-    )
+def _is_finite_band(pattern: AttentionPattern) -> bool:
+    return isinstance(pattern, Band) and pattern.lo is not None and pattern.hi is not None
 
 
 @functools.lru_cache(maxsize=256)

@@ -56,22 +56,17 @@ def to_groups(x: Tensor, s: int) -> list[Tensor]:
 
 
 def from_groups(parts: list[Tensor], s: int, n: int) -> Tensor:
-    """The inverse of :func:`to_groups`: (B, H, n, *rest)."""
+    """The inverse of :func:`to_groups`: (B, H, n, *rest); residues without a position (n < s)
+    and the padding are zeros, cut off."""
+    bc, h = parts[0].shape[:2]
+    rest = parts[0].shape[3:]
     m1 = -(-n // s)
-    cols = []
-    for part, (r0, r1, m) in zip(parts, _runs(n, s), strict=True):
-        bc, h = part.shape[:2]
-        rest = part.shape[3:]
-        t = part.reshape(bc // (r1 - r0), r1 - r0, h, m, *rest).movedim(1, 3)  # (B, H, m, c, *)
-        if m < m1:
-            t = torch.cat([t, t.new_zeros(t.shape[0], h, m1 - m, *t.shape[3:])], dim=2)
-        cols.append(t)
-    covered = _runs(n, s)[-1][1]
-    if covered < s:  # n < s: residues from n on have no position (zeros, cut off below)
-        t = cols[0]
-        cols.append(t.new_zeros(*t.shape[:3], s - covered, *t.shape[4:]))
-    g = torch.cat(cols, dim=3) if len(cols) > 1 else cols[0]  # (B, H, m1, s, *rest)
-    return g.reshape(g.shape[0], g.shape[1], m1 * s, *g.shape[4:])[:, :, :n]
+    runs = _runs(n, s)
+    b = bc // (runs[0][1] - runs[0][0])
+    g = parts[0].new_zeros(b, h, m1, s, *rest)
+    for part, (r0, r1, m) in zip(parts, runs, strict=True):
+        g[:, :, :m, r0:r1] = part.reshape(b, r1 - r0, h, m, *rest).movedim(1, 3)  # (B, H, m, c)
+    return g.reshape(b, h, m1 * s, *rest)[:, :, :n]
 
 
 def _piece(run: BandLse, q, k, v, piece: Piece, scale: float) -> tuple[Tensor, Tensor]:
