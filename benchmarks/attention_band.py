@@ -123,18 +123,21 @@ def check(q, k, v, pattern) -> str:
     return text
 
 
+def inputs(n: int, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v (1, heads, n, dim) bfloat16 on the GPU, seeded by n."""
+    g = torch.Generator(device="cuda").manual_seed(n)
+    shape = (1, args.heads, n, args.dim)
+    return tuple(
+        torch.randn(shape, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(3)
+    )
+
+
 def run_band(args, rows, began):
     device = torch.device("cuda")
     for causal_form in (False, True):
         pattern = causal() & local(args.window) if causal_form else local(args.window)
         for n in args.n:
-            g = torch.Generator(device="cuda").manual_seed(n)
-            q, k, v = (
-                torch.randn(
-                    1, args.heads, n, args.dim, device=device, dtype=torch.bfloat16, generator=g
-                )
-                for _ in range(3)
-            )
+            q, k, v = inputs(n, args)
             row = {"pattern": repr(pattern), "n": n, "causal": causal_form}
             row["dense"] = time_dense(q, k, v, causal_form)
             row["sparse"] = {name: ms(fn) for name, fn in sparse_fns(q, k, v, pattern).items()}
@@ -173,13 +176,7 @@ def run_composite(args, rows, began):
         dilated(args.window // 4, 4),
     ]
     for n in args.n:
-        g = torch.Generator(device="cuda").manual_seed(n)
-        q, k, v = (
-            torch.randn(
-                1, args.heads, n, args.dim, device=device, dtype=torch.bfloat16, generator=g
-            )
-            for _ in range(3)
-        )
+        q, k, v = inputs(n, args)
         grad = torch.randn_like(q)
         qq, kk, vv = (t.detach().requires_grad_() for t in (q, k, v))
         for pattern in patterns:

@@ -64,7 +64,7 @@ def run_config(q, k, v, lo, hi, bm, bn, warps, stages, one_loop):
     scale = d**-0.5
 
     def call():
-        band._band_fwd_k[(triton_cdiv(n, bm), b * h)](
+        band._band_fwd_k[(band.triton.cdiv(n, bm), b * h)](
             q, k, v, out, lse,
             *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3],
             h, 1, n, lo, hi, scale * band.LOG2E, hi - lo, n,
@@ -74,10 +74,6 @@ def run_config(q, k, v, lo, hi, bm, bn, warps, stages, one_loop):
         return out
 
     return call
-
-
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def main() -> None:
