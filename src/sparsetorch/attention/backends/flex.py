@@ -196,7 +196,9 @@ def _flex_attention(q, k, v, pattern: AttentionPattern, scale: float, block, ker
         return _FlexForwardReferenceBackward.apply(q, k, v, pattern, mask, scale, kernel_options)
     if device.type == "cpu":
         q, k, v = q.detach(), k.detach(), v.detach()  # torch refuses CPU inputs needing grad
-    bias = nonfinite.bad_bias(k, v) if device.type != "cpu" else None  # a graph input
+    bias = None
+    if device.type != "cpu":  # cleaned here: the bias enters the compiled call as an input
+        k, v, bias = nonfinite.split_with_bias(k, v)
     return compiled_flex_attention(device.type)(
         q, k, v, block_mask=mask, scale=scale, kernel_options=kernel_options, bias=bias
     )
@@ -205,5 +207,7 @@ def _flex_attention(q, k, v, pattern: AttentionPattern, scale: float, block, ker
 def _in_graph(q, k, v, pattern: Band, scale: float, block, kernel_options):
     """(output, flat block lists): the window's call that builds its lists in the graph."""
     lo, hi = pattern.lo, pattern.hi
-    bias = nonfinite.bad_bias(k, v) if q.device.type != "cpu" else None  # a graph input
+    bias = None
+    if q.device.type != "cpu":  # cleaned here: the bias enters the compiled call as an input
+        k, v, bias = nonfinite.split_with_bias(k, v)
     return compiled_band_attention()(q, k, v, lo, hi, blocks(block), scale, kernel_options, bias)

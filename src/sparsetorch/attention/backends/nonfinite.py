@@ -72,22 +72,24 @@ def band_rows_seeing(bad: Tensor | None, lo: int, hi: int, heads: int) -> Tensor
     return seen.repeat_interleave(heads // bad.shape[1], dim=1)
 
 
-def bad_bias(k: Tensor, v: Tensor) -> Tensor:
-    """(B, H, n) float32: ``POISON`` at the positions whose key or value holds a non-finite
-    entry, 0 elsewhere; the score bias of :func:`flex_by_log_sum_exp`. Callers compute it
-    before their compiled call, so that it enters the graph as an input: torch 2.11's Inductor
+def split_with_bias(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`split`'s cleaned k and v, and the score bias of :func:`flex_by_log_sum_exp`:
+    (B, H, n) float32, ``POISON`` at the bad positions, 0 elsewhere. CUDA callers run it before
+    their compiled call, so that the bias enters the graph as an input: torch 2.11's Inductor
     cannot lower a score_mod that reads a buffer computed in the same graph ("convert
     FlexibleLayout to FixedLayout first", seen at n = 16384, D = 128 on an H100)."""
-    bad = ~(torch.isfinite(k).all(-1) & torch.isfinite(v).all(-1))
-    return bad.to(torch.float32) * POISON
+    k, v, bad = split(k, v)
+    if bad is None:  # (only where split can tell: the CPU)
+        bad = torch.zeros(k.shape[:3], dtype=torch.bool, device=k.device)
+    return k, v, bad.to(torch.float32) * POISON
 
 
 def contained_flex(q, k, v, block_mask, scale: float, kernel_options=None, bias=None) -> Tensor:
     """``torch``'s FlexAttention over ``block_mask``. On CUDA it contains non-finite keys and
     values itself: inputs cleaned, ``POISON`` added to the scores of bad positions, the rows
     whose log-sum-exp shows it set to NaN (no gradient flows back from them: their
-    probabilities are finite); all inside the caller's compiled call, the bias from
-    :func:`bad_bias` when given. On the CPU plain (its compiled FlexAttention has no
+    probabilities are finite); all inside the caller's compiled call, or, with ``bias`` given,
+    on k and v the caller already cleaned with :func:`split_with_bias`. On the CPU plain (its compiled FlexAttention has no
     log-sum-exp output): the caller contains them."""
     from torch.nn.attention.flex_attention import flex_attention
 
@@ -106,11 +108,8 @@ def flex_by_log_sum_exp(
     log-sum-exp)."""
     from torch.nn.attention.flex_attention import AuxRequest
 
-    k, v, bad = split(k, v)
-    if bias is None:
-        if bad is None:  # (only where split can tell: the CPU)
-            bad = torch.zeros(k.shape[:3], dtype=torch.bool, device=k.device)
-        bias = bad.to(torch.float32) * POISON  # (B, H, n)
+    if bias is None:  # else k and v come cleaned (split_with_bias)
+        k, v, bias = split_with_bias(k, v)  # bias (B, H, n)
 
     def score_mod(score, b, h, q_idx, kv_idx):
         return score + bias[b, h, kv_idx]
