@@ -287,6 +287,53 @@ def test_weight_grad_equals_dense_gradient_at_stored_blocks(bs):
 
 
 @needs_kernel
+@pytest.mark.parametrize("bs", [16, 32])
+@pytest.mark.parametrize(("m", "splits"), [(1, None), (37, None), (600, None), (600, 3)])
+def test_triton_weight_grad_equals_the_gathered_one(bs, m, splits):
+    """The kernel equals the gathered-copy reference at every stored block, for M shorter than
+    one tile, several tiles with a ragged end, and several runs of rows (splits)."""
+    w = block_sparse(4 * bs, 3 * bs, bs, 0.6, seed=bs + m, dtype=torch.float16)
+    _, crow, col = bsr_arrays(w, bs)
+    g = torch.Generator().manual_seed(m)
+    x = torch.randn(m, w.shape[1], generator=g).to(torch.float16)
+    dy = torch.randn(m, w.shape[0], generator=g).to(torch.float16)
+    want = bt.bsr_weight_grad(x.float(), dy.float(), crow, col, bs)
+    dev = lambda t: t.to(DEVICE)  # noqa: E731
+    config = {"BLOCK_K": 32} if DEVICE == "cpu" else None
+    args = (dev(x), dev(dy), dev(crow), dev(col), bs)
+    got = bt.bsr_weight_grad_triton(*args, config=config, splits=splits)
+    assert got.dtype == torch.float16 and got.shape == want.shape
+    torch.testing.assert_close(got.float().cpu(), want, rtol=2e-3, atol=2e-2)
+
+
+@needs_kernel
+def test_triton_weight_grad_of_strided_inputs_and_no_blocks():
+    bs = 16
+    w = block_sparse(2 * bs, 4 * bs, bs, 0.5, seed=5, dtype=torch.float16)
+    _, crow, col = bsr_arrays(w, bs)
+    g = torch.Generator().manual_seed(3)
+    xt = torch.randn(w.shape[1], 40, generator=g).to(torch.float16)  # x = xt.T: column-major
+    dy = torch.randn(40, 2 * w.shape[0], generator=g).to(torch.float16)[:, ::2]  # strided
+    want = bt.bsr_weight_grad(xt.T.float(), dy.float(), crow, col, bs)
+    config = {"BLOCK_K": 32} if DEVICE == "cpu" else None
+    args = (xt.to(DEVICE).T, dy.to(DEVICE), crow.to(DEVICE), col.to(DEVICE), bs)
+    got = bt.bsr_weight_grad_triton(*args, config=config)
+    torch.testing.assert_close(got.float().cpu(), want, rtol=2e-3, atol=2e-2)
+    empty = torch.zeros_like(w)
+    _, crow0, col0 = bsr_arrays(empty, bs)
+    got0 = bt.bsr_weight_grad_triton(args[0], args[1], crow0.to(DEVICE), col0.to(DEVICE), bs)
+    assert got0.shape == (0, bs, bs)
+
+
+@pytest.mark.parametrize(
+    ("m", "nnzb", "programs", "want"),
+    [(8192, 819, 528, 1), (8192, 16, 528, 16), (8192, 4, 528, 16), (100, 4, 528, 1), (0, 4, 8, 1)],
+)
+def test_weight_grad_splits(m, nnzb, programs, want):
+    assert bt.weight_grad_splits(m, nnzb, programs) == want
+
+
+@needs_kernel
 def test_bsr_linear_backward_equals_dense_autograd():
     bs, dtype = 16, torch.float16
     w = block_sparse(4 * bs, 3 * bs, bs, 0.5, seed=3, dtype=dtype)

@@ -5,6 +5,7 @@ from sparsetorch.deploy.dispatch import Dispatcher, m_bucket
 from sparsetorch.deploy.graphed import graph_timer
 from sparsetorch.deploy.sparse_linear import SparseLinear
 from sparsetorch.deploy.sparsify import CONFIGS, SparsifyReport, sparsify_
+from sparsetorch.deploy.unwrap import unwrap_dense_
 from sparsetorch.deploy.verify import Verification, verify_
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "graph_timer",
     "m_bucket",
     "sparsify_",
+    "unwrap_dense_",
     "verify_",
 ]

@@ -204,18 +204,19 @@ if triton is not None:
     _CONFIGS = [
         triton.Config({"BLOCK_M": bm, "W_LEFT": w_left}, num_warps=warps, num_stages=stages)
         for w_left in (True, False)
-        for bm in (16, 32, 64, 128, 256)
+        for bm in (16, 32, 64, 128, 256, 512)
         for warps in (4, 8)
         for stages in (3, 5)  # 3 and 4 compile alike (2 operand buffers); 5 gives 3
+        if bm < 512 or warps == 8  # a (64, 512) fp32 accumulator needs 8 warps' registers
     ]
 
     def _prune(configs, named_args, **kwargs):
-        """Keep the two largest BLOCK_M not above the M bucket; W_LEFT only for bs >= 64 (a
+        """Keep the three largest BLOCK_M not above the M bucket; W_LEFT only for bs >= 64 (a
         shorter weight block does not fill wgmma's 64-row M slot: Triton falls back to
         mma.sync); tiles whose operand buffers fit shared memory."""
         args = {**named_args, **kwargs}
         bs, mk = args["BS"], args["M_KEY"]
-        tiles = sorted({c.kwargs["BLOCK_M"] for c in configs if c.kwargs["BLOCK_M"] <= mk})[-2:]
+        tiles = sorted({c.kwargs["BLOCK_M"] for c in configs if c.kwargs["BLOCK_M"] <= mk})[-3:]
         keep = [
             c
             for c in configs
@@ -356,6 +357,125 @@ def bsr_weight_grad(
     return out
 
 
+if triton is not None:
+
+    @triton.jit(do_not_specialize=["M_KEY", "NNZB_KEY"])
+    def _dw_kernel(
+        x_ptr, dy_ptr, rows_ptr, col_ptr, out_ptr,
+        M, M_PER_SPLIT, NNZB,
+        stride_xm, stride_xk, stride_dm, stride_dn,
+        M_KEY, NNZB_KEY,  # autotune keys only (buckets)
+        BS: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):  # fmt: skip
+        b = tl.program_id(0)  # stored block: consecutive programs share a block row (dy in L2)
+        split = tl.program_id(1)  # which run of M_PER_SPLIT rows of x / dy
+        r = tl.load(rows_ptr + b).to(tl.int64)
+        c = tl.load(col_ptr + b).to(tl.int64)
+        offs = tl.arange(0, BS)  # (BS,) within a block
+        offs_k = tl.arange(0, BLOCK_K)  # (BK,) rows of x / dy
+        dy_cols = dy_ptr + (r * BS + offs) * stride_dn  # (BS,) output features of block row r
+        x_cols = x_ptr + (c * BS + offs) * stride_xk  # (BS,) input features of block column c
+        acc = tl.zeros((BS, BS), dtype=tl.float32)  # (out block, in block)
+        start = split * M_PER_SPLIT
+        stop = tl.minimum(start + M_PER_SPLIT, M)
+        for k0 in range(start, stop, BLOCK_K):
+            rows = k0 + offs_k
+            ok = rows < stop
+            rows = rows.to(tl.int64)
+            a = tl.load(
+                dy_cols[:, None] + rows[None, :] * stride_dm, mask=ok[None, :], other=0.0
+            )  # (BS, BK) = dy^T
+            xb = tl.load(
+                x_cols[None, :] + rows[:, None] * stride_xm, mask=ok[:, None], other=0.0
+            )  # (BK, BS)
+            acc = tl.dot(a, xb, acc)
+        out = out_ptr + (split.to(tl.int64) * NNZB + b) * (BS * BS)
+        tl.store(out + offs[:, None] * BS + offs[None, :], acc)
+
+    _DW_CONFIGS = [
+        triton.Config({"BLOCK_K": bk}, num_warps=warps, num_stages=stages)
+        for bk in (32, 64, 128)
+        for warps in (4, 8)
+        for stages in (3, 4)
+    ]
+
+    def _dw_prune(configs, named_args, **kwargs):
+        """Tiles whose operand buffers fit shared memory (bs 128 with BLOCK_K 128)."""
+        bs = {**named_args, **kwargs}["BS"]
+        keep = [
+            c
+            for c in configs
+            if (c.num_stages - 1) * 2 * bs * c.kwargs["BLOCK_K"] * 2 <= _SMEM_BUDGET
+        ]
+        return keep or [min(configs, key=lambda c: (c.kwargs["BLOCK_K"], c.num_stages))]
+
+    _dw_autotuned = triton.autotune(
+        configs=_DW_CONFIGS,
+        key=["M_KEY", "NNZB_KEY", "BS"],
+        prune_configs_by={"early_config_prune": _dw_prune},
+    )(_dw_kernel)
+
+_SPLIT_ROWS = 128  # runs of rows per split are a multiple of every BLOCK_K
+
+
+def weight_grad_splits(m: int, nnzb: int, programs: int) -> int:
+    """Runs of rows the weight gradient splits M into: enough programs (``programs``, about
+    4 per SM) when there are few stored blocks, never a run shorter than 4 x 128 rows."""
+    if nnzb == 0 or m == 0:
+        return 1
+    most = max(1, m // (4 * _SPLIT_ROWS))
+    return max(1, min(most, -(-programs // nnzb)))
+
+
+def bsr_weight_grad_triton(
+    x: torch.Tensor, dy: torch.Tensor, crow: torch.Tensor, col: torch.Tensor, bs: int,
+    config: dict | None = None, splits: int | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """``bsr_weight_grad`` as one Triton kernel (a sampled dense-dense product): one program
+    per stored block (and run of rows), reading dy's and x's columns in place, no gathered
+    copies; float32 accumulation; x (M, in), dy (M, out) float16/bfloat16 -> (nnzb, bs, bs).
+    ``config`` ({"BLOCK_K", "num_warps", "num_stages"}) fixes the tiles (interpreter tests);
+    ``splits`` the runs of rows (default: ``weight_grad_splits``), summed in float32."""
+    if triton is None:
+        raise RuntimeError("bsr_weight_grad_triton needs Triton (a CUDA build of torch)")
+    if x.dtype not in (torch.float16, torch.bfloat16) or dy.dtype != x.dtype:
+        raise TypeError(f"x and dy must be one of float16/bfloat16, got {x.dtype}/{dy.dtype}")
+    if x.dim() != 2 or dy.dim() != 2 or x.shape[0] != dy.shape[0]:
+        raise ValueError(
+            f"x (M, in) and dy (M, out) must share M, got {tuple(x.shape)} and {tuple(dy.shape)}"
+        )
+    m = x.shape[0]
+    rows = block_rows(crow)
+    nnzb = rows.numel()
+    if nnzb == 0:
+        return torch.empty(0, bs, bs, dtype=x.dtype, device=x.device)
+    if config is None and interpreting():
+        config = {"BLOCK_K": 32}
+    sms = (
+        torch.cuda.get_device_properties(x.device).multi_processor_count
+        if x.device.type == "cuda"
+        else 1
+    )
+    if splits is None:
+        splits = weight_grad_splits(m, nnzb, 4 * sms)
+    per_split = -(-m // splits)
+    per_split = -(-per_split // _SPLIT_ROWS) * _SPLIT_ROWS
+    splits = -(-m // per_split) if m else 1
+    out = torch.empty(splits, nnzb, bs, bs, dtype=torch.float32, device=x.device)
+    args = (
+        x, dy, rows, col.contiguous(), out, m, per_split, nnzb,
+        x.stride(0), x.stride(1), dy.stride(0), dy.stride(1),
+        m_key(m), density_key(nnzb, 1),
+    )  # fmt: skip
+    grid = (nnzb, splits)
+    if config is None:
+        _dw_autotuned[grid](*args, BS=bs)
+    else:
+        _dw_kernel[grid](*args, BS=bs, **config)
+    total = out[0] if splits == 1 else out.sum(0)  # (nnzb, bs, bs) float32
+    return total.to(x.dtype)
+
+
 def _bsr_setup_context(ctx, inputs, output):
     x, values, crow, col = inputs[:4]
     ctx.save_for_backward(x, values, crow, col)
@@ -371,7 +491,9 @@ def _bsr_backward(ctx, dy):
         vt, crow_t, col_t = transpose_bsr(values, crow, col, ctx.in_features // bs)
         dx = torch.ops.sparsetorch.bsr_linear(dy, vt, crow_t, col_t, None, ctx.in_features)
     if ctx.needs_input_grad[1]:
-        dvalues = bsr_weight_grad(x, dy, crow, col, bs)
+        kernel = x.device.type == "cuda" or interpreting()
+        grad = bsr_weight_grad_triton if kernel else bsr_weight_grad
+        dvalues = grad(x, dy, crow, col, bs)
     if ctx.needs_input_grad[4]:
         dbias = dy.sum(0)
     return dx, dvalues, None, None, dbias, None
