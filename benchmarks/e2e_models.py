@@ -22,8 +22,10 @@ workload=..., serve=mode)``: every layer chooses by measurement (``graph_timer``
 compile), then ``verify_`` runs each workload in that mode and pins layers to dense where the
 whole model is not faster. Compile rows use the choices verified in graph mode (verifying
 under compile recompiles per configuration; reduce-overhead replays a CUDA graph too).
-Timing: tokens/s from the median of 5 rounds of back-to-back calls between CUDA events, dense
-and 2:4 alternating; speed-up = 2:4 tok/s / dense tok/s. ``--budget`` seconds: rows not
+After the last workload is verified, ``unwrap_dense_`` gives back a plain ``nn.Linear`` for
+every layer that runs dense in all of them. Timing: tokens/s from the median of ``--rounds``
+(9) rounds of back-to-back calls between CUDA events, dense and 2:4 alternating (and which
+goes first alternating); speed-up = the median of each round's dense / 2:4 time. ``--budget`` seconds: rows not
 reached are printed as not measured.
 """
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import sys
 import time
 import traceback
@@ -43,8 +46,8 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import sparsetorch as st
-from gpu_e2e import decode_step, interleaved, new_caches
-from sparsetorch.deploy import Dispatcher, SparseLinear, graph_timer, verify_
+from gpu_e2e import decode_step, new_caches, sample
+from sparsetorch.deploy import Dispatcher, SparseLinear, graph_timer, unwrap_dense_, verify_
 from sparsetorch.deploy.dispatch import default_timer, m_bucket
 
 MODELS = {  # name: (kind, hidden, mlp, heads, kv heads, layers)
@@ -153,16 +156,37 @@ def prepared(mode: str, model, fn):
     return call
 
 
+def paired(dense, sparse, device, iters: int, rounds: int) -> tuple[float, float, float]:
+    """(dense s/call, 2:4 s/call, speed-up): the medians over ``rounds`` of back-to-back
+    samples, dense and 2:4 in alternation (which goes first alternates too); the speed-up is the
+    median of each round's own ratio, so a drift of the host or GPU clock across rounds cancels.
+    """
+    d, s, ratios = [], [], []
+    for r in range(rounds):
+        order = (dense, sparse) if r % 2 == 0 else (sparse, dense)
+        first, second = (sample(call, device, iters) for call in order)
+        td, ts = (first, second) if r % 2 == 0 else (second, first)
+        d.append(td)
+        s.append(ts)
+        ratios.append(td / ts)
+    return statistics.median(d), statistics.median(s), statistics.median(ratios)
+
+
 def relative_error(a, b) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
 def choices_text(model, m: int) -> str:
+    """How many decoder Linears run each path for M rows ("nn.Linear": unwrapped, dense)."""
     picked: dict[str, int] = {}
-    for module in model.modules():
+    for fqn, module in model.named_modules():
         if isinstance(module, SparseLinear):
             name = module.choices.get(m_bucket(m), "-")
-            picked[name] = picked.get(name, 0) + 1
+        elif is_decoder_linear(module, fqn):
+            name = "nn.Linear"
+        else:
+            continue
+        picked[name] = picked.get(name, 0) + 1
     return ", ".join(f"{n} x{c}" for n, c in sorted(picked.items()))
 
 
@@ -199,7 +223,11 @@ def run_model(name, spec, args, device, dtype, began, rows, notes):
                 sparse, work[label][1], serve if device.type == "cuda" else "eager",
                 target_seconds=args.verify_seconds,
             )  # fmt: skip
-        notes.append(f"{name} {mode}: sparsified and verified in {time.perf_counter() - t0:.0f} s")
+        unwrapped = unwrap_dense_(sparse)  # dense for every workload: plain nn.Linear again
+        notes.append(
+            f"{name} {mode}: sparsified and verified in {time.perf_counter() - t0:.0f} s; "
+            f"{len(unwrapped)} decoder Linears dense for every workload, unwrapped"
+        )
         for label, (tokens, fn) in work.items():
             if time.perf_counter() - began > args.budget:
                 rows.append(f"| {name} | {label} | {mode} | not measured (time budget) |||||")
@@ -208,20 +236,18 @@ def run_model(name, spec, args, device, dtype, began, rows, notes):
                 with torch.no_grad():
                     ref, got = fn(dense), fn(sparse)
                     err = relative_error(got, ref)
-                    calls = {}
-                    for label_, model in (("dense", dense), ("2:4", sparse)):
-                        calls[label_] = prepared(mode, model, fn)
-                    seconds = interleaved(calls, device, args.iters, rounds=5)
+                    calls = [prepared(mode, model, fn) for model in (dense, sparse)]
+                    td, ts, speedup = paired(*calls, device, args.iters, args.rounds)
             except Exception as exc:  # keep measuring the rest; the row says what failed
                 traceback.print_exc()
                 rows.append(f"| {name} | {label} | {mode} | failed: {type(exc).__name__} |||||")
                 continue
-            d, s = tokens / seconds["dense"], tokens / seconds["2:4"]
+            d, s = tokens / td, tokens / ts
             v = verifications[label]
             kept = f"{len(v.reverted)} pinned dense" if v.reverted else "as chosen"
             m = tokens if label.startswith("prefill") else int(label.split()[1])
             rows.append(
-                f"| {name} | {label} | {mode} | {d:,.0f} | {s:,.0f} | {s / d:.2f}x | "
+                f"| {name} | {label} | {mode} | {d:,.0f} | {s:,.0f} | {speedup:.2f}x | "
                 f"{v.speedup:.2f}x ({kept}) | {choices_text(sparse, m)} | {err:.1e} |"
             )
             print(rows[-1], f"# {time.perf_counter() - began:.0f} s", flush=True)
@@ -240,6 +266,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=None)
     ap.add_argument("--budget", type=float, default=480.0, help="seconds before rows are skipped")
     ap.add_argument("--verify-seconds", type=float, default=0.3)
+    ap.add_argument("--rounds", type=int, default=9, help="paired timing rounds per row")
     ap.add_argument("--cache", default=None, help="dispatcher cache file (default: none)")
     args = ap.parse_args()
     args.modes = [m for m in args.modes.split(",") if m]
