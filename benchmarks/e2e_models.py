@@ -25,7 +25,9 @@ under compile recompiles per configuration; reduce-overhead replays a CUDA graph
 After the last workload is verified, ``unwrap_dense_`` gives back a plain ``nn.Linear`` for
 every layer that runs dense in all of them. Timing: tokens/s from the median of ``--rounds``
 (9) rounds of back-to-back calls between CUDA events, dense and 2:4 alternating (and which
-goes first alternating); speed-up = the median of each round's dense / 2:4 time. ``--budget`` seconds: rows not
+goes first alternating); speed-up = the median of each round's dense / 2:4 time. "layer
+bound": the whole model's dense time t over t minus what the decoder Linears would save if each
+ran the fastest path its dispatcher timed alone (Amdahl: the most 2:4 layers can give there). ``--budget`` seconds: rows not
 reached are printed as not measured.
 """
 
@@ -172,8 +174,27 @@ def paired(dense, sparse, device, iters: int, rounds: int) -> tuple[float, float
     return statistics.median(d), statistics.median(s), statistics.median(ratios)
 
 
+def layer_savings(model, m: int) -> float:
+    """Seconds per call the decoder Linears would save for M rows if each ran the fastest path
+    its dispatcher measured alone (dense time - fastest time, summed): with the whole model's
+    dense time t, t / (t - saved) bounds what the 2:4 layers can give end to end (Amdahl)."""
+    saved = 0.0
+    for module in model.modules():
+        if isinstance(module, SparseLinear):
+            key = module.dispatcher.key(module.layer_key, module.device, m)
+            seconds = module.dispatcher.decisions.get(key, {}).get("seconds", {})
+            if "dense" in seconds:
+                saved += seconds["dense"] - min(seconds.values())
+    return saved
+
+
 def relative_error(a, b) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def rows_of(label: str, tokens: int) -> int:
+    """M, the rows a decoder Linear sees: every token of a prefill, one per sequence in decode."""
+    return tokens if label.startswith("prefill") else int(label.split()[1])
 
 
 def choices_text(model, m: int) -> str:
@@ -203,7 +224,7 @@ def run_model(name, spec, args, device, dtype, began, rows, notes):
     dispatchers = {}
     for mode in args.modes:
         if time.perf_counter() - began > args.budget:
-            rows += [f"| {name} | {w} | {mode} | not measured (time budget) |||||" for w in work]
+            rows += [f"| {name} | {w} | {mode} | not measured (time budget) ||||||" for w in work]
             continue
         serve = "graph" if mode == "compile" else mode
         timer = default_timer if serve == "eager" or device.type != "cuda" else graph_timer
@@ -223,6 +244,10 @@ def run_model(name, spec, args, device, dtype, began, rows, notes):
                 sparse, work[label][1], serve if device.type == "cuda" else "eager",
                 target_seconds=args.verify_seconds,
             )  # fmt: skip
+        saved = {
+            label: layer_savings(sparse, rows_of(label, tokens))
+            for label, (tokens, _) in work.items()
+        }
         unwrapped = unwrap_dense_(sparse)  # dense for every workload: plain nn.Linear again
         notes.append(
             f"{name} {mode}: sparsified and verified in {time.perf_counter() - t0:.0f} s; "
@@ -230,7 +255,7 @@ def run_model(name, spec, args, device, dtype, began, rows, notes):
         )
         for label, (tokens, fn) in work.items():
             if time.perf_counter() - began > args.budget:
-                rows.append(f"| {name} | {label} | {mode} | not measured (time budget) |||||")
+                rows.append(f"| {name} | {label} | {mode} | not measured (time budget) ||||||")
                 continue
             try:
                 with torch.no_grad():
@@ -240,15 +265,16 @@ def run_model(name, spec, args, device, dtype, began, rows, notes):
                     td, ts, speedup = paired(*calls, device, args.iters, args.rounds)
             except Exception as exc:  # keep measuring the rest; the row says what failed
                 traceback.print_exc()
-                rows.append(f"| {name} | {label} | {mode} | failed: {type(exc).__name__} |||||")
+                rows.append(f"| {name} | {label} | {mode} | failed: {type(exc).__name__} ||||||")
                 continue
             d, s = tokens / td, tokens / ts
             v = verifications[label]
             kept = f"{len(v.reverted)} pinned dense" if v.reverted else "as chosen"
-            m = tokens if label.startswith("prefill") else int(label.split()[1])
+            m = rows_of(label, tokens)
+            bound = td / max(td - saved[label], 1e-12)
             rows.append(
                 f"| {name} | {label} | {mode} | {d:,.0f} | {s:,.0f} | {speedup:.2f}x | "
-                f"{v.speedup:.2f}x ({kept}) | {choices_text(sparse, m)} | {err:.1e} |"
+                f"{v.speedup:.2f}x ({kept}) | {bound:.2f}x | {choices_text(sparse, m)} | {err:.1e} |"
             )
             print(rows[-1], f"# {time.perf_counter() - began:.0f} s", flush=True)
         del sparse
@@ -289,13 +315,13 @@ def main() -> None:
             run_model(name, table[name], args, device, dtype, began, rows, notes)
         except Exception:  # a model that cannot be built here (transformers missing, memory)
             traceback.print_exc()
-            rows.append(f"| {name} | - | - | failed to build or sparsify |||||")
+            rows.append(f"| {name} | - | - | failed to build or sparsify ||||||")
         torch.cuda.empty_cache() if cuda else None
     print(
         "\n| model | workload | mode | dense tok/s | 2:4 tok/s | speed-up | verify_ (whole model) "
-        "| 2:4 layer choices | rel. error |"
+        "| layer bound | 2:4 layer choices | rel. error |"
     )
-    print("|---|---|---|---:|---:|---:|---|---|---:|")
+    print("|---|---|---|---:|---:|---:|---|---:|---|---:|")
     print("\n".join(rows))
     print("\n" + "\n".join(f"- {n}" for n in notes))
     print(f"\n({time.perf_counter() - began:.0f} s)")
