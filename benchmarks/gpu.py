@@ -89,14 +89,16 @@ def table_bsr(size: int, densities, blocks) -> list[str]:
     """W (size x size, random whole blocks kept) times X (size x size): dense ``w @ x``, torch's
     BSR ``wb @ x``, and ours (kernels/bsr_triton.py) as y^T = x @ W.T with x = X.T (a view:
     the same product; "ours" column) and with x row-major (the Linear case, against dense
-    F.linear on the same x). Ours is checked against dense before it is timed."""
+    F.linear on the same x). Ours is checked against dense before it is timed. "x tiles into
+    SMs": the bytes of x the kernel loads (every stored block reads its bs columns of x for all
+    rows: nnzb * bs * size * 2) per second, row-major case; compare ``l2_read.py``."""
     from sparsetorch.formats import BSR
     from sparsetorch.kernels import bsr_triton
 
     rows = [
         "| size | block | density | dense ms | torch bsr ms | torch bsr | ours ms | ours "
-        "| ours, x row-major | ours config (x = X^T; row-major) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| ours, x row-major | x tiles into SMs, TB/s | ours config (x = X^T; row-major) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for block in blocks:
         for dens in densities:
@@ -133,7 +135,8 @@ def table_bsr(size: int, densities, blocks) -> list[str]:
             rows.append(
                 f"| {size}^3 | {block} | {dens:.0%} | {td * 1e3:.3f} | {tb * 1e3:.3f} "
                 f"| {td / tb:.2f}x | {cells[0] * 1e3:.3f} | {td / cells[0]:.2f}x "
-                f"| {td_rows / cells[1]:.2f}x | {cfg} |"
+                f"| {td_rows / cells[1]:.2f}x | {v.shape[0] * block * size * 2 / cells[1] / 1e12:.2f} "
+                f"| {cfg} |"
             )
             print(rows[-1], flush=True)
     return rows
