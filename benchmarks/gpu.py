@@ -213,6 +213,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer shapes (smoke run)")
     ap.add_argument("--out", type=Path, default=None, help="write the markdown here")
     ap.add_argument("--only", choices=["2:4", "bsr", "bsr-train", "csr"], default=None)
+    ap.add_argument(
+        "--blocks", type=lambda t: [int(b) for b in t.split(",")], default=[32, 64],
+        help="BSR block sizes of the forward table (default 32,64)",
+    )  # fmt: skip
     args = ap.parse_args()
     props = torch.cuda.get_device_properties(0)
     head = [
@@ -229,7 +233,7 @@ def main() -> None:
         out += [
             "### BSR matmul (torch Triton BSR; ours: kernels/bsr_triton.py)",
             "",
-            *table_bsr(8192, [0.05, 0.10, 0.25], [32, 64]),
+            *table_bsr(8192, [0.05, 0.10, 0.25], args.blocks),
             "",
         ]
     if args.only in (None, "bsr", "bsr-train"):
