@@ -24,12 +24,15 @@ elements) is re-read from L2 by every x tile; it fits L2 (50 MB on H100) up to ~
 Roofline, 8192^3 bf16 on H100 (~990 TFLOP/s dense peak, ~3.3 TB/s HBM; dense cuBLAS takes
 ~1.3 ms): DRAM traffic is x read once (128 MB) + y written once (128 MB) + W (6.4 MB at 5%),
 ~80 us whatever the density; tensor-core work is density * 1.1 TFLOP, ~60 us at 5% and ~120 us
-at 10% near peak. So 5% is bound by HBM (x in, y out): ceiling ~16x, not the 20x FLOP limit;
-10% is about balanced: ceiling ~10x; 25% is compute bound like dense (~4x). Below the ceilings
-sit the short K loops (~6 blocks per block row at 5%, bs 64: pipeline fill and the epilogue
-are not amortised within a tile; other resident programs on the SM hide them) and the L2->SM
-traffic for x: density * out/bs reads of x (6.4x at 5%, bs 64; twice that at bs 32, which is
-why bs 32 is slower).
+at 10% near peak. But the binding limit at low density is neither: it is the L2 -> SM traffic
+for x. Every stored block loads its (BLOCK_M, bs) slice of x for each x tile, so the SMs read
+nnzb * bs * M * 2 bytes from L2, whatever BLOCK_M: 859 MB at 5% and 1.7 GB at 10% (block 64,
+8192^3), 6.4x and 12.8x the size of x (twice that at bs 32, which is why bs 32 is slower). The
+kernel's H100 times (8.75x dense at 5%, 4.58x at 10%) are that traffic at 6.2 and 5.5 TB/s,
+about what the SMs can read from L2: ``benchmarks/l2_read.py`` measures that rate and the BSR
+table in ``benchmarks/gpu.py`` the kernel's. Larger blocks read x fewer times (bs 128 halves it); a
+row-by-row schedule cannot avoid it for scattered blocks, since two block rows rarely share a
+column block. 25% is compute bound like dense (~4x).
 
 Compiled for sm_90 (Triton 3.9, checked without a GPU): the block index, x tile and W block are
 all loaded by cp.async a stage ahead, the MMA is wgmma with one group in flight, no register
@@ -312,8 +315,9 @@ def _bsr_linear_fake(x, values, crow, col, bias, out_features):
 # y = x W^T with W in BSR. dx = dy W is again a BSR product, with W^T in BSR (blocks transposed,
 # ordered by block column): the same kernel. dW is needed at the stored blocks only (the
 # pattern is fixed): block b at (r, c) gets dy[:, r]^T x[:, c], a batch of (bs x M) @ (M x bs)
-# products over the stored blocks (an SDDMM), done in chunks of blocks to bound the gathered
-# copies. The bias gradient is dy summed over rows.
+# products over the stored blocks (an SDDMM). On CUDA one Triton kernel computes them in place
+# (``bsr_weight_grad_triton``); ``bsr_weight_grad`` is the torch form (chunks of gathered
+# copies), used elsewhere and as the tests' reference. The bias gradient is dy summed over rows.
 
 
 def block_rows(crow: torch.Tensor) -> torch.Tensor:
