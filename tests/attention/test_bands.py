@@ -3,8 +3,9 @@ against masks and float64 masked attention: the pieces are disjoint and cover ex
 pattern's pairs; regrouping by residue round-trips; the log-sum-exp merge of the pieces'
 attentions is the union's attention, forward and gradients, with GQA, lengths the periods do
 not divide and rows without keys; non-finite keys reach only the rows that may see them.
-On the CPU each piece runs through the kernel's plain-torch twin; on a GPU (``-m gpu``)
-through the Triton band kernel, bfloat16/float16."""
+On the CPU each piece runs through the kernel's plain-torch twin, and through the Triton kernel
+itself in Triton's interpreter (``TRITON_INTERPRET=1``, float16); on a GPU (``-m gpu``) through
+the compiled kernel, bfloat16/float16."""
 
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ from sparsetorch.attention.backends.bands import (
     to_groups,
 )
 from sparsetorch.attention.pieces import Piece, pieces
+from tests.kernels.interpreter import needs_interpreter, patch
+
+patch()  # Triton 3.6's interpreter with numpy >= 2.3
 
 
 def _mask(pattern, n, device="cpu"):
@@ -193,7 +197,33 @@ def test_backend_names_what_it_cannot_run():
         BACKENDS.build("bands")(q, q, q, causal() & strided(4), 0.25)  # CPU, float32
 
 
-# ---- GPU: the Triton band kernel per piece ----------------------------------------------------
+# ---- the Triton band kernel per piece: CPU interpreter (float16), GPU ------------------------
+
+
+@needs_interpreter
+@pytest.mark.parametrize(
+    "pattern",
+    [causal() & (local(6) | strided(5)), local(4) | strided(8), dilated(9, 4)],
+    ids=repr,
+)
+def test_interpreted_kernel_pieces_equal_float64_masked_attention(pattern):
+    """The bands backend's own composition (regroup by residue, the kernel's lse, the merge and
+    its gradient) with each piece through the Triton kernel itself, in the CPU interpreter."""
+    from sparsetorch.kernels.band_attention import band_attention_lse
+
+    n, d = 45, 16
+    g = torch.Generator().manual_seed(n)
+    q = torch.randn(1, 4, n, d, generator=g).to(torch.float16).requires_grad_()
+    k, v = (torch.randn(1, 2, n, d, generator=g).to(torch.float16).requires_grad_() for _ in "kv")
+    out = bands_attention(q, k, v, pieces(pattern, n), d**-0.5, band_attention_lse)
+    exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    ref = masked_attention(*exact, _mask(pattern, n), d**-0.5)
+    assert ((out.double() - ref).norm() / ref.norm()).item() < 5e-3
+    up = torch.randn(out.shape, generator=g).to(torch.float16)
+    got = torch.autograd.grad(out, (q, k, v), up)
+    want = torch.autograd.grad(ref, exact, up.double())
+    for name, a, b in zip("qkv", got, want):
+        assert ((a.double() - b).norm() / b.norm()).item() < 5e-3, name
 
 
 @pytest.mark.gpu

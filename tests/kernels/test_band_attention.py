@@ -61,10 +61,64 @@ CASES = [  # (B, H, n, D), kv heads, lo, hi
 ]
 
 
+@pytest.fixture(params=[False, True], ids=["three-loop", "one-loop"])
+def forward_form(request):
+    """The interpreter's forward config in either form (the autotuned list on a GPU starts
+    with the one-loop form, the interpreter's single config is three-loop)."""
+    import triton
+
+    tuned = bk._fwd_tuned
+    saved = tuned.configs
+    tuned.configs = [
+        triton.Config(
+            {"BLOCK_M": 32, "BLOCK_N": 32, "ONE_LOOP": request.param}, num_warps=4, num_stages=1
+        )
+    ]
+    tuned.cache.clear()
+    yield request.param
+    tuned.configs = saved
+    tuned.cache.clear()
+
+
 @needs_interpreter
 @pytest.mark.parametrize("shape, heads_kv, lo, hi", CASES)
-def test_interpreted_kernel_equals_float64_masked_attention(shape, heads_kv, lo, hi):
+def test_interpreted_kernel_equals_float64_masked_attention(shape, heads_kv, lo, hi, forward_form):
     _check(shape, heads_kv, lo, hi, torch.float16, "cpu", 2e-3)
+
+
+@needs_interpreter
+@pytest.mark.parametrize("lo, hi", [(2, 40), (-8, 8)])
+def test_interpreted_log_sum_exp_and_its_gradient(lo, hi, forward_form):
+    """``band_attention_lse``'s lse (log2 units, +inf for rows without keys) equals float64
+    logsumexp, and gradients flow through it (the backward's dlse term) and through out."""
+    n, scale = 70, 0.25
+    g = torch.Generator().manual_seed(hi)
+    q, k, v = (
+        torch.randn(1, 2, n, 16, generator=g).to(torch.float16).requires_grad_() for _ in "qkv"
+    )
+    out, lse = bk.band_attention_lse(q, k, v, lo, hi, scale)
+    exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    i = torch.arange(n)
+    dist = i[:, None] - i[None, :]
+    s = (exact[0] @ exact[1].transpose(-1, -2) * scale).masked_fill(
+        ~((dist >= lo) & (dist <= hi)), float("-inf")
+    )
+    ref = torch.logsumexp(s, -1) * math.log2(math.e)
+    ref_out = torch.softmax(s, -1).nan_to_num(0.0) @ exact[2]
+    empty = max(lo, 0)  # rows 0..lo-1 see no key
+    assert bool(torch.isinf(lse[..., :empty]).all()) and bool(
+        torch.isfinite(lse[..., empty:]).all()
+    )
+    torch.testing.assert_close(lse[..., empty:].double(), ref[..., empty:], atol=5e-3, rtol=0)
+    w_lse = torch.randn(lse[..., empty:].shape, generator=g)
+    w_out = torch.randn(out.shape, generator=g).to(torch.float16)
+    loss = (lse[..., empty:] * w_lse).sum() + (out.float() * w_out.float()).sum()
+    got = torch.autograd.grad(loss, (q, k, v))
+    ref_loss = (ref[..., empty:] * w_lse.double()).sum() + (ref_out * w_out.double()).sum()
+    want = torch.autograd.grad(ref_loss, exact)
+    for name, a, b in zip("qkv", got, want):
+        err = ((a.double() - b).norm() / b.norm()).item()
+        assert err < 5e-3, f"d{name} relative error {err}"
 
 
 @needs_interpreter
