@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: demo test lint format data bench docs clean kernels
+.PHONY: demo test test-kernels lint format data bench docs clean kernels
 
 $(STAMP): pyproject.toml requirements-cpu.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,18 @@ demo: $(STAMP) data
 
 test: $(STAMP) data
 	$(BIN)/python -m pytest -q
+	@$(MAKE) --no-print-directory test-kernels
+
+# The Triton kernels (band attention, BSR, 2:4) run in Triton's CPU interpreter against their
+# references: Triton is installed where a wheel exists for this machine (the CPU wheel of torch
+# ships none); without one this step says so and runs nothing.
+TRITON_PIN := triton==3.6.0
+test-kernels: $(STAMP)
+	@$(BIN)/python -c "import triton" 2>/dev/null || $(BIN)/pip install -q '$(TRITON_PIN)' \
+		|| echo "no $(TRITON_PIN) wheel for this machine: the kernels' interpreter tests do not run"
+	@if $(BIN)/python -c "import triton" 2>/dev/null; then \
+		TRITON_INTERPRET=1 $(BIN)/python -m pytest -q -m "not gpu" \
+			tests/kernels tests/deploy tests/attention/test_bands.py; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from sparsetorch.kernels.bsr_triton import interpreting
+
 try:  # Triton is optional: present with CUDA builds of torch
     import triton
     import triton.language as tl
@@ -182,8 +184,8 @@ def nm_linear_triton(
 
     M <= ``gemv_max_m`` (default ``GEMV_MAX_M``) with K % 512 == 0 runs the gather GEMV,
     larger M the skinny GEMM. ``gemv_config`` / ``skinny_config`` ({"BLOCK_N", "BLOCK_K",
-    "num_warps"}) fix a kernel's tiles instead of autotuning them (benchmark sweeps,
-    interpreter tests)."""
+    "num_warps"}) fix a kernel's tiles instead of autotuning them (benchmark sweeps); under
+    TRITON_INTERPRET=1 a small fixed config is the default."""
     if triton is None:
         raise RuntimeError("nm_linear_triton needs Triton (a CUDA build of torch)")
     m, k = x.shape
@@ -193,6 +195,9 @@ def nm_linear_triton(
             f"compressed weight shapes {tuple(values.shape)}, {tuple(meta.shape)} "
             f"do not match x of shape {tuple(x.shape)}"
         )
+    if interpreting():  # autotuning times every config: needs a GPU; one small config each
+        gemv_config = gemv_config or {"BLOCK_N": 4, "BLOCK_K": 512, "num_warps": 4}
+        skinny_config = skinny_config or {"BLOCK_N": 16, "BLOCK_K": 64, "num_warps": 4}
     x = x.contiguous()
     bias = bias.contiguous() if bias is not None else None  # read by +1 steps
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
