@@ -95,6 +95,37 @@ def test_equals_dense_and_formats_bsr(bs, m, w_left):
 
 
 @needs_kernel
+@pytest.mark.parametrize("w_left", [True, False])
+def test_tile_of_512_rows_equals_dense(w_left):
+    """The largest tile the autotuner offers (BLOCK_M 512, 8 warps) over a ragged M."""
+    bs, m = 64, 600
+    w = block_sparse(2 * bs, 3 * bs, bs, empty_rows=()).to(DEVICE)
+    x = torch.randn(m, 3 * bs, generator=torch.Generator().manual_seed(9)).half().to(DEVICE)
+    config = {"BLOCK_M": 512, "W_LEFT": w_left, "num_warps": 8}
+    y = run(w, x, None, bs, config=config)
+    torch.testing.assert_close(y.float(), expected(w, x, None), rtol=1e-2, atol=2e-2)
+
+
+@pytest.mark.skipif(not bt.available(), reason="needs Triton")
+def test_autotune_keeps_three_tile_heights_that_fit():
+    def kept(bs, mk):
+        return {
+            (c.kwargs["BLOCK_M"], c.kwargs["W_LEFT"], c.num_warps, c.num_stages)
+            for c in bt._prune(bt._CONFIGS, {"BS": bs, "M_KEY": mk})
+        }
+
+    big = kept(64, 8192)
+    assert {bm for bm, *_ in big} == {128, 256, 512}
+    assert all(warps == 8 for bm, _, warps, _ in big if bm == 512)  # registers
+    assert (512, True, 8, 3) in big
+    huge = kept(128, 8192)  # shared memory: (BLOCK_M * bs + bs^2) * 2 bytes per buffer
+    assert {bm for bm, *_ in huge} == {128, 256}
+    assert all(stages == 3 for bm, _, _, stages in huge if bm == 256)
+    assert {bm for bm, *_ in kept(64, 32)} == {16, 32}  # never taller than the M bucket
+    assert not any(w_left for _, w_left, *_ in kept(32, 8192))  # wgmma's 64-row M slot
+
+
+@needs_kernel
 @pytest.mark.parametrize("bias", [False, True])
 def test_all_empty_weight_gives_bias_or_zeros(bias):
     w = torch.zeros(64, 32, dtype=torch.float16, device=DEVICE)
