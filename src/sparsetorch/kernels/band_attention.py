@@ -20,9 +20,10 @@ is masked dense attention (``tests/kernels/test_band_attention.py``, against flo
 from __future__ import annotations
 
 import math
-import os
 
 import torch
+
+from sparsetorch.kernels.interpret import interpreting
 
 try:  # Triton is optional: present with CUDA builds of torch
     import triton
@@ -37,10 +38,6 @@ LOG2E = 1.4426950408889634
 
 def available() -> bool:
     return triton is not None
-
-
-def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def unsupported(q: torch.Tensor, k: torch.Tensor) -> str | None:

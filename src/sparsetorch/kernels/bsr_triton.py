@@ -47,11 +47,11 @@ x row- or column-major, dtype). Under TRITON_INTERPRET=1 (CPU tests) a fixed ``c
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
 from sparsetorch.formats.bsr import stored_blocks
+from sparsetorch.kernels.interpret import interpreting
 
 try:  # Triton is optional: present with CUDA builds of torch
     import triton
@@ -71,13 +71,6 @@ def _smem_bytes(block_m: int, bs: int, stages: int) -> int:
 
 def available() -> bool:
     return triton is not None
-
-
-def interpreting() -> bool:
-    """True when Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
-    if triton is None:
-        return False
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def m_key(m: int) -> int:

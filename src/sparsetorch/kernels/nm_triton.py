@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from sparsetorch.kernels.bsr_triton import interpreting
+from sparsetorch.kernels.interpret import interpreting
 
 try:  # Triton is optional: present with CUDA builds of torch
     import triton
