@@ -85,6 +85,23 @@ if triton is not None:
         return first, full_lo, full_hi, end
 
     @triton.jit
+    def _in_band(offs_m, offs_n, N, LO, HI):
+        """(BM, BN): query offs_m may see key offs_n (LO <= i - j <= HI, key inside [0, N))."""
+        d = offs_m[:, None] - offs_n[None, :]
+        return (d >= LO) & (d <= HI) & (offs_n[None, :] < N)
+
+    @triton.jit
+    def _softmax_step(qk, m_i, l_i):
+        """One key tile of the online softmax: scores qk (BM, BN) in log2 units against the
+        running max m_i and sum l_i -> (probabilities p, rescale alpha of the old acc and l_i,
+        new l_i, new max)."""
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key yet
+        p = tl.math.exp2(qk - m_safe[:, None])
+        alpha = tl.math.exp2(m_i - m_safe)
+        return p, alpha, l_i * alpha + tl.sum(p, 1), m_new
+
+    @triton.jit
     def _fwd_tiles(
         acc, l_i, m_i, q, k_base, v_base, offs_m, start, stop,
         stride_kn, stride_vn, N, LO, HI, qk_scale,
@@ -103,14 +120,8 @@ if triton is not None:
                 kt = tl.load(k_base + offs_n[None, :] * stride_kn + offs_d[:, None])
             qk = tl.dot(q, kt) * qk_scale  # (BM, BN), log2 units
             if MASK:
-                d = offs_m[:, None] - offs_n[None, :]
-                ok = (d >= LO) & (d <= HI) & (offs_n[None, :] < N)
-                qk = tl.where(ok, qk, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key yet
-            p = tl.math.exp2(qk - m_safe[:, None])
-            alpha = tl.math.exp2(m_i - m_safe)
-            l_i = l_i * alpha + tl.sum(p, 1)
+                qk = tl.where(_in_band(offs_m, offs_n, N, LO, HI), qk, float("-inf"))
+            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i)
             if MASK:
                 v = tl.load(
                     v_base + offs_n[:, None] * stride_vn + offs_d[None, :],
@@ -141,14 +152,8 @@ if triton is not None:
             )  # (D, BN)
             qk = tl.dot(q, kt) * qk_scale  # (BM, BN), log2 units
             if (s < full_lo) | (s >= full_hi):
-                d = offs_m[:, None] - offs_n[None, :]
-                ok = (d >= LO) & (d <= HI) & (offs_n[None, :] < N)
-                qk = tl.where(ok, qk, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key yet
-            p = tl.math.exp2(qk - m_safe[:, None])
-            alpha = tl.math.exp2(m_i - m_safe)
-            l_i = l_i * alpha + tl.sum(p, 1)
+                qk = tl.where(_in_band(offs_m, offs_n, N, LO, HI), qk, float("-inf"))
+            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i)
             v = tl.load(
                 v_base + offs_n[:, None] * stride_vn + offs_d[None, :],
                 mask=offs_n[:, None] < N,
@@ -327,9 +332,7 @@ if triton is not None:
             qk = tl.dot(q, tl.trans(k)) * qk_scale  # (BM, BN)
             p = tl.math.exp2(qk - lse[:, None])
             if MASK:
-                d = offs_m[:, None] - offs_n[None, :]
-                ok = (d >= LO) & (d <= HI) & (offs_n[None, :] < N)
-                p = tl.where(ok, p, 0.0)
+                p = tl.where(_in_band(offs_m, offs_n, N, LO, HI), p, 0.0)
             dp = tl.dot(do, tl.trans(v))  # (BM, BN)
             ds = p * (dp - delta[:, None])
             dq = tl.dot(ds.to(k.dtype), k, dq)
