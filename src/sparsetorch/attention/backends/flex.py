@@ -196,18 +196,23 @@ def _flex_attention(q, k, v, pattern: AttentionPattern, scale: float, block, ker
         return _FlexForwardReferenceBackward.apply(q, k, v, pattern, mask, scale, kernel_options)
     if device.type == "cpu":
         q, k, v = q.detach(), k.detach(), v.detach()  # torch refuses CPU inputs needing grad
-    bias = None
-    if device.type != "cpu":  # cleaned here: the bias enters the compiled call as an input
-        k, v, bias = nonfinite.split_with_bias(k, v)
+    k, v, bias = _cleaned_outside_graph(k, v)
     return compiled_flex_attention(device.type)(
         q, k, v, block_mask=mask, scale=scale, kernel_options=kernel_options, bias=bias
     )
 
 
+def _cleaned_outside_graph(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    """On CUDA, k and v cleaned of non-finite entries and their score bias, made before the
+    compiled call so the bias enters its graph as an input (``nonfinite.split_with_bias``);
+    on the CPU unchanged and no bias (the caller contains them there)."""
+    if k.device.type == "cpu":
+        return k, v, None
+    return nonfinite.split_with_bias(k, v)
+
+
 def _in_graph(q, k, v, pattern: Band, scale: float, block, kernel_options):
     """(output, flat block lists): the window's call that builds its lists in the graph."""
     lo, hi = pattern.lo, pattern.hi
-    bias = None
-    if q.device.type != "cpu":  # cleaned here: the bias enters the compiled call as an input
-        k, v, bias = nonfinite.split_with_bias(k, v)
+    k, v, bias = _cleaned_outside_graph(k, v)
     return compiled_band_attention()(q, k, v, lo, hi, blocks(block), scale, kernel_options, bias)

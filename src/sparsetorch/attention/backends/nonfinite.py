@@ -89,8 +89,8 @@ def contained_flex(q, k, v, block_mask, scale: float, kernel_options=None, bias=
     values itself: inputs cleaned, ``POISON`` added to the scores of bad positions, the rows
     whose log-sum-exp shows it set to NaN (no gradient flows back from them: their
     probabilities are finite); all inside the caller's compiled call, or, with ``bias`` given,
-    on k and v the caller already cleaned with :func:`split_with_bias`. On the CPU plain (its compiled FlexAttention has no
-    log-sum-exp output): the caller contains them."""
+    on k and v the caller already cleaned with :func:`split_with_bias`. On the CPU plain (its
+    compiled FlexAttention has no log-sum-exp output): the caller contains them."""
     from torch.nn.attention.flex_attention import flex_attention
 
     if q.device.type == "cpu":
