@@ -8,9 +8,9 @@ tile: no atomics).
 Unlike a block-mask kernel (FlexAttention), the key range of a query tile is computed, not
 read from block lists, and only the tiles on the band's two edges evaluate the mask: a tile
 wholly inside the band runs unmasked (the forward either in its own loop or, ``ONE_LOOP``, in
-one software-pipelined loop whose edge tiles take the mask by a branch; autotuned). GQA: q has H heads, k and v H / group heads;
-query head h reads key head h // group, and the dK/dV program of a key head sums over its
-group. A query row with no key in the band gives zeros (and zero gradients).
+one software-pipelined loop whose edge tiles take the mask by a branch; autotuned). GQA: q
+has H heads, k and v H / group heads; query head h reads key head h // group, and the dK/dV
+program of a key head sums over its group. A query row with no key in the band gives zeros (and zero gradients).
 
 ``band_attention(q, k, v, lo, hi, scale)`` is a torch op (``sparsetorch::band_attention``)
 with its backward registered, so ``torch.compile(fullgraph=True)`` keeps it opaque. The twin

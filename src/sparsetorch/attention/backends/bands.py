@@ -24,6 +24,7 @@ from torch import Tensor
 
 from sparsetorch.attention.backends import nonfinite
 from sparsetorch.attention.pieces import Piece
+from sparsetorch.kernels.band_attention import LOG2E
 
 # (q, k, v, lo, hi, scale) -> (out (B, H, n, D), lse (B, H, n) float32, log2 units, +inf for a
 # row without keys): the band kernel's band_attention_lse, or a twin (tests)
@@ -145,7 +146,7 @@ def reference_band_lse(q, k, v, lo: int, hi: int, scale: float) -> tuple[Tensor,
     lse = torch.logsumexp(scores, -1)  # natural units; -inf for a row without keys
     p = torch.exp(scores - torch.where(torch.isinf(lse), 0.0, lse)[..., None])
     out = (p @ v.to(work)).to(q.dtype)
-    lse2 = torch.where(torch.isinf(lse), float("inf"), lse * 1.4426950408889634)
+    lse2 = torch.where(torch.isinf(lse), float("inf"), lse * LOG2E)
     return out, lse2
 
 
