@@ -313,10 +313,12 @@ def _bsr_linear_fake(x, values, crow, col, bias, out_features):
 # copies), used elsewhere and as the tests' reference. The bias gradient is dy summed over rows.
 
 
-def block_rows(crow: torch.Tensor) -> torch.Tensor:
-    """The block row of every stored block (nnzb,) int64, from the row pointers."""
+def block_rows(crow: torch.Tensor, nnzb: int) -> torch.Tensor:
+    """The block row of every one of the ``nnzb`` stored blocks (nnzb,) int64, from the row
+    pointers (given nnzb, no device-to-host copy of the counts' sum: no sync in a backward)."""
     counts = (crow[1:] - crow[:-1]).long()
-    return torch.repeat_interleave(torch.arange(counts.numel(), device=crow.device), counts)
+    rows = torch.arange(counts.numel(), device=crow.device)
+    return torch.repeat_interleave(rows, counts, output_size=nnzb)
 
 
 def transpose_bsr(
@@ -324,7 +326,7 @@ def transpose_bsr(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(values, crow, col) of W^T, given W's with ``block_cols`` block columns: blocks
     transposed and ordered by (block column, block row); index dtypes kept."""
-    rows = block_rows(crow)
+    rows = block_rows(crow, col.numel())
     order = torch.argsort(col.long() * (crow.numel() - 1) + rows)
     values_t = values[order].transpose(1, 2).contiguous()
     col_t = rows[order].to(col.dtype)
@@ -341,8 +343,8 @@ def bsr_weight_grad(
     """dL/dW at the stored blocks (nnzb, bs, bs) for y = x W^T: block (r, c) is
     dy[:, r·bs:(r+1)·bs]^T @ x[:, c·bs:(c+1)·bs], accumulated in float32."""
     m = x.shape[0]
-    rows = block_rows(crow)
-    nnzb = rows.numel()
+    nnzb = col.numel()
+    rows = block_rows(crow, nnzb)
     out = torch.empty(nnzb, bs, bs, dtype=x.dtype, device=x.device)
     xb = x.reshape(m, -1, bs)  # (M, in/bs, bs)
     dyb = dy.reshape(m, -1, bs)  # (M, out/bs, bs)
@@ -442,10 +444,10 @@ def bsr_weight_grad_triton(
             f"x (M, in) and dy (M, out) must share M, got {tuple(x.shape)} and {tuple(dy.shape)}"
         )
     m = x.shape[0]
-    rows = block_rows(crow)
-    nnzb = rows.numel()
+    nnzb = col.numel()
     if nnzb == 0:
         return torch.empty(0, bs, bs, dtype=x.dtype, device=x.device)
+    rows = block_rows(crow, nnzb)
     if config is None and interpreting():
         config = {"BLOCK_K": 32}
     sms = (
