@@ -26,9 +26,9 @@ After the last workload is verified, ``unwrap_dense_`` gives back a plain ``nn.L
 every layer that runs dense in all of them. Timing: tokens/s from the median of ``--rounds``
 (9) rounds of back-to-back calls between CUDA events, dense and 2:4 alternating (and which
 goes first alternating); speed-up = the median of each round's dense / 2:4 time. "layer
-bound": the whole model's dense time t over t minus what the decoder Linears would save if each
-ran the fastest path its dispatcher timed alone (Amdahl: the most 2:4 layers can give there). ``--budget`` seconds: rows not
-reached are printed as not measured.
+bound": the whole model's dense time t over t minus what the decoder Linears would save if
+each ran the fastest path its dispatcher timed alone (Amdahl: the most 2:4 layers can give
+there). ``--budget`` seconds: rows not reached are printed as not measured.
 """
 
 from __future__ import annotations
@@ -163,14 +163,15 @@ def paired(dense, sparse, device, iters: int, rounds: int) -> tuple[float, float
     samples, dense and 2:4 in alternation (which goes first alternates too); the speed-up is the
     median of each round's own ratio, so a drift of the host or GPU clock across rounds cancels.
     """
-    d, s, ratios = [], [], []
+    d, s = [], []
     for r in range(rounds):
-        order = (dense, sparse) if r % 2 == 0 else (sparse, dense)
-        first, second = (sample(call, device, iters) for call in order)
-        td, ts = (first, second) if r % 2 == 0 else (second, first)
-        d.append(td)
-        s.append(ts)
-        ratios.append(td / ts)
+        if r % 2:
+            s.append(sample(sparse, device, iters))
+            d.append(sample(dense, device, iters))
+        else:
+            d.append(sample(dense, device, iters))
+            s.append(sample(sparse, device, iters))
+    ratios = [td / ts for td, ts in zip(d, s)]
     return statistics.median(d), statistics.median(s), statistics.median(ratios)
 
 

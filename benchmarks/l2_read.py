@@ -41,7 +41,7 @@ def main() -> None:
     for rows in (512, 1024, 2048, 8192):  # x (rows, 8192) bf16: 8, 16, 32 and 128 MB
         x = torch.randn(rows, 8192, device="cuda", dtype=torch.bfloat16)
         for tile_m in (128, 256):
-            programs, repeat = 132 * 16, 64
+            programs, repeat = props.multi_processor_count * 16, 64
             out = torch.empty(programs, device="cuda")
             fn = lambda: _read_tiles[(programs,)](x, out, rows, repeat, TILE_M=tile_m, BS=64)  # noqa: E731
             ms = do_bench(fn, warmup=10, rep=50, return_mode="median")
