@@ -6,9 +6,10 @@ goal shapes against the fastest dense SDPA of the same run, so that the autotune
     PYTHONPATH=src python3 benchmarks/band_tiles.py --n 16384 --window 256
 
 Shapes: B=1, H=16, D=128, bfloat16; ``local(w)`` (band(-w, w)) and its causal form band(0, w).
-Each config runs the kernel's three loops (edge tiles masked, interior unmasked) and its
+Each config runs the kernel's three loops (edge tiles masked, interior unmasked), its
 one-loop form (``ONE_LOOP``: one software pipeline, the mask evaluated on edge tiles by a
-branch). Each config's output is checked against the autotuned kernel's (max abs difference). Times are
+branch) and the one-loop form reading k and v through tensor descriptors (``TMA``, Hopper's
+tensor-memory accelerator); ``--forms`` picks among them. Each config's output is checked against the autotuned kernel's (max abs difference). Times are
 medians of ``triton.testing.do_bench``; the dense baseline is the fastest of torch's default
 SDPA and each forced backend (no mask; ``is_causal`` for the causal rows).
 """
@@ -57,7 +58,14 @@ def best_dense(q, k, v, is_causal: bool) -> tuple[str, float]:
     return name, times[name]
 
 
-def run_config(q, k, v, lo, hi, bm, bn, warps, stages, one_loop):
+FORMS = {
+    "loops": {"ONE_LOOP": False},
+    "one": {"ONE_LOOP": True},
+    "tma": {"ONE_LOOP": True, "TMA": True},
+}
+
+
+def run_config(q, k, v, lo, hi, bm, bn, warps, stages, form):
     b, h, n, d = q.shape
     out = torch.empty_like(q)
     lse = torch.empty(b, h, n, dtype=torch.float32, device=q.device)
@@ -68,7 +76,7 @@ def run_config(q, k, v, lo, hi, bm, bn, warps, stages, one_loop):
             q, k, v, out, lse,
             *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3],
             h, 1, n, lo, hi, scale * band.LOG2E, hi - lo, n,
-            HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, ONE_LOOP=one_loop, num_warps=warps,
+            HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, **FORMS[form], num_warps=warps,
             num_stages=stages,
         )  # fmt: skip
         return out
@@ -83,7 +91,15 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=16)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--autotuned-only", action="store_true", help="time the autotuned kernel only")
+    ap.add_argument("--forms", default="loops,one,tma", help="comma list of " + ", ".join(FORMS))
+    ap.add_argument("--block-n", default="64,128", help="comma list of BLOCK_N to sweep")
     args = ap.parse_args()
+    forms = args.forms.split(",")
+    block_n = tuple(int(b) for b in args.block_n.split(","))
+    # descriptors made on the device need a scratch allocation per launch
+    band.triton.set_allocator(
+        lambda size, align, stream: torch.empty(size, device="cuda", dtype=torch.int8)
+    )
     n, w = args.n, args.window
     g = torch.Generator(device="cuda").manual_seed(0)
     q, k, v = (
@@ -92,9 +108,9 @@ def main() -> None:
     )
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, n={n}, window {w}")
     configs = [
-        (bm, bn, warps, stages, one_loop)
-        for bm, bn, warps, stages, one_loop in itertools.product(
-            (64, 128), (64, 128), (4, 8), (2, 3, 4), (False, True)
+        (bm, bn, warps, stages, form)
+        for bm, bn, warps, stages, form in itertools.product(
+            (64, 128), block_n, (4, 8), (2, 3, 4), forms
         )
         if warps == 4 or bm * bn >= 128 * 64
     ]
@@ -110,18 +126,18 @@ def main() -> None:
             f"{flop / auto / 1e9:.0f} TFLOP/s)"
         )
         results = []
-        for bm, bn, warps, stages, one_loop in [] if args.autotuned_only else configs:
+        for bm, bn, warps, stages, form in [] if args.autotuned_only else configs:
             try:
-                call = run_config(q, k, v, lo, hi, bm, bn, warps, stages, one_loop)
+                call = run_config(q, k, v, lo, hi, bm, bn, warps, stages, form)
                 err = float((call().float() - ref.float()).abs().max())
                 t = ms(call)
             except Exception as exc:  # out of shared memory, registers
-                print(f"  {bm:>3} {bn:>3} w{warps} s{stages} one loop {one_loop}: {exc!r:.80}")
+                print(f"  {bm:>3} {bn:>3} w{warps} s{stages} {form}: {exc!r:.80}")
                 continue
-            results.append((t, bm, bn, warps, stages, one_loop, err))
-        for t, bm, bn, warps, stages, one_loop, err in sorted(results)[:14]:
+            results.append((t, bm, bn, warps, stages, form, err))
+        for t, bm, bn, warps, stages, form, err in sorted(results)[:14]:
             print(
-                f"  {bm:>3} {bn:>3} w{warps} s{stages} {'one loop' if one_loop else '3 loops '}: "
+                f"  {bm:>3} {bn:>3} w{warps} s{stages} {form:>5}: "
                 f"{t:.3f} ms {dense / t:5.1f}x "
                 f"{flop / t / 1e9:4.0f} TFLOP/s (max diff {err:.2g})"
             )

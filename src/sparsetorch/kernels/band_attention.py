@@ -164,12 +164,38 @@ if triton is not None:
         return acc, l_i, m_i
 
     @triton.jit
+    def _fwd_tiles_tma(
+        acc, l_i, m_i, q, k_base, v_base, offs_m, start, stop, full_lo, full_hi,
+        stride_kn, stride_vn, N, LO, HI, qk_scale,
+        BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+    ):  # fmt: skip
+        """``_fwd_tiles_one_loop`` with k and v read by the tensor-memory accelerator
+        (descriptors made on the device; rows past N read as zeros)."""
+        kd = tl.make_tensor_descriptor(
+            k_base, shape=[N, HEAD_DIM], strides=[stride_kn, 1], block_shape=[BLOCK_N, HEAD_DIM]
+        )
+        vd = tl.make_tensor_descriptor(
+            v_base, shape=[N, HEAD_DIM], strides=[stride_vn, 1], block_shape=[BLOCK_N, HEAD_DIM]
+        )
+        for s in range(start, stop, BLOCK_N):
+            offs_n = s + tl.arange(0, BLOCK_N)
+            kb = kd.load([s, 0])  # (BN, D)
+            qk = tl.dot(q, kb.T) * qk_scale  # (BM, BN), log2 units
+            if (s < full_lo) | (s >= full_hi):
+                qk = tl.where(_in_band(offs_m, offs_n, N, LO, HI), qk, float("-inf"))
+            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i)
+            v = vd.load([s, 0])  # (BN, D)
+            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+            m_i = m_new
+        return acc, l_i, m_i
+
+    @triton.jit
     def _band_fwd(
         Q, K, V, Out, LSE,
         sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
         H, GROUP, N, LO, HI, qk_scale,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        ONE_LOOP: tl.constexpr,
+        ONE_LOOP: tl.constexpr, TMA: tl.constexpr = False,
     ):  # fmt: skip
         start_m = tl.program_id(0) * BLOCK_M
         bh = tl.program_id(1)
@@ -188,7 +214,12 @@ if triton is not None:
         l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
         m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
         first, full_lo, full_hi, end = _ranges(start_m, N, LO, HI, BLOCK_M, BLOCK_N, 0)
-        if ONE_LOOP:
+        if TMA:
+            acc, l_i, m_i = _fwd_tiles_tma(
+                acc, l_i, m_i, q, k_base, v_base, offs_m, first, end, full_lo, full_hi,
+                skn, svn, N, LO, HI, qk_scale, BLOCK_N, HEAD_DIM,
+            )  # fmt: skip
+        elif ONE_LOOP:
             acc, l_i, m_i = _fwd_tiles_one_loop(
                 acc, l_i, m_i, q, k_base, v_base, offs_m, first, end, full_lo, full_hi,
                 skn, svn, N, LO, HI, qk_scale, BLOCK_N, HEAD_DIM,
@@ -418,11 +449,11 @@ if triton is not None:
         sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
         H, GROUP, N, LO, HI, qk_scale, WIDTH, NKEY,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        ONE_LOOP: tl.constexpr = False,
+        ONE_LOOP: tl.constexpr = False, TMA: tl.constexpr = False,
     ):  # fmt: skip
         _band_fwd(
             Q, K, V, Out, LSE, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
-            H, GROUP, N, LO, HI, qk_scale, HEAD_DIM, BLOCK_M, BLOCK_N, ONE_LOOP,
+            H, GROUP, N, LO, HI, qk_scale, HEAD_DIM, BLOCK_M, BLOCK_N, ONE_LOOP, TMA,
         )  # fmt: skip
 
     @triton.jit
