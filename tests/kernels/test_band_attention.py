@@ -61,17 +61,26 @@ CASES = [  # (B, H, n, D), kv heads, lo, hi
 ]
 
 
-@pytest.fixture(params=[False, True], ids=["three-loop", "one-loop"])
+FORMS = {
+    "three-loop": {"ONE_LOOP": False},
+    "one-loop": {"ONE_LOOP": True},
+    "one-loop-tma": {"ONE_LOOP": True, "TMA": True},  # k, v through tensor descriptors
+}
+
+
+@pytest.fixture(params=list(FORMS))
 def forward_form(request):
-    """The interpreter's forward config in either form (the autotuned list on a GPU starts
+    """The interpreter's forward config in each form (the autotuned list on a GPU starts
     with the one-loop form, the interpreter's single config is three-loop)."""
     import triton
 
+    if "TMA" in FORMS[request.param]:  # descriptors made in the kernel take a scratch buffer
+        triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8))
     tuned = bk._fwd_tuned
     saved = tuned.configs
     tuned.configs = [
         triton.Config(
-            {"BLOCK_M": 32, "BLOCK_N": 32, "ONE_LOOP": request.param}, num_warps=4, num_stages=1
+            {"BLOCK_M": 32, "BLOCK_N": 32, **FORMS[request.param]}, num_warps=4, num_stages=1
         )
     ]
     tuned.cache.clear()
