@@ -8,10 +8,12 @@ goal shapes against the fastest dense SDPA of the same run, so that the autotune
 Shapes: B=1, H=16, D=128, bfloat16; ``local(w)`` (band(-w, w)) and its causal form band(0, w).
 Each config runs the kernel's three loops (edge tiles masked, interior unmasked), its
 one-loop form (``ONE_LOOP``: one software pipeline, the mask evaluated on edge tiles by a
-branch) and the one-loop form reading k and v through tensor descriptors (``TMA``, Hopper's
-tensor-memory accelerator); ``--forms`` picks among them. Each config's output is checked against the autotuned kernel's (max abs difference). Times are
-medians of ``triton.testing.do_bench``; the dense baseline is the fastest of torch's default
-SDPA and each forced backend (no mask; ``is_causal`` for the causal rows).
+branch), the one-loop form reading k and v through tensor descriptors (``TMA``, Hopper's
+tensor-memory accelerator), and either with half the exponentials on the FMA units
+(``POLY``); ``--forms`` picks among them. Each config's output is checked against the
+autotuned kernel's (max abs difference). Times are medians of ``triton.testing.do_bench``; the
+dense baseline is the fastest of torch's default SDPA and each forced backend (no mask;
+``is_causal`` for the causal rows).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ FORMS = {
     "loops": {"ONE_LOOP": False},
     "one": {"ONE_LOOP": True},
     "tma": {"ONE_LOOP": True, "TMA": True},
+    "poly": {"ONE_LOOP": True, "POLY": True},
+    "tma-poly": {"ONE_LOOP": True, "TMA": True, "POLY": True},
 }
 
 
@@ -93,9 +97,11 @@ def main() -> None:
     ap.add_argument("--autotuned-only", action="store_true", help="time the autotuned kernel only")
     ap.add_argument("--forms", default="loops,one,tma", help="comma list of " + ", ".join(FORMS))
     ap.add_argument("--block-n", default="64,128", help="comma list of BLOCK_N to sweep")
+    ap.add_argument("--stages", default="2,3,4", help="comma list of pipeline stages to sweep")
     args = ap.parse_args()
     forms = args.forms.split(",")
     block_n = tuple(int(b) for b in args.block_n.split(","))
+    stage_list = tuple(int(b) for b in args.stages.split(","))
     # descriptors made on the device need a scratch allocation per launch
     band.triton.set_allocator(
         lambda size, align, stream: torch.empty(size, device="cuda", dtype=torch.int8)
@@ -110,7 +116,7 @@ def main() -> None:
     configs = [
         (bm, bn, warps, stages, form)
         for bm, bn, warps, stages, form in itertools.product(
-            (64, 128), block_n, (4, 8), (2, 3, 4), forms
+            (64, 128), block_n, (4, 8), stage_list, forms
         )
         if warps == 4 or bm * bn >= 128 * 64
     ]
@@ -137,7 +143,7 @@ def main() -> None:
             results.append((t, bm, bn, warps, stages, form, err))
         for t, bm, bn, warps, stages, form, err in sorted(results)[:14]:
             print(
-                f"  {bm:>3} {bn:>3} w{warps} s{stages} {form:>5}: "
+                f"  {bm:>3} {bn:>3} w{warps} s{stages} {form:>8}: "
                 f"{t:.3f} ms {dense / t:5.1f}x "
                 f"{flop / t / 1e9:4.0f} TFLOP/s (max diff {err:.2g})"
             )

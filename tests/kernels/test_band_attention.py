@@ -65,6 +65,8 @@ FORMS = {
     "three-loop": {"ONE_LOOP": False},
     "one-loop": {"ONE_LOOP": True},
     "one-loop-tma": {"ONE_LOOP": True, "TMA": True},  # k, v through tensor descriptors
+    "one-loop-poly": {"ONE_LOOP": True, "POLY": True},  # half the exp2 by polynomial
+    "three-loop-poly": {"ONE_LOOP": False, "POLY": True},
 }
 
 
@@ -211,3 +213,34 @@ def test_gpu_band_under_fullgraph_compile_and_backward():
 @pytest.mark.gpu
 def test_gpu_kernel_log_sum_exp_and_its_gradient():
     _check_log_sum_exp("cuda", torch.bfloat16, 300, 64, 2, 40, 0.125, 2e-2, 1e-2)
+
+
+@needs_interpreter
+def test_interpreted_polynomial_exp2_against_float64():
+    """``_exp2_poly`` (the POLY forms' exponentials on the FMA units): relative error below
+    3e-7 on [-126, 0], exactly 0 below -126 and at -inf, exactly 1 at 0."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def run(X, Y, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        x = tl.load(X + offs, mask=offs < n)
+        tl.store(Y + offs, bk._exp2_poly(x), mask=offs < n)
+
+    patch()
+    x = torch.cat(
+        [
+            -torch.rand(4000, dtype=torch.float64) * 126,
+            -torch.arange(0, 126, 0.125, dtype=torch.float64),  # integer and 1/8 steps
+            torch.tensor([-126.5, -127.0, -200.0, -math.inf], dtype=torch.float64),
+        ]
+    ).float()
+    y = torch.empty_like(x)
+    run[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024)
+    want = torch.exp2(x.double())
+    inside = x >= -126
+    rel = ((y.double() - want) / want)[inside].abs().max().item()
+    assert rel < 3e-7, rel
+    assert (y[~inside] == 0).all()
+    assert y[x == 0].eq(1.0).all()

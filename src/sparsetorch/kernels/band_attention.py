@@ -91,13 +91,37 @@ if triton is not None:
         return (d >= LO) & (d <= HI) & (offs_n[None, :] < N)
 
     @triton.jit
-    def _softmax_step(qk, m_i, l_i):
+    def _exp2_poly(x):
+        """2**x for x <= 0 on the FMA units: the integer part into the exponent bits, the
+        fraction through a degree-5 polynomial (relative error about 2e-7 in float32, the
+        special-function unit's own is about 1e-7); 0 below 2**-126."""
+        xc = tl.maximum(x, -126.0)
+        j = tl.floor(xc)
+        f = xc - j  # [0, 1)
+        p = 1.8775767e-3
+        p = p * f + 8.9893397e-3
+        p = p * f + 5.5826318e-2
+        p = p * f + 2.4015361e-1
+        p = p * f + 6.9315308e-1
+        p = p * f + 1.0
+        bits = p.to(tl.int32, bitcast=True) + (j.to(tl.int32) << 23)
+        return tl.where(x < -126.0, 0.0, bits.to(tl.float32, bitcast=True))
+
+    @triton.jit
+    def _softmax_step(qk, m_i, l_i, POLY: tl.constexpr = False):
         """One key tile of the online softmax: scores qk (BM, BN) in log2 units against the
         running max m_i and sum l_i -> (probabilities p, rescale alpha of the old acc and l_i,
-        new l_i, new max)."""
+        new l_i, new max). POLY: every second column's exponential on the FMA units
+        (``_exp2_poly``), the others on the special-function units, which then do half the
+        work (FlashAttention-4's split, Zadouri et al. 2025)."""
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key yet
-        p = tl.math.exp2(qk - m_safe[:, None])
+        x = qk - m_safe[:, None]
+        if POLY:  # the column pairs sit in one thread's registers: no data moves
+            a, b = tl.split(tl.reshape(x, (x.shape[0], x.shape[1] // 2, 2)))
+            p = tl.reshape(tl.join(tl.math.exp2(a), _exp2_poly(b)), (x.shape[0], x.shape[1]))
+        else:
+            p = tl.math.exp2(x)
         alpha = tl.math.exp2(m_i - m_safe)
         return p, alpha, l_i * alpha + tl.sum(p, 1), m_new
 
@@ -106,6 +130,7 @@ if triton is not None:
         acc, l_i, m_i, q, k_base, v_base, offs_m, start, stop,
         stride_kn, stride_vn, N, LO, HI, qk_scale,
         MASK: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+        POLY: tl.constexpr,
     ):  # fmt: skip
         offs_d = tl.arange(0, HEAD_DIM)
         for s in range(start, stop, BLOCK_N):
@@ -121,7 +146,7 @@ if triton is not None:
             qk = tl.dot(q, kt) * qk_scale  # (BM, BN), log2 units
             if MASK:
                 qk = tl.where(_in_band(offs_m, offs_n, N, LO, HI), qk, float("-inf"))
-            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i)
+            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i, POLY)
             if MASK:
                 v = tl.load(
                     v_base + offs_n[:, None] * stride_vn + offs_d[None, :],
@@ -138,7 +163,7 @@ if triton is not None:
     def _fwd_tiles_one_loop(
         acc, l_i, m_i, q, k_base, v_base, offs_m, start, stop, full_lo, full_hi,
         stride_kn, stride_vn, N, LO, HI, qk_scale,
-        BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+        BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, POLY: tl.constexpr,
     ):  # fmt: skip
         """``_fwd_tiles`` over the whole run in one loop (one software pipeline instead of
         three short ones): the tiles outside [full_lo, full_hi) evaluate the mask."""
@@ -153,7 +178,7 @@ if triton is not None:
             qk = tl.dot(q, kt) * qk_scale  # (BM, BN), log2 units
             if (s < full_lo) | (s >= full_hi):
                 qk = tl.where(_in_band(offs_m, offs_n, N, LO, HI), qk, float("-inf"))
-            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i)
+            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i, POLY)
             v = tl.load(
                 v_base + offs_n[:, None] * stride_vn + offs_d[None, :],
                 mask=offs_n[:, None] < N,
@@ -167,7 +192,7 @@ if triton is not None:
     def _fwd_tiles_tma(
         acc, l_i, m_i, q, k_base, v_base, offs_m, start, stop, full_lo, full_hi,
         stride_kn, stride_vn, N, LO, HI, qk_scale,
-        BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+        BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, POLY: tl.constexpr,
     ):  # fmt: skip
         """``_fwd_tiles_one_loop`` with k and v read by the tensor-memory accelerator
         (descriptors made on the device; rows past N read as zeros)."""
@@ -183,7 +208,7 @@ if triton is not None:
             qk = tl.dot(q, kb.T) * qk_scale  # (BM, BN), log2 units
             if (s < full_lo) | (s >= full_hi):
                 qk = tl.where(_in_band(offs_m, offs_n, N, LO, HI), qk, float("-inf"))
-            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i)
+            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i, POLY)
             v = vd.load([s, 0])  # (BN, D)
             acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
             m_i = m_new
@@ -195,7 +220,7 @@ if triton is not None:
         sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
         H, GROUP, N, LO, HI, qk_scale,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        ONE_LOOP: tl.constexpr, TMA: tl.constexpr = False,
+        ONE_LOOP: tl.constexpr, TMA: tl.constexpr = False, POLY: tl.constexpr = False,
     ):  # fmt: skip
         start_m = tl.program_id(0) * BLOCK_M
         bh = tl.program_id(1)
@@ -217,25 +242,25 @@ if triton is not None:
         if TMA:
             acc, l_i, m_i = _fwd_tiles_tma(
                 acc, l_i, m_i, q, k_base, v_base, offs_m, first, end, full_lo, full_hi,
-                skn, svn, N, LO, HI, qk_scale, BLOCK_N, HEAD_DIM,
+                skn, svn, N, LO, HI, qk_scale, BLOCK_N, HEAD_DIM, POLY,
             )  # fmt: skip
         elif ONE_LOOP:
             acc, l_i, m_i = _fwd_tiles_one_loop(
                 acc, l_i, m_i, q, k_base, v_base, offs_m, first, end, full_lo, full_hi,
-                skn, svn, N, LO, HI, qk_scale, BLOCK_N, HEAD_DIM,
+                skn, svn, N, LO, HI, qk_scale, BLOCK_N, HEAD_DIM, POLY,
             )  # fmt: skip
         else:
             acc, l_i, m_i = _fwd_tiles(
                 acc, l_i, m_i, q, k_base, v_base, offs_m, first, full_lo,
-                skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM,
+                skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM, POLY,
             )  # fmt: skip
             acc, l_i, m_i = _fwd_tiles(
                 acc, l_i, m_i, q, k_base, v_base, offs_m, full_lo, full_hi,
-                skn, svn, N, LO, HI, qk_scale, False, BLOCK_N, HEAD_DIM,
+                skn, svn, N, LO, HI, qk_scale, False, BLOCK_N, HEAD_DIM, POLY,
             )  # fmt: skip
             acc, l_i, m_i = _fwd_tiles(
                 acc, l_i, m_i, q, k_base, v_base, offs_m, full_hi, end,
-                skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM,
+                skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM, POLY,
             )  # fmt: skip
         empty = l_i == 0.0  # a row with no key in the band: zeros, and +inf as its lse
         out = acc / tl.where(empty, 1.0, l_i)[:, None]
@@ -449,11 +474,11 @@ if triton is not None:
         sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
         H, GROUP, N, LO, HI, qk_scale, WIDTH, NKEY,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        ONE_LOOP: tl.constexpr = False, TMA: tl.constexpr = False,
+        ONE_LOOP: tl.constexpr = False, TMA: tl.constexpr = False, POLY: tl.constexpr = False,
     ):  # fmt: skip
         _band_fwd(
             Q, K, V, Out, LSE, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
-            H, GROUP, N, LO, HI, qk_scale, HEAD_DIM, BLOCK_M, BLOCK_N, ONE_LOOP, TMA,
+            H, GROUP, N, LO, HI, qk_scale, HEAD_DIM, BLOCK_M, BLOCK_N, ONE_LOOP, TMA, POLY,
         )  # fmt: skip
 
     @triton.jit
