@@ -11,7 +11,8 @@ masks made permanent; embeddings, norms and the LM head stay dense):
 - ``llama4096``: hidden 4096, MLP 14336, 32 heads (8 kv), 2 layers;
 - ``own4096``: the library's ``CausalTransformer``, d_model 4096, MLP 16384, 32 heads, 4 layers.
 (Fewer layers than the released models: the per-layer work is the same, and the device time of
-one run is short.)
+one run is short. The dense LM head weighs more in a shallow model: ``--layers 32`` gives the
+released depth, ``--workloads`` keeps a few rows.)
 
 Workloads: prefill (``model(ids)``, the LM head on the last position only) at batch x tokens;
 decode: one new token per sequence with a static KV cache of ``context`` positions (HF
@@ -222,6 +223,8 @@ def run_model(name, spec, args, device, dtype, began, rows, notes):
         prefill.append((1, 8192))
     decode = [1, 8] if device.type == "cuda" else [1]
     work = workloads(kind, dense, device, prefill, decode, context, vocab)
+    if args.workloads:
+        work = {label: w for label, w in work.items() if label in args.workloads}
     dispatchers = {}
     for mode in args.modes:
         if time.perf_counter() - began > args.budget:
@@ -295,7 +298,14 @@ def main() -> None:
     ap.add_argument("--verify-seconds", type=float, default=0.3)
     ap.add_argument("--rounds", type=int, default=9, help="paired timing rounds per row")
     ap.add_argument("--cache", default=None, help="dispatcher cache file (default: none)")
+    ap.add_argument(
+        "--layers", type=int, default=None, help="decoder layers of every model (default: table)"
+    )
+    ap.add_argument(
+        "--workloads", default=None, help='comma list to keep, e.g. "decode 1 x 1,prefill 1 x 8192"'
+    )
     args = ap.parse_args()
+    args.workloads = [w.strip() for w in args.workloads.split(",")] if args.workloads else None
     args.modes = [m for m in args.modes.split(",") if m]
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -313,7 +323,8 @@ def main() -> None:
         if name not in table:
             continue
         try:
-            run_model(name, table[name], args, device, dtype, began, rows, notes)
+            spec = table[name] if args.layers is None else (*table[name][:5], args.layers)
+            run_model(name, spec, args, device, dtype, began, rows, notes)
         except Exception:  # a model that cannot be built here (transformers missing, memory)
             traceback.print_exc()
             rows.append(f"| {name} | - | - | failed to build or sparsify ||||||")
