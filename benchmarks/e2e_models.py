@@ -117,6 +117,9 @@ def workloads(kind, model, device, prefill, decode, context, vocab):
 
         else:
             caches = new_caches(model, b, context, model.pos.weight)
+            for kv in caches:  # written in place each step: fixed addresses for CUDA graphs
+                for t in kv:
+                    torch._dynamo.mark_static_address(t)
 
             def step(m, tok=tok, caches=caches):
                 return decode_step(m, tok, caches, context - 1)
@@ -125,6 +128,7 @@ def workloads(kind, model, device, prefill, decode, context, vocab):
     return out
 
 
+@torch.compiler.disable  # run as it is between compiled calls; a CUDA graph still captures it
 def rewind(cache, position: int) -> None:
     """Put a static cache back to ``position`` filled slots, so that one decode step can be
     repeated: newer transformers keep the write position in the cache (a per-layer
@@ -138,7 +142,9 @@ def rewind(cache, position: int) -> None:
 
 def prepared(mode: str, model, fn):
     """``fn(model)`` as it runs in a mode, warmed up: eagerly, replayed from one CUDA graph, or
-    through ``torch.compile(model, mode="reduce-overhead")``."""
+    through ``torch.compile(fn, mode="reduce-overhead")`` called with the model (compiling the
+    model alone would leave the library model's decode step, which calls its submodules,
+    eager)."""
     from sparsetorch.deploy.graphed import capture
 
     fn(model)  # eager first: nothing is measured inside a capture or a trace
@@ -148,11 +154,11 @@ def prepared(mode: str, model, fn):
         graph, _ = capture(lambda: fn(model))
         call = graph.replay
     else:
-        compiled = torch.compile(model, mode="reduce-overhead")
+        compiled = torch.compile(fn, mode="reduce-overhead")
 
         def call():
             torch.compiler.cudagraph_mark_step_begin()
-            return fn(compiled)
+            return compiled(model)
 
     for _ in range(3):
         call()
@@ -305,6 +311,10 @@ def main() -> None:
         "--workloads", default=None, help='comma list to keep, e.g. "decode 1 x 1,prefill 1 x 8192"'
     )
     args = ap.parse_args()
+    # One process compiles the same step function for a dense and a 2:4 copy of each model and
+    # workload: past torch's default of 8 recompiles a code object, dynamo falls back to eager
+    # and the compile rows would time eager runs.
+    torch._dynamo.config.recompile_limit = 64
     args.workloads = [w.strip() for w in args.workloads.split(",")] if args.workloads else None
     args.modes = [m for m in args.modes.split(",") if m]
     device = torch.device(args.device)

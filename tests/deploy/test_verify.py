@@ -111,6 +111,32 @@ def test_compile_mode_traces_the_kept_choices(paths):
     assert "0" in result.reverted and model[0].choices == {4: "dense"}
 
 
+class _Stepper(nn.Module):
+    """A model served through a method that is not forward, as a decode step is."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = _model()
+
+    def step(self, x):
+        return self.body[4](self.body[2](self.body[0](x)))
+
+
+def test_compile_mode_traces_a_workload_that_does_not_call_forward(paths):
+    from torch._dynamo.testing import CompileCounter
+
+    model = _Stepper()
+    _swap(model.body, {0: "twin", 2: "twin", 4: "twin"})
+    counter = CompileCounter()
+    x = torch.randn(4, 16)
+    verify_(
+        model, lambda m: m.step(x), "compile", target_seconds=0.02, repeats=2,
+        compile_kwargs={"backend": counter},
+    )  # fmt: skip
+    # torch.compile(model).step(x) would run eagerly: nothing traced, no frame counted
+    assert counter.frame_count >= 1 and counter.op_count >= 3
+
+
 def test_bad_arguments():
     model = _model()
     with pytest.raises(ValueError, match="mode must be one of eager, graph, compile"):

@@ -91,8 +91,11 @@ def _runner(model: nn.Module, workload: Workload, mode: str, compile_kwargs: dic
         return lambda: workload(model)
     if mode == "compile":
         torch._dynamo.reset()  # choices are read while tracing: trace again
-        compiled = torch.compile(model, **compile_kwargs)
-        return lambda: workload(compiled)
+        # The workload is compiled, not the model: a workload that calls a method other than
+        # forward (a decode step) or the submodules themselves would run eagerly through
+        # torch.compile(model), since only the module's __call__ is compiled.
+        compiled = torch.compile(workload, **compile_kwargs)
+        return lambda: compiled(model)
     from sparsetorch.deploy.graphed import capture
 
     graph, _ = capture(lambda: workload(model), warmup=2)
@@ -133,8 +136,9 @@ def verify_(
 
     ``workload(module)`` runs one step of the real work (``lambda m: m(x)``, a decode step with
     a static cache, ...); it must be capturable in a CUDA graph for ``mode="graph"`` and is
-    given the compiled model for ``mode="compile"`` (``compile_kwargs`` go to
-    ``torch.compile``). The sparse model is kept if it is at least ``margin`` times faster
+    compiled itself for ``mode="compile"`` (``torch.compile(workload, **compile_kwargs)``,
+    then called with the model, so a step that calls submodules or a method other than
+    ``forward`` is traced too). The sparse model is kept if it is at least ``margin`` times faster
     than all-dense. Runs under ``torch.no_grad()``. Returns the :class:`Verification`."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
