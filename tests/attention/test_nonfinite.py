@@ -218,3 +218,25 @@ def test_cuda_band_kernel_contains_non_finite_entries(name, what, value):
     pattern = {"window": A.local(64), "causal window": A.causal() & A.local(64)}[name]
     q, k, v = (t.cuda().half() for t in _inputs(1024 + 70, shape=(2, 4), head_dim=16))
     _check_on_cuda(pattern, "band", q, k, v, what, value, atol=(2e-3, 2e-2))
+
+
+def test_containment_compiles_without_a_graph_break_on_the_cpu():
+    """Eagerly the CPU reads a flag to skip the cleaning of finite inputs; under torch.compile
+    that read would break the graph, so the cleaning runs in the graph and gives the same rows."""
+    from torch._dynamo.testing import CompileCounter
+
+    backend = "dense"
+    pattern, n = PATTERNS["window"], 40
+    q, k, v = _inputs(n)
+    bad_k, bad_v = _poison(k, v, (1, 0, 20), "v", float("nan"))
+    counter = CompileCounter()
+    fn = torch.compile(
+        lambda q, k, v: sparse_attention(q, k, v, pattern, backend=backend),
+        backend=counter,
+        fullgraph=True,
+    )
+    for kk, vv in ((k, v), (bad_k, bad_v)):
+        torch.testing.assert_close(
+            fn(q, kk, vv), sparse_attention(q, kk, vv, pattern, backend=backend), equal_nan=True
+        )
+    assert counter.frame_count == 1

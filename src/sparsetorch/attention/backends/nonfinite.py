@@ -29,14 +29,16 @@ POISON = 2.0**20
 def split(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
     """(k, v with every non-finite entry replaced by 0, bad (B, H, n): the positions whose key
     or value held one). On the CPU, where reading a flag costs no synchronisation, inputs
-    without a non-finite entry come back as they are, with ``bad`` None (nothing to mark)."""
+    without a non-finite entry come back as they are, with ``bad`` None (nothing to mark);
+    not under ``torch.compile``, where reading the flag would break the graph."""
+    eager_cpu = k.device.type == "cpu" and not torch.compiler.is_compiling()
     # a finite sum means every entry is finite (NaN and ±inf propagate; an overflow only sends
     # the call the slow way): one pass per tensor for the common case
-    if k.device.type == "cpu" and bool(torch.isfinite(k.sum() + v.sum())):
+    if eager_cpu and bool(torch.isfinite(k.sum() + v.sum())):
         return k, v, None
     finite_k, finite_v = torch.isfinite(k), torch.isfinite(v)
     bad = ~(finite_k.all(-1) & finite_v.all(-1))  # (B, H, n)
-    if k.device.type == "cpu" and not bool(bad.any()):
+    if eager_cpu and not bool(bad.any()):
         return k, v, None
     return torch.where(finite_k, k, 0.0), torch.where(finite_v, v, 0.0), bad
 
