@@ -304,6 +304,22 @@ def test_transpose_bsr_is_the_transposed_weight(bs):
     assert torch.equal(BSR(crow_t, col_t, vt, (w.shape[1], w.shape[0])).to_dense(), w.T)
 
 
+@pytest.mark.gpu
+def test_transpose_bsr_does_not_synchronise_on_cuda():
+    """The backward transposes W on every call: no host read of a device value there."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    w = block_sparse(256, 384, 64, 0.3, seed=3, dtype=torch.float32).cuda()
+    values, crow, col = bsr_arrays(w, 64)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        vt, crow_t, col_t = bt.transpose_bsr(values, crow, col, w.shape[1] // 64)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(BSR(crow_t, col_t, vt, (w.shape[1], w.shape[0])).to_dense(), w.T)
+
+
 @pytest.mark.parametrize("bs", [16, 32])
 def test_weight_grad_equals_dense_gradient_at_stored_blocks(bs):
     w = block_sparse(3 * bs, 5 * bs, bs, 0.5, seed=7, dtype=torch.float32)

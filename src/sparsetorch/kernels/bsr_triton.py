@@ -330,7 +330,10 @@ def transpose_bsr(
     order = torch.argsort(col.long() * (crow.numel() - 1) + rows)
     values_t = values[order].transpose(1, 2).contiguous()
     col_t = rows[order].to(col.dtype)
-    counts = torch.bincount(col.long(), minlength=block_cols)
+    # blocks per block column; index_add_, not bincount, which reads the maximum on the host
+    # (a synchronisation in every backward, and an error inside a CUDA-graph capture)
+    counts = torch.zeros(block_cols, dtype=torch.long, device=col.device)
+    counts.index_add_(0, col.long(), torch.ones_like(col, dtype=torch.long))
     crow_t = torch.zeros(block_cols + 1, dtype=crow.dtype, device=crow.device)
     crow_t[1:] = torch.cumsum(counts, 0)
     return values_t, crow_t, col_t
