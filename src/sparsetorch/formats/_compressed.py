@@ -62,8 +62,10 @@ def expand_rows(row_ptr: torch.Tensor) -> torch.Tensor:
 
 
 def compress_rows(rows: torch.Tensor, n_rows: int, dtype: torch.dtype) -> torch.Tensor:
-    """row_ptr (n_rows + 1,) from sorted row indices (nnz,)."""
-    counts = torch.bincount(rows.long(), minlength=n_rows)
+    """row_ptr (n_rows + 1,) from sorted row indices (nnz,). No host synchronisation on a GPU
+    (``torch.bincount`` reads the maximum on the host): usable in a backward and a capture."""
+    counts = torch.zeros(n_rows, dtype=torch.int64, device=rows.device)
+    counts.index_add_(0, rows.long(), torch.ones_like(rows, dtype=torch.int64))
     row_ptr = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
     torch.cumsum(counts, 0, out=row_ptr[1:])
     return row_ptr.to(dtype)

@@ -50,6 +50,7 @@ import math
 
 import torch
 
+from sparsetorch.formats._compressed import compress_rows
 from sparsetorch.formats.bsr import stored_blocks
 from sparsetorch.kernels.interpret import interpreting
 
@@ -330,12 +331,7 @@ def transpose_bsr(
     order = torch.argsort(col.long() * (crow.numel() - 1) + rows)
     values_t = values[order].transpose(1, 2).contiguous()
     col_t = rows[order].to(col.dtype)
-    # blocks per block column; index_add_, not bincount, which reads the maximum on the host
-    # (a synchronisation in every backward, and an error inside a CUDA-graph capture)
-    counts = torch.zeros(block_cols, dtype=torch.long, device=col.device)
-    counts.index_add_(0, col.long(), torch.ones_like(col, dtype=torch.long))
-    crow_t = torch.zeros(block_cols + 1, dtype=crow.dtype, device=crow.device)
-    crow_t[1:] = torch.cumsum(counts, 0)
+    crow_t = compress_rows(col[order], block_cols, crow.dtype)  # no host sync in a backward
     return values_t, crow_t, col_t
 
 
