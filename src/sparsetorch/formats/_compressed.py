@@ -54,11 +54,13 @@ def check_compressed(
         )
 
 
-def expand_rows(row_ptr: torch.Tensor) -> torch.Tensor:
-    """The row of every entry, (nnz,) int64, from row_ptr (rows + 1,): O(nnz + rows)."""
+def expand_rows(row_ptr: torch.Tensor, nnz: int | None = None) -> torch.Tensor:
+    """The row of every entry, (nnz,) int64, from row_ptr (rows + 1,): O(nnz + rows). Given
+    ``nnz``, no device-to-host read of the counts' sum (no sync in a backward or a capture)."""
     n_rows = row_ptr.numel() - 1
     counts = row_ptr.diff().long()
-    return torch.repeat_interleave(torch.arange(n_rows, device=row_ptr.device), counts)
+    rows = torch.arange(n_rows, device=row_ptr.device)
+    return torch.repeat_interleave(rows, counts, output_size=nnz)
 
 
 def compress_rows(rows: torch.Tensor, n_rows: int, dtype: torch.dtype) -> torch.Tensor:

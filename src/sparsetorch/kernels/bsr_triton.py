@@ -50,7 +50,7 @@ import math
 
 import torch
 
-from sparsetorch.formats._compressed import compress_rows
+from sparsetorch.formats._compressed import compress_rows, expand_rows
 from sparsetorch.formats.bsr import stored_blocks
 from sparsetorch.kernels.interpret import interpreting
 
@@ -314,20 +314,12 @@ def _bsr_linear_fake(x, values, crow, col, bias, out_features):
 # copies), used elsewhere and as the tests' reference. The bias gradient is dy summed over rows.
 
 
-def block_rows(crow: torch.Tensor, nnzb: int) -> torch.Tensor:
-    """The block row of every one of the ``nnzb`` stored blocks (nnzb,) int64, from the row
-    pointers (given nnzb, no device-to-host copy of the counts' sum: no sync in a backward)."""
-    counts = (crow[1:] - crow[:-1]).long()
-    rows = torch.arange(counts.numel(), device=crow.device)
-    return torch.repeat_interleave(rows, counts, output_size=nnzb)
-
-
 def transpose_bsr(
     values: torch.Tensor, crow: torch.Tensor, col: torch.Tensor, block_cols: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(values, crow, col) of W^T, given W's with ``block_cols`` block columns: blocks
     transposed and ordered by (block column, block row); index dtypes kept."""
-    rows = block_rows(crow, col.numel())
+    rows = expand_rows(crow, col.numel())
     order = torch.argsort(col.long() * (crow.numel() - 1) + rows)
     values_t = values[order].transpose(1, 2).contiguous()
     col_t = rows[order].to(col.dtype)
@@ -343,7 +335,7 @@ def bsr_weight_grad(
     dy[:, r·bs:(r+1)·bs]^T @ x[:, c·bs:(c+1)·bs], accumulated in float32."""
     m = x.shape[0]
     nnzb = col.numel()
-    rows = block_rows(crow, nnzb)
+    rows = expand_rows(crow, nnzb)
     out = torch.empty(nnzb, bs, bs, dtype=x.dtype, device=x.device)
     xb = x.reshape(m, -1, bs)  # (M, in/bs, bs)
     dyb = dy.reshape(m, -1, bs)  # (M, out/bs, bs)
@@ -446,7 +438,7 @@ def bsr_weight_grad_triton(
     nnzb = col.numel()
     if nnzb == 0:
         return torch.empty(0, bs, bs, dtype=x.dtype, device=x.device)
-    rows = block_rows(crow, nnzb)
+    rows = expand_rows(crow, nnzb)
     if config is None and interpreting():
         config = {"BLOCK_K": 32}
     sms = (
