@@ -130,7 +130,6 @@ def table_bsr(size: int, densities, blocks) -> list[str]:
             cfg = "; ".join(
                 f"BM {c['BLOCK_M']} {'W left' if c['W_LEFT'] else 'x left'} "
                 f"w{c['num_warps']} s{c['num_stages']}"
-                + (f" persistent {c['PERSISTENT']}/SM" if c.get("PERSISTENT") else "")
                 for c in configs
             )
             rows.append(

@@ -106,34 +106,12 @@ def test_tile_of_512_rows_equals_dense(w_left):
     torch.testing.assert_close(y.float(), expected(w, x, None), rtol=1e-2, atol=2e-2)
 
 
-@needs_kernel
-@pytest.mark.parametrize("per_sm", [1, 2, 5])
-@pytest.mark.parametrize("w_left", [True, False])
-@pytest.mark.parametrize("empty_rows", [(1,), (0, 3, 4), (0, 1, 2, 3, 4, 5)])
-def test_persistent_schedule_equals_dense(per_sm, w_left, empty_rows):
-    """Programs walking several tiles each (4 SMs in the interpreter: 4 or 8 programs for 18
-    tiles, or one tile each when per-SM programs outnumber tiles) over empty block rows at the start, in the middle and
-    everywhere, a ragged last x tile, a bias and x column-major: every tile comes out right."""
-    bs, m = 32, 70  # 3 x tiles of 32 rows x 6 block rows = 18 tiles
-    w = block_sparse(6 * bs, 4 * bs, bs, density=0.6, empty_rows=empty_rows, seed=per_sm)
-    w = w.to(DEVICE)
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(4 * bs, m, generator=g).half().to(DEVICE).T  # (M, in), column-major
-    b = torch.randn(6 * bs, generator=g).half().to(DEVICE)
-    config = {"BLOCK_M": 32, "W_LEFT": w_left, "PERSISTENT": per_sm}
-    y = run(w, x, b, bs, config=config)
-    torch.testing.assert_close(y.float(), expected(w, x, b), rtol=1e-2, atol=2e-2)
-    for r in empty_rows:  # an empty block row is the bias, exactly
-        assert torch.equal(y[:, r * bs : (r + 1) * bs], b[r * bs : (r + 1) * bs].expand(m, bs))
-
-
 @pytest.mark.skipif(not bt.available(), reason="needs Triton")
 def test_autotune_keeps_three_tile_heights_that_fit():
     def kept(bs, mk):
         return {
             (c.kwargs["BLOCK_M"], c.kwargs["W_LEFT"], c.num_warps, c.num_stages)
-            for c in bt._prune(bt._CONFIGS, {"BS": bs, "M_KEY": mk, "DENSITY_KEY": 4})
-            if not c.kwargs["PERSISTENT"]
+            for c in bt._prune(bt._CONFIGS, {"BS": bs, "M_KEY": mk})
         }
 
     big = kept(64, 8192)
@@ -145,19 +123,6 @@ def test_autotune_keeps_three_tile_heights_that_fit():
     assert all(stages == 3 for bm, _, _, stages in huge if bm == 256)
     assert {bm for bm, *_ in kept(64, 32)} == {16, 32}  # never taller than the M bucket
     assert not any(w_left for _, w_left, *_ in kept(32, 8192))  # wgmma's 64-row M slot
-
-
-@pytest.mark.skipif(not bt.available(), reason="needs Triton")
-def test_autotune_tries_the_persistent_schedule_for_many_short_block_rows():
-    def persistent(mk, density_key):
-        kept = bt._prune(bt._CONFIGS, {"BS": 64, "M_KEY": mk, "DENSITY_KEY": density_key})
-        return {
-            (c.kwargs["BLOCK_M"], c.kwargs["PERSISTENT"]) for c in kept if c.kwargs["PERSISTENT"]
-        }
-
-    assert persistent(8192, 3) == {(128, 1), (128, 2), (256, 1), (256, 2)}  # 5%: ~6 per row
-    assert persistent(8192, bt.PERSISTENT_MAX_DENSITY_KEY + 1) == set()  # long block rows
-    assert persistent(bt.PERSISTENT_MIN_M // 2, 3) == set()  # few tiles
 
 
 @needs_kernel

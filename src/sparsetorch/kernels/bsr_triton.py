@@ -34,14 +34,6 @@ table in ``benchmarks/gpu.py`` the kernel's. Larger blocks read x fewer times (b
 row-by-row schedule cannot avoid it for scattered blocks, since two block rows rarely share a
 column block. 25% is compute bound like dense (~4x).
 
-Persistent schedule (``PERSISTENT`` programs per SM, autotuned against the above for many
-tiles of short block rows): at 5% a block row of 8192 columns holds about 6 blocks of 64, so
-a one-tile program runs about 6 steps, pays its pipeline's fill and then stores its tile before
-the next program on that SM starts (a BLOCK_M 512 tile fills the SM's shared memory). A fixed
-grid of programs instead walks tiles pid, pid + programs, ... (the same block-row-fastest order)
-in one flat loop of (tile, stored block) steps, storing a tile inside the loop, so the next
-tile's first loads are already in flight; an empty block row takes one step of masked loads.
-
 Compiled for sm_90 (Triton 3.9, checked without a GPU): the block index, x tile and W block are
 all loaded by cp.async a stage ahead, the MMA is wgmma with one group in flight, no register
 spills; 48-80 KB of shared memory at BLOCK_M 128-256, bs 64 (2-4 programs per SM). x tiles
@@ -54,7 +46,6 @@ x row- or column-major, dtype). Under TRITON_INTERPRET=1 (CPU tests) a fixed ``c
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -71,12 +62,6 @@ except ImportError:  # pragma: no cover - CPU machines
 
 BLOCK_SIZES = (16, 32, 64, 128)
 _SMEM_BUDGET = 220 * 1024  # bytes of shared memory a config may use (H100: 227 KB)
-
-
-# The persistent schedule is tried (autotuned against one tile per program) from this M bucket,
-# up to this density bucket (mean stored blocks per block row < 2**5)
-PERSISTENT_MIN_M = 2048
-PERSISTENT_MAX_DENSITY_KEY = 5
 
 
 def _smem_bytes(block_m: int, bs: int, stages: int) -> int:
@@ -155,44 +140,49 @@ def _check(x, values, crow, col, bias, out_features) -> int:
 
 if triton is not None:
 
-    @triton.jit
-    def _block_step(
-        acc, x_rows, m_ok, w_blk, c, has, stride_xk,
-        BS: tl.constexpr, W_LEFT: tl.constexpr, MASKED: tl.constexpr,
+    @triton.jit(do_not_specialize=["M_KEY", "K_KEY", "DENSITY_KEY", "X_ROW_MAJOR_KEY"])
+    def _bsr_kernel(
+        x_ptr, v_ptr, crow_ptr, col_ptr, b_ptr, y_ptr,
+        M, BLOCK_ROWS,
+        stride_xm, stride_xk, stride_ym, stride_yn,
+        M_KEY, K_KEY, DENSITY_KEY, X_ROW_MAJOR_KEY,  # autotune keys only (buckets, see below)
+        BS: tl.constexpr, HAS_BIAS: tl.constexpr,
+        BLOCK_M: tl.constexpr, W_LEFT: tl.constexpr,
     ):  # fmt: skip
-        """acc += one stored block (block column ``c``, values at ``w_blk``) times its x
-        slice; with ``MASKED``, ``has`` False reads zeros (an empty block row's one step)."""
-        offs_b = tl.arange(0, BS)
-        k = c * BS + offs_b  # (BS,) input features
+        pid = tl.program_id(0)
+        row = pid % BLOCK_ROWS  # W block row: fastest, so one x tile serves all of them from L2
+        pid_m = pid // BLOCK_ROWS
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # (BM,) rows of x / y
+        offs_b = tl.arange(0, BS)  # (BS,) within a block
+        m_ok = offs_m < M
+        x_rows = x_ptr + offs_m.to(tl.int64) * stride_xm  # (BM,) row starts
+        start = tl.load(crow_ptr + row)
+        end = tl.load(crow_ptr + row + 1)
         if W_LEFT:
-            w_ptrs = w_blk + offs_b[:, None] * BS + offs_b[None, :]  # (out, k)
-            x_ptrs = x_rows[None, :] + k[:, None] * stride_xk  # (k, BM)
-            if MASKED:
-                w = tl.load(w_ptrs, mask=has, other=0.0, eviction_policy="evict_last")
-                xt = tl.load(x_ptrs, mask=m_ok[None, :] & has, other=0.0)
-            else:
-                w = tl.load(w_ptrs, eviction_policy="evict_last")
-                xt = tl.load(x_ptrs, mask=m_ok[None, :], other=0.0)
-            acc = tl.dot(w, xt, acc)
+            acc = tl.zeros((BS, BLOCK_M), dtype=tl.float32)  # (out block, BM): y^T tile
         else:
-            w_ptrs = w_blk + offs_b[:, None] + offs_b[None, :] * BS  # (k, out) = W^T
-            x_ptrs = x_rows[:, None] + k[None, :] * stride_xk  # (BM, k)
-            if MASKED:
-                wt = tl.load(w_ptrs, mask=has, other=0.0, eviction_policy="evict_last")
-                xs = tl.load(x_ptrs, mask=m_ok[:, None] & has, other=0.0)
+            acc = tl.zeros((BLOCK_M, BS), dtype=tl.float32)  # (BM, out block): y tile
+        w_blk = v_ptr + start.to(tl.int64) * (BS * BS)  # first block of the row (64-bit)
+        for i in range(start, end):
+            k = tl.load(col_ptr + i).to(tl.int64) * BS + offs_b  # (BS,) input features
+            if W_LEFT:
+                w = tl.load(
+                    w_blk + offs_b[:, None] * BS + offs_b[None, :], eviction_policy="evict_last"
+                )  # (out, k)
+                xt = tl.load(
+                    x_rows[None, :] + k[:, None] * stride_xk, mask=m_ok[None, :], other=0.0
+                )  # (k, BM)
+                acc = tl.dot(w, xt, acc)
             else:
-                wt = tl.load(w_ptrs, eviction_policy="evict_last")
-                xs = tl.load(x_ptrs, mask=m_ok[:, None], other=0.0)
-            acc = tl.dot(xs, wt, acc)
-        return acc
-
-    @triton.jit
-    def _store_tile(
-        acc, y_ptr, b_ptr, offs_m, m_ok, row, stride_ym, stride_yn,
-        BS: tl.constexpr, HAS_BIAS: tl.constexpr, W_LEFT: tl.constexpr,
-    ):  # fmt: skip
-        """y[offs_m, row's bs features] = acc (+ bias), streamed (.cs): y is written once."""
-        offs_n = row * BS + tl.arange(0, BS)  # (BS,) output features
+                wt = tl.load(
+                    w_blk + offs_b[:, None] + offs_b[None, :] * BS, eviction_policy="evict_last"
+                )  # (k, out) = W^T
+                xs = tl.load(
+                    x_rows[:, None] + k[None, :] * stride_xk, mask=m_ok[:, None], other=0.0
+                )  # (BM, k)
+                acc = tl.dot(xs, wt, acc)
+            w_blk += BS * BS
+        offs_n = row * BS + offs_b  # (BS,) output features
         if W_LEFT:
             if HAS_BIAS:
                 acc += tl.load(b_ptr + offs_n).to(tl.float32)[:, None]
@@ -208,114 +198,27 @@ if triton is not None:
                 y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=m_ok[:, None], cache_modifier=".cs"
             )
 
-    @triton.jit
-    def _zeros(BS: tl.constexpr, BLOCK_M: tl.constexpr, W_LEFT: tl.constexpr):
-        if W_LEFT:
-            return tl.zeros((BS, BLOCK_M), dtype=tl.float32)  # (out block, BM): y^T tile
-        else:
-            return tl.zeros((BLOCK_M, BS), dtype=tl.float32)  # (BM, out block): y tile
-
-    @triton.jit(do_not_specialize=["M_KEY", "K_KEY", "DENSITY_KEY", "X_ROW_MAJOR_KEY"])
-    def _bsr_kernel(
-        x_ptr, v_ptr, crow_ptr, col_ptr, b_ptr, y_ptr,
-        M, BLOCK_ROWS,
-        stride_xm, stride_xk, stride_ym, stride_yn,
-        M_KEY, K_KEY, DENSITY_KEY, X_ROW_MAJOR_KEY,  # autotune keys only (buckets, see below)
-        BS: tl.constexpr, HAS_BIAS: tl.constexpr,
-        BLOCK_M: tl.constexpr, W_LEFT: tl.constexpr, PERSISTENT: tl.constexpr = 0,
-    ):  # fmt: skip
-        # output tiles: (x rows pid_m, W block row), W block row fastest, so one x tile serves
-        # all of them from L2
-        pid = tl.program_id(0)
-        if PERSISTENT == 0:  # one tile per program
-            row = pid % BLOCK_ROWS
-            offs_m = (pid // BLOCK_ROWS) * BLOCK_M + tl.arange(0, BLOCK_M)  # (BM,) rows of x / y
-            m_ok = offs_m < M
-            x_rows = x_ptr + offs_m.to(tl.int64) * stride_xm  # (BM,) row starts
-            start = tl.load(crow_ptr + row)
-            end = tl.load(crow_ptr + row + 1)
-            acc = _zeros(BS, BLOCK_M, W_LEFT)
-            w_blk = v_ptr + start.to(tl.int64) * (BS * BS)  # first block of the row (64-bit)
-            for i in range(start, end):
-                c = tl.load(col_ptr + i).to(tl.int64)
-                acc = _block_step(acc, x_rows, m_ok, w_blk, c, True, stride_xk, BS, W_LEFT, False)
-                w_blk += BS * BS
-            _store_tile(
-                acc, y_ptr, b_ptr, offs_m, m_ok, row, stride_ym, stride_yn, BS, HAS_BIAS, W_LEFT
-            )
-        else:
-            # persistent: the grid's programs take tiles pid, pid + programs, ... in one flat
-            # loop of steps (one per stored block, one for an empty block row), so the loads of
-            # a tile's first blocks are issued while the one before finishes, and the store is
-            # one step of the loop (short block rows pay no pipeline fill per tile)
-            programs = tl.num_programs(0)
-            tiles = tl.cdiv(M, BLOCK_M) * BLOCK_ROWS
-            steps = 0
-            for j in range(0, tl.cdiv(tiles, programs)):
-                t = pid + j * programs
-                r = t % BLOCK_ROWS
-                n = tl.load(crow_ptr + r + 1) - tl.load(crow_ptr + r)
-                steps += tl.where(t < tiles, tl.maximum(n, 1), 0)
-            tile = pid
-            row = tile % BLOCK_ROWS
-            i = tl.load(crow_ptr + row).to(tl.int64)
-            end = tl.load(crow_ptr + row + 1).to(tl.int64)
-            acc = _zeros(BS, BLOCK_M, W_LEFT)
-            for _ in range(0, steps):
-                offs_m = (tile // BLOCK_ROWS) * BLOCK_M + tl.arange(0, BLOCK_M)  # (BM,)
-                m_ok = offs_m < M
-                x_rows = x_ptr + offs_m.to(tl.int64) * stride_xm  # (BM,)
-                has = i < end
-                c = tl.load(col_ptr + i, mask=has, other=0).to(tl.int64)
-                w_blk = v_ptr + i * (BS * BS)
-                acc = _block_step(acc, x_rows, m_ok, w_blk, c, has, stride_xk, BS, W_LEFT, True)
-                i += 1
-                if i >= end:  # the tile's last step: store it, go to this program's next tile
-                    _store_tile(
-                        acc, y_ptr, b_ptr, offs_m, m_ok, row, stride_ym, stride_yn,
-                        BS, HAS_BIAS, W_LEFT,
-                    )  # fmt: skip
-                    acc = _zeros(BS, BLOCK_M, W_LEFT)
-                    tile += programs
-                    row = tile % BLOCK_ROWS
-                    live = tile < tiles
-                    i = tl.load(crow_ptr + row, mask=live, other=0).to(tl.int64)
-                    end = tl.load(crow_ptr + row + 1, mask=live, other=0).to(tl.int64)
-
     _CONFIGS = [
-        triton.Config(
-            {"BLOCK_M": bm, "W_LEFT": w_left, "PERSISTENT": 0}, num_warps=warps, num_stages=stages
-        )
+        triton.Config({"BLOCK_M": bm, "W_LEFT": w_left}, num_warps=warps, num_stages=stages)
         for w_left in (True, False)
         for bm in (16, 32, 64, 128, 256, 512)
         for warps in (4, 8)
         for stages in (3, 5)  # 3 and 4 compile alike (2 operand buffers); 5 gives 3
         if bm < 512 or warps == 8  # a (64, 512) fp32 accumulator needs 8 warps' registers
-    ] + [
-        triton.Config(
-            {"BLOCK_M": bm, "W_LEFT": w_left, "PERSISTENT": per_sm}, num_warps=8, num_stages=3
-        )
-        for w_left in (True, False)
-        for bm in (128, 256)
-        for per_sm in (1, 2)  # programs per SM
     ]
 
     def _prune(configs, named_args, **kwargs):
         """Keep the three largest BLOCK_M not above the M bucket; W_LEFT only for bs >= 64 (a
         shorter weight block does not fill wgmma's 64-row M slot: Triton falls back to
-        mma.sync); tiles whose operand buffers fit shared memory; the persistent schedule
-        only where it can pay: many tiles (M bucket >= PERSISTENT_MIN_M) of short block rows
-        (density bucket <= PERSISTENT_MAX_DENSITY_KEY)."""
+        mma.sync); tiles whose operand buffers fit shared memory."""
         args = {**named_args, **kwargs}
         bs, mk = args["BS"], args["M_KEY"]
-        persistent = mk >= PERSISTENT_MIN_M and args["DENSITY_KEY"] <= PERSISTENT_MAX_DENSITY_KEY
         tiles = sorted({c.kwargs["BLOCK_M"] for c in configs if c.kwargs["BLOCK_M"] <= mk})[-3:]
         keep = [
             c
             for c in configs
             if c.kwargs["BLOCK_M"] in tiles
             and (bs >= 64 or not c.kwargs["W_LEFT"])
-            and (persistent or not c.kwargs["PERSISTENT"])
             and _smem_bytes(c.kwargs["BLOCK_M"], bs, c.num_stages) <= _SMEM_BUDGET
         ]
         return keep or [min(configs, key=lambda c: (c.kwargs["BLOCK_M"], c.num_stages))]
@@ -339,8 +242,7 @@ def bsr_linear_triton(
     """y = x @ W.T (+ bias) for W (out_features, in) in BSR; x (M, in) any strides -> y (M,
     out_features) contiguous, in x's dtype.
 
-    ``config`` ({"BLOCK_M", "W_LEFT", "num_warps", "num_stages"}, optionally "PERSISTENT":
-    programs per SM of the persistent schedule, 0 = one tile per program) fixes the tiles instead of
+    ``config`` ({"BLOCK_M", "W_LEFT", "num_warps", "num_stages"}) fixes the tiles instead of
     autotuning them (interpreter tests, benchmark sweeps); under TRITON_INTERPRET=1 it defaults
     to W_LEFT with BLOCK_M = min(64, M bucket).
     """
@@ -365,31 +267,13 @@ def bsr_linear_triton(
         x.stride(0), x.stride(1), y.stride(0), y.stride(1),
         m_key(m), x.shape[1], density_key(values.shape[0], block_rows), int(x.stride(1) == 1),
     )  # fmt: skip
-    sms = _sm_count(x.device)
-
-    def grid(cfg):
-        tiles = math.ceil(m / cfg["BLOCK_M"]) * block_rows
-        per_sm = cfg.get("PERSISTENT", 0)
-        return (min(tiles, per_sm * sms) if per_sm else tiles,)
-
     if config is None:
+        grid = lambda cfg: (math.ceil(m / cfg["BLOCK_M"]) * block_rows,)  # noqa: E731
         _bsr_autotuned[grid](*args, BS=bs, HAS_BIAS=bias is not None)
     else:
-        _bsr_kernel[grid(config)](*args, BS=bs, HAS_BIAS=bias is not None, **config)
+        grid = (math.ceil(m / config["BLOCK_M"]) * block_rows,)
+        _bsr_kernel[grid](*args, BS=bs, HAS_BIAS=bias is not None, **config)
     return y
-
-
-def _sm_count(device: torch.device) -> int:
-    """Streaming multiprocessors of a CUDA device (what a persistent grid is sized by); 4 in
-    the interpreter, so that its tests walk several tiles per program."""
-    if device.type != "cuda":
-        return 4
-    return _cuda_sm_count(device.index if device.index is not None else torch.cuda.current_device())
-
-
-@functools.cache
-def _cuda_sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def best_config() -> dict | None:
