@@ -179,15 +179,22 @@ def test_sparsify_bsr_offers_bsr_triton_and_matches(tmp_path):
             m[2].weight.copy_(_block_sparse(512, 256))
         return m
 
+    def error(y):  # relative to the same model in float64
+        return ((y.double() - exact).norm() / exact.norm()).item()
+
     model, forced = model_(), model_()
     x = torch.randn(64, 512, device=DEV, dtype=torch.bfloat16)
-    expected = model(x).float()
+    exact = copy.deepcopy(model).double()(x.double())
+    # bf16 rounds the hidden layer (|h| ~ 10) and the outputs (|y| ~ 60): a path that sums in
+    # another order moves single outputs by ~1 whatever its accuracy, so each path is held to
+    # the dense bf16 model's own error against float64, not to its outputs element by element
+    dense = error(model(x))
     report = sparsify_(model, "bsr", dispatcher=Dispatcher(cache_file=tmp_path / "d.json"))
     assert report.swapped == {n: ["dense", "bsr", "bsr_triton"] for n in ("0", "2")}
-    torch.testing.assert_close(model(x).float(), expected, rtol=2e-2, atol=2e-1)
+    assert error(model(x)) <= 2 * dense + 1e-4, (error(model(x)), dense)
     report = sparsify_(forced, "bsr", paths=["bsr_triton"], dispatcher=Dispatcher(cache_file=None))
     assert report.swapped == {n: ["bsr_triton"] for n in ("0", "2")}
-    torch.testing.assert_close(forced(x).float(), expected, rtol=2e-2, atol=2e-1)
+    assert error(forced(x)) <= 2 * dense + 1e-4, (error(forced(x)), dense)
 
 
 def test_bsr_triton_path_compiles_fullgraph():

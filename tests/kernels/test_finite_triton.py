@@ -1,0 +1,119 @@
+"""The one-pass cleaning of non-finite keys and values (kernels/finite_triton.py) against the
+torch form: every non-finite entry 0, every finite entry bitwise as it was, one flag per
+position whose key or value row held a NaN or ±inf; the gradient passes where the input was
+finite. On CPU in Triton's interpreter (``TRITON_INTERPRET=1``); on a GPU (``-m gpu``) through
+``nonfinite.split``, which uses it on CUDA."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+
+from sparsetorch.attention.backends import nonfinite
+from sparsetorch.kernels import finite_triton as ft
+from tests.kernels.interpreter import needs_interpreter, patch
+
+patch()
+
+BAD = (float("nan"), float("inf"), float("-inf"))
+
+
+def torch_form(k, v):
+    fk, fv = torch.isfinite(k), torch.isfinite(v)
+    return torch.where(fk, k, 0.0), torch.where(fv, v, 0.0), ~(fk.all(-1) & fv.all(-1))
+
+
+def with_bad_entries(x, picks):
+    x = x.clone()
+    flat = x.view(-1) if x.is_contiguous() else None
+    for index, which in picks:
+        if flat is not None:
+            flat[index % flat.numel()] = BAD[which]
+    return x
+
+
+def check(k, v):
+    got_k, got_v, got_bad = ft.clean_nonfinite_triton(k, v)
+    want_k, want_v, want_bad = torch_form(k, v)
+    assert got_k.is_contiguous() and got_v.is_contiguous()
+    assert got_k.dtype == k.dtype and got_v.dtype == v.dtype and got_bad.dtype == torch.bool
+    assert torch.equal(got_k, want_k) and torch.equal(got_v, want_v)  # bitwise, no NaN left
+    assert torch.equal(got_bad, want_bad)
+
+
+@needs_interpreter
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=hs.tuples(hs.integers(1, 2), hs.integers(1, 3), hs.integers(1, 40)),
+    dims=hs.sampled_from([(16, 16), (64, 32), (24, 40), (128, 128)]),
+    dtype=hs.sampled_from([torch.float16, torch.float32]),
+    picks_k=hs.lists(hs.tuples(hs.integers(0, 10**6), hs.integers(0, 2)), max_size=6),
+    picks_v=hs.lists(hs.tuples(hs.integers(0, 10**6), hs.integers(0, 2)), max_size=6),
+)
+def test_equals_the_torch_form(shape, dims, dtype, picks_k, picks_v):
+    """Any (B, H, n), head dims that are not powers of two, NaN / ±inf anywhere (or none)."""
+    g = torch.Generator().manual_seed(sum(shape) + dims[0])
+    k = torch.randn(*shape, dims[0], generator=g).to(dtype)
+    v = torch.randn(*shape, dims[1], generator=g).to(dtype)
+    check(with_bad_entries(k, picks_k), with_bad_entries(v, picks_v))
+
+
+@needs_interpreter
+def test_strided_inputs_and_gqa_shapes():
+    """k in the (B, n, H, D) layout viewed as (B, H, n, D), v sliced from a wider buffer."""
+    g = torch.Generator().manual_seed(0)
+    k = torch.randn(2, 45, 3, 16, generator=g).half().transpose(1, 2)  # (2, 3, 45, 16)
+    v = torch.randn(2, 3, 45, 48, generator=g).half()[..., 8:40]  # (2, 3, 45, 32)
+    k[1, 2, 7, 3] = float("nan")
+    k[0, 0, 44, 0] = float("-inf")
+    v[0, 1, 0, 31] = float("inf")
+    assert not k.is_contiguous() and not v.is_contiguous()
+    check(k, v)
+    _, _, bad = ft.clean_nonfinite_triton(k, v)
+    assert bad.sum().item() == 3 and bad[1, 2, 7] and bad[0, 0, 44] and bad[0, 1, 0]
+
+
+@needs_interpreter
+def test_op_gradient_passes_where_the_input_was_finite():
+    g = torch.Generator().manual_seed(1)
+    k = torch.randn(1, 2, 9, 16, generator=g).half()
+    v = torch.randn(1, 2, 9, 16, generator=g).half()
+    k[0, 1, 4, 2], v[0, 0, 8, 15] = float("nan"), float("inf")
+    k.requires_grad_(), v.requires_grad_()
+    ck, cv, bad = torch.ops.sparsetorch.clean_nonfinite(k, v)
+    up_k, up_v = torch.randn_like(ck), torch.randn_like(cv)
+    gk, gv = torch.autograd.grad((ck * up_k).sum() + (cv * up_v).sum(), (k, v))
+    assert torch.equal(gk, torch.where(torch.isfinite(k), up_k, 0.0))
+    assert torch.equal(gv, torch.where(torch.isfinite(v), up_v, 0.0))
+    assert gk[0, 1, 4, 2] == 0 and gv[0, 0, 8, 15] == 0 and bad.sum() == 2
+
+
+def test_unsupported_inputs_say_why():
+    k = torch.zeros(1, 2, 8, 16)
+    if ft.triton is None:
+        assert ft.unsupported(k, k) == "Triton is not installed"
+        return
+    if not ft.interpreting() and not torch.cuda.is_available():
+        assert "CUDA" in ft.unsupported(k, k)
+        return
+    assert "(B, H, n, D)" in ft.unsupported(k, torch.zeros(1, 2, 9, 16))
+    assert "float16/bfloat16/float32" in ft.unsupported(k.double(), k.double())
+    assert "head dims up to 256" in ft.unsupported(torch.zeros(1, 1, 2, 512), k[:, :1, :2])
+    with pytest.raises(ValueError, match="head dims up to 256"):
+        ft.clean_nonfinite_triton(torch.zeros(1, 1, 2, 512), k[:, :1, :2])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_split_on_cuda_uses_the_kernel_and_equals_the_torch_form(dtype, monkeypatch):
+    g = torch.Generator(device="cuda").manual_seed(2)
+    k = torch.randn(1, 4, 300, 128, device="cuda", generator=g).to(dtype)
+    v = torch.randn(1, 4, 300, 128, device="cuda", generator=g).to(dtype)
+    k[0, 3, 17, 5], v[0, 0, 299, 0] = float("nan"), float("-inf")
+    calls = []
+    real = ft.clean_nonfinite_triton
+    monkeypatch.setattr(ft, "clean_nonfinite_triton", lambda *a: calls.append(1) or real(*a))
+    got = nonfinite.split(k, v)
+    assert calls == [1]
+    for a, b in zip(got, torch_form(k, v)):
+        assert torch.equal(a, b)
