@@ -74,6 +74,20 @@ def test_strided_inputs_and_gqa_shapes():
 
 
 @needs_interpreter
+def test_gradient_kernel_on_strided_inputs_and_gradients():
+    g = torch.Generator().manual_seed(4)
+    k = torch.randn(2, 20, 3, 16, generator=g).half().transpose(1, 2)  # (2, 3, 20, 16)
+    v = torch.randn(2, 3, 20, 40, generator=g).half()[..., 4:36]  # (2, 3, 20, 32)
+    k[0, 1, 19, 15], v[1, 2, 0, 0], v[1, 2, 3, 7] = float("inf"), float("nan"), float("-inf")
+    up_k = torch.randn(2, 20, 3, 16, generator=g).half().transpose(1, 2)
+    up_v = torch.randn(2, 3, 32, 20, generator=g).half().transpose(2, 3)
+    got_k, got_v = ft.clean_grad_triton(k, v, up_k, up_v)
+    assert torch.equal(got_k, torch.where(torch.isfinite(k), up_k, 0.0))
+    assert torch.equal(got_v, torch.where(torch.isfinite(v), up_v, 0.0))
+    assert got_v[1, 2, 0, 0] == 0 and got_v[1, 2, 3, 7] == 0 and got_k[0, 1, 19, 15] == 0
+
+
+@needs_interpreter
 def test_op_gradient_passes_where_the_input_was_finite():
     g = torch.Generator().manual_seed(1)
     k = torch.randn(1, 2, 9, 16, generator=g).half()
@@ -86,6 +100,9 @@ def test_op_gradient_passes_where_the_input_was_finite():
     assert torch.equal(gk, torch.where(torch.isfinite(k), up_k, 0.0))
     assert torch.equal(gv, torch.where(torch.isfinite(v), up_v, 0.0))
     assert gk[0, 1, 4, 2] == 0 and gv[0, 0, 8, 15] == 0 and bad.sum() == 2
+    ck, cv, _ = torch.ops.sparsetorch.clean_nonfinite(k, v)  # only k's output used
+    (gk,) = torch.autograd.grad((ck * up_k).sum(), (k,))
+    assert torch.equal(gk, torch.where(torch.isfinite(k), up_k, 0.0))
 
 
 def test_unsupported_inputs_say_why():

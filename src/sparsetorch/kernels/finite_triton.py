@@ -11,8 +11,8 @@ of v once and writes each cleaned row and one flag per position: k and v read on
 once (about 1 GB moved at that size, some 0.3 ms at the H100's bandwidth; not yet timed).
 
 As ``torch.ops.sparsetorch.clean_nonfinite`` (opaque to ``torch.compile``, recorded by CUDA
-graphs) with a backward: the gradient of a cleaned entry is its input's where the input was
-finite, 0 where it was not. The twin is the torch form in ``nonfinite.split``; the tests run
+graphs) with a backward, one launch too (``clean_nonfinite_grad``): the gradient of a cleaned
+entry is its input's where the input was finite, 0 where it was not. The twin is the torch form in ``nonfinite.split``; the tests run
 this kernel in Triton's CPU interpreter against it.
 """
 
@@ -87,6 +87,49 @@ if triton is not None:
         bad_v = _clean_rows(v_ptr, v_out, rows, ok, b, h, i, sv_b, sv_h, sv_n, sv_d, DV, BLOCK_DV)
         tl.store(bad_ptr + rows, bad_k | bad_v, mask=ok)
 
+    @triton.jit
+    def _pass_rows(
+        src, grad, dst, rows, ok, b, h, i, stride_b, stride_h, stride_n, stride_d,
+        g_b, g_h, g_n, g_d, D: tl.constexpr, BLOCK_D: tl.constexpr,
+    ):  # fmt: skip
+        """dst (contiguous) = grad where ``src`` is finite, 0 where it is not, for rows (b, h,
+        i)."""
+        offs_d = tl.arange(0, BLOCK_D)  # (BD,)
+        mask = ok[:, None] & (offs_d < D)[None, :]  # (BR, BD)
+        x = tl.load(
+            src + (b * stride_b + h * stride_h + i * stride_n)[:, None] + offs_d[None, :] * stride_d,
+            mask=mask, other=0.0,
+        )  # fmt: skip
+        g = tl.load(
+            grad + (b * g_b + h * g_h + i * g_n)[:, None] + offs_d[None, :] * g_d,
+            mask=mask, other=0.0,
+        )  # fmt: skip
+        finite = tl.abs(x.to(tl.float32)) < float("inf")
+        tl.store(dst + rows[:, None] * D + offs_d[None, :], tl.where(finite, g, 0.0), mask=mask)
+
+    @triton.jit
+    def _grad_kernel(
+        k_ptr, v_ptr, gk_ptr, gv_ptr, k_out, v_out,
+        ROWS, H, N,
+        sk_b, sk_h, sk_n, sk_d, sv_b, sv_h, sv_n, sv_d,
+        gk_b, gk_h, gk_n, gk_d, gv_b, gv_h, gv_n, gv_d,
+        DK: tl.constexpr, DV: tl.constexpr,
+        BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_R: tl.constexpr,
+    ):  # fmt: skip
+        rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)  # (BR,) flat
+        ok = rows < ROWS
+        i = rows % N
+        h = (rows // N) % H
+        b = rows // (N * H)
+        _pass_rows(
+            k_ptr, gk_ptr, k_out, rows, ok, b, h, i, sk_b, sk_h, sk_n, sk_d,
+            gk_b, gk_h, gk_n, gk_d, DK, BLOCK_DK,
+        )  # fmt: skip
+        _pass_rows(
+            v_ptr, gv_ptr, v_out, rows, ok, b, h, i, sv_b, sv_h, sv_n, sv_d,
+            gv_b, gv_h, gv_n, gv_d, DV, BLOCK_DV,
+        )  # fmt: skip
+
 
 def clean_nonfinite_triton(k: Tensor, v: Tensor, block_rows: int = 32):
     """(k, v cleaned, contiguous; bad (B, H, n) bool) for k (B, H, n, Dk), v (B, H, n, Dv) of
@@ -110,6 +153,25 @@ def clean_nonfinite_triton(k: Tensor, v: Tensor, block_rows: int = 32):
     return k_out, v_out, bad
 
 
+def clean_grad_triton(k: Tensor, v: Tensor, grad_k: Tensor, grad_v: Tensor, block_rows: int = 32):
+    """The backward of :func:`clean_nonfinite_triton` in one launch: (grad_k, grad_v) where k
+    and v were finite, 0 where they were not; contiguous, any input strides."""
+    bsz, heads, n = k.shape[:3]
+    out_k = torch.empty(k.shape, dtype=grad_k.dtype, device=k.device)
+    out_v = torch.empty(v.shape, dtype=grad_v.dtype, device=v.device)
+    rows = bsz * heads * n
+    if rows == 0:
+        return out_k, out_v
+    dk, dv = k.shape[-1], v.shape[-1]
+    _grad_kernel[(math.ceil(rows / block_rows),)](
+        k, v, grad_k, grad_v, out_k, out_v, rows, heads, n,
+        *k.stride(), *v.stride(), *grad_k.stride(), *grad_v.stride(),
+        DK=dk, DV=dv, BLOCK_DK=triton.next_power_of_2(dk), BLOCK_DV=triton.next_power_of_2(dv),
+        BLOCK_R=block_rows, num_warps=4,
+    )  # fmt: skip
+    return out_k, out_v
+
+
 @torch.library.custom_op("sparsetorch::clean_nonfinite", mutates_args=())
 def clean_nonfinite(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``clean_nonfinite_triton`` as ``torch.ops.sparsetorch.clean_nonfinite``."""
@@ -129,12 +191,30 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(*inputs)
 
 
+@torch.library.custom_op("sparsetorch::clean_nonfinite_grad", mutates_args=())
+def clean_nonfinite_grad(
+    k: Tensor, v: Tensor, grad_k: Tensor, grad_v: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``clean_grad_triton`` as ``torch.ops.sparsetorch.clean_nonfinite_grad``."""
+    return clean_grad_triton(k, v, grad_k, grad_v)
+
+
+@clean_nonfinite_grad.register_fake
+def _clean_nonfinite_grad_fake(k, v, grad_k, grad_v):
+    return (
+        torch.empty(k.shape, dtype=grad_k.dtype, device=k.device),
+        torch.empty(v.shape, dtype=grad_v.dtype, device=v.device),
+    )
+
+
 def _backward(ctx, grad_k, grad_v, _grad_bad):
     k, v = ctx.saved_tensors
-    grads = []
-    for x, g in ((k, grad_k), (v, grad_v)):
-        grads.append(None if g is None else torch.where(torch.isfinite(x), g, 0.0))
-    return tuple(grads)
+    if grad_k is None or grad_v is None:  # one of them unused: torch ops for the other
+        return tuple(
+            None if g is None else torch.where(torch.isfinite(x), g, 0.0)
+            for x, g in ((k, grad_k), (v, grad_v))
+        )
+    return torch.ops.sparsetorch.clean_nonfinite_grad(k, v, grad_k, grad_v)
 
 
 clean_nonfinite.register_autograd(_backward, setup_context=_setup_context)
