@@ -134,3 +134,21 @@ def test_split_on_cuda_uses_the_kernel_and_equals_the_torch_form(dtype, monkeypa
     assert calls == [1]
     for a, b in zip(got, torch_form(k, v)):
         assert torch.equal(a, b)
+
+
+@needs_interpreter
+def test_ops_pass_torch_library_opcheck():
+    """Schema, fake tensors (torch.compile), autograd registration, AOT dispatch."""
+    g = torch.Generator().manual_seed(5)
+    k = torch.randn(1, 2, 9, 16, generator=g).half()
+    v = torch.randn(1, 2, 9, 32, generator=g).half()
+    k[0, 0, 1, 1] = float("nan")
+    grads = (
+        torch.randn(1, 2, 9, 16, generator=g).half(),
+        torch.randn(1, 2, 9, 32, generator=g).half(),
+    )
+    torch.library.opcheck(
+        torch.ops.sparsetorch.clean_nonfinite.default,
+        (k.clone().requires_grad_(), v.clone().requires_grad_()),
+    )
+    torch.library.opcheck(torch.ops.sparsetorch.clean_nonfinite_grad.default, (k, v, *grads))
