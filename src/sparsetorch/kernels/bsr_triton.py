@@ -34,9 +34,10 @@ table in ``benchmarks/gpu.py`` the kernel's. Larger blocks read x fewer times (b
 row-by-row schedule cannot avoid it for scattered blocks, since two block rows rarely share a
 column block. 25% is compute bound like dense (~4x).
 
-Compiled for sm_90 (Triton 3.9, checked without a GPU): the block index, x tile and W block are
-all loaded by cp.async a stage ahead, the MMA is wgmma with one group in flight, no register
-spills; 48-80 KB of shared memory at BLOCK_M 128-256, bs 64 (2-4 programs per SM). x tiles
+Compiled for sm_90 (Triton 3.6, without a GPU: tests/kernels/test_sm90_compile.py): the block
+index, x tile and W block are all loaded by cp.async a stage ahead, the MMA is wgmma with one
+group in flight, no register spills; 48-80 KB of shared memory at BLOCK_M 128-256, bs 64 (2-4
+programs per SM). x tiles
 vectorise along their contiguous dim when M (column-major x) or the row stride (row-major x)
 is a multiple of 16; otherwise loads are scalar and slow (still correct).
 
