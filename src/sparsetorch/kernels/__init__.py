@@ -7,8 +7,8 @@
   ``values``, ``row_ptr`` and ``col_indices`` (square blocks of 16..128); twin
   ``formats.BSR.matmul_reference``.
 - ``finite_triton.clean_nonfinite_triton``: non-finite keys and values cleaned in one pass
-  (Triton, CUDA) for attention's containment; twin: the torch ops of
-  ``attention.backends.nonfinite.split``.
+  (Triton, CUDA) for attention's containment; twin
+  ``attention.backends.nonfinite.split_torch``.
 - ``cpu``: sparse Linear training and inference kernels for the CPU (C++, compiled on first
   use or by ``make``); twin ``cpu.reference`` (docs/cpu_kernels.md).
 """

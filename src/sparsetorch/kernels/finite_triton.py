@@ -12,8 +12,9 @@ once (about 1 GB moved at that size, some 0.3 ms at the H100's bandwidth; not ye
 
 As ``torch.ops.sparsetorch.clean_nonfinite`` (opaque to ``torch.compile``, recorded by CUDA
 graphs) with a backward, one launch too (``clean_nonfinite_grad``): the gradient of a cleaned
-entry is its input's where the input was finite, 0 where it was not. The twin is the torch form in ``nonfinite.split``; the tests run
-this kernel in Triton's CPU interpreter against it.
+entry is its input's where the input was finite, 0 where it was not. The twin is
+``nonfinite.split_torch``; the tests run this kernel in Triton's CPU interpreter against the
+same torch ops.
 """
 
 from __future__ import annotations

@@ -31,11 +31,17 @@ POISON = 2.0**20
 def split(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
     """(k, v with every non-finite entry replaced by 0, bad (B, H, n): the positions whose key
     or value held one). On CUDA one Triton kernel reads k and v once
-    (``torch.ops.sparsetorch.clean_nonfinite``); elsewhere torch ops. On the CPU, where reading a flag costs no synchronisation, inputs
-    without a non-finite entry come back as they are, with ``bad`` None (nothing to mark);
-    not under ``torch.compile``, where reading the flag would break the graph."""
+    (``torch.ops.sparsetorch.clean_nonfinite``); elsewhere :func:`split_torch`."""
     if k.device.type == "cuda" and finite_triton.unsupported(k, v) is None:
         return torch.ops.sparsetorch.clean_nonfinite(k, v)  # one pass over k and v
+    return split_torch(k, v)
+
+
+def split_torch(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    """:func:`split` in torch ops, on any device (the CUDA kernel's twin). On the CPU, where
+    reading a flag costs no synchronisation, inputs without a non-finite entry come back as
+    they are, with ``bad`` None (nothing to mark); not under ``torch.compile``, where reading
+    the flag would break the graph."""
     eager_cpu = k.device.type == "cpu" and not torch.compiler.is_compiling()
     # a finite sum means every entry is finite (NaN and ±inf propagate; an overflow only sends
     # the call the slow way): one pass per tensor for the common case
