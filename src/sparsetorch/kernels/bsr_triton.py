@@ -37,9 +37,9 @@ column block. 25% is compute bound like dense (~4x).
 Compiled for sm_90 (Triton 3.6, without a GPU: tests/kernels/test_sm90_compile.py): the block
 index, x tile and W block are all loaded by cp.async a stage ahead, the MMA is wgmma with one
 group in flight, no register spills; 48-80 KB of shared memory at BLOCK_M 128-256, bs 64 (2-4
-programs per SM). x tiles
-vectorise along their contiguous dim when M (column-major x) or the row stride (row-major x)
-is a multiple of 16; otherwise loads are scalar and slow (still correct).
+programs per SM). x tiles vectorise along their contiguous dim when M (column-major x) or the
+row stride (row-major x) is a multiple of 16; otherwise loads are scalar and slow (still
+correct).
 
 Autotuned (BLOCK_M, W_LEFT, num_warps, num_stages) per (M bucket, in, out, bs, density bucket,
 x row- or column-major, dtype). Under TRITON_INTERPRET=1 (CPU tests) a fixed ``config`` is used.

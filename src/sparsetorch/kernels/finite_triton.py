@@ -56,19 +56,40 @@ def unsupported(k: Tensor, v: Tensor) -> str | None:
 if triton is not None:
 
     @triton.jit
+    def _rows(ROWS, H, N, BLOCK_R: tl.constexpr):
+        """This program's run of flat rows of (B, H, n): (rows, in range, b, h, i), (BR,)."""
+        rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+        return rows, rows < ROWS, rows // (N * H), (rows // N) % H, rows % N
+
+    @triton.jit
+    def _load_rows(ptr, ok, b, h, i, stride_b, stride_h, stride_n, stride_d, D, BLOCK_D):
+        """Rows (b, h, i) of a (B, H, n, D) tensor of any strides: ((BR, BD) values, 0 past D
+        and past the last row; the mask)."""
+        offs_d = tl.arange(0, BLOCK_D)  # (BD,)
+        mask = ok[:, None] & (offs_d < D)[None, :]  # (BR, BD)
+        start = b * stride_b + h * stride_h + i * stride_n  # (BR,) int64
+        x = tl.load(ptr + start[:, None] + offs_d[None, :] * stride_d, mask=mask, other=0.0)
+        return x, mask
+
+    @triton.jit
+    def _store_rows(ptr, rows, x, mask, D, BLOCK_D):
+        """``x`` (BR, BD) into rows ``rows`` of a contiguous (rows, D) tensor."""
+        tl.store(ptr + rows[:, None] * D + tl.arange(0, BLOCK_D)[None, :], x, mask=mask)
+
+    @triton.jit
+    def _finite(x):
+        return tl.abs(x.to(tl.float32)) < float("inf")  # False for NaN and ±inf
+
+    @triton.jit
     def _clean_rows(
         src, dst, rows, ok, b, h, i, stride_b, stride_h, stride_n, stride_d,
         D: tl.constexpr, BLOCK_D: tl.constexpr,
     ):  # fmt: skip
         """Rows (b, h, i) of one tensor cleaned into ``dst`` (contiguous, row ``rows``);
         returns (BLOCK_R,): whether each row held a non-finite entry."""
-        offs_d = tl.arange(0, BLOCK_D)  # (BD,)
-        d_ok = offs_d < D
-        start = b * stride_b + h * stride_h + i * stride_n  # (BR,) int64
-        mask = ok[:, None] & d_ok[None, :]  # (BR, BD)
-        x = tl.load(src + start[:, None] + offs_d[None, :] * stride_d, mask=mask, other=0.0)
-        finite = tl.abs(x.to(tl.float32)) < float("inf")  # False for NaN and ±inf
-        tl.store(dst + rows[:, None] * D + offs_d[None, :], tl.where(finite, x, 0.0), mask=mask)
+        x, mask = _load_rows(src, ok, b, h, i, stride_b, stride_h, stride_n, stride_d, D, BLOCK_D)
+        finite = _finite(x)
+        _store_rows(dst, rows, tl.where(finite, x, 0.0), mask, D, BLOCK_D)
         return tl.max((mask & ~finite).to(tl.int32), axis=1) > 0
 
     @triton.jit
@@ -79,11 +100,7 @@ if triton is not None:
         DK: tl.constexpr, DV: tl.constexpr,
         BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_R: tl.constexpr,
     ):  # fmt: skip
-        rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)  # (BR,) flat
-        ok = rows < ROWS
-        i = rows % N  # position
-        h = (rows // N) % H
-        b = rows // (N * H)
+        rows, ok, b, h, i = _rows(ROWS, H, N, BLOCK_R)
         bad_k = _clean_rows(k_ptr, k_out, rows, ok, b, h, i, sk_b, sk_h, sk_n, sk_d, DK, BLOCK_DK)
         bad_v = _clean_rows(v_ptr, v_out, rows, ok, b, h, i, sv_b, sv_h, sv_n, sv_d, DV, BLOCK_DV)
         tl.store(bad_ptr + rows, bad_k | bad_v, mask=ok)
@@ -95,18 +112,9 @@ if triton is not None:
     ):  # fmt: skip
         """dst (contiguous) = grad where ``src`` is finite, 0 where it is not, for rows (b, h,
         i)."""
-        offs_d = tl.arange(0, BLOCK_D)  # (BD,)
-        mask = ok[:, None] & (offs_d < D)[None, :]  # (BR, BD)
-        x = tl.load(
-            src + (b * stride_b + h * stride_h + i * stride_n)[:, None] + offs_d[None, :] * stride_d,
-            mask=mask, other=0.0,
-        )  # fmt: skip
-        g = tl.load(
-            grad + (b * g_b + h * g_h + i * g_n)[:, None] + offs_d[None, :] * g_d,
-            mask=mask, other=0.0,
-        )  # fmt: skip
-        finite = tl.abs(x.to(tl.float32)) < float("inf")
-        tl.store(dst + rows[:, None] * D + offs_d[None, :], tl.where(finite, g, 0.0), mask=mask)
+        x, mask = _load_rows(src, ok, b, h, i, stride_b, stride_h, stride_n, stride_d, D, BLOCK_D)
+        g, _ = _load_rows(grad, ok, b, h, i, g_b, g_h, g_n, g_d, D, BLOCK_D)
+        _store_rows(dst, rows, tl.where(_finite(x), g, 0.0), mask, D, BLOCK_D)
 
     @triton.jit
     def _grad_kernel(
@@ -117,11 +125,7 @@ if triton is not None:
         DK: tl.constexpr, DV: tl.constexpr,
         BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_R: tl.constexpr,
     ):  # fmt: skip
-        rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)  # (BR,) flat
-        ok = rows < ROWS
-        i = rows % N
-        h = (rows // N) % H
-        b = rows // (N * H)
+        rows, ok, b, h, i = _rows(ROWS, H, N, BLOCK_R)
         _pass_rows(
             k_ptr, gk_ptr, k_out, rows, ok, b, h, i, sk_b, sk_h, sk_n, sk_d,
             gk_b, gk_h, gk_n, gk_d, DK, BLOCK_DK,
@@ -132,44 +136,41 @@ if triton is not None:
         )  # fmt: skip
 
 
+def _launch(kernel, k: Tensor, v: Tensor, tensors: tuple, strides: tuple, block_rows: int):
+    """``kernel`` over the flat rows of k and v (B, H, n, D), ``block_rows`` per program."""
+    bsz, heads, n = k.shape[:3]
+    rows = bsz * heads * n
+    if rows == 0:
+        return
+    dk, dv = k.shape[-1], v.shape[-1]
+    kernel[(math.ceil(rows / block_rows),)](
+        *tensors, rows, heads, n, *strides,
+        DK=dk, DV=dv, BLOCK_DK=triton.next_power_of_2(dk), BLOCK_DV=triton.next_power_of_2(dv),
+        BLOCK_R=block_rows, num_warps=4,
+    )  # fmt: skip
+
+
 def clean_nonfinite_triton(k: Tensor, v: Tensor, block_rows: int = 32):
     """(k, v cleaned, contiguous; bad (B, H, n) bool) for k (B, H, n, Dk), v (B, H, n, Dv) of
     any strides, in one kernel launch."""
     reason = unsupported(k, v)
     if reason is not None:
         raise ValueError(f"clean_nonfinite: {reason}")
-    bsz, heads, n = k.shape[:3]
     k_out = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     v_out = torch.empty(v.shape, dtype=v.dtype, device=v.device)
-    bad = torch.empty(bsz, heads, n, dtype=torch.bool, device=k.device)
-    rows = bsz * heads * n
-    if rows == 0:
-        return k_out, v_out, bad
-    dk, dv = k.shape[-1], v.shape[-1]
-    _clean_kernel[(math.ceil(rows / block_rows),)](
-        k, v, k_out, v_out, bad, rows, heads, n, *k.stride(), *v.stride(),
-        DK=dk, DV=dv, BLOCK_DK=triton.next_power_of_2(dk), BLOCK_DV=triton.next_power_of_2(dv),
-        BLOCK_R=block_rows, num_warps=4,
-    )  # fmt: skip
+    bad = torch.empty(k.shape[:3], dtype=torch.bool, device=k.device)
+    tensors = (k, v, k_out, v_out, bad)
+    _launch(_clean_kernel, k, v, tensors, (*k.stride(), *v.stride()), block_rows)
     return k_out, v_out, bad
 
 
 def clean_grad_triton(k: Tensor, v: Tensor, grad_k: Tensor, grad_v: Tensor, block_rows: int = 32):
     """The backward of :func:`clean_nonfinite_triton` in one launch: (grad_k, grad_v) where k
     and v were finite, 0 where they were not; contiguous, any input strides."""
-    bsz, heads, n = k.shape[:3]
     out_k = torch.empty(k.shape, dtype=grad_k.dtype, device=k.device)
     out_v = torch.empty(v.shape, dtype=grad_v.dtype, device=v.device)
-    rows = bsz * heads * n
-    if rows == 0:
-        return out_k, out_v
-    dk, dv = k.shape[-1], v.shape[-1]
-    _grad_kernel[(math.ceil(rows / block_rows),)](
-        k, v, grad_k, grad_v, out_k, out_v, rows, heads, n,
-        *k.stride(), *v.stride(), *grad_k.stride(), *grad_v.stride(),
-        DK=dk, DV=dv, BLOCK_DK=triton.next_power_of_2(dk), BLOCK_DV=triton.next_power_of_2(dv),
-        BLOCK_R=block_rows, num_warps=4,
-    )  # fmt: skip
+    strides = (*k.stride(), *v.stride(), *grad_k.stride(), *grad_v.stride())
+    _launch(_grad_kernel, k, v, (k, v, grad_k, grad_v, out_k, out_v), strides, block_rows)
     return out_k, out_v
 
 
