@@ -152,8 +152,8 @@ def table_bsr_train(size: int, densities, block: int) -> list[str]:
 
     rows = [
         "| size | block | density | dense fwd+bwd ms | ours fwd+bwd ms | speed-up | dense dW ms "
-        "| ours dW ms | dW speed-up | gathered dW ms | ours fwd ms | ours dx ms | transpose ms |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| ours dW ms | dW speed-up | gathered dW ms | ours fwd ms | ours dx ms | transpose ms | pattern ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for dens in densities:
         nb = size // block
@@ -187,16 +187,18 @@ def table_bsr_train(size: int, densities, block: int) -> list[str]:
         tdw = bench(lambda: dy.T @ xd)
         tow = bench(lambda: bsr_triton.bsr_weight_grad_triton(xd, dy, crow, col, block))
         tgw = bench(lambda: bsr_triton.bsr_weight_grad(xd, dy, crow, col, block))
-        # the step's parts: forward, dx = dy W through W^T (transposed beforehand), transpose
+        # the step's parts: forward, dx = dy W through W^T (transposed beforehand), and the
+        # transpose: the values' gather a step does, and the pattern's, done once per pattern
         vd = values.detach()
         vt, crow_t, col_t = bsr_triton.transpose_bsr(vd, crow, col, nb)
         tf = bench(lambda: torch.ops.sparsetorch.bsr_linear(xd, vd, crow, col, None, size))
         tx = bench(lambda: torch.ops.sparsetorch.bsr_linear(dy, vt, crow_t, col_t, None, size))
         tt = bench(lambda: bsr_triton.transpose_bsr(vd, crow, col, nb))
+        tp = bench(lambda: bsr_triton.transpose_pattern(crow, col, nb))
         rows.append(
             f"| {size}^3 | {block} | {dens:.0%} | {td * 1e3:.3f} | {to * 1e3:.3f} | {td / to:.2f}x "
             f"| {tdw * 1e3:.3f} | {tow * 1e3:.3f} | {tdw / tow:.2f}x | {tgw * 1e3:.3f} "
-            f"| {tf * 1e3:.3f} | {tx * 1e3:.3f} | {tt * 1e3:.3f} |"
+            f"| {tf * 1e3:.3f} | {tx * 1e3:.3f} | {tt * 1e3:.3f} | {tp * 1e3:.3f} |"
         )
         print(rows[-1], flush=True)
     return rows

@@ -304,6 +304,57 @@ def test_transpose_bsr_is_the_transposed_weight(bs):
     assert torch.equal(BSR(crow_t, col_t, vt, (w.shape[1], w.shape[0])).to_dense(), w.T)
 
 
+def test_transposed_pattern_is_remembered_until_the_pattern_changes():
+    w = block_sparse(64, 96, 16, 0.5, seed=4, dtype=torch.float32)
+    _, crow, col = bsr_arrays(w, 16)
+    first = bt.transposed_pattern(crow, col, 6)
+    assert all(a is b for a, b in zip(bt.transposed_pattern(crow, col, 6), first))
+    fresh = bt.transpose_pattern(crow, col, 6)
+    assert all(torch.equal(a, b) for a, b in zip(first, fresh))
+    # an in-place edit of either tensor, another crow object, or another column count recomputes
+    col.add_(0)
+    again = bt.transposed_pattern(crow, col, 6)
+    assert again[0] is not first[0] and all(torch.equal(a, b) for a, b in zip(again, fresh))
+    other = bt.transposed_pattern(crow.clone(), col, 6)
+    assert other[0] is not again[0]
+    assert bt.transposed_pattern(crow, col, 7)[1].shape == (8,)  # 7 block columns
+
+
+def test_transpose_bsr_follows_a_new_pattern_in_the_same_tensors():
+    """A pattern rewritten in place (same tensor objects, as a pattern update could do) is
+    transposed anew, not taken from the memo."""
+    a = block_sparse(64, 64, 16, 0.5, seed=5, dtype=torch.float32)
+    b = a.T.contiguous()  # another pattern with as many blocks
+    va, crow, col = bsr_arrays(a, 16)
+    vb, crow_b, col_b = bsr_arrays(b, 16)
+    assert not torch.equal(col, col_b)
+    bt.transpose_bsr(va, crow, col, 4)
+    crow.copy_(crow_b)
+    col.copy_(col_b)
+    vt, crow_t, col_t = bt.transpose_bsr(vb, crow, col, 4)
+    assert torch.equal(BSR(crow_t, col_t, vt, (64, 64)).to_dense(), b.T)
+
+
+@needs_kernel
+def test_backward_transposes_the_pattern_once(monkeypatch):
+    """Repeated backward passes through one weight reuse its transposed pattern."""
+    calls = []
+    real = bt.transpose_pattern
+    monkeypatch.setattr(bt, "transpose_pattern", lambda *a: calls.append(1) or real(*a))
+    w = block_sparse(64, 32, 16, 0.5, seed=8)
+    values, crow, col = (t.to(DEVICE) for t in bsr_arrays(w, 16))
+    values.requires_grad_()
+    x = torch.randn(16, 32, dtype=torch.float16, device=DEVICE, requires_grad=True)
+    grads = []
+    for _ in range(3):
+        y = torch.ops.sparsetorch.bsr_linear(x, values, crow, col, None, 64)
+        grads.append(torch.autograd.grad(y.float().sum(), x)[0])
+    assert len(calls) == 1
+    assert torch.equal(grads[0], grads[2])
+    want = torch.ones(16, 64) @ w.float()  # dx = dy W
+    torch.testing.assert_close(grads[0].float().cpu(), want, rtol=2e-2, atol=2e-2)
+
+
 @pytest.mark.gpu
 def test_transpose_bsr_does_not_synchronise_on_cuda():
     """The backward transposes W on every call: no host read of a device value there."""

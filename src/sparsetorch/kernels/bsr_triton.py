@@ -50,6 +50,8 @@ from __future__ import annotations
 import math
 
 import torch
+from torch._subclasses.fake_tensor import is_fake
+from torch.utils.weak import WeakIdKeyDictionary
 
 from sparsetorch.formats._compressed import compress_rows, expand_rows
 from sparsetorch.formats.bsr import stored_blocks
@@ -315,17 +317,59 @@ def _bsr_linear_fake(x, values, crow, col, bias, out_features):
 # copies), used elsewhere and as the tests' reference. The bias gradient is dy summed over rows.
 
 
+def transpose_pattern(
+    crow: torch.Tensor, col: torch.Tensor, block_cols: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The block pattern of W^T, given W's (``crow``, ``col``) with ``block_cols`` block
+    columns: (order (nnzb,): W's block index of each W^T block, crow_t, col_t), W^T's blocks
+    ordered by (block column, block row); index dtypes kept; no host synchronisation."""
+    rows = expand_rows(crow, col.numel())
+    order = torch.argsort(col.long() * (crow.numel() - 1) + rows)
+    col_t = rows[order].to(col.dtype)
+    crow_t = compress_rows(col[order], block_cols, crow.dtype)
+    return order, crow_t, col_t
+
+
+# The pattern of a trained block-sparse weight is fixed between pattern updates, and its
+# transposition is a dozen small launches (an argsort among them): each backward would
+# otherwise spend more time launching them than the dx product takes at 5% density. Keyed by
+# the col tensor (held weakly) and checked against crow's identity and both version counters,
+# so an in-place edit of the pattern or a new pattern recomputes it.
+_TRANSPOSED = WeakIdKeyDictionary()
+
+
+def _memoisable(*tensors: torch.Tensor) -> bool:
+    """Real tensors in eager code: not traced (fake or functional tensors under
+    torch.compile) and not inside a CUDA graph capture (whose allocations belong to it)."""
+    if torch.compiler.is_compiling() or any(is_fake(t) for t in tensors):
+        return False
+    return not (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
+
+
+def transposed_pattern(
+    crow: torch.Tensor, col: torch.Tensor, block_cols: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`transpose_pattern`, remembered for the pattern (crow, col) as long as col lives
+    and neither tensor changes in place."""
+    if not _memoisable(crow, col):
+        return transpose_pattern(crow, col, block_cols)
+    stamp = (crow._version, col._version, block_cols)
+    hit = _TRANSPOSED.get(col)
+    if hit is not None and hit[0] is crow and hit[1] == stamp:
+        return hit[2]
+    found = transpose_pattern(crow, col, block_cols)
+    _TRANSPOSED[col] = (crow, stamp, found)
+    return found
+
+
 def transpose_bsr(
     values: torch.Tensor, crow: torch.Tensor, col: torch.Tensor, block_cols: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(values, crow, col) of W^T, given W's with ``block_cols`` block columns: blocks
-    transposed and ordered by (block column, block row); index dtypes kept."""
-    rows = expand_rows(crow, col.numel())
-    order = torch.argsort(col.long() * (crow.numel() - 1) + rows)
-    values_t = values[order].transpose(1, 2).contiguous()
-    col_t = rows[order].to(col.dtype)
-    crow_t = compress_rows(col[order], block_cols, crow.dtype)  # no host sync in a backward
-    return values_t, crow_t, col_t
+    transposed and ordered by (block column, block row); index dtypes kept. The pattern's
+    part comes from :func:`transposed_pattern`: per call, one gather of the values."""
+    order, crow_t, col_t = transposed_pattern(crow, col, block_cols)
+    return values[order].transpose(1, 2).contiguous(), crow_t, col_t
 
 
 def bsr_weight_grad(
