@@ -136,6 +136,93 @@ def test_split_on_cuda_uses_the_kernel_and_equals_the_torch_form(dtype, monkeypa
         assert torch.equal(a, b)
 
 
+# --- the rows' fill (poison): one pass instead of masked_fill's copy and broadcast fill -------
+
+
+def same_with_nan(a, b):
+    """Equal where finite-or-inf, NaN at the same places (NaN payloads aside)."""
+    return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0))
+
+
+@needs_interpreter
+@settings(max_examples=20, deadline=None)
+@given(
+    shape=hs.tuples(hs.integers(1, 2), hs.integers(1, 3), hs.integers(1, 40)),
+    dim=hs.sampled_from([8, 24, 64, 128]),
+    dtype=hs.sampled_from([torch.float16, torch.float32]),
+    nan=hs.booleans(),
+    seed=hs.integers(0, 2**16),
+)
+def test_fill_rows_equals_masked_fill(shape, dim, dtype, nan, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, dim, generator=g).to(dtype)
+    x[..., 0][torch.rand(shape, generator=g) < 0.2] = float("inf")  # kept where not marked
+    rows = torch.rand(shape, generator=g) < 0.3
+    got = ft.fill_rows_triton(x, rows, nan)
+    want = x.masked_fill(rows[..., None], float("nan") if nan else 0.0)
+    assert got.is_contiguous() and got.dtype == x.dtype
+    assert same_with_nan(got, want)
+    assert got.isnan().any(-1).eq(rows).all() if nan else not got.isnan().any()
+
+
+@needs_interpreter
+def test_fill_rows_of_a_strided_tensor_and_its_gradient():
+    """x in the (B, n, H, D) layout viewed as (B, H, n, D); the op's gradient is masked_fill's:
+    the incoming one, 0 on the marked rows."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 30, 3, 16, generator=g).half().transpose(1, 2)  # (2, 3, 30, 16)
+    rows = torch.zeros(2, 3, 30, dtype=torch.bool)
+    rows[0, 2, 29], rows[1, 0, 0], rows[1, 1, 13] = True, True, True
+    assert not x.is_contiguous()
+    assert same_with_nan(
+        ft.fill_rows_triton(x, rows, True), x.masked_fill(rows[..., None], float("nan"))
+    )
+    x.requires_grad_()
+    up = torch.randn(2, 3, 30, 16, generator=g).half()
+    out = torch.ops.sparsetorch.fill_rows(x, rows, True)
+    assert out.isnan().any(-1).eq(rows).all()
+    (grad,) = torch.autograd.grad(out, (x,), up)
+    assert torch.equal(grad, up.masked_fill(rows[..., None], 0.0))
+
+
+def test_fill_unsupported_inputs_say_why():
+    x, rows = torch.zeros(1, 2, 8, 16), torch.zeros(1, 2, 8, dtype=torch.bool)
+    if ft.triton is None:
+        assert ft.fill_unsupported(x, rows) == "Triton is not installed"
+        return
+    if not ft.interpreting() and not torch.cuda.is_available():
+        assert "CUDA" in ft.fill_unsupported(x, rows)
+        return
+    assert ft.fill_unsupported(x, rows) is None
+    assert "bool rows (B, H, n)" in ft.fill_unsupported(x, rows[:, :, :7])
+    assert "bool rows (B, H, n)" in ft.fill_unsupported(x, rows.int())
+    assert "D <= 256" in ft.fill_unsupported(torch.zeros(1, 2, 8, 512), rows)
+    with pytest.raises(ValueError, match="float16/bfloat16/float32"):
+        ft.fill_rows_triton(x.double(), rows, True)
+
+
+def test_poison_off_cuda_is_masked_fill():
+    out = torch.randn(1, 2, 5, 4)
+    rows = torch.tensor([[[True, False, False, False, True], [False] * 5]])
+    got = nonfinite.poison(out, rows)
+    assert same_with_nan(got, out.masked_fill(rows[..., None], float("nan")))
+    assert got[0, 0, 0].isnan().all() and not got[0, 1].isnan().any()
+    assert nonfinite.poison(out, None) is out
+
+
+@pytest.mark.gpu
+def test_poison_on_cuda_uses_the_kernel_and_equals_masked_fill(monkeypatch):
+    g = torch.Generator(device="cuda").manual_seed(3)
+    out = torch.randn(1, 4, 300, 128, device="cuda", generator=g).bfloat16()
+    rows = torch.rand(1, 4, 300, device="cuda", generator=g) < 0.1
+    calls = []
+    real = ft.fill_rows_triton
+    monkeypatch.setattr(ft, "fill_rows_triton", lambda *a: calls.append(1) or real(*a))
+    got = nonfinite.poison(out, rows)
+    assert calls == [1]
+    assert same_with_nan(got, out.masked_fill(rows[..., None], float("nan")))
+
+
 @needs_interpreter
 def test_ops_pass_torch_library_opcheck():
     """Schema, fake tensors (torch.compile), autograd registration, AOT dispatch."""
@@ -152,3 +239,7 @@ def test_ops_pass_torch_library_opcheck():
         (k.clone().requires_grad_(), v.clone().requires_grad_()),
     )
     torch.library.opcheck(torch.ops.sparsetorch.clean_nonfinite_grad.default, (k, v, *grads))
+    rows = torch.tensor([[[True] + [False] * 8, [False] * 4 + [True] + [False] * 4]])
+    torch.library.opcheck(
+        torch.ops.sparsetorch.fill_rows.default, (v.clone().requires_grad_(), rows, False)
+    )

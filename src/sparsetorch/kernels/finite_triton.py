@@ -4,17 +4,23 @@ held one. What :func:`sparsetorch.attention.backends.nonfinite.split` computes, 
 
 Written with torch ops that is ``isfinite``, ``all`` over D and ``where`` per tensor: five passes
 over (B, H, n, D) and two (B, H, n, D) boolean temporaries for each of k and v. At n = 65536,
-B1 H16 D128 bf16 (k and v 256 MiB each) the band backend with that containment (those passes,
-the rows' marks and the NaN fill of the output) took 4.63 ms on an H100 (torch 2.11,
-2026-12-07), against 1.5 ms for the kernel alone. Here one program reads a run of rows of k and
-of v once and writes each cleaned row and one flag per position: k and v read once and written
-once (about 1 GB moved at that size, some 0.3 ms at the H100's bandwidth; not yet timed).
+B1 H16 D128 bf16 (k and v 256 MiB each) those ops took 2.53 ms on an H100 (torch 2.11,
+2026-12-07); this kernel, where one program reads a run of rows of k and of v once and writes
+each cleaned row and one flag per position, takes 0.363 ms there: 1 GiB moved at 2.96 TB/s,
+the rate of two plain copies of k and v in the same run.
 
 As ``torch.ops.sparsetorch.clean_nonfinite`` (opaque to ``torch.compile``, recorded by CUDA
 graphs) with a backward, one launch too (``clean_nonfinite_grad``): the gradient of a cleaned
 entry is its input's where the input was finite, 0 where it was not. The twin is
 ``nonfinite.split_torch``; the tests run this kernel in Triton's CPU interpreter against the
 same torch ops.
+
+The rows that may see a bad position are then set to NaN in the attention's output
+(``nonfinite.poison``): ``fill_rows`` (``torch.ops.sparsetorch.fill_rows``) does it in one pass
+over the rows with the same row walk, where ``masked_fill`` copies the output and then fills it
+through a broadcast mask: 0.566 ms at the size above, where one pass reading and writing the
+256 MiB output at the copies' rate would take 0.17 ms (``fill_rows`` is not yet timed on a
+GPU).
 """
 
 from __future__ import annotations
@@ -135,18 +141,33 @@ if triton is not None:
             gv_b, gv_h, gv_n, gv_d, DV, BLOCK_DV,
         )  # fmt: skip
 
+    @triton.jit
+    def _fill_kernel(
+        x_ptr, rows_ptr, out_ptr,
+        ROWS, H, N,
+        sx_b, sx_h, sx_n, sx_d,
+        D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr, NAN: tl.constexpr,
+    ):  # fmt: skip
+        """out = x with the marked rows (``rows``: contiguous (B, H, n)) NaN (``NAN``) or 0."""
+        rows, ok, b, h, i = _rows(ROWS, H, N, BLOCK_R)
+        x, mask = _load_rows(x_ptr, ok, b, h, i, sx_b, sx_h, sx_n, sx_d, D, BLOCK_D)
+        hit = tl.load(rows_ptr + rows, mask=ok, other=0) != 0  # (BR,)
+        fill = float("nan") if NAN else 0.0
+        _store_rows(out_ptr, rows, tl.where(hit[:, None], fill, x), mask, D, BLOCK_D)
 
-def _launch(kernel, k: Tensor, v: Tensor, tensors: tuple, strides: tuple, block_rows: int):
-    """``kernel`` over the flat rows of k and v (B, H, n, D), ``block_rows`` per program."""
-    bsz, heads, n = k.shape[:3]
+
+def _launch(kernel, x: Tensor, tensors, strides, block_rows: int, dims: dict, **constants):
+    """``kernel`` over the flat rows of (B, H, n) of ``x`` (B, H, n, D), ``block_rows`` per
+    program; ``dims`` the head dims by name ({"DK": ...}: also passed as BLOCK_DK, the next
+    power of two), ``constants`` the kernel's other compile-time arguments."""
+    bsz, heads, n = x.shape[:3]
     rows = bsz * heads * n
     if rows == 0:
         return
-    dk, dv = k.shape[-1], v.shape[-1]
+    blocks = {f"BLOCK_{name}": triton.next_power_of_2(d) for name, d in dims.items()}
     kernel[(math.ceil(rows / block_rows),)](
         *tensors, rows, heads, n, *strides,
-        DK=dk, DV=dv, BLOCK_DK=triton.next_power_of_2(dk), BLOCK_DV=triton.next_power_of_2(dv),
-        BLOCK_R=block_rows, num_warps=4,
+        **dims, **blocks, **constants, BLOCK_R=block_rows, num_warps=4,
     )  # fmt: skip
 
 
@@ -160,7 +181,8 @@ def clean_nonfinite_triton(k: Tensor, v: Tensor, block_rows: int = 32):
     v_out = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     bad = torch.empty(k.shape[:3], dtype=torch.bool, device=k.device)
     tensors = (k, v, k_out, v_out, bad)
-    _launch(_clean_kernel, k, v, tensors, (*k.stride(), *v.stride()), block_rows)
+    strides = (*k.stride(), *v.stride())
+    _launch(_clean_kernel, k, tensors, strides, block_rows, {"DK": k.shape[-1], "DV": v.shape[-1]})
     return k_out, v_out, bad
 
 
@@ -170,8 +192,66 @@ def clean_grad_triton(k: Tensor, v: Tensor, grad_k: Tensor, grad_v: Tensor, bloc
     out_k = torch.empty(k.shape, dtype=grad_k.dtype, device=k.device)
     out_v = torch.empty(v.shape, dtype=grad_v.dtype, device=v.device)
     strides = (*k.stride(), *v.stride(), *grad_k.stride(), *grad_v.stride())
-    _launch(_grad_kernel, k, v, (k, v, grad_k, grad_v, out_k, out_v), strides, block_rows)
+    tensors = (k, v, grad_k, grad_v, out_k, out_v)
+    _launch(_grad_kernel, k, tensors, strides, block_rows, {"DK": k.shape[-1], "DV": v.shape[-1]})
     return out_k, out_v
+
+
+def fill_unsupported(x: Tensor, rows: Tensor) -> str | None:
+    """None if :func:`fill_rows_triton` takes this x (B, H, n, D) and rows (B, H, n)."""
+    if triton is None:
+        return "Triton is not installed"
+    if x.device.type != "cuda" and not interpreting():
+        return "needs a CUDA device (or TRITON_INTERPRET=1)"
+    if x.dim() != 4 or rows.shape != x.shape[:3] or rows.dtype != torch.bool:
+        return f"needs x (B, H, n, D) and bool rows (B, H, n), got {tuple(x.shape)} {tuple(rows.shape)}"
+    if x.dtype not in DTYPES or x.shape[-1] > MAX_HEAD_DIM:
+        return (
+            f"needs float16/bfloat16/float32 and D <= {MAX_HEAD_DIM}, got {x.dtype}, {x.shape[-1]}"
+        )
+    if rows.device != x.device:
+        return "x and rows on different devices"
+    return None
+
+
+def fill_rows_triton(x: Tensor, rows: Tensor, nan: bool, block_rows: int = 32) -> Tensor:
+    """x (B, H, n, D), any strides, with the rows marked in ``rows`` (B, H, n) bool set to NaN
+    (``nan``) or 0; contiguous, one pass: ``x.masked_fill(rows[..., None], value)``, which on
+    CUDA copies x and then fills it through a broadcast mask (0.57 ms at 256 MiB on an H100,
+    2026-12-07, three times a copy's time)."""
+    reason = fill_unsupported(x, rows)
+    if reason is not None:
+        raise ValueError(f"fill_rows: {reason}")
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    _launch(
+        _fill_kernel, x, (x, rows.contiguous(), out), x.stride(), block_rows,
+        {"D": x.shape[-1]}, NAN=bool(nan),
+    )  # fmt: skip
+    return out
+
+
+@torch.library.custom_op("sparsetorch::fill_rows", mutates_args=())
+def fill_rows(x: Tensor, rows: Tensor, nan: bool) -> Tensor:
+    """``fill_rows_triton`` as ``torch.ops.sparsetorch.fill_rows``; its gradient is the
+    incoming one with the marked rows 0 (as ``masked_fill``'s)."""
+    return fill_rows_triton(x, rows, nan)
+
+
+@fill_rows.register_fake
+def _fill_rows_fake(x, rows, nan):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+def _fill_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1])
+
+
+def _fill_backward(ctx, grad):
+    (rows,) = ctx.saved_tensors
+    return torch.ops.sparsetorch.fill_rows(grad, rows, False), None, None
+
+
+fill_rows.register_autograd(_fill_backward, setup_context=_fill_setup_context)
 
 
 @torch.library.custom_op("sparsetorch::clean_nonfinite", mutates_args=())
