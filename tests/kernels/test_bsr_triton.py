@@ -355,6 +355,27 @@ def test_backward_transposes_the_pattern_once(monkeypatch):
     torch.testing.assert_close(grads[0].float().cpu(), want, rtol=2e-2, atol=2e-2)
 
 
+@needs_kernel
+def test_backward_under_torch_compile_equals_eager():
+    """A compiled training step (AOTAutograd traces the backward with fake tensors: the
+    weight-gradient kernel and the pattern's transpose must take them) gives eager's grads."""
+    w = block_sparse(64, 32, 16, 0.6, seed=9)
+    values, crow, col = (t.to(DEVICE) for t in bsr_arrays(w, 16))
+    values.requires_grad_()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(16, 32, generator=g).half().to(DEVICE).requires_grad_()
+
+    def loss(x, values):
+        y = torch.ops.sparsetorch.bsr_linear(x, values, crow, col, None, 64)
+        return (y.float() * torch.arange(64, device=y.device)).sum()
+
+    eager = torch.autograd.grad(loss(x, values), (x, values))
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    got = torch.autograd.grad(compiled(x, values), (x, values))
+    for a, b in zip(got, eager):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.gpu
 def test_transpose_bsr_does_not_synchronise_on_cuda():
     """The backward transposes W on every call: no host read of a device value there."""

@@ -511,6 +511,23 @@ def bsr_weight_grad_triton(
     return total.to(x.dtype)
 
 
+# As a torch op so that a compiled backward keeps the kernel opaque (AOTAutograd traces the
+# backward with fake tensors, which a Triton launch cannot take).
+@torch.library.custom_op("sparsetorch::bsr_weight_grad", mutates_args=())
+def bsr_weight_grad_op(
+    x: torch.Tensor, dy: torch.Tensor, crow: torch.Tensor, col: torch.Tensor, bs: int
+) -> torch.Tensor:
+    """dL/dW at the stored blocks (nnzb, bs, bs): ``bsr_weight_grad_triton`` on CUDA (and
+    under Triton's interpreter), ``bsr_weight_grad`` elsewhere."""
+    kernel = x.device.type == "cuda" or interpreting()
+    return (bsr_weight_grad_triton if kernel else bsr_weight_grad)(x, dy, crow, col, bs)
+
+
+@bsr_weight_grad_op.register_fake
+def _bsr_weight_grad_fake(x, dy, crow, col, bs):
+    return x.new_empty(col.shape[0], bs, bs)
+
+
 def _bsr_setup_context(ctx, inputs, output):
     x, values, crow, col = inputs[:4]
     ctx.save_for_backward(x, values, crow, col)
@@ -526,9 +543,7 @@ def _bsr_backward(ctx, dy):
         vt, crow_t, col_t = transpose_bsr(values, crow, col, ctx.in_features // bs)
         dx = torch.ops.sparsetorch.bsr_linear(dy, vt, crow_t, col_t, None, ctx.in_features)
     if ctx.needs_input_grad[1]:
-        kernel = x.device.type == "cuda" or interpreting()
-        grad = bsr_weight_grad_triton if kernel else bsr_weight_grad
-        dvalues = grad(x, dy, crow, col, bs)
+        dvalues = torch.ops.sparsetorch.bsr_weight_grad(x, dy, crow, col, bs)
     if ctx.needs_input_grad[4]:
         dbias = dy.sum(0)
     return dx, dvalues, None, None, dbias, None
