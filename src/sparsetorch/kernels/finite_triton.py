@@ -19,8 +19,10 @@ The rows that may see a bad position are then set to NaN in the attention's outp
 (``nonfinite.poison``): ``fill_rows`` (``torch.ops.sparsetorch.fill_rows``) does it in one pass
 over the rows with the same row walk, where ``masked_fill`` copies the output and then fills it
 through a broadcast mask: 0.566 ms at the size above, where one pass reading and writing the
-256 MiB output at the copies' rate would take 0.17 ms (``fill_rows`` is not yet timed on a
-GPU).
+256 MiB output at the copies' rate would take 0.17 ms. For a band (the band backend)
+``fill_band_rows`` also computes the marks in that pass, from the prefix counts of the bad
+positions, where ``nonfinite.band_rows_seeing`` took 0.177 ms and ten small launches. Neither
+fill kernel is timed on a GPU yet.
 """
 
 from __future__ import annotations
@@ -143,30 +145,46 @@ if triton is not None:
 
     @triton.jit
     def _fill_kernel(
-        x_ptr, rows_ptr, out_ptr,
+        x_ptr, marks_ptr, out_ptr,
         ROWS, H, N,
         sx_b, sx_h, sx_n, sx_d,
-        D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr, NAN: tl.constexpr,
+        HKV, GROUP, LO, HI,
+        D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr,
+        NAN: tl.constexpr, BAND: tl.constexpr,
     ):  # fmt: skip
-        """out = x with the marked rows (``rows``: contiguous (B, H, n)) NaN (``NAN``) or 0."""
+        """out = x with marked rows NaN (``NAN``) or 0. The marks: ``BAND`` False, a
+        contiguous bool (B, H, n); True, the prefix counts (B, HKV, n + 1) int32 of bad key
+        positions, and row i of head h is marked when keys [i - HI, i - LO] of kv head
+        h // GROUP (clipped to the sequence) hold one."""
         rows, ok, b, h, i = _rows(ROWS, H, N, BLOCK_R)
         x, mask = _load_rows(x_ptr, ok, b, h, i, sx_b, sx_h, sx_n, sx_d, D, BLOCK_D)
-        hit = tl.load(rows_ptr + rows, mask=ok, other=0) != 0  # (BR,)
+        if BAND:
+            counts = marks_ptr + (b * HKV + h // GROUP) * (N + 1)  # (BR,) row starts
+            first = tl.minimum(tl.maximum(i - HI, 0), N)
+            last = tl.minimum(tl.maximum(i - LO + 1, 0), N)
+            hit = tl.load(counts + last, mask=ok, other=0) > tl.load(
+                counts + first, mask=ok, other=0
+            )
+        else:
+            hit = tl.load(marks_ptr + rows, mask=ok, other=0) != 0  # (BR,)
         fill = float("nan") if NAN else 0.0
         _store_rows(out_ptr, rows, tl.where(hit[:, None], fill, x), mask, D, BLOCK_D)
 
 
-def _launch(kernel, x: Tensor, tensors, strides, block_rows: int, dims: dict, **constants):
+def _launch(
+    kernel, x: Tensor, tensors, strides, block_rows: int, dims: dict, scalars=(), **constants
+):
     """``kernel`` over the flat rows of (B, H, n) of ``x`` (B, H, n, D), ``block_rows`` per
     program; ``dims`` the head dims by name ({"DK": ...}: also passed as BLOCK_DK, the next
-    power of two), ``constants`` the kernel's other compile-time arguments."""
+    power of two), ``scalars`` run-time arguments after the strides, ``constants`` the
+    kernel's other compile-time arguments."""
     bsz, heads, n = x.shape[:3]
     rows = bsz * heads * n
     if rows == 0:
         return
     blocks = {f"BLOCK_{name}": triton.next_power_of_2(d) for name, d in dims.items()}
     kernel[(math.ceil(rows / block_rows),)](
-        *tensors, rows, heads, n, *strides,
+        *tensors, rows, heads, n, *strides, *scalars,
         **dims, **blocks, **constants, BLOCK_R=block_rows, num_warps=4,
     )  # fmt: skip
 
@@ -197,21 +215,60 @@ def clean_grad_triton(k: Tensor, v: Tensor, grad_k: Tensor, grad_v: Tensor, bloc
     return out_k, out_v
 
 
-def fill_unsupported(x: Tensor, rows: Tensor) -> str | None:
-    """None if :func:`fill_rows_triton` takes this x (B, H, n, D) and rows (B, H, n)."""
+def _output_unsupported(x: Tensor) -> str | None:
+    """None if the fill kernels take this x (B, H, n, D); else why not."""
     if triton is None:
         return "Triton is not installed"
     if x.device.type != "cuda" and not interpreting():
         return "needs a CUDA device (or TRITON_INTERPRET=1)"
-    if x.dim() != 4 or rows.shape != x.shape[:3] or rows.dtype != torch.bool:
-        return f"needs x (B, H, n, D) and bool rows (B, H, n), got {tuple(x.shape)} {tuple(rows.shape)}"
+    if x.dim() != 4:
+        return f"needs x (B, H, n, D), got {tuple(x.shape)}"
     if x.dtype not in DTYPES or x.shape[-1] > MAX_HEAD_DIM:
         return (
             f"needs float16/bfloat16/float32 and D <= {MAX_HEAD_DIM}, got {x.dtype}, {x.shape[-1]}"
         )
+    return None
+
+
+def fill_unsupported(x: Tensor, rows: Tensor) -> str | None:
+    """None if :func:`fill_rows_triton` takes this x (B, H, n, D) and rows (B, H, n)."""
+    reason = _output_unsupported(x)
+    if reason is not None:
+        return reason
+    if rows.shape != x.shape[:3] or rows.dtype != torch.bool:
+        return f"needs bool rows (B, H, n) for x {tuple(x.shape)}, got {rows.dtype} {tuple(rows.shape)}"
     if rows.device != x.device:
         return "x and rows on different devices"
     return None
+
+
+def fill_band_unsupported(x: Tensor, counts: Tensor) -> str | None:
+    """None if :func:`fill_band_rows_triton` takes this x (B, H, n, D) and counts (B, H_kv,
+    n + 1) int32."""
+    reason = _output_unsupported(x)
+    if reason is not None:
+        return reason
+    bsz, heads, n = x.shape[:3]
+    if counts.dim() != 3 or counts.shape[0] != bsz or counts.shape[2] != n + 1:
+        return f"needs counts (B, H_kv, n + 1) for x {tuple(x.shape)}, got {tuple(counts.shape)}"
+    if counts.dtype != torch.int32 or heads % counts.shape[1]:
+        return (
+            f"needs int32 counts over a number of heads dividing {heads}, got {counts.dtype} "
+            f"over {counts.shape[1]}"
+        )
+    if counts.device != x.device:
+        return "x and counts on different devices"
+    return None
+
+
+def _fill(x: Tensor, marks: Tensor, nan: bool, band: tuple | None, block_rows: int) -> Tensor:
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    scalars = (1, 1, 0, 0) if band is None else band  # (HKV, GROUP, LO, HI)
+    _launch(
+        _fill_kernel, x, (x, marks.contiguous(), out), x.stride(), block_rows,
+        {"D": x.shape[-1]}, scalars, NAN=bool(nan), BAND=band is not None,
+    )  # fmt: skip
+    return out
 
 
 def fill_rows_triton(x: Tensor, rows: Tensor, nan: bool, block_rows: int = 32) -> Tensor:
@@ -222,12 +279,23 @@ def fill_rows_triton(x: Tensor, rows: Tensor, nan: bool, block_rows: int = 32) -
     reason = fill_unsupported(x, rows)
     if reason is not None:
         raise ValueError(f"fill_rows: {reason}")
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    _launch(
-        _fill_kernel, x, (x, rows.contiguous(), out), x.stride(), block_rows,
-        {"D": x.shape[-1]}, NAN=bool(nan),
-    )  # fmt: skip
-    return out
+    return _fill(x, rows, nan, None, block_rows)
+
+
+def fill_band_rows_triton(
+    x: Tensor, counts: Tensor, lo: int, hi: int, nan: bool, block_rows: int = 32
+) -> Tensor:
+    """x (B, H, n, D), any strides, with the rows that a band ``lo <= i - j <= hi`` lets
+    attend a bad key set to NaN (``nan``) or 0; ``counts`` (B, H_kv, n + 1) int32: the prefix
+    counts of bad key positions (``nonfinite.band_counts``), query head h reading kv head
+    h // (H / H_kv). The marks of ``nonfinite.band_rows_seeing`` and the fill of
+    :func:`fill_rows_triton` in one pass, without the marks' (B, H, n) tensor and its ten
+    small launches."""
+    reason = fill_band_unsupported(x, counts)
+    if reason is not None:
+        raise ValueError(f"fill_band_rows: {reason}")
+    hkv = counts.shape[1]
+    return _fill(x, counts, nan, (hkv, x.shape[1] // hkv, int(lo), int(hi)), block_rows)
 
 
 @torch.library.custom_op("sparsetorch::fill_rows", mutates_args=())
@@ -252,6 +320,32 @@ def _fill_backward(ctx, grad):
 
 
 fill_rows.register_autograd(_fill_backward, setup_context=_fill_setup_context)
+
+
+@torch.library.custom_op("sparsetorch::fill_band_rows", mutates_args=())
+def fill_band_rows(x: Tensor, counts: Tensor, lo: int, hi: int, nan: bool) -> Tensor:
+    """``fill_band_rows_triton`` as ``torch.ops.sparsetorch.fill_band_rows``; its gradient is
+    the incoming one with the marked rows 0."""
+    return fill_band_rows_triton(x, counts, lo, hi, nan)
+
+
+@fill_band_rows.register_fake
+def _fill_band_rows_fake(x, counts, lo, hi, nan):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+def _fill_band_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1])
+    ctx.band = inputs[2:4]
+
+
+def _fill_band_backward(ctx, grad):
+    (counts,) = ctx.saved_tensors
+    grad = torch.ops.sparsetorch.fill_band_rows(grad, counts, *ctx.band, False)
+    return grad, None, None, None, None
+
+
+fill_band_rows.register_autograd(_fill_band_backward, setup_context=_fill_band_setup_context)
 
 
 @torch.library.custom_op("sparsetorch::clean_nonfinite", mutates_args=())

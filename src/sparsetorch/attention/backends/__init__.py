@@ -103,7 +103,7 @@ class BandKernel(Backend):
         k, v, bad = nonfinite.split(k, v)  # non-finite keys/values reach only their rows
         out = band_kernel.band_attention(q, k, v, pattern.lo, pattern.hi, scale)
         lo, hi = band_kernel.clip_band(pattern.lo, pattern.hi, q.shape[2])
-        return nonfinite.poison(out, nonfinite.band_rows_seeing(bad, lo, hi, q.shape[1]))
+        return nonfinite.poison_band(out, bad, lo, hi)
 
 
 @functools.lru_cache(maxsize=256)
