@@ -1,19 +1,23 @@
 """What containing non-finite keys and values costs on a GPU when there are none: the band and
-flex backends of ``sparse_attention`` with the cleaning as shipped (one Triton pass,
-``kernels/finite_triton.py``), with the same cleaning in torch ops (``nonfinite.split_torch``),
-and with no cleaning (``nonfinite.split`` replaced by one that returns k and v as they are);
-all in one process on the same inputs, forward and forward + backward.
+flex backends of ``sparse_attention`` with the containment as shipped (Triton passes,
+``kernels/finite_triton.py``: the cleaning of k and v, the marks and NaN fill of the rows a bad
+key reaches), with the same containment in torch ops (``nonfinite.split_torch``, the marks of
+``band_rows_seeing``, ``masked_fill``), and with no cleaning (``nonfinite.split`` replaced by
+one that returns k and v as they are, so nothing is marked); all in one process on the same
+inputs, forward and forward + backward.
 
     PYTHONPATH=src python3 benchmarks/attention_nonfinite_gpu.py
     PYTHONPATH=src python3 benchmarks/attention_nonfinite_gpu.py --n 65536 --no-backward
+    PYTHONPATH=src python3 benchmarks/attention_nonfinite_gpu.py --pieces 65536
     PYTHONPATH=src python3 benchmarks/attention_nonfinite_gpu.py --device cpu   # script check
 
 Shapes: B=1, H=16, D=128, bfloat16, ``local(512)`` and ``causal() & local(512)``. Times are
 medians of ``triton.testing.do_bench``; "x" columns are a form's time over the no-cleaning
 time of the same backend (the cost of containment, 1.00x = free). The no-cleaning form still
-marks no rows and, on the flex backend, still adds its (all-zero) score bias, so it is the
-backend's kernel and glue without the cleaning itself. Each form's output is checked against
-the shipped one first.
+adds, on the flex backend, its (all-zero) score bias, so it is the backend's kernel and glue
+without the containment's passes. Each form's output is checked against the shipped one
+first. ``--pieces N`` instead times each piece of the band backend's containment at length N
+(GPU time per call from CUDA events around 50 calls, no cache flush between them).
 """
 
 from __future__ import annotations
@@ -44,23 +48,94 @@ def no_cleaning(k, v):
     return k, v, None
 
 
-FORMS = {"shipped": None, "torch ops": nonfinite.split_torch, "none": no_cleaning}
+def masked_poison(out, rows):
+    """``nonfinite.poison`` in torch ops (``masked_fill``)."""
+    return out if rows is None else out.masked_fill(rows[..., None], float("nan"))
+
+
+def torch_poison_band(out, bad, lo, hi):
+    """``nonfinite.poison_band`` in torch ops (the marks, then ``masked_fill``)."""
+    return masked_poison(out, nonfinite.band_rows_seeing(bad, lo, hi, out.shape[1]))
+
+
+# each form: the ``nonfinite`` functions it replaces for the call
+FORMS = {
+    "shipped": {},
+    "torch ops": {
+        "split": nonfinite.split_torch,
+        "poison": masked_poison,
+        "poison_band": torch_poison_band,
+    },
+    "none": {"split": no_cleaning},
+}
 
 
 def call(q, k, v, pattern, backend, form, grad):
     def run():
-        shipped, replacement = nonfinite.split, FORMS[form]
-        if replacement is not None:
-            nonfinite.split = replacement
+        shipped = {name: getattr(nonfinite, name) for name in FORMS[form]}
+        for name, replacement in FORMS[form].items():
+            setattr(nonfinite, name, replacement)
         try:
             out = sparse_attention(q, k, v, pattern, backend=backend)
             if grad is not None:
                 out.backward(grad)
             return out
         finally:
-            nonfinite.split = shipped
+            for name, original in shipped.items():
+                setattr(nonfinite, name, original)
 
     return run
+
+
+def per_call_ms(fn, reps: int = 50) -> float:
+    """GPU time per call: CUDA events around ``reps`` calls after one warm-up call."""
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / reps
+
+
+def pieces(n: int) -> None:
+    """The band backend's containment piece by piece at one length (``local(512)``)."""
+    from sparsetorch.kernels import band_attention, finite_triton
+
+    q, k, v = (torch.randn(1, 16, n, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    out = torch.randn_like(q)
+    bad = torch.zeros(1, 16, n, dtype=torch.bool, device="cuda")
+    rows = nonfinite.band_rows_seeing(bad, -512, 512, 16)
+    counts = nonfinite.band_counts(bad)
+    rows_of = {
+        "the cleaning kernel (k and v)": lambda: finite_triton.clean_nonfinite_triton(k, v),
+        "two clones of k and v (the same bytes)": lambda: (k.clone(), v.clone()),
+        "the cleaning in torch ops": lambda: nonfinite.split_torch(k, v),
+        "the rows' marks (band_rows_seeing)": lambda: nonfinite.band_rows_seeing(
+            bad, -512, 512, 16
+        ),
+        "the NaN fill by masked_fill": lambda: masked_poison(out, rows),
+        "the NaN fill by fill_rows": lambda: finite_triton.fill_rows_triton(out, rows, True),
+        "marks and fill by fill_band_rows (and the counts)": lambda: (
+            finite_triton.fill_band_rows_triton(out, nonfinite.band_counts(bad), -512, 512, True)
+        ),
+        "fill_band_rows alone": lambda: finite_triton.fill_band_rows_triton(
+            out, counts, -512, 512, True
+        ),
+        "the band kernel": lambda: band_attention.band_attention(q, k, v, -512, 512),
+        "sparse_attention(backend='band')": lambda: sparse_attention(
+            q, k, v, local(512), backend="band"
+        ),
+    }
+    print(f"\n| piece, n = {n}, local(512) | GPU ms per call |")
+    print("|---|---:|")
+    for label, fn in rows_of.items():
+        print(f"| {label} | {per_call_ms(fn):.3f} |", flush=True)
+    for block_rows in (8, 16, 32, 64, 128):
+        t = per_call_ms(lambda: finite_triton.clean_nonfinite_triton(k, v, block_rows))
+        print(f"cleaning kernel, {block_rows} rows per program: {t:.3f} ms", flush=True)
 
 
 def main() -> None:
@@ -68,6 +143,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[4096, 16384, 65536])
     ap.add_argument("--backends", default="band,flex")
     ap.add_argument("--no-backward", action="store_true")
+    ap.add_argument(
+        "--pieces", type=int, default=0, metavar="N",
+        help="instead: the band backend's containment piece by piece at length N (CUDA events)",
+    )  # fmt: skip
     ap.add_argument(
         "--device", choices=["cuda", "cpu"], default="cuda",
         help="cpu: check the script on tiny inputs (--n 256 --backends dense,reference)",
@@ -78,6 +157,11 @@ def main() -> None:
         args.n, args.backends = [min(n, 256) for n in args.n][:1], "dense,reference"
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     print(f"{name}, torch {torch.__version__}")
+    if args.pieces:
+        if device != "cuda":
+            raise SystemExit("--pieces times CUDA kernels: it needs a GPU")
+        pieces(args.pieces)
+        return
     print("| pattern | n | backend | pass | none ms | shipped ms (x) | torch ops ms (x) |")
     print("|---|---:|---|---|---:|---:|---:|")
     patterns = {"local(512)": local(512), "causal() & local(512)": causal() & local(512)}
