@@ -28,6 +28,11 @@ CLEAN_TYPES = {
     **dict.fromkeys(["ROWS", "H", "N", "sk_b", "sk_h", "sk_n", "sv_b", "sv_h", "sv_n"], "i32"),
 }
 
+FILL_TYPES = {
+    **dict.fromkeys(["x_ptr", "out_ptr"], "*bf16"),
+    **dict.fromkeys(["ROWS", "H", "N", "sx_b", "sx_h", "sx_n", "HKV", "GROUP", "LO", "HI"], "i32"),
+}
+
 
 def compile_sm90(fn, types: dict, constants: dict, divisible: list[str], **options) -> dict:
     names = list(fn.arg_names)
@@ -59,6 +64,13 @@ def compile_all() -> dict:
     out["clean"] = compile_sm90(
         finite_triton._clean_kernel, CLEAN_TYPES, constants, divisible, num_warps=4
     )
+    for band in (False, True):  # the NaN fill of marked rows, from marks or from band counts
+        types = {**FILL_TYPES, "marks_ptr": "*i32" if band else "*i1"}
+        constants = {"sx_d": 1, "D": 128, "BLOCK_D": 128, "BLOCK_R": 32, "NAN": True}
+        divisible = ["x_ptr", "out_ptr", "ROWS", "N", "sx_b", "sx_h", "sx_n"]
+        out[f"fill band={band}"] = compile_sm90(
+            finite_triton._fill_kernel, types, {**constants, "BAND": band}, divisible, num_warps=4
+        )
     return out
 
 

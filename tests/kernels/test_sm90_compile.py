@@ -53,3 +53,13 @@ def test_nonfinite_cleaning_moves_128_bit_words_on_sm90(compiled):
     ptx = compiled["clean"]
     assert ptx["ld.global"] == ptx["ld.global.v4"] > 0  # every load 128-bit
     assert ptx["st.global.v4"] > 0
+
+
+@pytest.mark.parametrize("band", [False, True])
+def test_row_fill_moves_128_bit_words_on_sm90(compiled, band):
+    """The fill reads and writes the output's rows in 128-bit words (32 rows of 128 bf16 over
+    128 threads: 4 words each way per thread); the only narrower loads are the marks, one per
+    row a thread holds, or two prefix counts per row for a band."""
+    ptx = compiled[f"fill band={band}"]
+    assert ptx["ld.global.v4"] == ptx["st.global.v4"] == 4
+    assert ptx["ld.global"] - ptx["ld.global.v4"] == (8 if band else 4)
