@@ -13,9 +13,11 @@ model would do instead), and forced to each fused backend (cuDNN, flash, memory-
 which earlier tables used as their only baseline, is an extra column.
 
 Sparse paths: FlexAttention with torch's ``create_block_mask`` (the plain FlexAttention
-recipe), the library's flex backend (our analytic block mask), and the library's band
-kernel (``backend="band"``, kernels/band_attention.py), forward and forward + backward
-(a training step's attention: ``out.backward(grad)``). Composite patterns
+recipe, which contains nothing), and ``sparse_attention`` (which contains non-finite keys and
+values) with the flex backend (our analytic block mask), the band kernel (``backend="band"``,
+kernels/band_attention.py), ``auto``, and up to n = 16384 the dense backend (masked SDPA over
+the materialised (n, n) mask), forward and forward + backward (a training step's attention:
+``out.backward(grad)``). Composite patterns
 (``local | global_tokens``, ``causal & (local | strided)``) run through FlexAttention
 (the band kernel takes bands only) and through ``auto``.
 
@@ -52,6 +54,9 @@ DENSE = {
     "flash": SDPBackend.FLASH_ATTENTION,
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
 }
+
+
+DENSE_BACKEND_MAX_N = 16384  # the library's dense backend, timed up to this length
 
 
 def ms(fn, budget_ms: float = 200.0) -> float:
@@ -99,11 +104,15 @@ def sparse_fns(q, k, v, pattern, grad=None):
 
         return run
 
-    return {
+    fns = {
         "flex + create_block_mask": wrap(lambda: compiled(q, k, v, block_mask=theirs)),
         "library flex": wrap(lambda: sparse_attention(q, k, v, pattern, backend="flex")),
         "library band": wrap(lambda: sparse_attention(q, k, v, pattern, backend="band")),
+        "library auto": wrap(lambda: sparse_attention(q, k, v, pattern, backend="auto")),
     }
+    if n <= DENSE_BACKEND_MAX_N:  # the dense backend materialises the (n, n) mask
+        fns["library dense"] = wrap(lambda: sparse_attention(q, k, v, pattern, backend="dense"))
+    return fns
 
 
 def tflops(pattern, n, heads, dim, t_ms, factor=1.0) -> float:
@@ -239,16 +248,18 @@ def report(rows, composite, args) -> None:
         if not rows or dk not in rows[0]:
             continue
         print(f"\n#### {phase}, {head} (ms; x = best dense / path)\n")
+        paths = list(dict.fromkeys(p for r in rows for p in r[sk]))  # in the order timed
         print(
             "| pattern | n | SDPA default | cuDNN | flash | efficient | best dense | "
-            "flex + create_block_mask (x) | library flex (x) | band kernel (x) | band TFLOP/s | auto |"
+            + " | ".join(f"{p} (x)" for p in paths)
+            + " | library band TFLOP/s | auto runs |"
         )
-        print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
+        print("|---|---:|---:|---:|---:|---:|---|" + "---:|" * (len(paths) + 1) + "---|")
         for r in rows:
             d = r[dk]
             name, b = best(d)
             s = r[sk]
-            cells = " | ".join(f"{s[p]:.3f} ({b / s[p]:.1f}x)" for p in s)
+            cells = " | ".join(f"{s[p]:.3f} ({b / s[p]:.1f}x)" if p in s else "-" for p in paths)
             tf = r["tflops"] if sk == "sparse" else r["tflops_bwd"]
             print(
                 f"| `{r['pattern']}` | {r['n']} | {d['default']:.3f} | {d['cudnn']:.3f} | "
