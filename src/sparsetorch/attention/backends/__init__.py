@@ -57,8 +57,17 @@ BACKENDS: Registry[Backend] = Registry("attention backend")
 
 @BACKENDS.register("reference")
 class Reference(Backend):
+    """Exact block-by-block attention in torch ops, any pattern; eager only: under
+    ``torch.compile`` it runs as a graph break (its Python loops follow the pattern's
+    data-dependent block schedule, which Inductor failed to compile on torch 2.13)."""
+
     name = "reference"
 
+    @torch.compiler.disable(
+        reason="the reference attention backend runs eagerly (Python loops over a "
+        "data-dependent block schedule); under torch.compile(fullgraph=True) use "
+        "backend='auto', 'dense' or 'flex'"
+    )
     def __call__(self, q, k, v, pattern, scale):
         k, v = repeat_kv(q, k, v)
         n, device = q.shape[2], q.device

@@ -169,6 +169,18 @@ def flex_attention(
     ``kernel_options`` go to FlexAttention's kernel (tile sizes, stages, warps) as is."""
     if q.device.type != "cpu":  # the compiled calls contain non-finite entries themselves
         return _flex_attention(q, k, v, pattern, scale, block, kernel_options)
+    return _cpu_flex_attention(q, k, v, pattern, scale, block, kernel_options)
+
+
+@torch.compiler.disable(
+    reason="the flex attention backend on the CPU runs eagerly (its own compiled "
+    "FlexAttention call, a containment that reads whether any position is bad, the "
+    "reference's backward); under torch.compile(fullgraph=True) on the CPU use "
+    "backend='auto' or 'dense'"
+)
+def _cpu_flex_attention(q, k, v, pattern: AttentionPattern, scale: float, block, kernel_options):
+    """:func:`flex_attention` on the CPU: a graph break inside an outer ``torch.compile``,
+    whose tracing of these data-dependent steps failed in Inductor (torch 2.13)."""
     k, v, bad = nonfinite.split(k, v)
     out = _flex_attention(q, k, v, pattern, scale, block, kernel_options)
     if bad is not None:  # some position was bad (known on the CPU without a synchronisation)
