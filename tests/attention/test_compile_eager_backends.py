@@ -1,13 +1,16 @@
-"""The backends that run eagerly on the CPU (reference; flex, whose CPU form reads whether any
-position is non-finite and takes the reference's backward) inside ``torch.compile``: a graph
-break with the same values and gradients as eager dense attention, and under
-``fullgraph=True`` an error that says why and which backends compile whole."""
+"""Sparse attention inside ``torch.compile`` on the CPU. The backends that run eagerly there
+(reference; flex, whose CPU form reads whether any position is non-finite and takes the
+reference's backward) are a graph break with the same values and gradients as eager dense
+attention, and under ``fullgraph=True`` an error that says why and what to use instead; auto's
+choice is made when tracing."""
 
 import pytest
 import torch
 from torch._dynamo.exc import Unsupported
+from torch._dynamo.testing import CompileCounter
 
-from sparsetorch.attention import causal, local, sparse_attention, strided
+from sparsetorch.attention import SparseAttention, causal, local, sparse_attention, strided
+from sparsetorch.attention.backends import MIN_SPARSE_N, choose
 
 PATTERNS = {"window": local(8), "causal strided window": causal() & (local(8) | strided(16))}
 
@@ -47,3 +50,34 @@ def test_fullgraph_says_the_backend_runs_eagerly(backend, says):
     )
     with pytest.raises(Unsupported, match=f"(?s){says}.*runs eagerly|runs eagerly.*{says}"):
         fn(q, k, v)
+
+
+def test_auto_in_a_compiled_training_step_past_the_dense_lengths():
+    """auto decides from the pattern's block density, computed on CPU tensors; inside
+    torch.compile that is evaluated once when tracing (Inductor failed on it before, "vr must
+    not be None for symbol", n = 2100), then the chosen backend runs as it does eagerly."""
+    torch._dynamo.reset()
+    n = MIN_SPARSE_N["cpu"] + 52
+    attn = SparseAttention(32, 2, local(16))
+    x = torch.randn(2, n, 32, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    got = torch.autograd.grad(torch.compile(attn)(x).sum(), x)[0]
+    want = torch.autograd.grad(attn(x).sum(), x)[0]
+    assert choose(local(16), n, x.device, True) == "reference"  # (after: no warm cache)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_compiles_whole_for_a_band_built_in_the_compiled_function():
+    """The band's closed-form block density is a constant when tracing, so a model that
+    builds ``local(w)`` in its forward compiles with fullgraph=True where auto runs dense."""
+    torch._dynamo.reset()
+    n = MIN_SPARSE_N["cpu"] + 52
+    q, k, v = (
+        torch.randn(1, 2, n, 16, generator=torch.Generator().manual_seed(i)) for i in range(3)
+    )
+    assert choose(local(n // 3), n, q.device, False) == "dense"
+    counter = CompileCounter()
+    fn = torch.compile(
+        lambda q, k, v: sparse_attention(q, k, v, local(n // 3)), backend=counter, fullgraph=True
+    )
+    torch.testing.assert_close(fn(q, k, v), sparse_attention(q, k, v, local(n // 3)))
+    assert counter.frame_count == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from sparsetorch.attention.counting import in_band
 from sparsetorch.attention.layout import FlexBlocks, blocks
@@ -73,9 +74,7 @@ class Band(AttentionPattern):
     def block_density(self, n: int, block: int | tuple[int, int] = 128) -> float:
         """Closed form: the run lengths of ``_band_runs`` (host numpy, no block grid)."""
         lo, hi = self._bounds_within(n)
-        bq, bk = blocks(block)
-        count, _, full, _ = _band_runs(n, bq, bk, lo, hi)
-        return float(count.sum() + full.sum()) / (math.ceil(n / bq) * math.ceil(n / bk))
+        return _band_block_density(n, *blocks(block), lo, hi)
 
     @property
     def cost(self) -> str:
@@ -89,6 +88,14 @@ class Band(AttentionPattern):
         if self.lo is not None and self.hi is not None and self.lo == -self.hi:
             return f"local({self.hi})"
         return f"band({self.lo}, {self.hi})"
+
+
+# Of plain ints only: inside torch.compile evaluated once when tracing (Dynamo would trace
+# the numpy as data-dependent tensor code), also for a band built in the compiled function.
+@torch.compiler.assume_constant_result
+def _band_block_density(n: int, bq: int, bk: int, lo: int, hi: int) -> float:
+    count, _, full, _ = _band_runs(n, bq, bk, lo, hi)
+    return float(count.sum() + full.sum()) / (math.ceil(n / bq) * math.ceil(n / bk))
 
 
 def _band_runs(n: int, bq: int, bk: int, lo: int, hi: int) -> list[np.ndarray]:

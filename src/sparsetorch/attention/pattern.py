@@ -119,7 +119,7 @@ class AttentionPattern:
         """Fraction of the blocks a sparse backend computes (partial or full), from the layout
         on the host: deciding a backend launches nothing on the GPU (patterns may have a
         closed form)."""
-        return cached_layout(self, n, blocks(block), torch.device("cpu")).block_density
+        return _layout_block_density(self, n, blocks(block))
 
     def flex_blocks(
         self, n: int, block: int | tuple[int, int] = 128, device: torch.device | str | None = None
@@ -210,6 +210,16 @@ def cached_layout(
 ) -> BlockLayout:
     """``pattern.block_layout(n, block, device)``, cached (the backends' layouts)."""
     return pattern.block_layout(n, block, device)
+
+
+# A function of the pattern's value, n and the block only, computed on CPU tensors: inside
+# torch.compile it is evaluated once when tracing, not traced (Inductor failed on the layout's
+# data-dependent steps: "vr must not be None for symbol", torch 2.13, auto at n = 2100).
+# Patterns with a closed form (bands) override ``block_density`` in plain Python, which
+# traces even for a pattern built inside the compiled function.
+@torch.compiler.assume_constant_result
+def _layout_block_density(pattern: AttentionPattern, n: int, block: tuple[int, int]) -> float:
+    return cached_layout(pattern, n, block, torch.device("cpu")).block_density
 
 
 @functools.lru_cache(maxsize=256)
