@@ -81,3 +81,17 @@ def test_auto_compiles_whole_for_a_band_built_in_the_compiled_function():
     )
     torch.testing.assert_close(fn(q, k, v), sparse_attention(q, k, v, local(n // 3)))
     assert counter.frame_count == 1
+
+
+@pytest.mark.gpu
+def test_auto_inside_torch_compile_on_cuda_equals_eager():
+    """On CUDA auto's flex runs inside the outer graph (its window's block lists built there)."""
+    torch._dynamo.reset()
+    n = MIN_SPARSE_N["cuda"] + 52
+    g = torch.Generator(device="cuda").manual_seed(1)
+    q, k, v = (torch.randn(1, 2, n, 64, device="cuda", generator=g) for _ in range(3))
+    assert choose(local(16), n, q.device, False, q.dtype, 64) == "flex"
+    fn = torch.compile(lambda q, k, v: sparse_attention(q, k, v, local(16)))
+    torch.testing.assert_close(
+        fn(q, k, v), sparse_attention(q, k, v, local(16)), rtol=2e-3, atol=2e-3
+    )
