@@ -10,6 +10,8 @@ inputs, forward and forward + backward.
     PYTHONPATH=src python3 benchmarks/attention_nonfinite_gpu.py --n 65536 --no-backward
     PYTHONPATH=src python3 benchmarks/attention_nonfinite_gpu.py --pieces 65536
     PYTHONPATH=src python3 benchmarks/attention_nonfinite_gpu.py --device cpu   # script check
+    TRITON_INTERPRET=1 PYTHONPATH=src:. python3 benchmarks/attention_nonfinite_gpu.py \
+        --device cpu --pieces 256                                               # script check
 
 Shapes: B=1, H=16, D=128, bfloat16, ``local(512)`` and ``causal() & local(512)``. Times are
 medians of ``triton.testing.do_bench``; "x" columns are a form's time over the no-cleaning
@@ -29,6 +31,7 @@ import torch
 
 from sparsetorch.attention import causal, local, sparse_attention
 from sparsetorch.attention.backends import nonfinite
+from sparsetorch.kernels.interpret import interpreting
 
 
 def ms(fn, device: str, budget_ms: float = 200.0) -> float:
@@ -87,8 +90,11 @@ def call(q, k, v, pattern, backend, form, grad):
     return run
 
 
-def per_call_ms(fn, reps: int = 50) -> float:
-    """GPU time per call: CUDA events around ``reps`` calls after one warm-up call."""
+def per_call_ms(fn, device: str = "cuda", reps: int = 50) -> float:
+    """GPU time per call: CUDA events around ``reps`` calls after one warm-up call (on the
+    CPU, a check of the script: wall time of a few calls)."""
+    if device == "cpu":
+        return ms(fn, device)
     fn()
     torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -100,13 +106,15 @@ def per_call_ms(fn, reps: int = 50) -> float:
     return start.elapsed_time(end) / reps
 
 
-def pieces(n: int) -> None:
-    """The band backend's containment piece by piece at one length (``local(512)``)."""
+def pieces(n: int, device: str = "cuda") -> None:
+    """The band backend's containment piece by piece at one length (``local(512)``); on the
+    CPU (Triton's interpreter, a check of the script) in float16."""
     from sparsetorch.kernels import band_attention, finite_triton
 
-    q, k, v = (torch.randn(1, 16, n, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    dtype = torch.bfloat16 if device == "cuda" else torch.float16
+    q, k, v = (torch.randn(1, 16, n, 128, device=device, dtype=dtype) for _ in range(3))
     out = torch.randn_like(q)
-    bad = torch.zeros(1, 16, n, dtype=torch.bool, device="cuda")
+    bad = torch.zeros(1, 16, n, dtype=torch.bool, device=device)
     rows = nonfinite.band_rows_seeing(bad, -512, 512, 16)
     counts = nonfinite.band_counts(bad)
     rows_of = {
@@ -132,9 +140,9 @@ def pieces(n: int) -> None:
     print(f"\n| piece, n = {n}, local(512) | GPU ms per call |")
     print("|---|---:|")
     for label, fn in rows_of.items():
-        print(f"| {label} | {per_call_ms(fn):.3f} |", flush=True)
+        print(f"| {label} | {per_call_ms(fn, device):.3f} |", flush=True)
     for block_rows in (8, 16, 32, 64, 128):
-        t = per_call_ms(lambda: finite_triton.clean_nonfinite_triton(k, v, block_rows))
+        t = per_call_ms(lambda: finite_triton.clean_nonfinite_triton(k, v, block_rows), device)
         print(f"cleaning kernel, {block_rows} rows per program: {t:.3f} ms", flush=True)
 
 
@@ -158,9 +166,14 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     print(f"{name}, torch {torch.__version__}")
     if args.pieces:
-        if device != "cuda":
-            raise SystemExit("--pieces times CUDA kernels: it needs a GPU")
-        pieces(args.pieces)
+        if device == "cpu" and not interpreting():
+            raise SystemExit("--pieces on the CPU runs the kernels in Triton's interpreter: "
+                             "set TRITON_INTERPRET=1")  # fmt: skip
+        if device == "cpu":
+            from tests.kernels.interpreter import patch  # Triton 3.6's interpreter, numpy 2.3
+
+            patch()
+        pieces(min(args.pieces, 256) if device == "cpu" else args.pieces, device)
         return
     print("| pattern | n | backend | pass | none ms | shipped ms (x) | torch ops ms (x) |")
     print("|---|---:|---|---|---:|---:|---:|")
