@@ -9,6 +9,7 @@ import torch
 from torch._dynamo.exc import Unsupported
 from torch._dynamo.testing import CompileCounter
 
+from sparsetorch._eager_cache import eager_cache
 from sparsetorch.attention import SparseAttention, causal, local, sparse_attention, strided
 from sparsetorch.attention.backends import MIN_SPARSE_N, choose
 
@@ -95,3 +96,32 @@ def test_auto_inside_torch_compile_on_cuda_equals_eager():
     torch.testing.assert_close(
         fn(q, k, v), sparse_attention(q, k, v, local(16)), rtol=2e-3, atol=2e-3
     )
+
+
+def test_export_leaves_the_eager_caches_clean():
+    """torch.export (non-strict) runs the Python on traced tensors: the dense mask and layout
+    caches must not keep them. Before, the eager call after an export failed ("Could not guard
+    on data-dependent expression")."""
+    torch.manual_seed(0)
+    attn = SparseAttention(32, 2, local(16)).eval()
+    x = torch.randn(1, 128, 32)
+    exported = torch.export.export(attn, (x,))
+    with torch.no_grad():
+        want = attn(x)
+        torch.testing.assert_close(exported.module()(x), want)
+        torch.testing.assert_close(attn(x), want)
+
+
+def test_eager_cache_is_bypassed_while_tracing(monkeypatch):
+    calls = []
+
+    @eager_cache(maxsize=4)
+    def build(n):
+        calls.append(n)
+        return torch.arange(n)
+
+    build(3), build(3)
+    assert calls == [3] and build.cache_info().currsize == 1
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    build(3), build(5)
+    assert calls == [3, 3, 5] and build.cache_info().currsize == 1  # neither read nor written

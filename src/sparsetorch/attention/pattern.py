@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from sparsetorch._eager_cache import eager_cache
 from sparsetorch.attention.layout import EMPTY, FULL, PARTIAL, BlockLayout, FlexBlocks, blocks
 
 MaskFn = Callable[[Tensor, Tensor], Tensor]  # (q_idx, kv_idx) -> allowed, broadcasting
@@ -204,7 +205,7 @@ def _refine(pattern: AttentionPattern, grid: Grid, lo: Tensor, hi: Tensor, where
     return lo, hi
 
 
-@functools.lru_cache(maxsize=64)
+@eager_cache(maxsize=64)
 def cached_layout(
     pattern: AttentionPattern, n: int, block: int | tuple[int, int], device: torch.device
 ) -> BlockLayout:

@@ -8,17 +8,16 @@ values reach only the rows allowed to attend them (:mod:`.nonfinite`).
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sparsetorch._eager_cache import eager_cache
 from sparsetorch.attention.backends import nonfinite
 from sparsetorch.attention.pattern import AttentionPattern
 
 
-@functools.lru_cache(maxsize=2)  # n x n each: keep few
+@eager_cache(maxsize=2)  # n x n each: keep few
 def dense_mask(pattern: AttentionPattern, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """(mask (n, n) with empty rows opened up, empty rows (n, 1)), cached per pattern/n/device."""
     mask = pattern.mask(n, device)

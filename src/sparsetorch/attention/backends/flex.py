@@ -114,7 +114,8 @@ def _host_build(key: tuple):
     pattern, n, device, block = key
     with torch.inference_mode(False):
         mask = pattern.flex_blocks(n, block, device).to_block_mask(pattern.mask_mod(n, device))
-    _MASKS.put(key, mask)
+    if not torch.compiler.is_compiling():  # a mask built while tracing holds traced tensors
+        _MASKS.put(key, mask)
     return mask
 
 
