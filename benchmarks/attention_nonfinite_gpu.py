@@ -29,6 +29,7 @@ import time
 
 import torch
 
+from gpu_e2e import sample  # this script's folder is on the path when run as a script
 from sparsetorch.attention import causal, local, sparse_attention
 from sparsetorch.attention.backends import nonfinite
 from sparsetorch.kernels.interpret import interpreting
@@ -96,14 +97,7 @@ def per_call_ms(fn, device: str = "cuda", reps: int = 50) -> float:
     if device == "cpu":
         return ms(fn, device)
     fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps
+    return sample(fn, torch.device(device), reps) * 1e3
 
 
 def pieces(n: int, device: str = "cuda") -> None:

@@ -18,6 +18,13 @@ patch()
 BAD = (float("nan"), float("inf"), float("-inf"))
 
 
+def spy(monkeypatch, name: str) -> list:
+    """Record each call of ``finite_triton.<name>`` (which still runs): the calls list."""
+    calls, real = [], getattr(ft, name)
+    monkeypatch.setattr(ft, name, lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
 def torch_form(k, v):
     fk, fv = torch.isfinite(k), torch.isfinite(v)
     return torch.where(fk, k, 0.0), torch.where(fv, v, 0.0), ~(fk.all(-1) & fv.all(-1))
@@ -127,9 +134,7 @@ def test_split_on_cuda_uses_the_kernel_and_equals_the_torch_form(dtype, monkeypa
     k = torch.randn(1, 4, 300, 128, device="cuda", generator=g).to(dtype)
     v = torch.randn(1, 4, 300, 128, device="cuda", generator=g).to(dtype)
     k[0, 3, 17, 5], v[0, 0, 299, 0] = float("nan"), float("-inf")
-    calls = []
-    real = ft.clean_nonfinite_triton
-    monkeypatch.setattr(ft, "clean_nonfinite_triton", lambda *a: calls.append(1) or real(*a))
+    calls = spy(monkeypatch, "clean_nonfinite_triton")
     got = nonfinite.split(k, v)
     assert calls == [1]
     for a, b in zip(got, torch_form(k, v)):
@@ -215,9 +220,7 @@ def test_poison_on_cuda_uses_the_kernel_and_equals_masked_fill(monkeypatch):
     g = torch.Generator(device="cuda").manual_seed(3)
     out = torch.randn(1, 4, 300, 128, device="cuda", generator=g).bfloat16()
     rows = torch.rand(1, 4, 300, device="cuda", generator=g) < 0.1
-    calls = []
-    real = ft.fill_rows_triton
-    monkeypatch.setattr(ft, "fill_rows_triton", lambda *a: calls.append(1) or real(*a))
+    calls = spy(monkeypatch, "fill_rows_triton")
     got = nonfinite.poison(out, rows)
     assert calls == [1]
     assert same_with_nan(got, out.masked_fill(rows[..., None], float("nan")))
@@ -290,9 +293,7 @@ def test_poison_band_on_cuda_uses_the_kernel_and_equals_the_marks(monkeypatch):
     g = torch.Generator(device="cuda").manual_seed(4)
     out = torch.randn(1, 4, 300, 128, device="cuda", generator=g).bfloat16()
     bad = torch.rand(1, 2, 300, device="cuda", generator=g) < 0.01
-    calls = []
-    real = ft.fill_band_rows_triton
-    monkeypatch.setattr(ft, "fill_band_rows_triton", lambda *a: calls.append(1) or real(*a))
+    calls = spy(monkeypatch, "fill_band_rows_triton")
     got = nonfinite.poison_band(out, bad, -16, 16)
     assert calls == [1]
     rows = nonfinite.band_rows_seeing(bad, -16, 16, 4)
