@@ -1,10 +1,11 @@
 """What containing non-finite keys and values costs on a GPU when there are none: the band and
-flex backends of ``sparse_attention`` with the containment as shipped (Triton passes,
-``kernels/finite_triton.py``: the cleaning of k and v, the marks and NaN fill of the rows a bad
-key reaches), with the same containment in torch ops (``nonfinite.split_torch``, the marks of
-``band_rows_seeing``, ``masked_fill``), and with no cleaning (``nonfinite.split`` replaced by
-one that returns k and v as they are, so nothing is marked); all in one process on the same
-inputs, forward and forward + backward.
+flex backends of ``sparse_attention`` with the containment as shipped (the band backend: one
+Triton scan for the bad positions, ``find_nonfinite``, and the kernel's own containment; flex:
+the cleaning of k and v, ``kernels/finite_triton.py``, and its score bias), with the same
+containment in torch ops (``nonfinite.find_torch`` / ``split_torch``, ``masked_fill``), and
+with no containment (``nonfinite.find`` returning None and ``nonfinite.split`` returning k and
+v as they are, so nothing is marked); all in one process on the same inputs, forward and
+forward + backward.
 
     PYTHONPATH=src python3 benchmarks/attention_nonfinite_gpu.py
     PYTHONPATH=src python3 benchmarks/attention_nonfinite_gpu.py --n 65536 --no-backward
@@ -57,20 +58,15 @@ def masked_poison(out, rows):
     return out if rows is None else out.masked_fill(rows[..., None], float("nan"))
 
 
-def torch_poison_band(out, bad, lo, hi):
-    """``nonfinite.poison_band`` in torch ops (the marks, then ``masked_fill``)."""
-    return masked_poison(out, nonfinite.band_rows_seeing(bad, lo, hi, out.shape[1]))
-
-
 # each form: the ``nonfinite`` functions it replaces for the call
 FORMS = {
     "shipped": {},
     "torch ops": {
+        "find": nonfinite.find_torch,
         "split": nonfinite.split_torch,
         "poison": masked_poison,
-        "poison_band": torch_poison_band,
     },
-    "none": {"split": no_cleaning},
+    "none": {"find": lambda k, v: None, "split": no_cleaning},
 }
 
 
@@ -111,6 +107,17 @@ def pieces(n: int, device: str = "cuda") -> None:
     bad = torch.zeros(1, 16, n, dtype=torch.bool, device=device)
     rows = nonfinite.band_rows_seeing(bad, -512, 512, 16)
     counts = nonfinite.band_counts(bad)
+    one_bad = bad.clone()
+    one_bad[..., n // 2] = True
+
+    def cleaned_then_filled():
+        """The band backend's containment before the kernel took it over: cleaned copies of
+        k and v, the kernel, then the NaN fill of the rows the band lets see a bad key."""
+        clean_k, clean_v, marks = finite_triton.clean_nonfinite_triton(k, v)
+        out = band_attention.band_attention(q, clean_k, clean_v, -512, 512)
+        counts = nonfinite.band_counts(marks)
+        return finite_triton.fill_band_rows_triton(out, counts, -512, 512, True)
+
     rows_of = {
         "the cleaning kernel (k and v)": lambda: finite_triton.clean_nonfinite_triton(k, v),
         "two clones of k and v (the same bytes)": lambda: (k.clone(), v.clone()),
@@ -126,10 +133,20 @@ def pieces(n: int, device: str = "cuda") -> None:
         "fill_band_rows alone": lambda: finite_triton.fill_band_rows_triton(
             out, counts, -512, 512, True
         ),
+        "the scan for bad positions (find_nonfinite)": lambda: finite_triton.find_nonfinite_triton(
+            k, v
+        ),
         "the band kernel": lambda: band_attention.band_attention(q, k, v, -512, 512),
+        "the band kernel containing (all-false marks)": lambda: band_attention.band_attention(
+            q, k, v, -512, 512, bad=bad
+        ),
+        "the band kernel containing (one bad position per head)": lambda: (
+            band_attention.band_attention(q, k, v, -512, 512, bad=one_bad)
+        ),
         "sparse_attention(backend='band')": lambda: sparse_attention(
             q, k, v, local(512), backend="band"
         ),
+        "cleaning, band kernel, fill_band_rows (the form before)": cleaned_then_filled,
     }
     print(f"\n| piece, n = {n}, local(512) | GPU ms per call |")
     print("|---|---:|")

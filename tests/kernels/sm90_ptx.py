@@ -11,7 +11,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from sparsetorch.kernels import bsr_triton, finite_triton
+from sparsetorch.kernels import band_attention, bsr_triton, finite_triton
 
 SM90 = GPUTarget("cuda", 90, 32)
 
@@ -27,6 +27,19 @@ CLEAN_TYPES = {
     "bad_ptr": "*i1",
     **dict.fromkeys(["ROWS", "H", "N", "sk_b", "sk_h", "sk_n", "sv_b", "sv_h", "sv_n"], "i32"),
 }
+
+BAND_TYPES = {
+    **dict.fromkeys(["Q", "K", "V", "Out"], "*bf16"),
+    "LSE": "*fp32",
+    "BAD": "*i1",
+    **dict.fromkeys(["sqb", "sqh", "sqn", "skb", "skh", "skn", "svb", "svh", "svn"], "i32"),
+    **dict.fromkeys(["sob", "soh", "son", "H", "GROUP", "N", "LO", "HI"], "i32"),
+    **dict.fromkeys(["WIDTH", "NKEY"], "i32"),
+    "qk_scale": "fp32",
+}
+# the band forward's first autotuned config (the one-loop form, 128 x 64, 8 warps, 3 stages)
+BAND_FWD = {"HEAD_DIM": 128, "BLOCK_M": 128, "BLOCK_N": 64, "ONE_LOOP": True, "TMA": False}
+BAND_FWD["POLY"] = False
 
 FILL_TYPES = {
     **dict.fromkeys(["x_ptr", "out_ptr"], "*bf16"),
@@ -61,9 +74,18 @@ def compile_all() -> dict:
     constants = {"sk_d": 1, "sv_d": 1, "DK": 128, "DV": 128, "BLOCK_DK": 128, "BLOCK_DV": 128}
     constants["BLOCK_R"] = 32
     divisible = [n for n in CLEAN_TYPES if n != "bad_ptr"]
-    out["clean"] = compile_sm90(
-        finite_triton._clean_kernel, CLEAN_TYPES, constants, divisible, num_warps=4
-    )
+    for name, write in (("clean", True), ("scan", False)):
+        out[name] = compile_sm90(
+            finite_triton._clean_kernel, CLEAN_TYPES, {**constants, "WRITE": write}, divisible,
+            num_warps=4,
+        )  # fmt: skip
+    divisible = ["Q", "K", "V", "Out", "LSE", "BAD", "sqb", "sqh", "sqn", "skb", "skh", "skn"]
+    divisible += ["svb", "svh", "svn", "sob", "soh", "son"]
+    for contain in (False, True):  # the band forward with and without its own containment
+        out[f"band contain={contain}"] = compile_sm90(
+            band_attention._band_fwd_k, BAND_TYPES, {**BAND_FWD, "CONTAIN": contain}, divisible,
+            num_warps=8, num_stages=3,
+        )  # fmt: skip
     for band in (False, True):  # the NaN fill of marked rows, from marks or from band counts
         types = {**FILL_TYPES, "marks_ptr": "*i32" if band else "*i1"}
         constants = {"sx_d": 1, "D": 128, "BLOCK_D": 128, "BLOCK_R": 32, "NAN": True}

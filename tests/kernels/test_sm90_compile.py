@@ -63,3 +63,23 @@ def test_row_fill_moves_128_bit_words_on_sm90(compiled, band):
     ptx = compiled[f"fill band={band}"]
     assert ptx["ld.global.v4"] == ptx["st.global.v4"] == 4
     assert ptx["ld.global"] - ptx["ld.global.v4"] == (8 if band else 4)
+
+
+def test_nonfinite_scan_reads_128_bit_words_and_writes_no_copy_on_sm90(compiled):
+    """The scan for bad positions (``find_nonfinite``): the cleaning kernel's 128-bit reads,
+    none of its 128-bit writes (only the flags)."""
+    scan, clean = compiled["scan"], compiled["clean"]
+    assert scan["ld.global.v4"] == clean["ld.global.v4"] > 0
+    assert scan["st.global.v4"] == 0 < clean["st.global.v4"]
+
+
+def test_band_containment_keeps_the_forward_pipeline_on_sm90(compiled):
+    """The band forward with its own containment (``CONTAIN``) keeps the plain kernel's
+    software pipeline: the same asynchronous copies a stage ahead, wgmma and shared memory;
+    what it adds are narrow loads of the marks (no 128-bit traffic)."""
+    plain, contained = compiled["band contain=False"], compiled["band contain=True"]
+    for key in ("shared", "cp.async.cg.shared.global", "cp.async.wait_group", "wgmma.mma_async"):
+        assert contained[key] == plain[key] > 0, key
+    assert contained["ld.global.v4"] == plain["ld.global.v4"]
+    assert contained["st.global.v4"] == plain["st.global.v4"]
+    assert contained["ld.global"] > plain["ld.global"]

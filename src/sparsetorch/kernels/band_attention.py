@@ -12,6 +12,12 @@ one software-pipelined loop whose edge tiles take the mask by a branch; autotune
 has H heads, k and v H / group heads; query head h reads key head h // group, and the dK/dV
 program of a key head sums over its group. A query row with no key in the band gives zeros (and zero gradients).
 
+Non-finite keys and values (``bad``: the positions marked by one scan of k and v) are
+contained in the kernels themselves: a key tile holding a marked position zeroes its value row
+and marks the rows the band lets attend it, which come out NaN with lse +inf (so the backward
+gives them probability 0 and no gradient); tiles without one pay a load of the marks and one
+branch. This replaces cleaned copies of k and v and a NaN fill of the output afterwards.
+
 ``band_attention(q, k, v, lo, hi, scale)`` is a torch op (``sparsetorch::band_attention``)
 with its backward registered, so ``torch.compile(fullgraph=True)`` keeps it opaque. The twin
 is masked dense attention (``tests/kernels/test_band_attention.py``, against float64).
@@ -91,6 +97,27 @@ if triton is not None:
         return (d >= LO) & (d <= HI) & (offs_n[None, :] < N)
 
     @triton.jit
+    def _bad_keys(bad_base, offs_n, N):
+        """(BN,) int1: the key positions marked bad (their k or v row holds a non-finite
+        entry), from a (n,) bool row of marks."""
+        return tl.load(bad_base + offs_n, mask=offs_n < N, other=0) != 0
+
+    @triton.jit
+    def _contain(v, seen, bad_base, offs_m, offs_n, N, LO, HI):
+        """The forward's containment of one key tile: where a position is bad, its v row
+        zeroed (a probability of 0 times a NaN is NaN, which the product would spread to
+        every row) and ``seen`` (BM,) set for the rows the band lets attend it. Its k row
+        needs nothing: the mask replaces the scores of rows outside the band, and a tile
+        without the mask lies wholly inside it, so each row there sees the position.
+        Tiles without a bad position (the common case) skip both by one branch."""
+        bad = _bad_keys(bad_base, offs_n, N)  # (BN,)
+        if tl.max(bad.to(tl.int32), 0) != 0:
+            v = tl.where(bad[:, None], tl.zeros_like(v), v)
+            hit = _in_band(offs_m, offs_n, N, LO, HI) & bad[None, :]  # (BM, BN)
+            seen = seen | (tl.max(hit.to(tl.int32), 1) != 0)
+        return v, seen
+
+    @triton.jit
     def _exp2_poly(x):
         """2**x for x <= 0 on the FMA units: the integer part into the exponent bits, the
         fraction through a degree-5 polynomial (relative error about 2e-7 in float32, the
@@ -127,10 +154,10 @@ if triton is not None:
 
     @triton.jit
     def _fwd_tiles(
-        acc, l_i, m_i, q, k_base, v_base, offs_m, start, stop,
+        acc, l_i, m_i, seen, q, k_base, v_base, bad_base, offs_m, start, stop,
         stride_kn, stride_vn, N, LO, HI, qk_scale,
         MASK: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-        POLY: tl.constexpr,
+        POLY: tl.constexpr, CONTAIN: tl.constexpr,
     ):  # fmt: skip
         offs_d = tl.arange(0, HEAD_DIM)
         for s in range(start, stop, BLOCK_N):
@@ -155,15 +182,18 @@ if triton is not None:
                 )  # (BN, D)
             else:
                 v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_d[None, :])
+            if CONTAIN:
+                v, seen = _contain(v, seen, bad_base, offs_m, offs_n, N, LO, HI)
             acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
             m_i = m_new
-        return acc, l_i, m_i
+        return acc, l_i, m_i, seen
 
     @triton.jit
     def _fwd_tiles_one_loop(
-        acc, l_i, m_i, q, k_base, v_base, offs_m, start, stop, full_lo, full_hi,
-        stride_kn, stride_vn, N, LO, HI, qk_scale,
+        acc, l_i, m_i, seen, q, k_base, v_base, bad_base, offs_m, start, stop, full_lo,
+        full_hi, stride_kn, stride_vn, N, LO, HI, qk_scale,
         BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, POLY: tl.constexpr,
+        CONTAIN: tl.constexpr,
     ):  # fmt: skip
         """``_fwd_tiles`` over the whole run in one loop (one software pipeline instead of
         three short ones): the tiles outside [full_lo, full_hi) evaluate the mask."""
@@ -184,15 +214,18 @@ if triton is not None:
                 mask=offs_n[:, None] < N,
                 other=0.0,
             )  # (BN, D)
+            if CONTAIN:
+                v, seen = _contain(v, seen, bad_base, offs_m, offs_n, N, LO, HI)
             acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
             m_i = m_new
-        return acc, l_i, m_i
+        return acc, l_i, m_i, seen
 
     @triton.jit
     def _fwd_tiles_tma(
-        acc, l_i, m_i, q, k_base, v_base, offs_m, start, stop, full_lo, full_hi,
-        stride_kn, stride_vn, N, LO, HI, qk_scale,
+        acc, l_i, m_i, seen, q, k_base, v_base, bad_base, offs_m, start, stop, full_lo,
+        full_hi, stride_kn, stride_vn, N, LO, HI, qk_scale,
         BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, POLY: tl.constexpr,
+        CONTAIN: tl.constexpr,
     ):  # fmt: skip
         """``_fwd_tiles_one_loop`` with k and v read by the tensor-memory accelerator
         (descriptors made on the device; rows past N read as zeros)."""
@@ -210,17 +243,20 @@ if triton is not None:
                 qk = tl.where(_in_band(offs_m, offs_n, N, LO, HI), qk, float("-inf"))
             p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i, POLY)
             v = vd.load([s, 0])  # (BN, D)
+            if CONTAIN:
+                v, seen = _contain(v, seen, bad_base, offs_m, offs_n, N, LO, HI)
             acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
             m_i = m_new
-        return acc, l_i, m_i
+        return acc, l_i, m_i, seen
 
     @triton.jit
     def _band_fwd(
-        Q, K, V, Out, LSE,
+        Q, K, V, Out, LSE, BAD,
         sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
         H, GROUP, N, LO, HI, qk_scale,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
         ONE_LOOP: tl.constexpr, TMA: tl.constexpr = False, POLY: tl.constexpr = False,
+        CONTAIN: tl.constexpr = False,
     ):  # fmt: skip
         start_m = tl.program_id(0) * BLOCK_M
         bh = tl.program_id(1)
@@ -235,36 +271,41 @@ if triton is not None:
         )  # (BM, D)
         k_base = K + b * skb + hk * skh
         v_base = V + b * svb + hk * svh
+        bad_base = BAD + (b * (H // GROUP) + hk) * N  # (n,) marks of this kv head (CONTAIN)
         acc = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)
         l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
         m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
+        seen = tl.zeros((BLOCK_M,), dtype=tl.int1)  # rows that may attend a bad position
         first, full_lo, full_hi, end = _ranges(start_m, N, LO, HI, BLOCK_M, BLOCK_N, 0)
         if TMA:
-            acc, l_i, m_i = _fwd_tiles_tma(
-                acc, l_i, m_i, q, k_base, v_base, offs_m, first, end, full_lo, full_hi,
-                skn, svn, N, LO, HI, qk_scale, BLOCK_N, HEAD_DIM, POLY,
+            acc, l_i, m_i, seen = _fwd_tiles_tma(
+                acc, l_i, m_i, seen, q, k_base, v_base, bad_base, offs_m, first, end, full_lo,
+                full_hi, skn, svn, N, LO, HI, qk_scale, BLOCK_N, HEAD_DIM, POLY, CONTAIN,
             )  # fmt: skip
         elif ONE_LOOP:
-            acc, l_i, m_i = _fwd_tiles_one_loop(
-                acc, l_i, m_i, q, k_base, v_base, offs_m, first, end, full_lo, full_hi,
-                skn, svn, N, LO, HI, qk_scale, BLOCK_N, HEAD_DIM, POLY,
+            acc, l_i, m_i, seen = _fwd_tiles_one_loop(
+                acc, l_i, m_i, seen, q, k_base, v_base, bad_base, offs_m, first, end, full_lo,
+                full_hi, skn, svn, N, LO, HI, qk_scale, BLOCK_N, HEAD_DIM, POLY, CONTAIN,
             )  # fmt: skip
         else:
-            acc, l_i, m_i = _fwd_tiles(
-                acc, l_i, m_i, q, k_base, v_base, offs_m, first, full_lo,
-                skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM, POLY,
+            acc, l_i, m_i, seen = _fwd_tiles(
+                acc, l_i, m_i, seen, q, k_base, v_base, bad_base, offs_m, first, full_lo,
+                skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM, POLY, CONTAIN,
             )  # fmt: skip
-            acc, l_i, m_i = _fwd_tiles(
-                acc, l_i, m_i, q, k_base, v_base, offs_m, full_lo, full_hi,
-                skn, svn, N, LO, HI, qk_scale, False, BLOCK_N, HEAD_DIM, POLY,
+            acc, l_i, m_i, seen = _fwd_tiles(
+                acc, l_i, m_i, seen, q, k_base, v_base, bad_base, offs_m, full_lo, full_hi,
+                skn, svn, N, LO, HI, qk_scale, False, BLOCK_N, HEAD_DIM, POLY, CONTAIN,
             )  # fmt: skip
-            acc, l_i, m_i = _fwd_tiles(
-                acc, l_i, m_i, q, k_base, v_base, offs_m, full_hi, end,
-                skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM, POLY,
+            acc, l_i, m_i, seen = _fwd_tiles(
+                acc, l_i, m_i, seen, q, k_base, v_base, bad_base, offs_m, full_hi, end,
+                skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM, POLY, CONTAIN,
             )  # fmt: skip
         empty = l_i == 0.0  # a row with no key in the band: zeros, and +inf as its lse
         out = acc / tl.where(empty, 1.0, l_i)[:, None]
         lse = tl.where(empty, float("inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
+        if CONTAIN:  # rows that may attend a bad position: NaN, and +inf (no gradient)
+            out = tl.where(seen[:, None], float("nan"), out)
+            lse = tl.where(seen, float("inf"), lse)
         tl.store(LSE + bh * N + offs_m, lse, mask=offs_m < N)
         tl.store(
             Out + b * sob + h * soh + offs_m[:, None] * son + offs_d[None, :],
@@ -274,10 +315,14 @@ if triton is not None:
 
     @triton.jit
     def _bwd_delta(
-        Out, DO, DELTA, sob, soh, son, sdb, sdh, sdn, H, N,
-        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+        Out, DO, LSE, DELTA, DOC, sob, soh, son, sdb, sdh, sdn, H, N,
+        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, CONTAIN: tl.constexpr = False,
     ):  # fmt: skip
-        """delta_i = sum_d dO_id * O_id (float32), the softmax backward's row term."""
+        """delta_i = sum_d dO_id * O_id (float32), the softmax backward's row term; 0 for a
+        row whose lse is +inf (no key; with CONTAIN also a NaN row that may attend a bad
+        position: its probabilities are then 0 in the backward). CONTAIN: dO with those rows
+        0 into DOC (contiguous (B, H, n, D)), so that a non-finite gradient reaching a NaN
+        row goes no further."""
         start_m = tl.program_id(0) * BLOCK_M
         bh = tl.program_id(1)
         b, h = bh // H, bh % H
@@ -286,7 +331,13 @@ if triton is not None:
         rows = offs_m[:, None] < N
         o = tl.load(Out + b * sob + h * soh + offs_m[:, None] * son + offs_d[None, :], mask=rows)
         do = tl.load(DO + b * sdb + h * sdh + offs_m[:, None] * sdn + offs_d[None, :], mask=rows)
+        dead = tl.load(LSE + bh * N + offs_m, mask=offs_m < N, other=0.0) == float("inf")
+        if CONTAIN:
+            do = tl.where(dead[:, None], tl.zeros_like(do), do)
+            doc = DOC + bh.to(tl.int64) * N * HEAD_DIM
+            tl.store(doc + offs_m[:, None] * HEAD_DIM + offs_d[None, :], do, mask=rows)
         delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+        delta = tl.where(dead, 0.0, delta)  # O is NaN on a contained row
         tl.store(DELTA + bh * N + offs_m, delta, mask=offs_m < N)
 
     @triton.jit
@@ -323,11 +374,12 @@ if triton is not None:
 
     @triton.jit
     def _band_bwd_dkdv(
-        Q, K, V, DO, LSE, DELTA, DK, DV,
+        Q, K, V, DO, LSE, DELTA, DK, DV, BAD,
         sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn,
         sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
         H, HK, GROUP, N, LO, HI, qk_scale, sm_scale,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        CONTAIN: tl.constexpr,
     ):  # fmt: skip
         start_n = tl.program_id(0) * BLOCK_N
         bhk = tl.program_id(1)
@@ -337,6 +389,11 @@ if triton is not None:
         cols = offs_n[:, None] < N
         k = tl.load(K + b * skb + hk * skh + offs_n[:, None] * skn + offs_d[None, :], mask=cols)
         v = tl.load(V + b * svb + hk * svh + offs_n[:, None] * svn + offs_d[None, :], mask=cols)
+        if CONTAIN:  # bad positions as zeros: every row that may attend one is NaN (lse +inf,
+            # probabilities 0), so their gradients come out 0 and no NaN reaches the others
+            bad = _bad_keys(BAD + bhk * N, offs_n, N)[:, None]
+            k = tl.where(bad, tl.zeros_like(k), k)
+            v = tl.where(bad, tl.zeros_like(v), v)
         dk = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
         dv = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
         first, full_lo, full_hi, end = _ranges(start_n, N, LO, HI, BLOCK_N, BLOCK_M, 1)
@@ -371,9 +428,10 @@ if triton is not None:
 
     @triton.jit
     def _dq_tiles(
-        dq, q, do, lse, delta, k_base, v_base, offs_m, start, stop,
+        dq, q, do, lse, delta, k_base, v_base, bad_base, offs_m, start, stop,
         stride_kn, stride_vn, N, LO, HI, qk_scale,
         MASK: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+        CONTAIN: tl.constexpr,
     ):  # fmt: skip
         offs_d = tl.arange(0, HEAD_DIM)
         for s in range(start, stop, BLOCK_N):
@@ -385,6 +443,11 @@ if triton is not None:
             else:
                 k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_d[None, :])
                 v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_d[None, :])
+            if CONTAIN:  # as in the dK/dV kernel; a tile without a bad position skips it
+                bad = _bad_keys(bad_base, offs_n, N)
+                if tl.max(bad.to(tl.int32), 0) != 0:
+                    k = tl.where(bad[:, None], tl.zeros_like(k), k)
+                    v = tl.where(bad[:, None], tl.zeros_like(v), v)
             qk = tl.dot(q, tl.trans(k)) * qk_scale  # (BM, BN)
             p = tl.math.exp2(qk - lse[:, None])
             if MASK:
@@ -396,10 +459,11 @@ if triton is not None:
 
     @triton.jit
     def _band_bwd_dq(
-        Q, K, V, DO, LSE, DELTA, DQ,
+        Q, K, V, DO, LSE, DELTA, DQ, BAD,
         sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, sdqb, sdqh, sdqn,
         H, GROUP, N, LO, HI, qk_scale, sm_scale,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        CONTAIN: tl.constexpr,
     ):  # fmt: skip
         start_m = tl.program_id(0) * BLOCK_M
         bh = tl.program_id(1)
@@ -414,19 +478,20 @@ if triton is not None:
         delta = tl.load(DELTA + bh * N + offs_m, mask=offs_m < N, other=0.0)
         k_base = K + b * skb + hk * skh
         v_base = V + b * svb + hk * svh
+        bad_base = BAD + (b * (H // GROUP) + hk) * N
         dq = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)
         first, full_lo, full_hi, end = _ranges(start_m, N, LO, HI, BLOCK_M, BLOCK_N, 0)
         dq = _dq_tiles(
-            dq, q, do, lse, delta, k_base, v_base, offs_m, first, full_lo,
-            skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM,
+            dq, q, do, lse, delta, k_base, v_base, bad_base, offs_m, first, full_lo,
+            skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM, CONTAIN,
         )  # fmt: skip
         dq = _dq_tiles(
-            dq, q, do, lse, delta, k_base, v_base, offs_m, full_lo, full_hi,
-            skn, svn, N, LO, HI, qk_scale, False, BLOCK_N, HEAD_DIM,
+            dq, q, do, lse, delta, k_base, v_base, bad_base, offs_m, full_lo, full_hi,
+            skn, svn, N, LO, HI, qk_scale, False, BLOCK_N, HEAD_DIM, CONTAIN,
         )  # fmt: skip
         dq = _dq_tiles(
-            dq, q, do, lse, delta, k_base, v_base, offs_m, full_hi, end,
-            skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM,
+            dq, q, do, lse, delta, k_base, v_base, bad_base, offs_m, full_hi, end,
+            skn, svn, N, LO, HI, qk_scale, True, BLOCK_N, HEAD_DIM, CONTAIN,
         )  # fmt: skip
         tl.store(
             DQ + b * sdqb + h * sdqh + offs_m[:, None] * sdqn + offs_d[None, :],
@@ -456,7 +521,7 @@ if triton is not None:
     ]
     _DKDV = [(64, 128, 8, 3), (32, 128, 4, 3), (64, 64, 4, 3)]
     _DQ = [(128, 64, 8, 3), (128, 32, 4, 3), (64, 64, 4, 3)]
-    _KEY = ["HEAD_DIM", "NKEY"]  # and the tensors' dtypes (Triton adds them)
+    _KEY = ["HEAD_DIM", "NKEY", "CONTAIN"]  # and the tensors' dtypes (Triton adds them)
 
     def _tuned(kernel, pairs, small):
         if interpreting():  # one small config: the interpreter runs every config it is given
@@ -470,43 +535,47 @@ if triton is not None:
     # dtype), so each length class is tuned once.
     @triton.jit
     def _band_fwd_k(
-        Q, K, V, Out, LSE,
+        Q, K, V, Out, LSE, BAD,
         sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
         H, GROUP, N, LO, HI, qk_scale, WIDTH, NKEY,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
         ONE_LOOP: tl.constexpr = False, TMA: tl.constexpr = False, POLY: tl.constexpr = False,
+        CONTAIN: tl.constexpr = False,
     ):  # fmt: skip
         _band_fwd(
-            Q, K, V, Out, LSE, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
+            Q, K, V, Out, LSE, BAD, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
             H, GROUP, N, LO, HI, qk_scale, HEAD_DIM, BLOCK_M, BLOCK_N, ONE_LOOP, TMA, POLY,
+            CONTAIN,
         )  # fmt: skip
 
     @triton.jit
     def _band_bwd_dkdv_k(
-        Q, K, V, DO, LSE, DELTA, DK, DV,
+        Q, K, V, DO, LSE, DELTA, DK, DV, BAD,
         sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn,
         sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
         H, HK, GROUP, N, LO, HI, qk_scale, sm_scale, WIDTH, NKEY,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        CONTAIN: tl.constexpr = False,
     ):  # fmt: skip
         _band_bwd_dkdv(
-            Q, K, V, DO, LSE, DELTA, DK, DV,
+            Q, K, V, DO, LSE, DELTA, DK, DV, BAD,
             sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn,
             sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
-            H, HK, GROUP, N, LO, HI, qk_scale, sm_scale, HEAD_DIM, BLOCK_M, BLOCK_N,
+            H, HK, GROUP, N, LO, HI, qk_scale, sm_scale, HEAD_DIM, BLOCK_M, BLOCK_N, CONTAIN,
         )  # fmt: skip
 
     @triton.jit
     def _band_bwd_dq_k(
-        Q, K, V, DO, LSE, DELTA, DQ,
+        Q, K, V, DO, LSE, DELTA, DQ, BAD,
         sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, sdqb, sdqh, sdqn,
         H, GROUP, N, LO, HI, qk_scale, sm_scale, WIDTH, NKEY,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        CONTAIN: tl.constexpr = False,
     ):  # fmt: skip
         _band_bwd_dq(
-            Q, K, V, DO, LSE, DELTA, DQ,
+            Q, K, V, DO, LSE, DELTA, DQ, BAD,
             sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, sdqb, sdqh, sdqn,
-            H, GROUP, N, LO, HI, qk_scale, sm_scale, HEAD_DIM, BLOCK_M, BLOCK_N,
+            H, GROUP, N, LO, HI, qk_scale, sm_scale, HEAD_DIM, BLOCK_M, BLOCK_N, CONTAIN,
         )  # fmt: skip
 
     _fwd_tuned = _tuned(_band_fwd_k, _FWD, (32, 32, 4, 1))
@@ -526,9 +595,18 @@ def _key(lo: int, hi: int, n: int) -> dict:
 
 
 def band_forward(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lo: int, hi: int, scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lo: int,
+    hi: int,
+    scale: float,
+    bad: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(out (B, H, n, D), lse (B, H, n) float32 in log2 units; +inf for a row with no key)."""
+    """(out (B, H, n, D), lse (B, H, n) float32 in log2 units; +inf for a row with no key).
+    ``bad`` (B, H_kv, n) bool, contiguous: positions whose k or v row may hold a non-finite
+    entry; the rows the band lets attend one come out NaN with lse +inf, the others as if
+    those positions were finite (:func:`band_attention`)."""
     b, h, n, d = q.shape
     hk = k.shape[1]
     out = torch.empty_like(q)
@@ -539,9 +617,10 @@ def band_forward(
         return out, lse
     grid = lambda cfg: (triton.cdiv(n, cfg["BLOCK_M"]), b * h)  # noqa: E731
     _fwd_tuned[grid](
-        q, k, v, out, lse,
+        q, k, v, out, lse, lse if bad is None else bad,  # (lse: a pointer never read)
         *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3],
         h, h // hk, n, lo, hi, scale * LOG2E, **_key(lo, hi, n), HEAD_DIM=d,
+        CONTAIN=bad is not None,
     )  # fmt: skip
     return out, lse
 
@@ -557,10 +636,12 @@ def band_backward(
     hi: int,
     scale: float,
     dlse: torch.Tensor | None = None,
+    bad: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv) of ``band_forward``; dk and dv have k's heads (summed over each group).
     ``dlse`` (B, H, n): the gradient reaching the log-sum-exp output too (a merge of several
-    attentions by their log-sum-exps), None for none."""
+    attentions by their log-sum-exps), None for none. ``bad``: the forward's; the NaN rows
+    pass no gradient back, the bad positions get 0."""
     b, h, n, d = q.shape
     hk = k.shape[1]
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
@@ -568,9 +649,13 @@ def band_backward(
         return dq.zero_(), dk.zero_(), dv.zero_()
     dout = dout.contiguous() if dout.stride(-1) != 1 else dout
     delta = torch.empty(b, h, n, dtype=torch.float32, device=q.device)
+    clean = delta if bad is None else torch.empty(q.shape, dtype=dout.dtype, device=q.device)
     _bwd_delta[(triton.cdiv(n, 64), b * h)](
-        out, dout, delta, *out.stride()[:3], *dout.stride()[:3], h, n, HEAD_DIM=d, BLOCK_M=64
-    )
+        out, dout, lse, delta, clean, *out.stride()[:3], *dout.stride()[:3], h, n,
+        HEAD_DIM=d, BLOCK_M=64, CONTAIN=bad is not None,
+    )  # fmt: skip
+    if bad is not None:  # dO with the NaN rows 0
+        dout = clean
     if dlse is not None:
         # d lse_i / d s_ij = P_ij: the softmax backward dS = P (dP - delta) takes delta - dlse
         # (natural-log units: lse is in log2 units, so dlse scales by log2(e))
@@ -578,14 +663,17 @@ def band_backward(
     key = _key(lo, hi, n)
     common = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *dout.stride()[:3])
     grid = lambda cfg: (triton.cdiv(n, cfg["BLOCK_N"]), b * hk)  # noqa: E731
+    marks = delta if bad is None else bad  # (delta: a pointer never read)
     _dkdv_tuned[grid](
-        q, k, v, dout, lse, delta, dk, dv, *common, *dk.stride()[:3], *dv.stride()[:3],
+        q, k, v, dout, lse, delta, dk, dv, marks, *common, *dk.stride()[:3], *dv.stride()[:3],
         h, hk, h // hk, n, lo, hi, scale * LOG2E, scale, **key, HEAD_DIM=d,
+        CONTAIN=bad is not None,
     )  # fmt: skip
     grid = lambda cfg: (triton.cdiv(n, cfg["BLOCK_M"]), b * h)  # noqa: E731
     _dq_tuned[grid](
-        q, k, v, dout, lse, delta, dq, *common, *dq.stride()[:3],
+        q, k, v, dout, lse, delta, dq, marks, *common, *dq.stride()[:3],
         h, h // hk, n, lo, hi, scale * LOG2E, scale, **key, HEAD_DIM=d,
+        CONTAIN=bad is not None,
     )  # fmt: skip
     return dq, dk, dv
 
@@ -596,13 +684,19 @@ def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
 
 @torch.library.custom_op("sparsetorch::band_attention_fwd", mutates_args=())
 def _band_fwd_op(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lo: int, hi: int, scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lo: int,
+    hi: int,
+    scale: float,
+    bad: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return band_forward(q, k, v, lo, hi, scale)
+    return band_forward(q, k, v, lo, hi, scale, bad)
 
 
 @_band_fwd_op.register_fake
-def _(q, k, v, lo, hi, scale):
+def _(q, k, v, lo, hi, scale, bad=None):
     return torch.empty_like(q), q.new_empty(q.shape[:3], dtype=torch.float32)
 
 
@@ -618,29 +712,30 @@ def _band_bwd_op(
     hi: int,
     scale: float,
     dlse: torch.Tensor | None,
+    bad: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return band_backward(dout, q, k, v, out, lse, lo, hi, scale, dlse)
+    return band_backward(dout, q, k, v, out, lse, lo, hi, scale, dlse, bad)
 
 
 @_band_bwd_op.register_fake
-def _(dout, q, k, v, out, lse, lo, hi, scale, dlse):
+def _(dout, q, k, v, out, lse, lo, hi, scale, dlse, bad=None):
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, lo, hi, scale = inputs
+    q, k, v, lo, hi, scale, *rest = inputs
     out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.save_for_backward(q, k, v, out, lse, rest[0] if rest else None)
     ctx.band = (lo, hi, scale)
 
 
 def _backward(ctx, dout, dlse):
-    q, k, v, out, lse = ctx.saved_tensors
+    q, k, v, out, lse, bad = ctx.saved_tensors
     lo, hi, scale = ctx.band
     if dout is None:  # only the log-sum-exp was used
         dout = torch.zeros_like(out)
-    dq, dk, dv = _band_bwd_op(dout, q, k, v, out, lse, lo, hi, scale, dlse)
-    return dq, dk, dv, None, None, None
+    dq, dk, dv = _band_bwd_op(dout, q, k, v, out, lse, lo, hi, scale, dlse, bad)
+    return dq, dk, dv, None, None, None, None
 
 
 _band_fwd_op.register_autograd(_backward, setup_context=_setup_context)
@@ -653,19 +748,32 @@ def band_attention(
     lo: int | None,
     hi: int | None,
     scale: float | None = None,
+    bad: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(q kᵀ · scale) v over keys j with ``lo <= i - j <= hi`` (None: unbounded).
 
     q (B, H, n, D), k and v (B, H / group, n, D), float16/bfloat16, D in ``HEAD_DIMS``;
-    returns (B, H, n, D). Differentiable (FlashAttention-2 backward)."""
+    returns (B, H, n, D). Differentiable (FlashAttention-2 backward).
+
+    ``bad`` (B, H / group, n) bool: the positions whose k or v row may hold a NaN or ±inf
+    (``torch.ops.sparsetorch.find_nonfinite``). The kernel then contains them itself: a row
+    the band lets attend one comes out NaN and passes no gradient back, every other row is
+    computed as if those positions held finite values, and they get zero gradients. Without
+    it a non-finite k or v entry may reach any row of its tiles (0 · NaN is NaN)."""
     reason = unsupported(q, k)
     if reason is not None:
         raise ValueError(f"band_attention: {reason}")
     n = q.shape[2]
+    if bad is not None and (bad.shape != k.shape[:3] or bad.dtype != torch.bool):
+        raise ValueError(
+            f"band_attention: bad must be bool (B, H_kv, n) = {tuple(k.shape[:3])}, got "
+            f"{bad.dtype} {tuple(bad.shape)}"
+        )
     lo, hi = clip_band(lo, hi, n)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
-    return _band_fwd_op(q, k, v, lo, hi, scale)[0]
+    bad = None if bad is None else bad.contiguous()
+    return _band_fwd_op(q, k, v, lo, hi, scale, bad)[0]
 
 
 def band_attention_lse(

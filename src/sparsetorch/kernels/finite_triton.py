@@ -91,13 +91,15 @@ if triton is not None:
     @triton.jit
     def _clean_rows(
         src, dst, rows, ok, b, h, i, stride_b, stride_h, stride_n, stride_d,
-        D: tl.constexpr, BLOCK_D: tl.constexpr,
+        D: tl.constexpr, BLOCK_D: tl.constexpr, WRITE: tl.constexpr,
     ):  # fmt: skip
-        """Rows (b, h, i) of one tensor cleaned into ``dst`` (contiguous, row ``rows``);
-        returns (BLOCK_R,): whether each row held a non-finite entry."""
+        """Rows (b, h, i) of one tensor cleaned into ``dst`` (contiguous, row ``rows``; not
+        written unless ``WRITE``); returns (BLOCK_R,): whether each row held a non-finite
+        entry."""
         x, mask = _load_rows(src, ok, b, h, i, stride_b, stride_h, stride_n, stride_d, D, BLOCK_D)
         finite = _finite(x)
-        _store_rows(dst, rows, tl.where(finite, x, 0.0), mask, D, BLOCK_D)
+        if WRITE:
+            _store_rows(dst, rows, tl.where(finite, x, 0.0), mask, D, BLOCK_D)
         return tl.max((mask & ~finite).to(tl.int32), axis=1) > 0
 
     @triton.jit
@@ -107,10 +109,17 @@ if triton is not None:
         sk_b, sk_h, sk_n, sk_d, sv_b, sv_h, sv_n, sv_d,
         DK: tl.constexpr, DV: tl.constexpr,
         BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_R: tl.constexpr,
+        WRITE: tl.constexpr,
     ):  # fmt: skip
+        """bad = whether each position's k or v row holds a non-finite entry; ``WRITE``: also
+        k and v cleaned into k_out and v_out."""
         rows, ok, b, h, i = _rows(ROWS, H, N, BLOCK_R)
-        bad_k = _clean_rows(k_ptr, k_out, rows, ok, b, h, i, sk_b, sk_h, sk_n, sk_d, DK, BLOCK_DK)
-        bad_v = _clean_rows(v_ptr, v_out, rows, ok, b, h, i, sv_b, sv_h, sv_n, sv_d, DV, BLOCK_DV)
+        bad_k = _clean_rows(
+            k_ptr, k_out, rows, ok, b, h, i, sk_b, sk_h, sk_n, sk_d, DK, BLOCK_DK, WRITE
+        )
+        bad_v = _clean_rows(
+            v_ptr, v_out, rows, ok, b, h, i, sv_b, sv_h, sv_n, sv_d, DV, BLOCK_DV, WRITE
+        )
         tl.store(bad_ptr + rows, bad_k | bad_v, mask=ok)
 
     @triton.jit
@@ -200,8 +209,25 @@ def clean_nonfinite_triton(k: Tensor, v: Tensor, block_rows: int = 32):
     bad = torch.empty(k.shape[:3], dtype=torch.bool, device=k.device)
     tensors = (k, v, k_out, v_out, bad)
     strides = (*k.stride(), *v.stride())
-    _launch(_clean_kernel, k, tensors, strides, block_rows, {"DK": k.shape[-1], "DV": v.shape[-1]})
+    dims = {"DK": k.shape[-1], "DV": v.shape[-1]}
+    _launch(_clean_kernel, k, tensors, strides, block_rows, dims, WRITE=True)
     return k_out, v_out, bad
+
+
+def find_nonfinite_triton(k: Tensor, v: Tensor, block_rows: int = 32) -> Tensor:
+    """bad (B, H, n) bool: the positions whose k (B, H, n, Dk) or v (B, H, n, Dv) row holds a
+    NaN or ±inf, in one launch that reads k and v once and writes nothing else (the kernel of
+    :func:`clean_nonfinite_triton` without its cleaned copies: half the bytes). For kernels
+    that keep the bad positions from the other rows themselves (the band kernel's
+    ``bad``)."""
+    reason = unsupported(k, v)
+    if reason is not None:
+        raise ValueError(f"find_nonfinite: {reason}")
+    bad = torch.empty(k.shape[:3], dtype=torch.bool, device=k.device)
+    tensors = (k, v, k, v, bad)  # the outputs' pointers are not written (WRITE False)
+    dims = {"DK": k.shape[-1], "DV": v.shape[-1]}
+    _launch(_clean_kernel, k, tensors, (*k.stride(), *v.stride()), block_rows, dims, WRITE=False)
+    return bad
 
 
 def clean_grad_triton(k: Tensor, v: Tensor, grad_k: Tensor, grad_v: Tensor, block_rows: int = 32):
@@ -346,6 +372,18 @@ def _fill_band_backward(ctx, grad):
 
 
 fill_band_rows.register_autograd(_fill_band_backward, setup_context=_fill_band_setup_context)
+
+
+@torch.library.custom_op("sparsetorch::find_nonfinite", mutates_args=())
+def find_nonfinite(k: Tensor, v: Tensor) -> Tensor:
+    """``find_nonfinite_triton`` as ``torch.ops.sparsetorch.find_nonfinite`` (a bool output:
+    no gradient)."""
+    return find_nonfinite_triton(k, v)
+
+
+@find_nonfinite.register_fake
+def _find_nonfinite_fake(k, v):
+    return k.new_empty(k.shape[:3], dtype=torch.bool)
 
 
 @torch.library.custom_op("sparsetorch::clean_nonfinite", mutates_args=())

@@ -109,10 +109,8 @@ class BandKernel(Backend):
         reason = band_unsupported(pattern, q, k)
         if reason is not None:
             raise ValueError(f"backend 'band' {reason}")
-        k, v, bad = nonfinite.split(k, v)  # non-finite keys/values reach only their rows
-        out = band_kernel.band_attention(q, k, v, pattern.lo, pattern.hi, scale)
-        lo, hi = band_kernel.clip_band(pattern.lo, pattern.hi, q.shape[2])
-        return nonfinite.poison_band(out, bad, lo, hi)
+        bad = nonfinite.find(k, v)  # the kernel keeps non-finite keys/values to their rows
+        return band_kernel.band_attention(q, k, v, pattern.lo, pattern.hi, scale, bad=bad)
 
 
 @functools.lru_cache(maxsize=256)

@@ -9,9 +9,12 @@ NaN score into a NaN row (all rows, on the dense backend).
 
 So each backend computes on cleaned inputs (non-finite entries replaced by 0, :func:`split`)
 and marks the rows that see a bad position: dense by a mask-vector product, reference tile by
-tile, the band kernel by prefix sums over the band, flex on CUDA by a score bias that its log-sum-exp shows (in the compiled call, no host
-synchronisation), flex on the CPU by the reference's tiles when some position is bad. Rows
-marked NaN pass no gradient back; the other rows' gradients are those of the cleaned inputs.
+tile, the pieces of ``bands`` by prefix sums over each band, flex on CUDA by a score bias that
+its log-sum-exp shows (in the compiled call, no host synchronisation), flex on the CPU by the
+reference's tiles when some position is bad. The band kernel does both itself from the marks
+of :func:`find` (one read of k and v, no cleaned copies): tiles holding a bad position zero its
+value row and mark the rows the band lets see it. Rows marked NaN pass no gradient back; the
+other rows' gradients are those of the cleaned inputs, and a bad position's are 0.
 """
 
 from __future__ import annotations
@@ -52,6 +55,27 @@ def split_torch(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
     if eager_cpu and not bool(bad.any()):
         return k, v, None
     return torch.where(finite_k, k, 0.0), torch.where(finite_v, v, 0.0), bad
+
+
+def find(k: Tensor, v: Tensor) -> Tensor | None:
+    """bad (B, H, n) bool: the positions whose key or value row holds a NaN or ±inf, for a
+    kernel that contains them itself (the band kernel's ``bad``). On CUDA one Triton pass that
+    reads k and v once (``torch.ops.sparsetorch.find_nonfinite``); elsewhere torch ops, which
+    on the CPU in eager code return None when every entry is finite (as :func:`split_torch`)."""
+    if k.device.type == "cuda" and finite_triton.unsupported(k, v) is None:
+        return torch.ops.sparsetorch.find_nonfinite(k, v)
+    return find_torch(k, v)
+
+
+def find_torch(k: Tensor, v: Tensor) -> Tensor | None:
+    """:func:`find` in torch ops, on any device."""
+    eager_cpu = k.device.type == "cpu" and not torch.compiler.is_compiling()
+    if eager_cpu and bool(torch.isfinite(k.sum() + v.sum())):
+        return None
+    bad = ~(torch.isfinite(k).all(-1) & torch.isfinite(v).all(-1))  # (B, H, n)
+    if eager_cpu and not bool(bad.any()):
+        return None
+    return bad
 
 
 def poison(out: Tensor, rows: Tensor | None) -> Tensor:
