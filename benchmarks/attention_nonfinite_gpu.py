@@ -1,11 +1,12 @@
 """What containing non-finite keys and values costs on a GPU when there are none: the band and
-flex backends of ``sparse_attention`` with the containment as shipped (the band backend: one
-Triton scan for the bad positions, ``find_nonfinite``, and the kernel's own containment; flex:
-the cleaning of k and v, ``kernels/finite_triton.py``, and its score bias), with the same
-containment in torch ops (``nonfinite.find_torch`` / ``split_torch``, ``masked_fill``), and
-with no containment (``nonfinite.find`` returning None and ``nonfinite.split`` returning k and
-v as they are, so nothing is marked); all in one process on the same inputs, forward and
-forward + backward.
+flex backends of ``sparse_attention`` with the containment as shipped (band: the kernel's own,
+``band_attention(..., contain=True)``, which marks the bad positions as it goes and recomputes
+the tiles that see one in a second pass; flex: the cleaning of k and v,
+``kernels/finite_triton.py``, and its score bias), the band kernel contained by marks found
+first (one Triton scan of k and v, ``nonfinite.find``), flex's containment in torch ops
+(``nonfinite.split_torch``, ``masked_fill``), and with no containment (the band kernel without
+``contain``, ``nonfinite.split`` returning k and v as they are); all in one process on the same
+inputs, forward and forward + backward.
 
     PYTHONPATH=src python3 benchmarks/attention_nonfinite_gpu.py
     PYTHONPATH=src python3 benchmarks/attention_nonfinite_gpu.py --n 65536 --no-backward
@@ -33,7 +34,10 @@ import torch
 from gpu_e2e import sample  # this script's folder is on the path when run as a script
 from sparsetorch.attention import causal, local, sparse_attention
 from sparsetorch.attention.backends import nonfinite
+from sparsetorch.kernels import band_attention as band_kernel
 from sparsetorch.kernels.interpret import interpreting
+
+BAND = band_kernel.band_attention  # the kernel's entry point, before any form replaces it
 
 
 def ms(fn, device: str, budget_ms: float = 200.0) -> float:
@@ -58,31 +62,41 @@ def masked_poison(out, rows):
     return out if rows is None else out.masked_fill(rows[..., None], float("nan"))
 
 
-# each form: the ``nonfinite`` functions it replaces for the call
+def band_marked_first(q, k, v, lo, hi, scale=None, **_):
+    """The band kernel contained by marks found before it (one scan of k and v)."""
+    return BAND(q, k, v, lo, hi, scale, bad=nonfinite.find(k, v))
+
+
+def band_uncontained(q, k, v, lo, hi, scale=None, **_):
+    return BAND(q, k, v, lo, hi, scale)
+
+
+# each form: the (module, name, replacement) it puts in place for the call; a form that does
+# not touch a backend's path times the shipped one again
 FORMS = {
-    "shipped": {},
-    "torch ops": {
-        "find": nonfinite.find_torch,
-        "split": nonfinite.split_torch,
-        "poison": masked_poison,
-    },
-    "none": {"find": lambda k, v: None, "split": no_cleaning},
+    "shipped": [],
+    "marks first": [(band_kernel, "band_attention", band_marked_first)],
+    "torch ops": [
+        (nonfinite, "split", nonfinite.split_torch),
+        (nonfinite, "poison", masked_poison),
+    ],
+    "none": [(band_kernel, "band_attention", band_uncontained), (nonfinite, "split", no_cleaning)],
 }
 
 
 def call(q, k, v, pattern, backend, form, grad):
     def run():
-        shipped = {name: getattr(nonfinite, name) for name in FORMS[form]}
-        for name, replacement in FORMS[form].items():
-            setattr(nonfinite, name, replacement)
+        shipped = [(module, name, getattr(module, name)) for module, name, _ in FORMS[form]]
+        for module, name, replacement in FORMS[form]:
+            setattr(module, name, replacement)
         try:
             out = sparse_attention(q, k, v, pattern, backend=backend)
             if grad is not None:
                 out.backward(grad)
             return out
         finally:
-            for name, original in shipped.items():
-                setattr(nonfinite, name, original)
+            for module, name, original in shipped:
+                setattr(module, name, original)
 
     return run
 
@@ -109,6 +123,8 @@ def pieces(n: int, device: str = "cuda") -> None:
     counts = nonfinite.band_counts(bad)
     one_bad = bad.clone()
     one_bad[..., n // 2] = True
+    k_nan = k.clone()
+    k_nan[..., n // 2, 0] = float("nan")
 
     def cleaned_then_filled():
         """The band backend's containment before the kernel took it over: cleaned copies of
@@ -137,11 +153,17 @@ def pieces(n: int, device: str = "cuda") -> None:
             k, v
         ),
         "the band kernel": lambda: band_attention.band_attention(q, k, v, -512, 512),
-        "the band kernel containing (all-false marks)": lambda: band_attention.band_attention(
+        "the band kernel with marks given (all false)": lambda: band_attention.band_attention(
             q, k, v, -512, 512, bad=bad
         ),
-        "the band kernel containing (one bad position per head)": lambda: (
+        "the band kernel with marks given (one bad position per head)": lambda: (
             band_attention.band_attention(q, k, v, -512, 512, bad=one_bad)
+        ),
+        "the band kernel containing itself (contain=True)": lambda: band_attention.band_attention(
+            q, k, v, -512, 512, contain=True
+        ),
+        "the same, one NaN key per head (two passes, one tile column recomputed)": lambda: (
+            band_attention.band_attention(q, k_nan, v, -512, 512, contain=True)
         ),
         "sparse_attention(backend='band')": lambda: sparse_attention(
             q, k, v, local(512), backend="band"
@@ -186,8 +208,11 @@ def main() -> None:
             patch()
         pieces(min(args.pieces, 256) if device == "cpu" else args.pieces, device)
         return
-    print("| pattern | n | backend | pass | none ms | shipped ms (x) | torch ops ms (x) |")
-    print("|---|---:|---|---|---:|---:|---:|")
+    print(
+        "| pattern | n | backend | pass | none ms | shipped ms (x) | marks first ms (x) "
+        "| torch ops ms (x) |"
+    )
+    print("|---|---:|---|---|---:|---:|---:|---:|")
     patterns = {"local(512)": local(512), "causal() & local(512)": causal() & local(512)}
     for label, pattern in patterns.items():
         for n in args.n:
@@ -204,7 +229,7 @@ def main() -> None:
             for backend in args.backends.split(","):
                 with torch.no_grad():
                     ref = call(q, k, v, pattern, backend, "shipped", None)().float()
-                    for form in ("torch ops", "none"):
+                    for form in ("marks first", "torch ops", "none"):
                         got = call(q, k, v, pattern, backend, form, None)().float()
                         if not (got - ref).abs().max() <= 1e-3:
                             raise AssertionError(f"{backend} {form} differs at n={n}")
@@ -214,8 +239,11 @@ def main() -> None:
                     base = t["none"]
                     print(
                         f"| `{label}` | {n} | {backend} | {name} | {base:.3f} "
-                        f"| {t['shipped']:.3f} ({t['shipped'] / base:.2f}x) "
-                        f"| {t['torch ops']:.3f} ({t['torch ops'] / base:.2f}x) |",
+                        + "".join(
+                            f"| {t[f]:.3f} ({t[f] / base:.2f}x) "
+                            for f in ("shipped", "marks first", "torch ops")
+                        )
+                        + "|",
                         flush=True,
                     )
 

@@ -77,7 +77,7 @@ def run_config(q, k, v, lo, hi, bm, bn, warps, stages, form):
 
     def call():
         band._band_fwd_k[(band.triton.cdiv(n, bm), b * h)](
-            q, k, v, out, lse,
+            q, k, v, out, lse, lse,  # (BAD: unused without containment)
             *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3],
             h, 1, n, lo, hi, scale * band.LOG2E, hi - lo, n,
             HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, **FORMS[form], num_warps=warps,
@@ -122,7 +122,7 @@ def main() -> None:
     ]
     for causal_form, (lo, hi) in ((False, (-w, w)), (True, (0, w))):
         name, dense = best_dense(q, k, v, causal_form)
-        ref, _ = band.band_forward(q, k, v, lo, hi, args.dim**-0.5)
+        ref = band.band_forward(q, k, v, lo, hi, args.dim**-0.5)[0]
         auto = ms(lambda: band.band_forward(q, k, v, lo, hi, args.dim**-0.5))
         pairs = (hi - lo + 1) * n - (hi * (hi + 1) // 2) - (-lo * (-lo + 1) // 2)
         flop = 4 * pairs * args.dim * args.heads

@@ -81,11 +81,17 @@ def compile_all() -> dict:
         )  # fmt: skip
     divisible = ["Q", "K", "V", "Out", "LSE", "BAD", "sqb", "sqh", "sqn", "skb", "skh", "skn"]
     divisible += ["svb", "svh", "svn", "sob", "soh", "son"]
-    for contain in (False, True):  # the band forward with and without its own containment
-        out[f"band contain={contain}"] = compile_sm90(
-            band_attention._band_fwd_k, BAND_TYPES, {**BAND_FWD, "CONTAIN": contain}, divisible,
+    for mode in ("plain", "contain", "detect"):  # without containment, marks given, found
+        flags = {"CONTAIN": mode == "contain", "DETECT": mode == "detect"}
+        out[f"band {mode}"] = compile_sm90(
+            band_attention._band_fwd_k, BAND_TYPES, {**BAND_FWD, **flags}, divisible,
             num_warps=8, num_stages=3,
         )  # fmt: skip
+    bm, bn, warps, stages = band_attention._FIXUP
+    out["band fixup"] = compile_sm90(
+        band_attention._band_fixup, BAND_TYPES, {"HEAD_DIM": 128, "BLOCK_M": bm, "BLOCK_N": bn},
+        divisible, num_warps=warps, num_stages=stages,
+    )  # fmt: skip
     for band in (False, True):  # the NaN fill of marked rows, from marks or from band counts
         types = {**FILL_TYPES, "marks_ptr": "*i32" if band else "*i1"}
         constants = {"sx_d": 1, "D": 128, "BLOCK_D": 128, "BLOCK_R": 32, "NAN": True}

@@ -1,5 +1,6 @@
 """The band kernel's own containment of non-finite keys and values (``band_attention(...,
-bad=...)``) against the torch form it replaces: k and v cleaned (``nonfinite.split_torch``),
+contain=True)``: the kernel marks the bad positions itself and a second pass recomputes the
+tiles that see one; or with the marks given, ``bad=``) against the torch form it replaces: k and v cleaned (``nonfinite.split_torch``),
 float64 masked attention, and the rows a band lets attend a bad position set to NaN
 (``nonfinite.band_rows_seeing`` + ``masked_fill``). Rows: NaN exactly where the torch form has
 them, every other row equal to float64; gradients: none from the NaN rows (even where the
@@ -55,13 +56,19 @@ def rel(got, want) -> float:
     return ((got.double() - want).norm() / want.norm().clamp_min(1.0)).item()
 
 
-def check(q, k, v, lo, hi, tol, device="cpu"):
+MODES = ("detect", "marks")  # the kernel marks the bad positions / they come marked
+
+
+def check(q, k, v, lo, hi, tol, mode, device="cpu"):
     """Forward and gradients of the contained kernel against :func:`torch_form`."""
     scale = 1 / math.sqrt(q.shape[-1])
     lo, hi = clip_band(lo, hi, q.shape[2])
     bad = nonfinite.find_torch(k, v)
     q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
-    out = bk.band_attention(q, k, v, lo, hi, scale, bad=bad)
+    if mode == "detect":
+        out = bk.band_attention(q, k, v, lo, hi, scale, contain=True)
+    else:
+        out = bk.band_attention(q, k, v, lo, hi, scale, bad=bad)
     exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
     ref, rows = torch_form(*exact, lo, hi, scale)
     nan_rows = torch.isnan(out).all(-1)
@@ -89,6 +96,7 @@ def check(q, k, v, lo, hi, tol, device="cpu"):
 
 @needs_interpreter
 @pytest.mark.usefixtures("forward_form")
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
     "heads_kv, lo, hi, positions",
     [
@@ -98,12 +106,12 @@ def check(q, k, v, lo, hi, tol, device="cpu"):
         (2, -100, 100, [(0, 0, 11, False, 2)]),  # every row sees it: all NaN in that head
     ],
 )
-def test_interpreted_contained_kernel_equals_the_torch_form(heads_kv, lo, hi, positions):
+def test_interpreted_contained_kernel_equals_the_torch_form(heads_kv, lo, hi, positions, mode):
     g = torch.Generator().manual_seed(lo + 1000 * hi)
     q = torch.randn(1, 2, 70, 16, dtype=torch.float16, generator=g)
     k, v = (torch.randn(1, heads_kv, 70, 16, dtype=torch.float16, generator=g) for _ in "kv")
     k, v = poisoned(q, k, v, positions, seed=hi)
-    rows = check(q, k, v, lo, hi, 5e-3)
+    rows = check(q, k, v, lo, hi, 5e-3, mode)
     assert (rows.any() and not rows.all()) or (lo, hi) == (-100, 100)
 
 
@@ -119,28 +127,34 @@ def test_interpreted_contained_kernel_equals_the_torch_form(heads_kv, lo, hi, po
         max_size=4,
     ),
     seed=hs.integers(0, 2**16),
+    mode=hs.sampled_from(MODES),
 )
-def test_interpreted_contained_kernel_property(n, group, lo, width, positions, seed):
+def test_interpreted_contained_kernel_property(n, group, lo, width, positions, seed, mode):
     """Any length, band, GQA group and set of bad entries (none included)."""
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(1, 2 * group, n, 16, dtype=torch.float16, generator=g)
     k, v = (torch.randn(1, 2, n, 16, dtype=torch.float16, generator=g) for _ in "kv")
     picks = [(0, h, j % n, in_k, which) for j, h, in_k, which in positions]
     k, v = poisoned(q, k, v, picks, seed)
-    check(q, k, v, lo, lo + width, 5e-3)
+    check(q, k, v, lo, lo + width, 5e-3, mode)
 
 
 @needs_interpreter
 def test_interpreted_without_bad_marks_the_kernel_is_unchanged():
-    """All-false marks change nothing (bitwise), and a NaN the marks miss is not contained:
-    the marks are the contract."""
+    """All-false marks, given or found, change nothing (bitwise); the kernel's own marks are
+    the bad positions; a NaN that given marks miss is not contained: they are the
+    contract."""
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 2, 50, 16, dtype=torch.float16, generator=g) for _ in "qkv")
     none = torch.zeros(1, 2, 50, dtype=torch.bool)
-    assert torch.equal(
-        bk.band_attention(q, k, v, -4, 4, bad=none), bk.band_attention(q, k, v, -4, 4)
-    )
+    plain = bk.band_attention(q, k, v, -4, 4)
+    assert torch.equal(bk.band_attention(q, k, v, -4, 4, bad=none), plain)
+    assert torch.equal(bk.band_attention(q, k, v, -4, 4, contain=True), plain)
+    assert torch.equal(bk.band_forward(q, k, v, -4, 4, 0.25, contain=True)[2], none)
     v[0, 0, 30, 3] = float("nan")
+    k[0, 1, 0, 0] = float("-inf")
+    marks = bk.band_forward(q, k, v, -4, 4, 0.25, contain=True)[2]  # the kernel's own
+    assert marks.nonzero().tolist() == [[0, 0, 30], [0, 1, 0]]
     leaked = bk.band_attention(q, k, v, -4, 4, bad=none)
     assert torch.isnan(leaked[0, 0, :20]).any()  # rows 0..19 cannot see key 30: a leak
     with pytest.raises(ValueError, match="bad must be bool"):
@@ -170,4 +184,5 @@ def test_gpu_band_backend_contains_in_the_kernel(heads_kv, monkeypatch):
     keep = ~rows
     err = ((out[keep].double() - ref[keep]).norm() / ref[keep].norm()).item()
     assert err < 1e-2
-    check(q, k, v, -100, 100, 2e-2, device="cuda")
+    for mode in MODES:
+        check(q, k, v, -100, 100, 2e-2, mode, device="cuda")

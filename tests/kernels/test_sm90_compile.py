@@ -73,13 +73,27 @@ def test_nonfinite_scan_reads_128_bit_words_and_writes_no_copy_on_sm90(compiled)
     assert scan["st.global.v4"] == 0 < clean["st.global.v4"]
 
 
-def test_band_containment_keeps_the_forward_pipeline_on_sm90(compiled):
-    """The band forward with its own containment (``CONTAIN``) keeps the plain kernel's
-    software pipeline: the same asynchronous copies a stage ahead, wgmma and shared memory;
-    what it adds are narrow loads of the marks (no 128-bit traffic)."""
-    plain, contained = compiled["band contain=False"], compiled["band contain=True"]
+@pytest.mark.parametrize("mode", ["contain", "detect"])
+def test_band_containment_keeps_the_forward_pipeline_on_sm90(compiled, mode):
+    """The band forward with its own containment keeps the plain kernel's software pipeline:
+    the same asynchronous copies a stage ahead, wgmma and shared memory. With the marks given
+    (``contain``) it adds narrow loads of the marks only; finding them (``detect``) adds the
+    128-bit reads of the tile's own k and v rows, once, after the output is stored."""
+    plain, contained = compiled["band plain"], compiled[f"band {mode}"]
     for key in ("shared", "cp.async.cg.shared.global", "cp.async.wait_group", "wgmma.mma_async"):
         assert contained[key] == plain[key] > 0, key
-    assert contained["ld.global.v4"] == plain["ld.global.v4"]
     assert contained["st.global.v4"] == plain["st.global.v4"]
-    assert contained["ld.global"] > plain["ld.global"]
+    if mode == "contain":
+        assert contained["ld.global.v4"] == plain["ld.global.v4"]
+        assert contained["ld.global"] > plain["ld.global"]
+    else:  # 128 rows of k and of v, 128 bf16 each, over 256 threads: 8 + 8 words per thread
+        assert contained["ld.global.v4"] - plain["ld.global.v4"] == 16
+        assert contained["ld.global"] - contained["ld.global.v4"] == 0
+
+
+def test_band_fixup_pass_compiles_with_a_pipeline_on_sm90(compiled):
+    """The second pass (``_band_fixup``) is the contained forward behind a branch: it keeps
+    asynchronous copies and wgmma."""
+    fixup = compiled["band fixup"]
+    assert fixup["cp.async.cg.shared.global"] and fixup["cp.async.wait_group"]
+    assert fixup["wgmma.mma_async"]

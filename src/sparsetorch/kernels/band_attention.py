@@ -103,6 +103,18 @@ if triton is not None:
         return tl.load(bad_base + offs_n, mask=offs_n < N, other=0) != 0
 
     @triton.jit
+    def _mark_rows(k_base, v_base, bad_base, offs, stride_kn, stride_vn, N, HEAD_DIM: tl.constexpr):
+        """Marks of positions ``offs`` (BM,): whether the k or v row holds a NaN or ±inf."""
+        offs_d = tl.arange(0, HEAD_DIM)
+        rows = offs < N
+        kr = tl.load(k_base + offs[:, None] * stride_kn + offs_d[None, :], mask=rows[:, None])
+        vr = tl.load(v_base + offs[:, None] * stride_vn + offs_d[None, :], mask=rows[:, None])
+        finite = (tl.abs(kr.to(tl.float32)) < float("inf")) & (
+            tl.abs(vr.to(tl.float32)) < float("inf")
+        )  # False for NaN and ±inf
+        tl.store(bad_base + offs, tl.min(finite.to(tl.int32), 1) == 0, mask=rows)
+
+    @triton.jit
     def _contain(v, seen, bad_base, offs_m, offs_n, N, LO, HI):
         """The forward's containment of one key tile: where a position is bad, its v row
         zeroed (a probability of 0 times a NaN is NaN, which the product would spread to
@@ -256,8 +268,12 @@ if triton is not None:
         H, GROUP, N, LO, HI, qk_scale,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
         ONE_LOOP: tl.constexpr, TMA: tl.constexpr = False, POLY: tl.constexpr = False,
-        CONTAIN: tl.constexpr = False,
+        CONTAIN: tl.constexpr = False, DETECT: tl.constexpr = False,
     ):  # fmt: skip
+        """One query tile. CONTAIN: the marks in BAD are read and the tile contained
+        (``_contain``). DETECT: no containment here; once its output is stored, the tile's
+        own positions, read as keys, are marked in BAD (by the first query head of each
+        group), for ``_band_fixup``."""
         start_m = tl.program_id(0) * BLOCK_M
         bh = tl.program_id(1)
         b, h = bh // H, bh % H
@@ -312,6 +328,34 @@ if triton is not None:
             out.to(Out.dtype.element_ty),
             mask=offs_m[:, None] < N,
         )
+        if DETECT:  # noqa: SIM102 (a compile-time branch around a run-time one)
+            if h % GROUP == 0:
+                _mark_rows(k_base, v_base, bad_base, offs_m, skn, svn, N, HEAD_DIM)
+
+    @triton.jit
+    def _band_fixup(
+        Q, K, V, Out, LSE, BAD,
+        sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
+        H, GROUP, N, LO, HI, qk_scale,
+        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ):  # fmt: skip
+        """The second pass of a containing forward: a query tile whose key range holds a
+        position the first pass (DETECT) marked is computed again with containment; any other
+        exits after reading the marks of its key range (a few hundred bytes)."""
+        start_m = tl.program_id(0) * BLOCK_M
+        bh = tl.program_id(1)
+        b, h = bh // H, bh % H
+        bad_base = BAD + (b * (H // GROUP) + h // GROUP) * N
+        first, _, _, end = _ranges(start_m, N, LO, HI, BLOCK_M, BLOCK_N, 0)
+        hit = tl.zeros((BLOCK_N,), dtype=tl.int32)
+        for s in range(first, end, BLOCK_N):
+            hit = tl.maximum(hit, _bad_keys(bad_base, s + tl.arange(0, BLOCK_N), N).to(tl.int32))
+        if tl.max(hit, 0) != 0:
+            _band_fwd(
+                Q, K, V, Out, LSE, BAD, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh,
+                son, H, GROUP, N, LO, HI, qk_scale, HEAD_DIM, BLOCK_M, BLOCK_N, False, False,
+                False, True,
+            )  # fmt: skip
 
     @triton.jit
     def _bwd_delta(
@@ -521,7 +565,7 @@ if triton is not None:
     ]
     _DKDV = [(64, 128, 8, 3), (32, 128, 4, 3), (64, 64, 4, 3)]
     _DQ = [(128, 64, 8, 3), (128, 32, 4, 3), (64, 64, 4, 3)]
-    _KEY = ["HEAD_DIM", "NKEY", "CONTAIN"]  # and the tensors' dtypes (Triton adds them)
+    _KEY = ["HEAD_DIM", "NKEY", "CONTAIN", "DETECT"]  # and the tensors' dtypes (Triton adds them)
 
     def _tuned(kernel, pairs, small):
         if interpreting():  # one small config: the interpreter runs every config it is given
@@ -540,12 +584,12 @@ if triton is not None:
         H, GROUP, N, LO, HI, qk_scale, WIDTH, NKEY,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
         ONE_LOOP: tl.constexpr = False, TMA: tl.constexpr = False, POLY: tl.constexpr = False,
-        CONTAIN: tl.constexpr = False,
+        CONTAIN: tl.constexpr = False, DETECT: tl.constexpr = False,
     ):  # fmt: skip
         _band_fwd(
             Q, K, V, Out, LSE, BAD, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
             H, GROUP, N, LO, HI, qk_scale, HEAD_DIM, BLOCK_M, BLOCK_N, ONE_LOOP, TMA, POLY,
-            CONTAIN,
+            CONTAIN, DETECT,
         )  # fmt: skip
 
     @triton.jit
@@ -579,6 +623,8 @@ if triton is not None:
         )  # fmt: skip
 
     _fwd_tuned = _tuned(_band_fwd_k, _FWD, (32, 32, 4, 1))
+    # the fix-up pass runs one config: it recomputes only the tiles that see a marked position
+    _FIXUP = (32, 32, 4, 1) if interpreting() else (64, 64, 4, 2)
     _dkdv_tuned = _tuned(_band_bwd_dkdv_k, _DKDV, (16, 32, 4, 1))
     _dq_tuned = _tuned(_band_bwd_dq_k, _DQ, (32, 16, 4, 1))
 
@@ -602,27 +648,46 @@ def band_forward(
     hi: int,
     scale: float,
     bad: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(out (B, H, n, D), lse (B, H, n) float32 in log2 units; +inf for a row with no key).
-    ``bad`` (B, H_kv, n) bool, contiguous: positions whose k or v row may hold a non-finite
-    entry; the rows the band lets attend one come out NaN with lse +inf, the others as if
-    those positions were finite (:func:`band_attention`)."""
+    contain: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out (B, H, n, D), lse (B, H, n) float32 in log2 units, +inf for a row with no key;
+    marks (B, H_kv, n) bool that the kernel found (``contain`` without ``bad``), else an
+    empty tensor).
+
+    Containment (:func:`band_attention`): the rows the band lets attend a position whose k
+    or v row holds a NaN or ±inf come out NaN with lse +inf, the others as if those positions
+    were finite. ``bad`` (B, H_kv, n) bool, contiguous: such positions, marked beforehand; one
+    pass reads them. ``contain`` without ``bad``: the kernel marks them itself, each query
+    tile its own positions once its output is stored, and a second pass recomputes the tiles
+    whose keys hold a marked one (the others read a few hundred bytes of marks and exit)."""
     b, h, n, d = q.shape
     hk = k.shape[1]
     out = torch.empty_like(q)
     lse = torch.empty(b, h, n, dtype=torch.float32, device=q.device)
+    detect = contain and bad is None
+    if detect:
+        bad = torch.empty(k.shape[:3], dtype=torch.bool, device=q.device)
+    marks = bad if detect else torch.empty(0, dtype=torch.bool, device=q.device)
     if n == 0 or lo > hi:
         out.zero_()
         lse.fill_(float("inf"))
-        return out, lse
+        if detect:  # no row sees a key: nothing to contain
+            bad.zero_()
+        return out, lse, marks
+    strides = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3])
     grid = lambda cfg: (triton.cdiv(n, cfg["BLOCK_M"]), b * h)  # noqa: E731
     _fwd_tuned[grid](
         q, k, v, out, lse, lse if bad is None else bad,  # (lse: a pointer never read)
-        *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3],
-        h, h // hk, n, lo, hi, scale * LOG2E, **_key(lo, hi, n), HEAD_DIM=d,
-        CONTAIN=bad is not None,
+        *strides, h, h // hk, n, lo, hi, scale * LOG2E, **_key(lo, hi, n), HEAD_DIM=d,
+        CONTAIN=bad is not None and not detect, DETECT=detect,
     )  # fmt: skip
-    return out, lse
+    if detect:
+        bm, bn, warps, stages = _FIXUP
+        _band_fixup[(triton.cdiv(n, bm), b * h)](
+            q, k, v, out, lse, bad, *strides, h, h // hk, n, lo, hi, scale * LOG2E,
+            HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages,
+        )  # fmt: skip
+    return out, lse, marks
 
 
 def band_backward(
@@ -691,13 +756,19 @@ def _band_fwd_op(
     hi: int,
     scale: float,
     bad: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    return band_forward(q, k, v, lo, hi, scale, bad)
+    contain: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return band_forward(q, k, v, lo, hi, scale, bad, contain)
 
 
 @_band_fwd_op.register_fake
-def _(q, k, v, lo, hi, scale, bad=None):
-    return torch.empty_like(q), q.new_empty(q.shape[:3], dtype=torch.float32)
+def _(q, k, v, lo, hi, scale, bad=None, contain=False):
+    marks = k.shape[:3] if contain and bad is None else (0,)
+    return (
+        torch.empty_like(q),
+        q.new_empty(q.shape[:3], dtype=torch.float32),
+        q.new_empty(marks, dtype=torch.bool),
+    )
 
 
 @torch.library.custom_op("sparsetorch::band_attention_bwd", mutates_args=())
@@ -723,19 +794,21 @@ def _(dout, q, k, v, out, lse, lo, hi, scale, dlse, bad=None):
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, lo, hi, scale, *rest = inputs
-    out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse, rest[0] if rest else None)
+    q, k, v, lo, hi, scale = inputs[:6]
+    given = inputs[6] if len(inputs) > 6 else None
+    out, lse, found = output
+    ctx.save_for_backward(q, k, v, out, lse, found if given is None else given)
     ctx.band = (lo, hi, scale)
 
 
-def _backward(ctx, dout, dlse):
-    q, k, v, out, lse, bad = ctx.saved_tensors
+def _backward(ctx, dout, dlse, _dmarks):
+    q, k, v, out, lse, marks = ctx.saved_tensors
     lo, hi, scale = ctx.band
     if dout is None:  # only the log-sum-exp was used
         dout = torch.zeros_like(out)
+    bad = marks if marks.numel() else None
     dq, dk, dv = _band_bwd_op(dout, q, k, v, out, lse, lo, hi, scale, dlse, bad)
-    return dq, dk, dv, None, None, None, None
+    return dq, dk, dv, None, None, None, None, None
 
 
 _band_fwd_op.register_autograd(_backward, setup_context=_setup_context)
@@ -748,6 +821,7 @@ def band_attention(
     lo: int | None,
     hi: int | None,
     scale: float | None = None,
+    contain: bool = False,
     bad: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(q kᵀ · scale) v over keys j with ``lo <= i - j <= hi`` (None: unbounded).
@@ -755,11 +829,12 @@ def band_attention(
     q (B, H, n, D), k and v (B, H / group, n, D), float16/bfloat16, D in ``HEAD_DIMS``;
     returns (B, H, n, D). Differentiable (FlashAttention-2 backward).
 
-    ``bad`` (B, H / group, n) bool: the positions whose k or v row may hold a NaN or ±inf
-    (``torch.ops.sparsetorch.find_nonfinite``). The kernel then contains them itself: a row
-    the band lets attend one comes out NaN and passes no gradient back, every other row is
-    computed as if those positions held finite values, and they get zero gradients. Without
-    it a non-finite k or v entry may reach any row of its tiles (0 · NaN is NaN)."""
+    ``contain``: the kernel contains NaN and ±inf in k and v itself: a row the band lets
+    attend a position whose k or v row holds one comes out NaN and passes no gradient back,
+    every other row is computed as if those positions held finite values, and they get zero
+    gradients. Without it a non-finite k or v entry may reach any row of its tiles (0 · NaN
+    is NaN). ``bad`` (B, H / group, n) bool: those positions marked beforehand
+    (``torch.ops.sparsetorch.find_nonfinite``), implies ``contain``."""
     reason = unsupported(q, k)
     if reason is not None:
         raise ValueError(f"band_attention: {reason}")
@@ -773,7 +848,7 @@ def band_attention(
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     bad = None if bad is None else bad.contiguous()
-    return _band_fwd_op(q, k, v, lo, hi, scale, bad)[0]
+    return _band_fwd_op(q, k, v, lo, hi, scale, bad, bool(contain))[0]
 
 
 def band_attention_lse(
@@ -793,7 +868,8 @@ def band_attention_lse(
     lo, hi = clip_band(lo, hi, q.shape[2])
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
-    return _band_fwd_op(q, k, v, lo, hi, scale)
+    out, lse, _ = _band_fwd_op(q, k, v, lo, hi, scale)
+    return out, lse
 
 
 __all__ = [

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from sparsetorch._registry import Registry
-from sparsetorch.attention.backends import flex, nonfinite
+from sparsetorch.attention.backends import flex
 from sparsetorch.attention.backends.bands import bands_attention
 from sparsetorch.attention.backends.dense import dense_attention
 from sparsetorch.attention.backends.flex import flex_attention
@@ -109,8 +109,8 @@ class BandKernel(Backend):
         reason = band_unsupported(pattern, q, k)
         if reason is not None:
             raise ValueError(f"backend 'band' {reason}")
-        bad = nonfinite.find(k, v)  # the kernel keeps non-finite keys/values to their rows
-        return band_kernel.band_attention(q, k, v, pattern.lo, pattern.hi, scale, bad=bad)
+        # the kernel keeps non-finite keys and values to the rows that may see them
+        return band_kernel.band_attention(q, k, v, pattern.lo, pattern.hi, scale, contain=True)
 
 
 @functools.lru_cache(maxsize=256)
