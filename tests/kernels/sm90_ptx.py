@@ -89,7 +89,8 @@ def compile_all() -> dict:
         )  # fmt: skip
     bm, bn, warps, stages = band_attention._FIXUP
     out["band fixup"] = compile_sm90(
-        band_attention._band_fixup, BAND_TYPES, {"HEAD_DIM": 128, "BLOCK_M": bm, "BLOCK_N": bn},
+        band_attention._band_fixup, BAND_TYPES,
+        {"HEAD_DIM": 128, "BLOCK_M": bm, "BLOCK_N": bn, "SPAN": band_attention._SPAN},
         divisible, num_warps=warps, num_stages=stages,
     )  # fmt: skip
     for band in (False, True):  # the NaN fill of marked rows, from marks or from band counts

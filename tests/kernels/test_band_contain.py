@@ -140,6 +140,31 @@ def test_interpreted_contained_kernel_property(n, group, lo, width, positions, s
 
 
 @needs_interpreter
+def test_interpreted_fixup_covers_the_first_pass_larger_tiles():
+    """The first pass in 64-row tiles reading 16-key tiles, the fix-up in 32 x 32: a NaN value
+    at key 50 reaches every row of the first pass's tile [64, 128) (it reads keys from 48),
+    though only rows 42..58 may see it; the fix-up tile [96, 128) reads its own keys from 64
+    and must still recompute."""
+    import triton
+
+    tuned = bk._fwd_tuned
+    saved = tuned.configs
+    tuned.configs = [
+        triton.Config({"BLOCK_M": 64, "BLOCK_N": 16, "ONE_LOOP": True}, num_warps=4, num_stages=1)
+    ]
+    tuned.cache.clear()
+    try:
+        g = torch.Generator().manual_seed(5)
+        q, k, v = (torch.randn(1, 1, 200, 16, dtype=torch.float16, generator=g) for _ in "qkv")
+        v[0, 0, 50, 7] = float("nan")
+        rows = check(q, k, v, -8, 8, 5e-3, "detect")
+        assert rows[0, 0].nonzero().flatten().tolist() == list(range(42, 59))
+    finally:
+        tuned.configs = saved
+        tuned.cache.clear()
+
+
+@needs_interpreter
 def test_interpreted_without_bad_marks_the_kernel_is_unchanged():
     """All-false marks, given or found, change nothing (bitwise); the kernel's own marks are
     the bad positions; a NaN that given marks miss is not contained: they are the

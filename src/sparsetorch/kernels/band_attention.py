@@ -338,15 +338,20 @@ if triton is not None:
         sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
         H, GROUP, N, LO, HI, qk_scale,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        SPAN: tl.constexpr,
     ):  # fmt: skip
-        """The second pass of a containing forward: a query tile whose key range holds a
-        position the first pass (DETECT) marked is computed again with containment; any other
-        exits after reading the marks of its key range (a few hundred bytes)."""
+        """The second pass of a containing forward: a query tile is computed again with
+        containment when a position the first pass (DETECT) marked lies among the keys that
+        pass may have read for its rows; any other exits after reading those marks (a few
+        hundred bytes). The first pass spreads a NaN value to every row of its tile (0 · NaN
+        in the product), and its tiles may be larger than this pass's: so the keys checked
+        are those of the aligned SPAN x SPAN tiles around this one (SPAN a multiple of every
+        first-pass BLOCK_M and BLOCK_N)."""
         start_m = tl.program_id(0) * BLOCK_M
         bh = tl.program_id(1)
         b, h = bh // H, bh % H
         bad_base = BAD + (b * (H // GROUP) + h // GROUP) * N
-        first, _, _, end = _ranges(start_m, N, LO, HI, BLOCK_M, BLOCK_N, 0)
+        first, _, _, end = _ranges((start_m // SPAN) * SPAN, N, LO, HI, SPAN, SPAN, 0)
         hit = tl.zeros((BLOCK_N,), dtype=tl.int32)
         for s in range(first, end, BLOCK_N):
             hit = tl.maximum(hit, _bad_keys(bad_base, s + tl.arange(0, BLOCK_N), N).to(tl.int32))
@@ -625,6 +630,10 @@ if triton is not None:
     _fwd_tuned = _tuned(_band_fwd_k, _FWD, (32, 32, 4, 1))
     # the fix-up pass runs one config: it recomputes only the tiles that see a marked position
     _FIXUP = (32, 32, 4, 1) if interpreting() else (64, 64, 4, 2)
+    # its span: a multiple of every first-pass tile (the interpreter's tests set other
+    # configs, up to 128)
+    _SPAN = 128
+    assert all(_SPAN % c.kwargs[t] == 0 for c in _fwd_tuned.configs for t in ("BLOCK_M", "BLOCK_N"))
     _dkdv_tuned = _tuned(_band_bwd_dkdv_k, _DKDV, (16, 32, 4, 1))
     _dq_tuned = _tuned(_band_bwd_dq_k, _DQ, (32, 16, 4, 1))
 
@@ -685,7 +694,8 @@ def band_forward(
         bm, bn, warps, stages = _FIXUP
         _band_fixup[(triton.cdiv(n, bm), b * h)](
             q, k, v, out, lse, bad, *strides, h, h // hk, n, lo, hi, scale * LOG2E,
-            HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages,
+            HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, SPAN=_SPAN, num_warps=warps,
+            num_stages=stages,
         )  # fmt: skip
     return out, lse, marks
 
