@@ -2,8 +2,7 @@
 flex backends of ``sparse_attention`` with the containment as shipped (band: the kernel's own,
 ``band_attention(..., contain=True)``, which marks the bad positions as it goes and recomputes
 the tiles that see one in a second pass; flex: the cleaning of k and v,
-``kernels/finite_triton.py``, and its score bias), the band kernel contained by marks found
-first (one Triton scan of k and v, ``nonfinite.find``), flex's containment in torch ops
+``kernels/finite_triton.py``, and its score bias), flex's containment in torch ops
 (``nonfinite.split_torch``, ``masked_fill``), and with no containment (the band kernel without
 ``contain``, ``nonfinite.split`` returning k and v as they are); all in one process on the same
 inputs, forward and forward + backward.
@@ -62,11 +61,6 @@ def masked_poison(out, rows):
     return out if rows is None else out.masked_fill(rows[..., None], float("nan"))
 
 
-def band_marked_first(q, k, v, lo, hi, scale=None, **_):
-    """The band kernel contained by marks found before it (one scan of k and v)."""
-    return BAND(q, k, v, lo, hi, scale, bad=nonfinite.find(k, v))
-
-
 def band_uncontained(q, k, v, lo, hi, scale=None, **_):
     return BAND(q, k, v, lo, hi, scale)
 
@@ -75,7 +69,6 @@ def band_uncontained(q, k, v, lo, hi, scale=None, **_):
 # not touch a backend's path times the shipped one again
 FORMS = {
     "shipped": [],
-    "marks first": [(band_kernel, "band_attention", band_marked_first)],
     "torch ops": [
         (nonfinite, "split", nonfinite.split_torch),
         (nonfinite, "poison", masked_poison),
@@ -113,70 +106,33 @@ def per_call_ms(fn, device: str = "cuda", reps: int = 50) -> float:
 def pieces(n: int, device: str = "cuda") -> None:
     """The band backend's containment piece by piece at one length (``local(512)``); on the
     CPU (Triton's interpreter, a check of the script) in float16."""
-    from sparsetorch.kernels import band_attention, finite_triton
+    from sparsetorch.kernels import finite_triton
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float16
     q, k, v = (torch.randn(1, 16, n, 128, device=device, dtype=dtype) for _ in range(3))
     out = torch.randn_like(q)
-    bad = torch.zeros(1, 16, n, dtype=torch.bool, device=device)
-    rows = nonfinite.band_rows_seeing(bad, -512, 512, 16)
-    counts = nonfinite.band_counts(bad)
-    one_bad = bad.clone()
-    one_bad[..., n // 2] = True
+    rows = torch.zeros(1, 16, n, dtype=torch.bool, device=device)
     k_nan = k.clone()
-    k_nan[..., n // 2, 0] = float("nan")
-
-    def cleaned_then_filled():
-        """The band backend's containment before the kernel took it over: cleaned copies of
-        k and v, the kernel, then the NaN fill of the rows the band lets see a bad key."""
-        clean_k, clean_v, marks = finite_triton.clean_nonfinite_triton(k, v)
-        out = band_attention.band_attention(q, clean_k, clean_v, -512, 512)
-        counts = nonfinite.band_counts(marks)
-        return finite_triton.fill_band_rows_triton(out, counts, -512, 512, True)
-
+    k_nan[..., n // 2, 0] = float("nan")  # one bad position per head, mid-sequence
     rows_of = {
         "the cleaning kernel (k and v)": lambda: finite_triton.clean_nonfinite_triton(k, v),
         "two clones of k and v (the same bytes)": lambda: (k.clone(), v.clone()),
         "the cleaning in torch ops": lambda: nonfinite.split_torch(k, v),
-        "the rows' marks (band_rows_seeing)": lambda: nonfinite.band_rows_seeing(
-            bad, -512, 512, 16
-        ),
         "the NaN fill by masked_fill": lambda: masked_poison(out, rows),
         "the NaN fill by fill_rows": lambda: finite_triton.fill_rows_triton(out, rows, True),
-        "marks and fill by fill_band_rows (and the counts)": lambda: (
-            finite_triton.fill_band_rows_triton(out, nonfinite.band_counts(bad), -512, 512, True)
-        ),
-        "fill_band_rows alone": lambda: finite_triton.fill_band_rows_triton(
-            out, counts, -512, 512, True
-        ),
-        "the scan for bad positions (find_nonfinite)": lambda: finite_triton.find_nonfinite_triton(
-            k, v
-        ),
-        "the band kernel": lambda: band_attention.band_attention(q, k, v, -512, 512),
-        "the band kernel with marks given (all false)": lambda: band_attention.band_attention(
-            q, k, v, -512, 512, bad=bad
-        ),
-        "the band kernel with marks given (one bad position per head)": lambda: (
-            band_attention.band_attention(q, k, v, -512, 512, bad=one_bad)
-        ),
-        "the band kernel containing itself (contain=True)": lambda: band_attention.band_attention(
-            q, k, v, -512, 512, contain=True
-        ),
-        "the same, one NaN key per head (two passes, one tile column recomputed)": lambda: (
-            band_attention.band_attention(q, k_nan, v, -512, 512, contain=True)
+        "the band kernel": lambda: BAND(q, k, v, -512, 512),
+        "the band kernel containing (contain=True)": lambda: BAND(q, k, v, -512, 512, contain=True),
+        "the same, one NaN key per head (its tiles recomputed)": lambda: BAND(
+            q, k_nan, v, -512, 512, contain=True
         ),
         "sparse_attention(backend='band')": lambda: sparse_attention(
             q, k, v, local(512), backend="band"
         ),
-        "cleaning, band kernel, fill_band_rows (the form before)": cleaned_then_filled,
     }
     print(f"\n| piece, n = {n}, local(512) | GPU ms per call |")
     print("|---|---:|")
     for label, fn in rows_of.items():
         print(f"| {label} | {per_call_ms(fn, device):.3f} |", flush=True)
-    for block_rows in (8, 16, 32, 64, 128):
-        t = per_call_ms(lambda: finite_triton.clean_nonfinite_triton(k, v, block_rows), device)
-        print(f"cleaning kernel, {block_rows} rows per program: {t:.3f} ms", flush=True)
 
 
 def main() -> None:
@@ -208,11 +164,8 @@ def main() -> None:
             patch()
         pieces(min(args.pieces, 256) if device == "cpu" else args.pieces, device)
         return
-    print(
-        "| pattern | n | backend | pass | none ms | shipped ms (x) | marks first ms (x) "
-        "| torch ops ms (x) |"
-    )
-    print("|---|---:|---|---|---:|---:|---:|---:|")
+    print("| pattern | n | backend | pass | none ms | shipped ms (x) | torch ops ms (x) |")
+    print("|---|---:|---|---|---:|---:|---:|")
     patterns = {"local(512)": local(512), "causal() & local(512)": causal() & local(512)}
     for label, pattern in patterns.items():
         for n in args.n:
@@ -229,7 +182,7 @@ def main() -> None:
             for backend in args.backends.split(","):
                 with torch.no_grad():
                     ref = call(q, k, v, pattern, backend, "shipped", None)().float()
-                    for form in ("marks first", "torch ops", "none"):
+                    for form in ("torch ops", "none"):
                         got = call(q, k, v, pattern, backend, form, None)().float()
                         if not (got - ref).abs().max() <= 1e-3:
                             raise AssertionError(f"{backend} {form} differs at n={n}")
@@ -240,8 +193,7 @@ def main() -> None:
                     print(
                         f"| `{label}` | {n} | {backend} | {name} | {base:.3f} "
                         + "".join(
-                            f"| {t[f]:.3f} ({t[f] / base:.2f}x) "
-                            for f in ("shipped", "marks first", "torch ops")
+                            f"| {t[f]:.3f} ({t[f] / base:.2f}x) " for f in ("shipped", "torch ops")
                         )
                         + "|",
                         flush=True,

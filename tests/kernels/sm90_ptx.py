@@ -43,7 +43,8 @@ BAND_FWD["POLY"] = False
 
 FILL_TYPES = {
     **dict.fromkeys(["x_ptr", "out_ptr"], "*bf16"),
-    **dict.fromkeys(["ROWS", "H", "N", "sx_b", "sx_h", "sx_n", "HKV", "GROUP", "LO", "HI"], "i32"),
+    "marks_ptr": "*i1",
+    **dict.fromkeys(["ROWS", "H", "N", "sx_b", "sx_h", "sx_n"], "i32"),
 }
 
 
@@ -74,15 +75,13 @@ def compile_all() -> dict:
     constants = {"sk_d": 1, "sv_d": 1, "DK": 128, "DV": 128, "BLOCK_DK": 128, "BLOCK_DV": 128}
     constants["BLOCK_R"] = 32
     divisible = [n for n in CLEAN_TYPES if n != "bad_ptr"]
-    for name, write in (("clean", True), ("scan", False)):
-        out[name] = compile_sm90(
-            finite_triton._clean_kernel, CLEAN_TYPES, {**constants, "WRITE": write}, divisible,
-            num_warps=4,
-        )  # fmt: skip
+    out["clean"] = compile_sm90(
+        finite_triton._clean_kernel, CLEAN_TYPES, constants, divisible, num_warps=4
+    )
     divisible = ["Q", "K", "V", "Out", "LSE", "BAD", "sqb", "sqh", "sqn", "skb", "skh", "skn"]
     divisible += ["svb", "svh", "svn", "sob", "soh", "son"]
-    for mode in ("plain", "contain", "detect"):  # without containment, marks given, found
-        flags = {"CONTAIN": mode == "contain", "DETECT": mode == "detect"}
+    for mode in ("plain", "detect"):  # the first pass without and with containment
+        flags = {"CONTAIN": False, "DETECT": mode == "detect"}
         out[f"band {mode}"] = compile_sm90(
             band_attention._band_fwd_k, BAND_TYPES, {**BAND_FWD, **flags}, divisible,
             num_warps=8, num_stages=3,
@@ -93,13 +92,11 @@ def compile_all() -> dict:
         {"HEAD_DIM": 128, "BLOCK_M": bm, "BLOCK_N": bn, "SPAN": band_attention._SPAN},
         divisible, num_warps=warps, num_stages=stages,
     )  # fmt: skip
-    for band in (False, True):  # the NaN fill of marked rows, from marks or from band counts
-        types = {**FILL_TYPES, "marks_ptr": "*i32" if band else "*i1"}
-        constants = {"sx_d": 1, "D": 128, "BLOCK_D": 128, "BLOCK_R": 32, "NAN": True}
-        divisible = ["x_ptr", "out_ptr", "ROWS", "N", "sx_b", "sx_h", "sx_n"]
-        out[f"fill band={band}"] = compile_sm90(
-            finite_triton._fill_kernel, types, {**constants, "BAND": band}, divisible, num_warps=4
-        )
+    constants = {"sx_d": 1, "D": 128, "BLOCK_D": 128, "BLOCK_R": 32, "NAN": True}
+    divisible = ["x_ptr", "out_ptr", "ROWS", "N", "sx_b", "sx_h", "sx_n"]
+    out["fill"] = compile_sm90(
+        finite_triton._fill_kernel, FILL_TYPES, constants, divisible, num_warps=4
+    )
     return out
 
 

@@ -1,6 +1,6 @@
 """The band kernel's own containment of non-finite keys and values (``band_attention(...,
 contain=True)``: the kernel marks the bad positions itself and a second pass recomputes the
-tiles that see one; or with the marks given, ``bad=``) against the torch form it replaces: k and v cleaned (``nonfinite.split_torch``),
+tiles that see one) against the torch form it replaces: k and v cleaned (``nonfinite.split_torch``),
 float64 masked attention, and the rows a band lets attend a bad position set to NaN
 (``nonfinite.band_rows_seeing`` + ``masked_fill``). Rows: NaN exactly where the torch form has
 them, every other row equal to float64; gradients: none from the NaN rows (even where the
@@ -56,19 +56,18 @@ def rel(got, want) -> float:
     return ((got.double() - want).norm() / want.norm().clamp_min(1.0)).item()
 
 
-MODES = ("detect", "marks")  # the kernel marks the bad positions / they come marked
+def bad_positions(k, v):
+    """(B, H_kv, n): the positions whose k or v row holds a NaN or ±inf."""
+    return ~(torch.isfinite(k).all(-1) & torch.isfinite(v).all(-1))
 
 
-def check(q, k, v, lo, hi, tol, mode, device="cpu"):
+def check(q, k, v, lo, hi, tol, device="cpu"):
     """Forward and gradients of the contained kernel against :func:`torch_form`."""
     scale = 1 / math.sqrt(q.shape[-1])
     lo, hi = clip_band(lo, hi, q.shape[2])
-    bad = nonfinite.find_torch(k, v)
+    bad = bad_positions(k, v)
     q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
-    if mode == "detect":
-        out = bk.band_attention(q, k, v, lo, hi, scale, contain=True)
-    else:
-        out = bk.band_attention(q, k, v, lo, hi, scale, bad=bad)
+    out = bk.band_attention(q, k, v, lo, hi, scale, contain=True)
     exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
     ref, rows = torch_form(*exact, lo, hi, scale)
     nan_rows = torch.isnan(out).all(-1)
@@ -89,14 +88,13 @@ def check(q, k, v, lo, hi, tol, mode, device="cpu"):
         e = rel(got, w)
         assert e < tol, f"d{name} relative error {e}"
     for name, got in (("k", grads[1]), ("v", grads[2])):
-        assert bad is None or not got[bad].any(), f"d{name} at a bad position is not 0"
+        assert not got[bad].any(), f"d{name} at a bad position is not 0"
     assert not grads[0][rows].any(), "dq of a NaN row is not 0"
     return rows
 
 
 @needs_interpreter
 @pytest.mark.usefixtures("forward_form")
-@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
     "heads_kv, lo, hi, positions",
     [
@@ -104,14 +102,15 @@ def check(q, k, v, lo, hi, tol, mode, device="cpu"):
         (1, 0, 20, [(0, 0, 0, False, 0), (0, 0, 69, True, 2)]),  # first and last key, MQA
         (2, 3, 9, [(0, 1, 30, True, 1), (0, 1, 30, False, 0)]),  # band without the diagonal
         (2, -100, 100, [(0, 0, 11, False, 2)]),  # every row sees it: all NaN in that head
+        (2, -8, 8, [(0, 0, 15, True, 0), (0, 1, 47, False, 0)]),  # last keys of 16-key tiles
     ],
 )
-def test_interpreted_contained_kernel_equals_the_torch_form(heads_kv, lo, hi, positions, mode):
+def test_interpreted_contained_kernel_equals_the_torch_form(heads_kv, lo, hi, positions):
     g = torch.Generator().manual_seed(lo + 1000 * hi)
     q = torch.randn(1, 2, 70, 16, dtype=torch.float16, generator=g)
     k, v = (torch.randn(1, heads_kv, 70, 16, dtype=torch.float16, generator=g) for _ in "kv")
     k, v = poisoned(q, k, v, positions, seed=hi)
-    rows = check(q, k, v, lo, hi, 5e-3, mode)
+    rows = check(q, k, v, lo, hi, 5e-3)
     assert (rows.any() and not rows.all()) or (lo, hi) == (-100, 100)
 
 
@@ -127,16 +126,15 @@ def test_interpreted_contained_kernel_equals_the_torch_form(heads_kv, lo, hi, po
         max_size=4,
     ),
     seed=hs.integers(0, 2**16),
-    mode=hs.sampled_from(MODES),
 )
-def test_interpreted_contained_kernel_property(n, group, lo, width, positions, seed, mode):
+def test_interpreted_contained_kernel_property(n, group, lo, width, positions, seed):
     """Any length, band, GQA group and set of bad entries (none included)."""
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(1, 2 * group, n, 16, dtype=torch.float16, generator=g)
     k, v = (torch.randn(1, 2, n, 16, dtype=torch.float16, generator=g) for _ in "kv")
     picks = [(0, h, j % n, in_k, which) for j, h, in_k, which in positions]
     k, v = poisoned(q, k, v, picks, seed)
-    check(q, k, v, lo, lo + width, 5e-3, mode)
+    check(q, k, v, lo, lo + width, 5e-3)
 
 
 @needs_interpreter
@@ -157,7 +155,7 @@ def test_interpreted_fixup_covers_the_first_pass_larger_tiles():
         g = torch.Generator().manual_seed(5)
         q, k, v = (torch.randn(1, 1, 200, 16, dtype=torch.float16, generator=g) for _ in "qkv")
         v[0, 0, 50, 7] = float("nan")
-        rows = check(q, k, v, -8, 8, 5e-3, "detect")
+        rows = check(q, k, v, -8, 8, 5e-3)
         assert rows[0, 0].nonzero().flatten().tolist() == list(range(42, 59))
     finally:
         tuned.configs = saved
@@ -165,33 +163,31 @@ def test_interpreted_fixup_covers_the_first_pass_larger_tiles():
 
 
 @needs_interpreter
-def test_interpreted_without_bad_marks_the_kernel_is_unchanged():
-    """All-false marks, given or found, change nothing (bitwise); the kernel's own marks are
-    the bad positions; a NaN that given marks miss is not contained: they are the
-    contract."""
+def test_interpreted_finite_inputs_are_unchanged_and_marks_are_exact():
+    """With finite inputs the contained kernel equals the plain one bitwise (the second pass
+    rewrites nothing); its marks are exactly the bad positions, per kv head (GQA: only the
+    first query head of each group writes them)."""
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, 2, 50, 16, dtype=torch.float16, generator=g) for _ in "qkv")
-    none = torch.zeros(1, 2, 50, dtype=torch.bool)
+    q = torch.randn(1, 4, 50, 16, dtype=torch.float16, generator=g)
+    k, v = (torch.randn(1, 2, 50, 16, dtype=torch.float16, generator=g) for _ in "kv")
     plain = bk.band_attention(q, k, v, -4, 4)
-    assert torch.equal(bk.band_attention(q, k, v, -4, 4, bad=none), plain)
     assert torch.equal(bk.band_attention(q, k, v, -4, 4, contain=True), plain)
-    assert torch.equal(bk.band_forward(q, k, v, -4, 4, 0.25, contain=True)[2], none)
+    assert not bk.band_forward(q, k, v, -4, 4, 0.25, contain=True)[2].any()
     v[0, 0, 30, 3] = float("nan")
     k[0, 1, 0, 0] = float("-inf")
-    marks = bk.band_forward(q, k, v, -4, 4, 0.25, contain=True)[2]  # the kernel's own
+    marks = bk.band_forward(q, k, v, -4, 4, 0.25, contain=True)[2]
     assert marks.nonzero().tolist() == [[0, 0, 30], [0, 1, 0]]
-    leaked = bk.band_attention(q, k, v, -4, 4, bad=none)
-    assert torch.isnan(leaked[0, 0, :20]).any()  # rows 0..19 cannot see key 30: a leak
-    with pytest.raises(ValueError, match="bad must be bool"):
-        bk.band_attention(q, k, v, -4, 4, bad=none[:, :1])
+    assert bk.band_forward(q, k, v, -4, 4, 0.25)[2].numel() == 0  # nothing asked, none made
+    leaked = bk.band_attention(q, k, v, -4, 4)  # not contained: the NaN reaches its tile
+    assert torch.isnan(leaked[0, :2, :20]).any()  # rows 0..19 cannot see key 30
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("heads_kv", [4, 1])
 def test_gpu_band_backend_contains_in_the_kernel(heads_kv, monkeypatch):
-    """Through ``sparse_attention(backend="band")`` on CUDA: the marks from the Triton scan,
-    the kernel's containment, against the torch form, bfloat16; the cleaning kernel is not
-    called (the band backend keeps no cleaned copy of k and v)."""
+    """Through ``sparse_attention(backend="band")`` on CUDA, bfloat16, against the torch form:
+    the kernel's own containment (autotuned first-pass tiles, the fix-up's 64 x 64); the
+    cleaning kernel is not called (the band backend keeps no cleaned copy of k and v)."""
     from sparsetorch.kernels import finite_triton
 
     monkeypatch.setattr(finite_triton, "clean_nonfinite_triton", None)  # fails if called
@@ -209,5 +205,4 @@ def test_gpu_band_backend_contains_in_the_kernel(heads_kv, monkeypatch):
     keep = ~rows
     err = ((out[keep].double() - ref[keep]).norm() / ref[keep].norm()).item()
     assert err < 1e-2
-    for mode in MODES:
-        check(q, k, v, -100, 100, 2e-2, mode, device="cuda")
+    check(q, k, v, -100, 100, 2e-2, device="cuda")

@@ -227,80 +227,6 @@ def test_poison_on_cuda_uses_the_kernel_and_equals_masked_fill(monkeypatch):
 
 
 @needs_interpreter
-@settings(max_examples=25, deadline=None)
-@given(
-    b=hs.integers(1, 2),
-    kv_heads=hs.integers(1, 2),
-    group=hs.sampled_from([1, 2, 3]),
-    n=hs.integers(1, 40),
-    band=hs.tuples(hs.integers(-45, 45), hs.integers(-45, 45)).map(sorted),
-    nan=hs.booleans(),
-    seed=hs.integers(0, 2**16),
-)
-def test_fill_band_rows_equals_the_marks_and_masked_fill(b, kv_heads, group, n, band, nan, seed):
-    """Bands anywhere (past either end of the sequence, not containing the diagonal), GQA."""
-    lo, hi = band
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, kv_heads * group, n, 24, generator=g).half()
-    bad = torch.rand(b, kv_heads, n, generator=g) < 0.1
-    got = ft.fill_band_rows_triton(x, nonfinite.band_counts(bad), lo, hi, nan)
-    rows = nonfinite.band_rows_seeing(bad, lo, hi, kv_heads * group)
-    assert same_with_nan(got, x.masked_fill(rows[..., None], float("nan") if nan else 0.0))
-
-
-@needs_interpreter
-def test_fill_band_rows_golden_rows_and_gradient():
-    """n = 8, local(1) (lo -1, hi 1), one bad key at 5 of kv head 0, two query heads per kv
-    head: rows 4, 5, 6 of heads 0 and 1 are NaN, nothing else; the op's gradient is 0 there."""
-    x = torch.randn(1, 4, 8, 16, generator=torch.Generator().manual_seed(0)).half()
-    bad = torch.zeros(1, 2, 8, dtype=torch.bool)
-    bad[0, 0, 5] = True
-    x.requires_grad_()
-    out = torch.ops.sparsetorch.fill_band_rows(x, nonfinite.band_counts(bad), -1, 1, True)
-    marked = out.isnan().all(-1)
-    want = torch.zeros(1, 4, 8, dtype=torch.bool)
-    want[0, :2, 4:7] = True
-    assert torch.equal(marked, want) and not out[~want].isnan().any()
-    up = torch.ones(1, 4, 8, 16).half()
-    (grad,) = torch.autograd.grad(out, (x,), up)
-    assert torch.equal(grad, up.masked_fill(want[..., None], 0.0))
-
-
-def test_fill_band_unsupported_inputs_say_why():
-    x, counts = torch.zeros(1, 4, 8, 16), torch.zeros(1, 2, 9, dtype=torch.int32)
-    if ft.triton is None or (not ft.interpreting() and not torch.cuda.is_available()):
-        assert ft.fill_band_unsupported(x, counts) is not None
-        return
-    assert ft.fill_band_unsupported(x, counts) is None
-    assert "n + 1" in ft.fill_band_unsupported(x, counts[..., :8])
-    assert "int32" in ft.fill_band_unsupported(x, counts.long())
-    assert "dividing 4" in ft.fill_band_unsupported(x, torch.zeros(1, 3, 9, dtype=torch.int32))
-    with pytest.raises(ValueError, match="fill_band_rows: needs x"):
-        ft.fill_band_rows_triton(torch.zeros(4, 8, 16), counts, 0, 1, True)
-
-
-def test_poison_band_off_cuda_is_the_marks_and_masked_fill():
-    out = torch.randn(1, 2, 6, 4)
-    bad = torch.tensor([[[False, False, True, False, False, False]]])  # one kv head
-    got = nonfinite.poison_band(out, bad, 0, 2)  # rows 2, 3, 4 see key 2
-    assert got[0, :, 2:5].isnan().all() and not got[0, :, :2].isnan().any()
-    assert not got[0, :, 5].isnan().any()
-    assert nonfinite.poison_band(out, None, 0, 2) is out
-
-
-@pytest.mark.gpu
-def test_poison_band_on_cuda_uses_the_kernel_and_equals_the_marks(monkeypatch):
-    g = torch.Generator(device="cuda").manual_seed(4)
-    out = torch.randn(1, 4, 300, 128, device="cuda", generator=g).bfloat16()
-    bad = torch.rand(1, 2, 300, device="cuda", generator=g) < 0.01
-    calls = spy(monkeypatch, "fill_band_rows_triton")
-    got = nonfinite.poison_band(out, bad, -16, 16)
-    assert calls == [1]
-    rows = nonfinite.band_rows_seeing(bad, -16, 16, 4)
-    assert same_with_nan(got, out.masked_fill(rows[..., None], float("nan")))
-
-
-@needs_interpreter
 def test_ops_pass_torch_library_opcheck():
     """Schema, fake tensors (torch.compile), autograd registration, AOT dispatch."""
     g = torch.Generator().manual_seed(5)
@@ -319,9 +245,4 @@ def test_ops_pass_torch_library_opcheck():
     rows = torch.tensor([[[True] + [False] * 8, [False] * 4 + [True] + [False] * 4]])
     torch.library.opcheck(
         torch.ops.sparsetorch.fill_rows.default, (v.clone().requires_grad_(), rows, False)
-    )
-    counts = nonfinite.band_counts(rows)
-    torch.library.opcheck(
-        torch.ops.sparsetorch.fill_band_rows.default,
-        (v.clone().requires_grad_(), counts, -2, 3, False),
     )

@@ -8,9 +8,7 @@
   ``formats.BSR.matmul_reference``.
 - ``finite_triton.clean_nonfinite_triton``: non-finite keys and values cleaned in one pass
   (Triton, CUDA) for attention's containment; twin
-  ``attention.backends.nonfinite.split_torch``. ``find_nonfinite_triton``: the same scan
-  without the copies, for the band kernel, which contains them itself; twin
-  ``nonfinite.find_torch``.
+  ``attention.backends.nonfinite.split_torch``.
 - ``cpu``: sparse Linear training and inference kernels for the CPU (C++, compiled on first
   use or by ``make``); twin ``cpu.reference`` (docs/cpu_kernels.md).
 """

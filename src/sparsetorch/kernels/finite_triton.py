@@ -18,11 +18,9 @@ same torch ops.
 The rows that may see a bad position are then set to NaN in the attention's output
 (``nonfinite.poison``): ``fill_rows`` (``torch.ops.sparsetorch.fill_rows``) does it in one pass
 over the rows with the same row walk, where ``masked_fill`` copies the output and then fills it
-through a broadcast mask: 0.566 ms at the size above, where one pass reading and writing the
-256 MiB output at the copies' rate would take 0.17 ms. For a band (the band backend)
-``fill_band_rows`` also computes the marks in that pass, from the prefix counts of the bad
-positions, where ``nonfinite.band_rows_seeing`` took 0.177 ms and ten small launches. Neither
-fill kernel is timed on a GPU yet.
+through a broadcast mask: 0.185 against 0.567 ms at the size above (H100, 2026-12-07). The
+band kernel needs neither: it contains non-finite keys and values itself
+(``band_attention(..., contain=True)``).
 """
 
 from __future__ import annotations
@@ -91,15 +89,13 @@ if triton is not None:
     @triton.jit
     def _clean_rows(
         src, dst, rows, ok, b, h, i, stride_b, stride_h, stride_n, stride_d,
-        D: tl.constexpr, BLOCK_D: tl.constexpr, WRITE: tl.constexpr,
+        D: tl.constexpr, BLOCK_D: tl.constexpr,
     ):  # fmt: skip
-        """Rows (b, h, i) of one tensor cleaned into ``dst`` (contiguous, row ``rows``; not
-        written unless ``WRITE``); returns (BLOCK_R,): whether each row held a non-finite
-        entry."""
+        """Rows (b, h, i) of one tensor cleaned into ``dst`` (contiguous, row ``rows``);
+        returns (BLOCK_R,): whether each row held a non-finite entry."""
         x, mask = _load_rows(src, ok, b, h, i, stride_b, stride_h, stride_n, stride_d, D, BLOCK_D)
         finite = _finite(x)
-        if WRITE:
-            _store_rows(dst, rows, tl.where(finite, x, 0.0), mask, D, BLOCK_D)
+        _store_rows(dst, rows, tl.where(finite, x, 0.0), mask, D, BLOCK_D)
         return tl.max((mask & ~finite).to(tl.int32), axis=1) > 0
 
     @triton.jit
@@ -109,17 +105,10 @@ if triton is not None:
         sk_b, sk_h, sk_n, sk_d, sv_b, sv_h, sv_n, sv_d,
         DK: tl.constexpr, DV: tl.constexpr,
         BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_R: tl.constexpr,
-        WRITE: tl.constexpr,
     ):  # fmt: skip
-        """bad = whether each position's k or v row holds a non-finite entry; ``WRITE``: also
-        k and v cleaned into k_out and v_out."""
         rows, ok, b, h, i = _rows(ROWS, H, N, BLOCK_R)
-        bad_k = _clean_rows(
-            k_ptr, k_out, rows, ok, b, h, i, sk_b, sk_h, sk_n, sk_d, DK, BLOCK_DK, WRITE
-        )
-        bad_v = _clean_rows(
-            v_ptr, v_out, rows, ok, b, h, i, sv_b, sv_h, sv_n, sv_d, DV, BLOCK_DV, WRITE
-        )
+        bad_k = _clean_rows(k_ptr, k_out, rows, ok, b, h, i, sk_b, sk_h, sk_n, sk_d, DK, BLOCK_DK)
+        bad_v = _clean_rows(v_ptr, v_out, rows, ok, b, h, i, sv_b, sv_h, sv_n, sv_d, DV, BLOCK_DV)
         tl.store(bad_ptr + rows, bad_k | bad_v, mask=ok)
 
     @triton.jit
@@ -157,43 +146,28 @@ if triton is not None:
         x_ptr, marks_ptr, out_ptr,
         ROWS, H, N,
         sx_b, sx_h, sx_n, sx_d,
-        HKV, GROUP, LO, HI,
-        D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr,
-        NAN: tl.constexpr, BAND: tl.constexpr,
+        D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr, NAN: tl.constexpr,
     ):  # fmt: skip
-        """out = x with marked rows NaN (``NAN``) or 0. The marks: ``BAND`` False, a
-        contiguous bool (B, H, n); True, the prefix counts (B, HKV, n + 1) int32 of bad key
-        positions, and row i of head h is marked when keys [i - HI, i - LO] of kv head
-        h // GROUP (clipped to the sequence) hold one."""
+        """out = x with the rows marked in ``marks`` (contiguous bool (B, H, n)) NaN
+        (``NAN``) or 0."""
         rows, ok, b, h, i = _rows(ROWS, H, N, BLOCK_R)
         x, mask = _load_rows(x_ptr, ok, b, h, i, sx_b, sx_h, sx_n, sx_d, D, BLOCK_D)
-        if BAND:
-            counts = marks_ptr + (b * HKV + h // GROUP) * (N + 1)  # (BR,) row starts
-            first = tl.minimum(tl.maximum(i - HI, 0), N)
-            last = tl.minimum(tl.maximum(i - LO + 1, 0), N)
-            hit = tl.load(counts + last, mask=ok, other=0) > tl.load(
-                counts + first, mask=ok, other=0
-            )
-        else:
-            hit = tl.load(marks_ptr + rows, mask=ok, other=0) != 0  # (BR,)
+        hit = tl.load(marks_ptr + rows, mask=ok, other=0) != 0  # (BR,)
         fill = float("nan") if NAN else 0.0
         _store_rows(out_ptr, rows, tl.where(hit[:, None], fill, x), mask, D, BLOCK_D)
 
 
-def _launch(
-    kernel, x: Tensor, tensors, strides, block_rows: int, dims: dict, scalars=(), **constants
-):
+def _launch(kernel, x: Tensor, tensors, strides, block_rows: int, dims: dict, **constants):
     """``kernel`` over the flat rows of (B, H, n) of ``x`` (B, H, n, D), ``block_rows`` per
     program; ``dims`` the head dims by name ({"DK": ...}: also passed as BLOCK_DK, the next
-    power of two), ``scalars`` run-time arguments after the strides, ``constants`` the
-    kernel's other compile-time arguments."""
+    power of two), ``constants`` the kernel's other compile-time arguments."""
     bsz, heads, n = x.shape[:3]
     rows = bsz * heads * n
     if rows == 0:
         return
     blocks = {f"BLOCK_{name}": triton.next_power_of_2(d) for name, d in dims.items()}
     kernel[(math.ceil(rows / block_rows),)](
-        *tensors, rows, heads, n, *strides, *scalars,
+        *tensors, rows, heads, n, *strides,
         **dims, **blocks, **constants, BLOCK_R=block_rows, num_warps=4,
     )  # fmt: skip
 
@@ -209,25 +183,8 @@ def clean_nonfinite_triton(k: Tensor, v: Tensor, block_rows: int = 32):
     bad = torch.empty(k.shape[:3], dtype=torch.bool, device=k.device)
     tensors = (k, v, k_out, v_out, bad)
     strides = (*k.stride(), *v.stride())
-    dims = {"DK": k.shape[-1], "DV": v.shape[-1]}
-    _launch(_clean_kernel, k, tensors, strides, block_rows, dims, WRITE=True)
+    _launch(_clean_kernel, k, tensors, strides, block_rows, {"DK": k.shape[-1], "DV": v.shape[-1]})
     return k_out, v_out, bad
-
-
-def find_nonfinite_triton(k: Tensor, v: Tensor, block_rows: int = 32) -> Tensor:
-    """bad (B, H, n) bool: the positions whose k (B, H, n, Dk) or v (B, H, n, Dv) row holds a
-    NaN or ±inf, in one launch that reads k and v once and writes nothing else (the kernel of
-    :func:`clean_nonfinite_triton` without its cleaned copies: half the bytes). For kernels
-    that keep the bad positions from the other rows themselves (the band kernel's
-    ``bad``)."""
-    reason = unsupported(k, v)
-    if reason is not None:
-        raise ValueError(f"find_nonfinite: {reason}")
-    bad = torch.empty(k.shape[:3], dtype=torch.bool, device=k.device)
-    tensors = (k, v, k, v, bad)  # the outputs' pointers are not written (WRITE False)
-    dims = {"DK": k.shape[-1], "DV": v.shape[-1]}
-    _launch(_clean_kernel, k, tensors, (*k.stride(), *v.stride()), block_rows, dims, WRITE=False)
-    return bad
 
 
 def clean_grad_triton(k: Tensor, v: Tensor, grad_k: Tensor, grad_v: Tensor, block_rows: int = 32):
@@ -268,31 +225,11 @@ def fill_unsupported(x: Tensor, rows: Tensor) -> str | None:
     return None
 
 
-def fill_band_unsupported(x: Tensor, counts: Tensor) -> str | None:
-    """None if :func:`fill_band_rows_triton` takes this x (B, H, n, D) and counts (B, H_kv,
-    n + 1) int32."""
-    reason = _output_unsupported(x)
-    if reason is not None:
-        return reason
-    bsz, heads, n = x.shape[:3]
-    if counts.dim() != 3 or counts.shape[0] != bsz or counts.shape[2] != n + 1:
-        return f"needs counts (B, H_kv, n + 1) for x {tuple(x.shape)}, got {tuple(counts.shape)}"
-    if counts.dtype != torch.int32 or heads % counts.shape[1]:
-        return (
-            f"needs int32 counts over a number of heads dividing {heads}, got {counts.dtype} "
-            f"over {counts.shape[1]}"
-        )
-    if counts.device != x.device:
-        return "x and counts on different devices"
-    return None
-
-
-def _fill(x: Tensor, marks: Tensor, nan: bool, band: tuple | None, block_rows: int) -> Tensor:
+def _fill(x: Tensor, marks: Tensor, nan: bool, block_rows: int) -> Tensor:
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    scalars = (1, 1, 0, 0) if band is None else band  # (HKV, GROUP, LO, HI)
     _launch(
         _fill_kernel, x, (x, marks.contiguous(), out), x.stride(), block_rows,
-        {"D": x.shape[-1]}, scalars, NAN=bool(nan), BAND=band is not None,
+        {"D": x.shape[-1]}, NAN=bool(nan),
     )  # fmt: skip
     return out
 
@@ -305,23 +242,7 @@ def fill_rows_triton(x: Tensor, rows: Tensor, nan: bool, block_rows: int = 32) -
     reason = fill_unsupported(x, rows)
     if reason is not None:
         raise ValueError(f"fill_rows: {reason}")
-    return _fill(x, rows, nan, None, block_rows)
-
-
-def fill_band_rows_triton(
-    x: Tensor, counts: Tensor, lo: int, hi: int, nan: bool, block_rows: int = 32
-) -> Tensor:
-    """x (B, H, n, D), any strides, with the rows that a band ``lo <= i - j <= hi`` lets
-    attend a bad key set to NaN (``nan``) or 0; ``counts`` (B, H_kv, n + 1) int32: the prefix
-    counts of bad key positions (``nonfinite.band_counts``), query head h reading kv head
-    h // (H / H_kv). The marks of ``nonfinite.band_rows_seeing`` and the fill of
-    :func:`fill_rows_triton` in one pass, without the marks' (B, H, n) tensor and its ten
-    small launches."""
-    reason = fill_band_unsupported(x, counts)
-    if reason is not None:
-        raise ValueError(f"fill_band_rows: {reason}")
-    hkv = counts.shape[1]
-    return _fill(x, counts, nan, (hkv, x.shape[1] // hkv, int(lo), int(hi)), block_rows)
+    return _fill(x, rows, nan, block_rows)
 
 
 @torch.library.custom_op("sparsetorch::fill_rows", mutates_args=())
@@ -346,44 +267,6 @@ def _fill_backward(ctx, grad):
 
 
 fill_rows.register_autograd(_fill_backward, setup_context=_fill_setup_context)
-
-
-@torch.library.custom_op("sparsetorch::fill_band_rows", mutates_args=())
-def fill_band_rows(x: Tensor, counts: Tensor, lo: int, hi: int, nan: bool) -> Tensor:
-    """``fill_band_rows_triton`` as ``torch.ops.sparsetorch.fill_band_rows``; its gradient is
-    the incoming one with the marked rows 0."""
-    return fill_band_rows_triton(x, counts, lo, hi, nan)
-
-
-@fill_band_rows.register_fake
-def _fill_band_rows_fake(x, counts, lo, hi, nan):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
-
-
-def _fill_band_setup_context(ctx, inputs, output):
-    ctx.save_for_backward(inputs[1])
-    ctx.band = inputs[2:4]
-
-
-def _fill_band_backward(ctx, grad):
-    (counts,) = ctx.saved_tensors
-    grad = torch.ops.sparsetorch.fill_band_rows(grad, counts, *ctx.band, False)
-    return grad, None, None, None, None
-
-
-fill_band_rows.register_autograd(_fill_band_backward, setup_context=_fill_band_setup_context)
-
-
-@torch.library.custom_op("sparsetorch::find_nonfinite", mutates_args=())
-def find_nonfinite(k: Tensor, v: Tensor) -> Tensor:
-    """``find_nonfinite_triton`` as ``torch.ops.sparsetorch.find_nonfinite`` (a bool output:
-    no gradient)."""
-    return find_nonfinite_triton(k, v)
-
-
-@find_nonfinite.register_fake
-def _find_nonfinite_fake(k, v):
-    return k.new_empty(k.shape[:3], dtype=torch.bool)
 
 
 @torch.library.custom_op("sparsetorch::clean_nonfinite", mutates_args=())

@@ -11,9 +11,9 @@ So each backend computes on cleaned inputs (non-finite entries replaced by 0, :f
 and marks the rows that see a bad position: dense by a mask-vector product, reference tile by
 tile, the pieces of ``bands`` by prefix sums over each band, flex on CUDA by a score bias that
 its log-sum-exp shows (in the compiled call, no host synchronisation), flex on the CPU by the
-reference's tiles when some position is bad. The band kernel does both itself from the marks
-of :func:`find` (one read of k and v, no cleaned copies): tiles holding a bad position zero its
-value row and mark the rows the band lets see it. Rows marked NaN pass no gradient back; the
+reference's tiles when some position is bad. The band kernel does both itself
+(``band_attention(..., contain=True)``: it marks the bad positions as it goes, no cleaned
+copies, and recomputes the tiles that see one). Rows marked NaN pass no gradient back; the
 other rows' gradients are those of the cleaned inputs, and a bad position's are 0.
 """
 
@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from sparsetorch.kernels import finite_triton
+from sparsetorch.kernels.band_attention import prefix_counts
 
 # Added to the score of a bad position (flex on CUDA): its row's log-sum-exp then exceeds
 # POISON / 2, which no attention score of real activations reaches.
@@ -57,27 +58,6 @@ def split_torch(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
     return torch.where(finite_k, k, 0.0), torch.where(finite_v, v, 0.0), bad
 
 
-def find(k: Tensor, v: Tensor) -> Tensor | None:
-    """bad (B, H, n) bool: the positions whose key or value row holds a NaN or ±inf, for a
-    kernel that contains them itself (the band kernel's ``bad``). On CUDA one Triton pass that
-    reads k and v once (``torch.ops.sparsetorch.find_nonfinite``); elsewhere torch ops, which
-    on the CPU in eager code return None when every entry is finite (as :func:`split_torch`)."""
-    if k.device.type == "cuda" and finite_triton.unsupported(k, v) is None:
-        return torch.ops.sparsetorch.find_nonfinite(k, v)
-    return find_torch(k, v)
-
-
-def find_torch(k: Tensor, v: Tensor) -> Tensor | None:
-    """:func:`find` in torch ops, on any device."""
-    eager_cpu = k.device.type == "cpu" and not torch.compiler.is_compiling()
-    if eager_cpu and bool(torch.isfinite(k.sum() + v.sum())):
-        return None
-    bad = ~(torch.isfinite(k).all(-1) & torch.isfinite(v).all(-1))  # (B, H, n)
-    if eager_cpu and not bool(bad.any()):
-        return None
-    return bad
-
-
 def poison(out: Tensor, rows: Tensor | None) -> Tensor:
     """``out`` (B, H, n, Dv) with the rows marked in ``rows`` (B, H, n) set to NaN. On CUDA in
     eager code one Triton pass (``torch.ops.sparsetorch.fill_rows``: ``masked_fill`` there
@@ -106,13 +86,6 @@ def rows_seeing(mask: Tensor, bad: Tensor | None) -> Tensor | None:
     return hits.squeeze(-1) > 0
 
 
-def band_counts(bad: Tensor) -> Tensor:
-    """(B, H_kv, n + 1) int32: how many ``bad`` (B, H_kv, n) positions precede each position,
-    the last entry all of them. int32 (a count is at most n): torch's default int64 scan took
-    0.1 ms of the marks' 0.18 at n = 65536, H 16 on an H100."""
-    return torch.nn.functional.pad(bad.to(torch.int32).cumsum(-1, dtype=torch.int32), (1, 0))
-
-
 def band_rows_seeing(bad: Tensor | None, lo: int, hi: int, heads: int) -> Tensor | None:
     """(B, heads, n): the rows i that a band ``lo <= i - j <= hi`` (clipped to the sequence)
     lets attend a ``bad`` (B, H_kv, n) key j, by prefix sums (O(n), no (n, n) mask); each kv
@@ -120,25 +93,12 @@ def band_rows_seeing(bad: Tensor | None, lo: int, hi: int, heads: int) -> Tensor
     if bad is None:
         return None
     n = bad.shape[-1]
-    counts = band_counts(bad)
+    counts = prefix_counts(bad)
     i = torch.arange(n, device=bad.device)
     first = (i - hi).clamp(0, n)  # keys [first, last) of row i
     last = (i - lo + 1).clamp(0, n)
     seen = (counts[..., last] - counts[..., first]) > 0  # (B, Hkv, n)
     return seen.repeat_interleave(heads // bad.shape[1], dim=1)
-
-
-def poison_band(out: Tensor, bad: Tensor | None, lo: int, hi: int) -> Tensor:
-    """``poison(out, band_rows_seeing(bad, lo, hi, H))`` for out (B, H, n, Dv): on CUDA in
-    eager code one Triton pass that reads the prefix counts of ``bad`` per row
-    (``torch.ops.sparsetorch.fill_band_rows``), no (B, H, n) marks in between."""
-    if bad is None:
-        return out
-    if out.device.type == "cuda" and not torch.compiler.is_compiling():
-        counts = band_counts(bad)
-        if finite_triton.fill_band_unsupported(out, counts) is None:
-            return torch.ops.sparsetorch.fill_band_rows(out, counts, lo, hi, True)
-    return poison(out, band_rows_seeing(bad, lo, hi, out.shape[1]))
 
 
 def split_with_bias(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
