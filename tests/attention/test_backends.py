@@ -149,10 +149,13 @@ def test_auto_routes_finite_bands_in_half_precision_to_the_band_kernel(monkeypat
 
     monkeypatch.setattr(backends.band_kernel, "available", lambda: True)
     cuda = torch.device("cuda")
-    assert backends.AUTO_BAND_MIN_N == 16384
+    assert backends.AUTO_BAND_MIN_N == 4096 and backends.AUTO_BANDS_MIN_N == 16384
     assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 128) == "band"
-    assert A.choose(A.band(0, 512), 16384, cuda, False, torch.float16, 64) == "band"
-    assert A.choose(A.band(0, 512), 8192, cuda, False, torch.float16, 64) == "flex"  # short
+    assert A.choose(A.band(0, 512), 4096, cuda, False, torch.float16, 64) == "band"
+    assert A.choose(A.band(0, 512), 3072, cuda, False, torch.float16, 64) == "flex"  # short
+    strided = A.causal() & (A.local(512) | A.strided(256))
+    assert A.choose(strided, 16384, cuda, False, torch.float16, 64) == "bands"
+    assert A.choose(strided, 8192, cuda, False, torch.float16, 64) == "flex"  # short for bands
     monkeypatch.setattr(backends, "AUTO_BAND_MIN_N", None)
     assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 128) == "flex"  # off
     monkeypatch.setattr(backends, "AUTO_BAND_MIN_N", 0)

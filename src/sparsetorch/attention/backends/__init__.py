@@ -153,15 +153,17 @@ class BandPieces(Backend):
 # CUDA: FlexAttention; dense where the pattern needs more than half of the blocks. A finite
 # band in half precision from AUTO_BAND_MIN_N on takes our band kernel: on an H100
 # (benchmarks/attention_band.py, docs/benchmarks.md "Attention (GPU): the band kernel against
-# the fastest dense") it beat FlexAttention for local(512) and causal() & local(512), forward
-# and forward + backward, at n = 16k and 64k; at 4k FlexAttention won 3 of the 4 (None: off).
-# From the same length a union of periodic bands with a strided part takes ``bands``: on an
-# H100 it ran causal() & (local(512) | strided(256)) and local(512) | strided(256) 2.6-9.0x
-# faster than FlexAttention at 16k, 32k and 64k (forward; docs/benchmarks.md, "Strided
-# patterns through the band kernel").
+# the fastest dense" and "The cost of containing non-finite keys and values") the library's
+# band call beat its flex call for local(512) and causal() & local(512), forward and forward +
+# backward, at n = 4k, 16k and 64k (None: off); shorter lengths were not measured. From
+# AUTO_BANDS_MIN_N a union of periodic bands with a strided part takes ``bands``: on an H100
+# it ran causal() & (local(512) | strided(256)) and local(512) | strided(256) 2.6-9.0x faster
+# than FlexAttention at 16k, 32k and 64k (forward; docs/benchmarks.md, "Strided patterns
+# through the band kernel"), and 4x slower at 4k.
 MIN_SPARSE_N = {"cpu": 2048, "cuda": 2048}
 MAX_BLOCK_DENSITY = {"cpu": 0.2, "cuda": 0.5}
-AUTO_BAND_MIN_N: int | None = 16384
+AUTO_BAND_MIN_N: int | None = 4096
+AUTO_BANDS_MIN_N: int | None = 16384
 
 
 def choose(
@@ -178,24 +180,26 @@ def choose(
     sparse = "flex" if kind == "cuda" or not requires_grad else "reference"
     if n < MIN_SPARSE_N[kind]:
         return "dense"
-    band_from = AUTO_BAND_MIN_N
-    on_band_kernel = (
-        band_from is not None
-        and n >= band_from
-        and kind == "cuda"
+    kernel_runs = (
+        kind == "cuda"
         and band_kernel.available()
         and dtype in band_kernel.DTYPES
         and head_dim in band_kernel.HEAD_DIMS
     )
-    if on_band_kernel and _has_strided_piece(pattern, n):
+    if kernel_runs and _from(AUTO_BANDS_MIN_N, n) and _has_strided_piece(pattern, n):
         return "bands"  # before the block density: a strided part needs every block
     block = flex.BLOCK if sparse == "flex" else BLOCK
     density = _block_density(pattern, n, block)  # on the host: nothing launched on a GPU
     if density > MAX_BLOCK_DENSITY[kind]:
         return "dense"
-    if on_band_kernel and _is_finite_band(pattern):
+    if kernel_runs and _from(AUTO_BAND_MIN_N, n) and _is_finite_band(pattern):
         return "band"
     return sparse
+
+
+def _from(threshold: int | None, n: int) -> bool:
+    """n reaches a length threshold (None: never)."""
+    return threshold is not None and n >= threshold
 
 
 def _has_strided_piece(pattern: AttentionPattern, n: int) -> bool:
@@ -229,6 +233,7 @@ class Auto(Backend):
 
 __all__ = [
     "AUTO_BAND_MIN_N",
+    "AUTO_BANDS_MIN_N",
     "BACKENDS",
     "Auto",
     "Backend",
