@@ -232,8 +232,8 @@ class Auto(Backend):
 
 
 __all__ = [
-    "AUTO_BAND_MIN_N",
     "AUTO_BANDS_MIN_N",
+    "AUTO_BAND_MIN_N",
     "BACKENDS",
     "Auto",
     "Backend",
