@@ -37,6 +37,15 @@ BAND_TYPES = {
     **dict.fromkeys(["WIDTH", "NKEY"], "i32"),
     "qk_scale": "fp32",
 }
+BAND_BWD_TYPES = {
+    **BAND_TYPES,
+    **dict.fromkeys(["DO", "DK", "DV", "DQ", "DOC"], "*bf16"),
+    "DELTA": "*fp32",
+    "CNT": "*i32",
+    **dict.fromkeys(["sdb", "sdh", "sdn", "sdkb", "sdkh", "sdkn", "sdvb", "sdvh", "sdvn"], "i32"),
+    **dict.fromkeys(["sdqb", "sdqh", "sdqn", "HK"], "i32"),
+    "sm_scale": "fp32",
+}
 # the band forward's first autotuned config (the one-loop form, 128 x 64, 8 warps, 3 stages)
 BAND_FWD = {"HEAD_DIM": 128, "BLOCK_M": 128, "BLOCK_N": 64, "ONE_LOOP": True, "TMA": False}
 BAND_FWD["POLY"] = False
@@ -51,7 +60,7 @@ FILL_TYPES = {
 def compile_sm90(fn, types: dict, constants: dict, divisible: list[str], **options) -> dict:
     names = list(fn.arg_names)
     signature = {n: ("constexpr" if n in constants else types[n]) for n in names}
-    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in divisible}
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in divisible if n in names}
     source = ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=attrs)
     kernel = triton.compile(source, target=SM90, options=options)
     ptx = kernel.asm["ptx"]
@@ -91,6 +100,23 @@ def compile_all() -> dict:
         band_attention._band_fixup, BAND_TYPES,
         {"HEAD_DIM": 128, "BLOCK_M": bm, "BLOCK_N": bn, "SPAN": band_attention._SPAN},
         divisible, num_warps=warps, num_stages=stages,
+    )  # fmt: skip
+    # the backward with containment: each kernel at its first autotuned config
+    divisible_bwd = [*divisible, "DO", "DK", "DV", "DQ", "DOC", "DELTA", "CNT", "sdb", "sdh"]
+    divisible_bwd += ["sdn", "sdkb", "sdkh", "sdkn", "sdvb", "sdvh", "sdvn", "sdqb", "sdqh", "sdqn"]
+    for name, kernel, (bm, bn, warps, stages) in (
+        ("dkdv", band_attention._band_bwd_dkdv_k, band_attention._DKDV[0]),
+        ("dq", band_attention._band_bwd_dq_k, band_attention._DQ[0]),
+    ):
+        for contain in (False, True):
+            out[f"band {name} contain={contain}"] = compile_sm90(
+                kernel, BAND_BWD_TYPES,
+                {"HEAD_DIM": 128, "BLOCK_M": bm, "BLOCK_N": bn, "CONTAIN": contain},
+                divisible_bwd, num_warps=warps, num_stages=stages,
+            )  # fmt: skip
+    out["band delta contain"] = compile_sm90(
+        band_attention._bwd_delta, BAND_BWD_TYPES,
+        {"HEAD_DIM": 128, "BLOCK_M": 64, "CONTAIN": True}, divisible_bwd, num_warps=4,
     )  # fmt: skip
     constants = {"sx_d": 1, "D": 128, "BLOCK_D": 128, "BLOCK_R": 32, "NAN": True}
     divisible = ["x_ptr", "out_ptr", "ROWS", "N", "sx_b", "sx_h", "sx_n"]

@@ -84,3 +84,18 @@ def test_band_fixup_pass_compiles_with_a_pipeline_on_sm90(compiled):
     fixup = compiled["band fixup"]
     assert fixup["cp.async.cg.shared.global"] and fixup["cp.async.wait_group"]
     assert fixup["wgmma.mma_async"]
+
+
+@pytest.mark.parametrize("kernel", ["dkdv", "dq"])
+def test_band_backward_containment_keeps_the_pipeline_on_sm90(compiled, kernel):
+    """The backward kernels with containment keep the plain ones' asynchronous copies and
+    wgmma; they add narrow loads only (the marks; dq's two prefix counts per key tile, whose
+    scalars take a few bytes of shared memory)."""
+    plain = compiled[f"band {kernel} contain=False"]
+    contained = compiled[f"band {kernel} contain=True"]
+    for key in ("cp.async.cg.shared.global", "cp.async.wait_group", "wgmma.mma_async"):
+        assert contained[key] == plain[key] > 0, key
+    assert contained["shared"] - plain["shared"] in range(0, 65)
+    assert contained["ld.global.v4"] == plain["ld.global.v4"]
+    assert contained["ld.global"] > plain["ld.global"]
+    assert compiled["band delta contain"]["st.global.v4"] > 0  # dO with the NaN rows 0
