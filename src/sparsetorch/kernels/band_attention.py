@@ -63,6 +63,7 @@ def unsupported(q: torch.Tensor, k: torch.Tensor) -> str | None:
 
 
 if triton is not None:
+    from sparsetorch.kernels.finite_triton import _finite  # one test of finiteness for both
 
     @triton.jit
     def _ranges(start, N, LO, HI, TILE: tl.constexpr, OTHER: tl.constexpr, SIDE: tl.constexpr):
@@ -110,9 +111,7 @@ if triton is not None:
         rows = offs < N
         kr = tl.load(k_base + offs[:, None] * stride_kn + offs_d[None, :], mask=rows[:, None])
         vr = tl.load(v_base + offs[:, None] * stride_vn + offs_d[None, :], mask=rows[:, None])
-        finite = (tl.abs(kr.to(tl.float32)) < float("inf")) & (
-            tl.abs(vr.to(tl.float32)) < float("inf")
-        )  # False for NaN and ±inf
+        finite = _finite(kr) & _finite(vr)
         tl.store(bad_base + offs, tl.min(finite.to(tl.int32), 1) == 0, mask=rows)
 
     @triton.jit
