@@ -1,14 +1,19 @@
 """sparsify_ on the CPU as a new user meets it: the first call of a ViT-B-sized encoder, and a
 CSR layer at batch 1 against torch's own CSR matmul.
 
-    PYTHONPATH=src python benchmarks/sparsify_cpu.py [--layers 12] [--threads 1]
+    PYTHONPATH=src python benchmarks/sparsify_cpu.py [--layers 12] [--threads 1] [--gpt2]
 
 1. A ViT-B/16-sized encoder: ``layers`` blocks built as torchvision's ViT builds them
    (LayerNorm, ``nn.MultiheadAttention(768, 12)``, LayerNorm, MLP 768 -> 3072 -> 768 in an
    ``nn.Sequential``), every weight 90% pruned (uniform magnitude), one image's 197 tokens. ``st.sparsify_(model, "csr")`` then the first forward (where every layer chooses by
    measurement), wall seconds, and how many (layer key, M bucket) measurements the dispatcher
    made; then the steady forward against the dense model (median of interleaved rounds).
-2. One Linear (768 -> 768 and 768 -> 3072) at 95% sparsity, batch 1: the layer after
+2. ``--gpt2``: GPT-2 small built from its config (12 layers, 768 wide, random weights, eager
+   attention; no download), its 48 transformers ``Conv1D`` layers 90% pruned (uniform
+   magnitude) and swapped by ``sparsify_(.., "csr")``: a 128-token forward and ``generate``
+   of 16 tokens after an 8-token prompt, batch 1, against the dense model (interleaved
+   medians), with the first call's seconds. Needs transformers.
+3. One Linear (768 -> 768 and 768 -> 3072) at 95% sparsity, batch 1: the layer after
    ``sparsify_(.., "csr")`` against torch's own CSR matmul (``w.to_sparse_csr()``, ``@``) and
    dense ``F.linear``, interleaved medians. Ratios > 1: torch's CSR (or dense) is slower.
 """
@@ -92,6 +97,46 @@ def first_call(args) -> list[str]:
     ]
 
 
+def gpt2(args) -> list[str]:
+    import copy
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(attn_implementation="eager")  # GPT-2 small's shapes
+    dense = transformers.GPT2LMHeadModel(config).eval()
+    conv1d = lambda m, fqn: type(m).__name__ == "Conv1D"  # noqa: E731
+    st.prune(dense, sparsity=0.9, distribution="uniform", filter_fn=conv1d)
+    st.remove_masks(dense)
+    model = copy.deepcopy(dense)
+    dispatcher = Dispatcher(cache_file=None)
+    ids = torch.randint(0, config.vocab_size, (1, 128), generator=torch.Generator().manual_seed(0))
+    prompt = ids[:, :8]
+
+    def generate(m):
+        return m.generate(prompt, max_new_tokens=16, min_new_tokens=16, do_sample=False)
+
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        report = st.sparsify_(model, "csr", filter_fn=conv1d, dispatcher=dispatcher)
+        model(ids)
+        generate(model)
+        first = time.perf_counter() - t0
+        assert torch.equal(generate(model), generate(dense)), "greedy tokens differ"
+        forward = interleaved({"dense": lambda: dense(ids), "sparse": lambda: model(ids)}, 5, 2)
+        steps = interleaved(
+            {"dense": lambda: generate(dense), "sparse": lambda: generate(model)}, 5, 1
+        )
+    layers = [m for m in model.modules() if isinstance(m, SparseLinear)]
+    chosen = sorted({c for m in layers for c in m.choices.values()})
+    return [
+        f"| {what} | {len(report.swapped)} | {first:.1f} | {', '.join(chosen)} | "
+        f"{t['dense'] * 1e3:.1f} | {t['sparse'] * 1e3:.1f} | {t['dense'] / t['sparse']:.2f}x |"
+        for what, t in (("forward, 128 tokens", forward), ("generate 16 tokens", steps))
+    ]
+
+
 def csr_layer() -> list[str]:
     rows = []
     for out_f, in_f in ((768, 768), (3072, 768)):
@@ -130,6 +175,7 @@ def main() -> None:
         "--mlp-only", action="store_true", help="sparsify the MLP Linears only (older versions)"
     )
     ap.add_argument("--no-layer", action="store_true", help="skip the single-Linear table")
+    ap.add_argument("--gpt2", action="store_true", help="also GPT-2 small (needs transformers)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
@@ -140,6 +186,13 @@ def main() -> None:
     )
     print("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
     print("\n".join(first_call(args)))
+    if args.gpt2:
+        print(
+            "\n| GPT-2 small, 90% Conv1D, batch 1 | swapped | first calls s | chosen | "
+            "dense ms | sparse ms | speed-up |"
+        )
+        print("|---|---:|---:|---|---:|---:|---:|")
+        print("\n".join(gpt2(args)))
     if not args.no_layer:
         print(
             "\n| Linear (out x in), 95%, M = 1 | dense µs | torch CSR µs | ours µs (path) | "

@@ -20,6 +20,12 @@ As a module it stands in for the nn.Linear it replaced:
 - ``copy.deepcopy`` and ``pickle`` work: the state holds the dense weight, bias, candidates
   and choices, and the copy re-prepares its paths (a CUDA graph or a torch sparse tensor
   cannot be copied itself).
+
+It also stands in for transformers' ``Conv1D`` (GPT-2's layers: ``x @ weight + bias`` with the
+weight stored ``(in, out)``). The paths hold the ``(out, in)`` rows as for a Linear, while
+``weight``, ``state_dict()`` and ``load_state_dict`` keep the ``(in, out)`` layout of the
+module it replaced (``transposed`` is True), so a Hugging Face checkpoint loads either way and
+``unwrap_dense_`` gives back a ``Conv1D``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from sparsetorch.deploy.compute_paths import PATHS, DensePath
 from sparsetorch.deploy.dispatch import Dispatcher, density_bucket, m_bucket
 from sparsetorch.deploy.graphed import in_outer_graph
 from sparsetorch.formats import BSR
+from sparsetorch.masking.kinds import is_hf_conv1d
 
 
 def prepare_paths(
@@ -51,6 +58,23 @@ def prepare_paths(
     return paths, dropped
 
 
+def linear_rows(module: nn.Module) -> torch.Tensor:
+    """The ``(out, in)`` weight of an ``nn.Linear`` (its own tensor) or of transformers'
+    ``Conv1D`` (a transposed view), detached. TypeError for any other module."""
+    if isinstance(module, nn.Linear):
+        return module.weight.detach()
+    if is_hf_conv1d(module):
+        return module.weight.detach().t()
+    raise TypeError(
+        f"SparseLinear replaces an nn.Linear or a transformers Conv1D, got {type(module).__name__}"
+    )
+
+
+def _plain_attributes(module: nn.Module) -> dict:
+    """A module's own attributes outside nn.Module's state (a Conv1D's ``nf`` and ``nx``)."""
+    return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"}
+
+
 def _reasons(dropped: dict[str, str]) -> str:
     return "; ".join(f"{name}: {reason}" for name, reason in dropped.items())
 
@@ -62,7 +86,7 @@ class SparseLinear(nn.Module):
 
     def __init__(
         self,
-        linear: nn.Linear,
+        linear: nn.Module,
         candidates: list[str],
         dispatcher: Dispatcher,
         name: str = "",
@@ -70,12 +94,17 @@ class SparseLinear(nn.Module):
         super().__init__()
         if not candidates:
             raise ValueError(f"candidates of layer {name!r} must name at least one compute path")
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        rows = linear_rows(linear)  # (out, in)
+        self.out_features, self.in_features = rows.shape
+        # transformers' Conv1D: the parent, state_dict and unwrap_dense_ see (in, out); its
+        # class and plain attributes rebuild it in unwrap_dense_
+        self.transposed = not isinstance(linear, nn.Linear)
+        self.replaced = (type(linear), _plain_attributes(linear)) if self.transposed else None
         self.name = name
         self.dispatcher = dispatcher
         self.candidates = list(candidates)  # as asked; every re-preparation starts from these
         self.dropped: dict[str, str] = {}  # candidate -> why it cannot run here and now
-        weight = linear.weight.detach()
+        weight = rows.contiguous()  # a Conv1D's rows are copied once, as nn.Linear keeps them
         bias = None if linear.bias is None else linear.bias.detach()
         # built as asked (the caller checked support: sparsify_ does); re-preparing checks
         self._install(weight, bias, {c: PATHS.lookup(c)(weight, bias) for c in candidates})
@@ -104,9 +133,11 @@ class SparseLinear(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        """The dense (out, in) weight, zeros where pruned (see ``dense_weight``): what a parent
-        module that reads ``child.weight`` itself gets. Read-only."""
-        return self.dense_weight()
+        """The dense weight, zeros where pruned (see ``dense_weight``), in the layout of the
+        module replaced: (out, in), or (in, out) for a Conv1D (a view). What a parent module
+        that reads ``child.weight`` itself gets. Read-only."""
+        rows = self.dense_weight()
+        return rows.t() if self.transposed else rows
 
     def __getstate__(self) -> dict:
         """Copies and pickles hold the dense weight instead of the paths (CUDA graphs and
@@ -146,7 +177,8 @@ class SparseLinear(nn.Module):
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         super()._save_to_state_dict(destination, prefix, keep_vars)
-        destination[prefix + "weight"] = self.dense_weight()
+        # contiguous: safetensors (save_pretrained) refuses a transposed view
+        destination[prefix + "weight"] = self.weight.contiguous()
         if self.bias is not None:
             destination[prefix + "bias"] = self.bias
 
@@ -164,7 +196,8 @@ class SparseLinear(nn.Module):
         given = {n: state_dict[prefix + n] for n in names if prefix + n in state_dict}
         if not given:
             return
-        shapes = {"weight": (self.out_features, self.in_features), "bias": (self.out_features,)}
+        rows = (self.out_features, self.in_features)
+        shapes = {"weight": rows[::-1] if self.transposed else rows, "bias": (self.out_features,)}
         assign = local_metadata.get("assign_to_params_buffers", False)
         loaded = {}
         for name, value in given.items():
@@ -185,6 +218,8 @@ class SparseLinear(nn.Module):
             like = self.bias if name == "bias" else self  # both have .device and .dtype
             value = value.detach()
             loaded[name] = value if assign else value.to(like.device, like.dtype, copy=True)
+        if self.transposed and "weight" in loaded:
+            loaded["weight"] = loaded["weight"].t().contiguous()  # (in, out) -> (out, in)
         weight = loaded["weight"] if "weight" in loaded else self.dense_weight()
         bias = loaded.get("bias", self.bias)
         paths, dropped = prepare_paths(weight, bias, self.candidates)
@@ -272,6 +307,8 @@ class SparseLinear(nn.Module):
             f"bias={self.bias is not None}",
             f"paths={list(self.paths)}",
         ]
+        if self.transposed:
+            parts.append(f"transposed=True (replaces {self.replaced[0].__name__})")
         if self.dropped:
             parts.append(f"dropped={self.dropped}")
         if self.choices:

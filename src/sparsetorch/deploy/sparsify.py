@@ -3,11 +3,13 @@
 Configs name the sparse engines a layer may use; dense is always kept as a candidate and the
 dispatcher picks by measurement, so a sparsified model is never slower than the dense one.
 
-Only ``nn.Linear`` modules that are called are swapped. Every other layer of the registry of
-prunable kinds (convolutions, transformers' ``Conv1D`` whose weight is stored ``(in, out)``,
-``nn.MultiheadAttention``'s input projection, embeddings) and every Linear whose parent reads
-its weight itself (``nn.MultiheadAttention.out_proj``) stays dense and is listed in the
-report's ``skipped`` with the reason, so a pruned GPT-2 or ViT is never silently left dense.
+Matrix layers are swapped: ``nn.Linear`` and transformers' ``Conv1D`` (GPT-2's layers, a
+Linear whose weight is stored ``(in, out)``; the swapped layer keeps that layout in its
+``weight`` and state dict). Every other layer of the registry of prunable kinds
+(convolutions, ``nn.MultiheadAttention``'s input projection, embeddings) and every Linear whose
+parent reads its weight itself (``nn.MultiheadAttention.out_proj``) stays dense and is listed
+in the report's ``skipped`` with the reason, so a pruned GPT-2 or ViT is never silently left
+dense.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from sparsetorch._checks import check_not_meta
 from sparsetorch.deploy.compute_paths import PATHS
 from sparsetorch.deploy.dispatch import Dispatcher
 from sparsetorch.deploy.graphed import graph_timer
-from sparsetorch.deploy.sparse_linear import SparseLinear
+from sparsetorch.deploy.sparse_linear import SparseLinear, linear_rows
 from sparsetorch.deploy.verify import MODES, Verification, verify_
 from sparsetorch.formats.nm import is_nm
 from sparsetorch.masking import kind_of
+from sparsetorch.masking.kinds import is_hf_conv1d
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,9 @@ CONFIGS: dict[str, tuple[str, ...]] = {
 }
 
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
-CONV_REASON = "a convolution: sparsify_ swaps Linear layers only, it stays dense"
+CONV_REASON = (
+    "a convolution: sparsify_ swaps Linear and transformers Conv1D layers only, it stays dense"
+)
 
 
 def engines(config: str) -> tuple[str, ...]:
@@ -101,21 +106,26 @@ def _not_a_linear(module: nn.Module) -> str:
     if isinstance(module, nn.MultiheadAttention):
         return (
             "nn.MultiheadAttention multiplies by its input projection (in_proj_weight) itself: "
-            "sparsify_ swaps Linear layers only, it stays dense"
+            "sparsify_ swaps Linear and transformers Conv1D layers only, it stays dense"
         )
-    kind = kind_of(module)
-    if kind is not None and kind.in_dim != 1:
-        return (
-            f"{type(module).__name__} stores its weight (in, out) (reduction axis "
-            f"{kind.in_dim}): sparsify_ swaps Linear layers only, it stays dense"
-        )
-    return f"a {type(module).__name__}: sparsify_ swaps Linear layers only, it stays dense"
+    return (
+        f"a {type(module).__name__}: sparsify_ swaps Linear and transformers Conv1D layers "
+        "only, it stays dense"
+    )
 
 
-def _candidates(name: str, linear: nn.Linear, tried: tuple[str, ...]) -> tuple[list, list]:
+def _is_matrix_layer(module: nn.Module) -> bool:
+    """``nn.Linear`` or transformers' ``Conv1D`` with a 2-D weight: what SparseLinear takes."""
+    if not (isinstance(module, nn.Linear) or is_hf_conv1d(module)):
+        return False
+    weight = module._parameters.get("weight")
+    return weight is not None and weight.dim() == 2
+
+
+def _candidates(name: str, rows: torch.Tensor, tried: tuple[str, ...]) -> tuple[list, list]:
     ok, reasons = [], []
     for engine in tried:
-        reason = PATHS.lookup(engine).unsupported(linear.weight)
+        reason = PATHS.lookup(engine).unsupported(rows)
         if reason is None:
             ok.append(engine)
         else:
@@ -134,14 +144,14 @@ def sparsify_(
     workload: Callable[[nn.Module], object] | None = None,
     margin: float = 1.0,
 ) -> SparsifyReport:
-    """Swap every Linear (passing ``filter_fn(module, fqn)``, torchao's signature) for a
-    :class:`SparseLinear`; other prunable layers stay dense, listed in the report's
-    ``skipped`` with the reason (see the module docstring).
+    """Swap every Linear and transformers ``Conv1D`` (passing ``filter_fn(module, fqn)``,
+    torchao's signature) for a :class:`SparseLinear`; other prunable layers stay dense, listed
+    in the report's ``skipped`` with the reason (see the module docstring).
 
     ``config``: "2:4", "bsr" or "csr". ``paths`` overrides the candidate list (e.g.
     ``["nm_reference"]`` to force the reference twin). A weight that is not 2:4-valid under
     "2:4" raises ValueError naming the layer; a layer no engine can take stays dense and the
-    reason is logged and reported, and so are convolutions (Linear layers only are swapped) and
+    reason is logged and reported, and so are convolutions (Linear and Conv1D layers only are swapped) and
     Linear layers whose parent reads their weight itself (``nn.MultiheadAttention.out_proj``).
     Returns the report; the model is changed in place.
 
@@ -174,16 +184,20 @@ def sparsify_(
         kind = kind_of(module)
         if kind is None or not wanted(module, name):
             continue
-        if isinstance(module, nn.Linear):
+        if _is_matrix_layer(module):
             if name in parent_reads:
                 report.skipped[name] = parent_reads[name]
             else:
                 targets.append((name, module))
         elif any(module._parameters.get(p) is not None for p in kind.params):
-            report.skipped[name] = _not_a_linear(module)  # Conv, Conv1D, MHA, Embedding
+            report.skipped[name] = _not_a_linear(module)  # Conv, MHA, Embedding
             log.info("sparsify_: %s stays dense (%s)", name, report.skipped[name])
     if config == "2:4":
-        bad = [n for n, m in targets if m.weight.shape[1] % 4 == 0 and not is_nm(m.weight, 2, 4)]
+        bad = [
+            n
+            for n, m in targets
+            if linear_rows(m).shape[1] % 4 == 0 and not is_nm(linear_rows(m), 2, 4)
+        ]
         if bad:
             raise ValueError(
                 f"layer(s) {', '.join(bad)} are not 2:4 sparse; prune them with "
@@ -191,7 +205,7 @@ def sparsify_(
             )
     for name, module in targets:
         tried = tuple(paths) if paths is not None else engines(config)
-        ok, reasons = _candidates(name, module, tried)
+        ok, reasons = _candidates(name, linear_rows(module), tried)
         if not ok:
             report.skipped[name] = "; ".join(reasons)
             log.info("sparsify_: %s stays dense (%s)", name, report.skipped[name])

@@ -21,8 +21,25 @@ def _all_dense(layer: SparseLinear) -> bool:
     return bool(layer.choices) and all(name == "dense" for name in layer.choices.values())
 
 
-def _as_linear(layer: SparseLinear) -> nn.Linear:
-    """An nn.Linear whose parameters wrap the dense path's own tensors (no copy)."""
+def _as_conv1d(layer: SparseLinear) -> nn.Module:
+    """The transformers ``Conv1D`` a transposed layer replaced: its class and attributes, the
+    weight an (in, out) copy of the dense path's rows, the bias the dense path's own."""
+    cls, attributes = layer.replaced
+    dense = layer.paths["dense"]
+    module = cls.__new__(cls)  # no __init__: no storage, no draw from the global RNG
+    nn.Module.__init__(module)
+    module.__dict__.update(attributes)
+    module.weight = nn.Parameter(dense.weight.t().contiguous(), requires_grad=False)
+    module.bias = None if dense.bias is None else nn.Parameter(dense.bias, requires_grad=False)
+    module.train(layer.training)
+    return module
+
+
+def _as_linear(layer: SparseLinear) -> nn.Module:
+    """An nn.Linear whose parameters wrap the dense path's own tensors (no copy); for a layer
+    that replaced a transformers ``Conv1D``, that ``Conv1D`` again."""
+    if layer.transposed:
+        return _as_conv1d(layer)
     dense = layer.paths["dense"]
     # on the meta device: no storage is allocated and the global RNG is not drawn from
     linear = nn.Linear(
@@ -45,6 +62,8 @@ def unwrap_dense_(model: nn.Module) -> list[str]:
     outputs), with no dispatch per call, no extra state (other paths, choices, dispatcher),
     and ``state_dict`` keys unchanged (``weight``, ``bias``). The new layer's parameters wrap
     the dense path's tensors without copying (``requires_grad=False``, same device and dtype).
+    A layer that replaced a transformers ``Conv1D`` becomes that ``Conv1D`` again, its weight
+    an ``(in, out)`` copy of the rows (its state dict is the Hugging Face layout).
 
     A layer qualifies if it has a ``"dense"`` path and every value of its ``choices`` is
     ``"dense"`` (with at least one choice), or if ``"dense"`` is its only path. A layer never
@@ -69,7 +88,7 @@ def unwrap_dense_(model: nn.Module) -> list[str]:
         for attr, child in parent._modules.items()
         if isinstance(child, SparseLinear) and _all_dense(child)
     ]
-    replacements: dict[int, nn.Linear] = {}  # one Linear per layer, so sharing is kept
+    replacements: dict[int, nn.Module] = {}  # one Linear per layer, so sharing is kept
     names = []
     for parent, prefix, attr, child in found:
         if id(child) not in replacements:

@@ -67,6 +67,12 @@ _CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 HF_CONV1D = ("transformers.pytorch_utils.Conv1D", "transformers.modeling_utils.Conv1D")
 
 
+def is_hf_conv1d(module: nn.Module) -> bool:
+    """transformers' ``Conv1D`` or a subclass (``x @ weight + bias``, weight ``(in, out)``),
+    matched by class path so transformers is never imported."""
+    return any(f"{c.__module__}.{c.__qualname__}" in HF_CONV1D for c in type(module).__mro__)
+
+
 def register_builtin_kinds() -> None:
     register_prunable(nn.Linear, "weight", 1, linear_macs)
     for conv in _CONV:
@@ -88,4 +94,4 @@ def register_builtin_kinds() -> None:
 
 register_builtin_kinds()
 
-__all__ = ["HF_CONV1D", "register_builtin_kinds"]
+__all__ = ["HF_CONV1D", "is_hf_conv1d", "register_builtin_kinds"]

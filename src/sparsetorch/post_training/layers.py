@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from sparsetorch.masking import attach_mask
-from sparsetorch.masking.kinds import HF_CONV1D
+from sparsetorch.masking.kinds import is_hf_conv1d
 from sparsetorch.masking.prunable import kind_of
 
 FilterFn = Callable[[nn.Module, str], bool]  # (module, fully qualified name) -> include?
@@ -31,9 +31,7 @@ PARAM = "weight"  # the pruned parameter of a matrix layer
 
 def is_matrix_layer(module: nn.Module) -> bool:
     """``nn.Linear`` or transformers' ``Conv1D`` (by class path, without importing it)."""
-    if isinstance(module, nn.Linear):
-        return True
-    return any(f"{c.__module__}.{c.__qualname__}" in HF_CONV1D for c in type(module).__mro__)
+    return isinstance(module, nn.Linear) or is_hf_conv1d(module)
 
 
 def _in_dim(module: nn.Module) -> int | None:
