@@ -109,8 +109,8 @@ def _not_a_linear(module: nn.Module) -> str:
             "sparsify_ swaps Linear and transformers Conv1D layers only, it stays dense"
         )
     return (
-        f"a {type(module).__name__}: sparsify_ swaps Linear and transformers Conv1D layers "
-        "only, it stays dense"
+        f"{type(module).__name__}: sparsify_ swaps Linear and transformers Conv1D layers only, "
+        "it stays dense"
     )
 
 
