@@ -204,7 +204,10 @@ class CPUSparsePath(ComputePath):
 
     def __call__(self, x):  # (M, in) -> (M, out)
         m, p = x.shape[0], self.packed
-        xt = x.reshape(-1, 1).float() if m == 1 else self.ops.transpose_pad(x, -(-m // 8) * 8)
+        if m == 1:
+            xt = x.reshape(-1, 1).float()
+        else:  # the kernel reads x's rows in place: a slice or a transposed view is copied
+            xt = self.ops.transpose_pad(x.contiguous(), -(-m // 8) * 8)
         return self.ops.spmm(xt, m, p.rowptr, p.cols, self.vals, None, self.bias, x.dtype)
 
     def nbytes(self):
