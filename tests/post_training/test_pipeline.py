@@ -261,7 +261,7 @@ def test_errors():
     with pytest.raises(ValueError, match="blocks: the model has no module 'layers'"):
         st.oneshot(model, "wanda", batches, sparsity=0.5, blocks="layers")
     model.spare = nn.Linear(2, 2)
-    with pytest.raises(ValueError, match="never called its first block"):
+    with pytest.raises(ValueError, match=r"never called block 'spare'; pass blocks="):
         st.oneshot(model, "wanda", batches, sparsity=0.5, blocks=["spare", "blocks.0"])
     with pytest.raises(ValueError, match="blocks: Linear is not a submodule of the model"):
         st.oneshot(model, "wanda", batches, sparsity=0.5, blocks=[nn.Linear(2, 2)])
@@ -301,8 +301,9 @@ def test_offloading_puts_the_outside_modules_then_one_block_at_a_time_on_the_dev
     monkeypatch,
 ):
     """The placement's moves, in order (on the CPU both moves are no-ops; tests/post_training/
-    test_gpu.py checks the real ones): the modules outside the blocks around the capture, then
-    each block around its own forward passes, and nothing else."""
+    test_gpu.py checks the real ones): the modules outside the blocks around the recording
+    pass, in which each block but the last is on the device while it runs, then each block
+    around its own forward passes, and nothing else."""
     from sparsetorch.post_training import offload, pipeline
 
     model = Stack(depth=2)
@@ -326,8 +327,9 @@ def test_offloading_puts_the_outside_modules_then_one_block_at_a_time_on_the_dev
     outside = [("move", "inp"), ("move", "out")]  # the modules that own tensors
     block = [[("move", f"blocks.{i}.fc1"), ("move", f"blocks.{i}.fc2")] for i in range(2)]
     run = [("run", f"blocks.{i}") for i in range(2)]
+    recording = [run[0], *block[0], *block[0], run[1]]  # block 0 on the device; 1 stops
     assert events == (
-        outside + [run[0]] * 2 + outside  # block 0's inputs captured (its call stopped)
+        outside + recording * 2 + outside  # every block's call recorded, per batch
         + block[0] + [run[0]] * 4 + block[0]  # statistics, then the pruned block's outputs
         + block[1] + [run[1]] * 2 + block[1]  # the last block: statistics only
     )  # fmt: skip

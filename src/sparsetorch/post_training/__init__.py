@@ -8,8 +8,8 @@ calibration=batches, sparsity=0.5)`` or ``pattern="2:4"``.
                  Alistarh)
 ===============  =========================================================  ===============
 
-The model is processed one block at a time (``pipeline``): the first block's inputs are
-captured on the calibration batches (``capture``), each block's Linear layers (``layers``) are
+The model is processed one block at a time (``pipeline``): how every block is called is
+recorded on the calibration batches (``capture``), each block's Linear layers (``layers``) are
 pruned from statistics of their inputs (``statistics``), and the pruned block's outputs feed
 the next block. Blocks are found generically (``blocks``); with ``offload`` only the block being
 processed is on the GPU. Add a method by subclassing :class:`OneShotMethod` and registering it:

@@ -1,17 +1,22 @@
-"""The blocks a model is pruned by, one at a time: its list of repeated layers.
+"""The blocks a model is pruned by, one at a time: its lists of repeated layers.
 
-Found generically: among the model's ``nn.ModuleList``/``nn.Sequential`` containers whose
-children (at least two) all have the same type, the one holding the most parameters. That is
-``model.layers`` of Llama-style models, ``transformer.h`` of GPT-2, ``encoder.layer`` of BERT
-and ``blocks`` of ``sparsetorch.models``' Transformer. A model without such a list is one
-block, the whole model.
+Found generically: the model's ``nn.ModuleList``/``nn.Sequential`` containers whose children
+(at least two) all have the same type are its stacks of blocks. Every such stack outside the
+others that holds at least a tenth of the parameters of the largest is pruned, in the order
+the model registers them: ``model.layers`` of Llama-style models, ``transformer.h`` of GPT-2,
+``encoder.layer`` of BERT, ``blocks`` of ``sparsetorch.models``' Transformer, and both the
+encoder's and the decoder's layers of T5, BART or Whisper, both towers of CLIP. (A smaller
+repeated list, say a few classifier heads, is not a stack.) A model without one is one block,
+the whole model.
 
 ``blocks=`` overrides the search: the name of a container (its children are the blocks), or a
-list of module names or modules, in the order the forward pass calls them.
+list of module names or modules, in the order the forward pass calls them. Blocks with the same
+parent module form one stack.
 
-Sequential pruning assumes what the papers' code assumes: block i+1 is called on block i's
-output (its first positional argument, or ``hidden_states=``), with the same other arguments
-(attention mask, position embeddings) as block 0.
+How each block is called comes from the model's own forward pass (``capture``): its attention
+mask, position embeddings and other arguments are its own. Sequential pruning feeds block i+1
+block i's output where the model does (its first positional argument, or ``hidden_states=``,
+is that very tensor).
 """
 
 from __future__ import annotations
@@ -41,17 +46,35 @@ def _children(name: str, container: nn.Module) -> list[Block]:
     return [(prefix + child, module) for child, module in container.named_children()]
 
 
+STACK_FRACTION = 0.1  # a repeated list smaller than this share of the largest is no stack
+
+
+def _inside(name: str, outer: str) -> bool:
+    return outer == "" or name.startswith(outer + ".")
+
+
 def find_blocks(model: nn.Module) -> list[Block]:
-    """The largest list of repeated modules of ``model`` (``[("", model)]`` when none)."""
-    best: tuple[int, str, nn.Module] | None = None
-    for name, module in model.named_modules():
-        if _repeated(module):
-            size = _size(module)
-            if best is None or size > best[0]:
-                best = (size, name, module)
-    if best is None:
+    """The blocks of every stack of ``model``, stacks in the order the model registers them
+    (``[("", model)]`` when there is none): see the module docstring."""
+    lists = [(name, m) for name, m in model.named_modules() if _repeated(m)]
+    outer = [(n, m) for n, m in lists if not any(o != n and _inside(n, o) for o, _ in lists)]
+    if not outer:
         return [("", model)]
-    return _children(best[1], best[2])
+    largest = max(_size(m) for _, m in outer)
+    stacks = [(n, m) for n, m in outer if _size(m) >= STACK_FRACTION * largest]
+    return [block for name, container in stacks for block in _children(name, container)]
+
+
+def stacks(blocks: Sequence[Block]) -> list[list[Block]]:
+    """``blocks`` split into runs of consecutive blocks with the same parent module."""
+    out: list[list[Block]] = []
+    for name, block in blocks:
+        parent = name.rpartition(".")[0]
+        if out and out[-1][0][0].rpartition(".")[0] == parent:
+            out[-1].append((name, block))
+        else:
+            out.append([(name, block)])
+    return out
 
 
 def _fqn(model: nn.Module, module: nn.Module) -> str:

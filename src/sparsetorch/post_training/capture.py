@@ -1,15 +1,20 @@
-"""The inputs of the first block on the calibration data, and the calls of the blocks after it.
+"""How every block is called on the calibration data, recorded in one forward pass.
 
-The part of the model before the first block (embeddings, position encodings, the attention
-mask it builds) runs once per batch: a forward pre-hook on block 0 records the block's
-arguments and keyword arguments and raises a private exception that ends the forward pass
-there, so nothing after block 0 runs. Block i+1 is then called with block i's output in place
-of the first argument (or ``hidden_states=``) and block 0's other arguments.
+The model runs once per batch with a forward pre-hook on every block to record: each block's
+arguments and keyword arguments are recorded as the model's own forward builds them (so a
+block that gets a sliding-window mask, another block's position bias or the encoder's
+outputs keeps getting them), and the pass stops at the last block's call, so that block and
+everything after it never run. A block whose input is the previous block's output, the same
+tensor (``hidden = block(hidden, ...)`` in the parent's loop), is marked ``chained``: the
+pipeline feeds it the previous block's output as it computes it, and the recorded copy is
+not kept. Every other block input (the first block's, a new stack's, one the parent changed
+between blocks) is kept as recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,7 +26,7 @@ from sparsetorch.post_training.calibration import Call, token_mask
 
 
 class _Stop(Exception):
-    """Raised inside the forward pass when block 0 is reached."""
+    """Raised inside the forward pass when the last block to record is reached."""
 
 
 @dataclass(frozen=True)
@@ -31,11 +36,12 @@ class BlockCall:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     tokens: torch.Tensor | None  # (B, T) bool, True = a real (unpadded) token; or None
+    chained: bool = False  # its input is the previous block's output (not kept here)
 
     def hidden(self) -> Any:
         return self.args[0] if self.args else self.kwargs.get("hidden_states")
 
-    def with_hidden(self, hidden: torch.Tensor) -> BlockCall:
+    def with_hidden(self, hidden: torch.Tensor | None) -> BlockCall:
         """The same call with ``hidden`` as the block's input."""
         if self.args:
             return replace(self, args=(hidden, *self.args[1:]))
@@ -50,35 +56,66 @@ class BlockCall:
         return block(*self.args, **self.kwargs)
 
 
-def capture_first_block(
-    model: nn.Module, block: nn.Module, calls: Sequence[Call], device: torch.device | None
-) -> list[BlockCall]:
-    """The call of ``block`` (the first block) on every calibration batch."""
-    captured: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+def _recorded(args: tuple, kwargs: dict, tokens, previous: Any) -> BlockCall:
+    """The call as recorded; its input dropped when it is ``previous`` (the output of the
+    block before)."""
+    call = BlockCall(args, dict(kwargs), tokens)
+    if previous is not None and call.hidden() is previous:
+        return replace(call.with_hidden(None), chained=True)
+    return call
 
-    def stop(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        captured.append((args, dict(kwargs)))
-        raise _Stop
 
-    found = []
-    handle = block.register_forward_pre_hook(stop, with_kwargs=True)
+def record_calls(
+    model: nn.Module,
+    blocks: Sequence[tuple[str, nn.Module]],
+    calls: Sequence[Call],
+    device: torch.device | None,
+    on_device: Callable[[nn.Module], contextlib.AbstractContextManager[None]],
+) -> list[list[BlockCall]]:
+    """``[block][batch]``: the call of every block in ``blocks`` (in forward order) on every
+    calibration batch. Blocks before the last one run (dense), each inside ``on_device(block)``
+    (where it computes when the model is offloaded); the pass stops at the last block."""
+    index = {id(block): i for i, (_, block) in enumerate(blocks)}
+    found: list[list[BlockCall]] = [[] for _ in blocks]
+    state: dict[str, Any] = {}
+    moves = contextlib.ExitStack()
+
+    def before(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        i = index[id(module)]
+        if len(found[i]) > state["batch"]:
+            return  # called again in this pass (a shared block): the first call counts
+        found[i].append(_recorded(args, kwargs, state["tokens"], state.get("output")))
+        if i == len(blocks) - 1:
+            raise _Stop
+        moves.enter_context(on_device(module))
+
+    def after(module: nn.Module, args: tuple, output: Any) -> None:
+        moves.close()
+        state["output"] = first_tensor(output)
+
+    handles = []
+    for _, block in blocks:
+        handles.append(block.register_forward_pre_hook(before, with_kwargs=True))
+        handles.append(block.register_forward_hook(after))
     try:
         for i, call in enumerate(calls):
             args, kwargs = to_device(call, device)
+            state.update(batch=i, tokens=token_mask((args, kwargs)), output=None)
             try:
                 model(*args, **kwargs)
             except _Stop:
                 pass
-            else:
+            finally:
+                moves.close()
+            missing = [name for (name, _), got in zip(blocks, found) if len(got) <= i]
+            if missing:
                 raise ValueError(
-                    f"calibration[{i}]: the model's forward pass never called its first block; "
-                    "pass blocks= naming the blocks the forward pass runs"
+                    f"calibration[{i}]: the model's forward pass never called block "
+                    f"{missing[0]!r}; pass blocks= naming the blocks the forward pass runs"
                 )
-            block_args, block_kwargs = captured.pop()
-            tokens = token_mask((args, kwargs))
-            found.append(BlockCall(block_args, block_kwargs, tokens))
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     return found
 
 

@@ -1,8 +1,9 @@
 """Where the model's parts live while it is pruned: a model larger than the GPU fits.
 
 With offloading, only the part being computed is on the compute device: first the modules
-outside the blocks (embeddings, position encodings; they compute block 0's inputs), then one
-block at a time; each goes back to where it was as soon as it is done. Tensors move in place
+outside the blocks (embeddings, position encodings; they compute the blocks' arguments) with
+each block on the device while it runs in the recording pass, then one block at a time; each
+goes back to where it was as soon as it is done. Tensors move in place
 (``param.data``), so parameters keep their identity: optimizers, masks and tied weights stay
 bound.
 """

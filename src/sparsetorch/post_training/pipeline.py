@@ -1,24 +1,30 @@
 """``oneshot(model, method, calibration, sparsity=... | pattern=...)``: post-training pruning,
 layer-wise and one block at a time, as in the Wanda and SparseGPT papers.
 
-1. The first block's inputs are captured on the calibration batches (``capture``).
+1. How every block is called is recorded on the calibration batches, in one forward pass of
+   the model (``capture``).
 2. For each block in order: forward hooks on its layers collect the statistics the method
    needs while the block runs on its inputs; every layer is pruned (masks attached with
    ``sparsetorch.masking``, pruned weights exact zeros); then the block runs again, pruned, and
    its outputs are the next block's inputs (``sequential=True``, as both papers do; with
    ``sequential=False`` the dense block's outputs are used, so every layer sees the dense
    model's activations).
-3. Data-free methods (magnitude) prune every layer directly, without forward passes.
+3. A model with several stacks of blocks (an encoder and a decoder, two towers) is pruned one
+   stack after the other. With ``sequential=True`` each stack's calls are recorded once the
+   stacks before it are pruned (a decoder attends to the pruned encoder's outputs); with
+   ``sequential=False`` all are recorded at once on the dense model.
+4. Data-free methods (magnitude) prune every layer directly, without forward passes.
 
-The model is in eval mode and under ``torch.no_grad`` throughout (training flags and the
-Hugging Face ``config.use_cache`` are restored afterwards). The same model, data and
-arguments give the same masks and weights, bitwise. An error while blocks are processed
-leaves the blocks already done pruned.
+The model is in eval mode and under ``torch.no_grad`` throughout (training flags and every
+Hugging Face ``config.use_cache`` in the model, a decoder stack's own copy included, are
+restored afterwards). The same model, data and arguments give the same masks and weights,
+bitwise. An error while blocks are processed leaves the blocks already done pruned.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -28,9 +34,9 @@ from torch import nn
 from sparsetorch._checks import is_real
 from sparsetorch.patterns import NM, Pattern, Unstructured
 from sparsetorch.patterns import get as get_pattern
-from sparsetorch.post_training.blocks import Block, resolve_blocks
+from sparsetorch.post_training.blocks import Block, resolve_blocks, stacks
 from sparsetorch.post_training.calibration import as_calls
-from sparsetorch.post_training.capture import BlockCall, capture_first_block, first_tensor
+from sparsetorch.post_training.capture import BlockCall, first_tensor, record_calls
 from sparsetorch.post_training.layers import FilterFn, Layer, block_layers
 from sparsetorch.post_training.method import OneShotMethod, Target
 from sparsetorch.post_training.offload import NoPlacement, Placement
@@ -88,23 +94,33 @@ def _model_device(model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
+def _caching_configs(model: nn.Module) -> list[Any]:
+    """Every distinct config object in the model with ``use_cache`` on: the model's, and the
+    copies a Hugging Face model's parts keep (T5's decoder stack has its own)."""
+    found = {}
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if getattr(config, "use_cache", None) is True:
+            found[id(config)] = config
+    return list(found.values())
+
+
 @contextlib.contextmanager
 def _inference(model: nn.Module) -> Iterator[None]:
     """Eval mode, no grad, no key/value cache; the model's flags restored afterwards."""
     modes = [(m, m.training) for m in model.modules()]
-    config = getattr(model, "config", None)
-    use_cache = getattr(config, "use_cache", None)
+    caching = _caching_configs(model)
     try:
         model.eval()
-        if use_cache:
+        for config in caching:
             config.use_cache = False
         with torch.no_grad():
             yield
     finally:
         for module, training in modes:
             module.training = training
-        if use_cache:
-            config.use_cache = use_cache
+        for config in caching:
+            config.use_cache = True
 
 
 def _prune_layers(
@@ -233,22 +249,66 @@ def _sequential(
     device: torch.device,
     placement: Placement | NoPlacement,
 ) -> None:
-    end = max(i for i, found in enumerate(layers) if found) + 1  # later blocks: nothing to do
-    blocks, layers = blocks[:end], layers[:end]
-    with placement.outside_blocks():
-        inputs = capture_first_block(model, blocks[0][1], calls, device)
-    if len(blocks) > 1:
-        inputs[0].with_hidden(inputs[0].hidden())  # fails now if blocks cannot be chained
-    for i, ((_, block), block_layers_) in enumerate(zip(blocks, layers)):
-        last = i == len(blocks) - 1
+    """Every stack with a layer to prune, its blocks up to its last such block, one block at
+    a time (the module docstring's steps 1-3)."""
+    todo = {name: found for (name, _), found in zip(blocks, layers, strict=True)}
+    work = []  # stacks cut after their last block with layers
+    for stack in stacks(blocks):
+        with_layers = [i for i, (name, _) in enumerate(stack) if todo[name]]
+        if with_layers:
+            work.append(stack[: with_layers[-1] + 1])
+    # sequential: each stack recorded once the stacks before it are pruned; else all at once
+    runs = work if sequential else [[block for stack in work for block in stack]]
+    for k, run in enumerate(runs):
+        with placement.outside_blocks():
+            recorded = record_calls(model, run, calls, device, placement.block)
+        if k == 0 and len(blocks) > 1:
+            first = recorded[0][0]
+            first.with_hidden(first.hidden())  # fails now if blocks cannot be chained
+        _warn_unchained(run, recorded, sequential)
+        _prune_run(run, recorded, todo, method, target, sequential, placement)
+
+
+def _warn_unchained(run: Sequence[Block], recorded: list[list[BlockCall]], sequential: bool):
+    """Blocks after the first of a stack whose input is not the block before's output: they
+    get the dense model's input, recorded, even with ``sequential``."""
+    parents = [name.rpartition(".")[0] for name, _ in run]
+    loose = [
+        name
+        for i, (name, _) in enumerate(run)
+        if sequential and i and parents[i] == parents[i - 1] and not recorded[i][0].chained
+    ]
+    if loose:
+        warnings.warn(
+            f"oneshot: the model changes the hidden states between blocks before {loose}: "
+            "those blocks are calibrated on the dense model's inputs, not the pruned blocks' "
+            "outputs",
+            stacklevel=4,
+        )
+
+
+def _prune_run(
+    run: Sequence[Block],
+    recorded: list[list[BlockCall]],
+    todo: dict[str, Sequence[Layer]],
+    method: OneShotMethod,
+    target: Target,
+    sequential: bool,
+    placement: Placement | NoPlacement,
+) -> None:
+    """The blocks in order, each on its recorded calls, a chained call fed the block before's
+    outputs (pruned with ``sequential``, else dense)."""
+    outputs: list[torch.Tensor] = []
+    for i, (name, block) in enumerate(run):
+        inputs = [c.with_hidden(outputs[b]) if c.chained else c for b, c in enumerate(recorded[i])]
+        recorded[i] = []  # the calls are done with: their tensors can go
+        feeds_next = i + 1 < len(run) and any(c.chained for c in recorded[i + 1])
         with placement.block(block):
-            if block_layers_:
-                with Recorder(block_layers_, method.statistics) as recorder:
+            if todo[name]:
+                with Recorder(todo[name], method.statistics) as recorder:
                     outputs = _run_block(block, inputs, recorder)
-                _prune_layers(block_layers_, method, target, recorder.stats)
-                if sequential and not last:
+                _prune_layers(todo[name], method, target, recorder.stats)
+                if sequential and feeds_next:
                     outputs = _run_block(block, inputs)
-            elif not last:
+            elif feeds_next:
                 outputs = _run_block(block, inputs)
-        if not last:
-            inputs = [call.with_hidden(out) for call, out in zip(inputs, outputs)]
