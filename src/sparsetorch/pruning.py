@@ -174,9 +174,10 @@ def _split_indivisible(
         )
     names = [t.full for t, _ in bad]
     warnings.warn(
-        f"pattern {pattern.name!r} does not tile {len(bad)} layer(s), kept dense and left out "
-        f"of the sparsity: {_listed(names)} ({reasons}); pass indivisible='error' to refuse, or "
-        "exclude/filter_fn to silence",
+        f"pattern {pattern.name!r} does not tile {len(bad)} layer(s), kept dense (no mask: the "
+        f"sparsity asked applies to the other layers; st.sparsity still counts their weights): "
+        f"{_listed(names)} ({reasons}); pass "
+        "indivisible='error' to refuse, or exclude/filter_fn to silence",
         UserWarning,
         stacklevel=3,
     )
