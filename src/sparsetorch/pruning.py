@@ -632,16 +632,59 @@ def prune(
         min_layer_density=min_layer_density,
         indivisible=indivisible,
     )
-    if uncovered:
-        names = [f"{n} {tuple(shape)}" for n, shape in uncovered]
-        warnings.warn(
-            f"{len(uncovered)} weight(s) of 2+ dims belong to no prunable kind and stay dense: "
-            f"{_listed(names)}; sparsetorch.register_prunable(ModuleType, ...) covers a layer "
-            "type, register_prunable(ModuleType, params=()) marks it as deliberately dense",
-            UserWarning,
-            stacklevel=2,
-        )
+    warn_uncovered(uncovered, stacklevel=3)
     return apply_masks(model, masks, consume=True)
 
 
-__all__ = ["INDIVISIBLE", "STREAM_ABOVE", "compute_masks", "prune"]
+def warn_uncovered(uncovered: list[tuple[str, torch.Size]], stacklevel: int = 2) -> None:
+    """One warning naming the weights of 2+ dims no prunable kind covers
+    (``masking.uncovered_weights(model)``), which stay dense; none when there are none."""
+    if not uncovered:
+        return
+    names = [f"{n} {tuple(shape)}" for n, shape in uncovered]
+    warnings.warn(
+        f"{len(uncovered)} weight(s) of 2+ dims belong to no prunable kind and stay dense: "
+        f"{_listed(names)}; sparsetorch.register_prunable(ModuleType, ...) covers a layer "
+        "type, register_prunable(ModuleType, params=()) marks it as deliberately dense",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def warn_partial_groups(
+    model: nn.Module, names: Iterable[str], pattern: Any, method: str, stacklevel: int = 2
+) -> None:
+    """One warning naming the weights among ``names`` that an N:M ``pattern`` does not tile
+    (rows along the input axis not a multiple of M: a stem conv, a depthwise conv), which
+    ``method`` prunes as its paper does, every layer, with ``indivisible="partial"``; none
+    when every weight is tiled or the pattern is not N:M."""
+    pattern = _patterns.get(pattern)
+    if not isinstance(pattern, _patterns.NM):
+        return
+    partial = []
+    for full in names:
+        parent, _, name = full.rpartition(".")
+        module = model.get_submodule(parent)
+        param = module._parameters.get(name)
+        if param is not None and pattern.along(in_dim_of(module, name)).indivisible(param.shape):
+            partial.append(full)
+    if partial:
+        warnings.warn(
+            f"{method} prunes every layer, as its paper does: pattern {pattern.name!r} does not "
+            f"tile {len(partial)} layer(s), whose rows end in a group of L < M weights that "
+            f"keeps at most ceil(N*L/M) (N:M once zero-padded to a multiple of M): "
+            f"{_listed(partial)}; "
+            "exclude them (exclude=, filter_fn=) to keep them dense",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
+__all__ = [
+    "INDIVISIBLE",
+    "STREAM_ABOVE",
+    "compute_masks",
+    "prune",
+    "warn_partial_groups",
+    "warn_uncovered",
+]

@@ -282,3 +282,38 @@ def test_rigl_on_cuda_equals_the_reference(pattern):
                 assert new.is_cuda and torch.equal(new.cpu(), expected)
             checked += 1
     assert checked == 3  # t = 4, 8, 12 (T_end = 15)
+
+
+class _Bag(torch.nn.Module):
+    """Token embeddings (optionally with sparse gradients) averaged, then a classifier."""
+
+    def __init__(self, sparse: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(64, 16, sparse=sparse, dtype=torch.float64)
+        self.fc = torch.nn.Linear(16, 10, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.fc(self.emb(x).mean(1))
+
+
+def test_sparse_embedding_gradients_grow_as_their_dense_twin():
+    runs = []
+    for sparse in (True, False):
+        model = _Bag(sparse)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        algo = st.RigL(model, opt, sparsity=0.8, total_steps=12, delta_t=2, seed=0)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(12):
+            x, y = (
+                torch.randint(0, 64, (4, 6), generator=g),
+                torch.randint(0, 10, (4,), generator=g),
+            )
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            assert model.emb.weight.grad.is_sparse == sparse
+            algo.step()
+        runs.append(algo.masks())
+    assert len(algo.history) == 4  # updates at t = 2, 4, 6, 8 (t_end 9)
+    for name in runs[1]:
+        assert torch.equal(runs[0][name], runs[1][name]), name

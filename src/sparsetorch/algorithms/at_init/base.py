@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from sparsetorch._checks import is_int
-from sparsetorch.masking import apply_masks
+from sparsetorch.masking import apply_masks, uncovered_weights
 from sparsetorch.masking.prunable import FilterFn
-from sparsetorch.pruning import compute_masks
+from sparsetorch.pruning import compute_masks, warn_partial_groups, warn_uncovered
 
 
 def empty_layers(masks: Mapping[str, torch.Tensor]) -> list[str]:
@@ -59,6 +59,8 @@ def prune_with_scores(
         indivisible="partial",
     )
     check_no_collapse(masks, method, sparsity, distribution)
+    warn_uncovered(uncovered_weights(model), stacklevel=4)  # the user -> snip -> here
+    warn_partial_groups(model, masks, pattern, method, stacklevel=4)
     return apply_masks(model, masks)
 
 

@@ -26,10 +26,10 @@ from sparsetorch._checks import is_real
 from sparsetorch.algorithms.at_init.base import check_no_collapse, check_positive_int
 from sparsetorch.algorithms.config import DEFAULT_ITERATIONS
 from sparsetorch.criteria.synflow import synflow_scores
-from sparsetorch.masking import apply_masks, get_masks, prunable_parameters
+from sparsetorch.masking import apply_masks, get_masks, prunable_parameters, uncovered_weights
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import get as get_pattern
-from sparsetorch.pruning import compute_masks
+from sparsetorch.pruning import compute_masks, warn_partial_groups, warn_uncovered
 
 
 def exponential_densities(density: float, iterations: int, start: float = 1.0) -> list[float]:
@@ -84,4 +84,6 @@ def synflow(
         apply_masks(work, masks)
     final = {n: m for n, m in get_masks(work).items() if n in set(names)}
     check_no_collapse(final, "synflow", sparsity, distribution)
+    warn_uncovered(uncovered_weights(model), stacklevel=3)
+    warn_partial_groups(model, final, pattern, "synflow", stacklevel=3)
     return apply_masks(model, final)

@@ -17,7 +17,7 @@ from sparsetorch.algorithms.during.topology import update_mask
 from sparsetorch.masking import SUFFIX, in_dim_of
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import get as get_pattern
-from sparsetorch.pruning import prune
+from sparsetorch.pruning import prune, warn_partial_groups
 from sparsetorch.schedules import fraction_schedule
 
 
@@ -81,6 +81,8 @@ class DropAndGrow(DynamicSparsity):
                 min_layer_density=0,
                 indivisible="partial",
             )
+            names = [full for full, _, _ in self.targets]
+            warn_partial_groups(model, names, self.pattern, self.method, stacklevel=4)
 
     def drop_fraction(self, t: int) -> float:
         """alpha_t at step t (0 when no update happens at t)."""

@@ -51,7 +51,10 @@ class RigL(DropAndGrow):
                 "RigL grows on the dense gradient: call rigl.step() after loss.backward() "
                 "(param.grad is None)"
             )
-        return param.grad.detach().abs()
+        grad = param.grad.detach()
+        if grad.layout != torch.strided:  # nn.Embedding(sparse=True): rows of the batch
+            grad = grad.to_dense()
+        return grad.abs()
 
     def needs_dense_gradient(self, t: int) -> bool:
         return getattr(self, "schedule", None) is not None and self.is_update_step(t)
