@@ -63,8 +63,16 @@ def test_bench_help_lists_the_deploy_configs():
         (["--config", "3:8"], "--config must be one of"),
         (["--shape", "64by64"], "--shape takes OUTxIN"),
         (["--sparsity", "1.5"], "--sparsity must be in"),
+        (["--m", "0"], "--shape and --m take sizes >= 1"),
+        (["--m", "-3"], "--shape and --m take sizes >= 1"),
+        (["--shape", "0x64"], "--shape and --m take sizes >= 1"),
+        (["--config", "bsr", "--shape", "30x30"], "needs OUT and IN multiples of 64"),
+        (["--config", "2:4", "--shape", "64x30"], "needs IN a multiple of 4"),
+        (["--device", "nonsense"], "device 'nonsense' is not a torch device"),
+        (["--device", "meta"], "device 'meta' holds no data"),
     ],
 )
 def test_bench_bad_input(capsys, argv, message):
     assert main(["bench", "--device", "cpu", *argv]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

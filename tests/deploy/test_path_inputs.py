@@ -37,6 +37,12 @@ def test_path_equals_f_linear_on_non_contiguous_inputs(name, what):
 
 
 @pytest.mark.parametrize("name", RUNNABLE)
+def test_path_gives_an_empty_output_for_an_empty_batch(name):
+    out = PATHS.lookup(name)(WEIGHT, BIAS)(torch.zeros(0, 40))
+    assert out.shape == (0, 24) and out.dtype == WEIGHT.dtype
+
+
+@pytest.mark.parametrize("name", RUNNABLE)
 def test_a_sparse_linear_takes_the_slices_heads_are_given(name):
     linear = nn.Linear(40, 24)
     with torch.no_grad():

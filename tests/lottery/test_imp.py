@@ -255,3 +255,14 @@ def test_nm_ticket_is_one_shot_to_the_full_nm_mask(tmp_path, data):
         ).all()
     )
     assert {r["remaining"] for r in summary["rows"] if r["round"] == 1} == {0.5}
+
+
+def test_a_layer_kept_dense_is_not_checked_against_the_pattern(tmp_path, data):
+    """LeNet-300-100's output layer (10 x 100) has no 4x4 blocks: a block ticket is refused
+    unless that layer's rate is 0 (kept dense)."""
+    with pytest.raises(ValueError, match=r"pattern 'block4x4' on fc3\.weight"):
+        lt = tiny_lottery(rounds=1, pattern="block4x4", layer_rates={})
+        IMP(tiny_hparams(), lt, out_dir=tmp_path, dataset=data).plan()
+    lt = tiny_lottery(rounds=1, pattern="block4x4", layer_rates={"output": 0})
+    rates = IMP(tiny_hparams(), lt, out_dir=tmp_path, dataset=data).plan()["rates"]
+    assert rates == {"fc1.weight": 0.5, "fc2.weight": 0.5, "fc3.weight": 0.0}

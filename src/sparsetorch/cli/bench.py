@@ -71,6 +71,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from sparsetorch.deploy import CONFIGS, PATHS
     from sparsetorch.deploy.dispatch import default_timer
+    from sparsetorch.experiments.runner import check_device
 
     if args.config not in CONFIGS:
         raise ValueError(f"--config must be one of {', '.join(CONFIGS)}, got {args.config!r}")
@@ -81,7 +82,16 @@ def _run(args: argparse.Namespace) -> int:
         ms = [int(v) for v in args.m.split(",")]
     except ValueError as exc:
         raise ValueError(f"--shape takes OUTxIN and --m a list of ints ({exc})") from exc
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if out < 1 or inp < 1 or any(m < 1 for m in ms):
+        raise ValueError(f"--shape and --m take sizes >= 1, got --shape {args.shape} --m {args.m}")
+    if args.config == "2:4" and inp % 4:
+        raise ValueError(f"--config 2:4 needs IN a multiple of 4, got --shape {args.shape}")
+    if args.config == "bsr" and (out % 64 or inp % 64):
+        raise ValueError(
+            f"--config bsr needs OUT and IN multiples of 64 (its 64x64 blocks), got --shape "
+            f"{args.shape}"
+        )
+    device = check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     dtype = (
         dtypes[args.dtype]

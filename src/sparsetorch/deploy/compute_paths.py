@@ -204,6 +204,8 @@ class CPUSparsePath(ComputePath):
 
     def __call__(self, x):  # (M, in) -> (M, out)
         m, p = x.shape[0], self.packed
+        if m == 0:  # the kernel divides by M: an empty batch never reaches it
+            return x.new_empty(0, p.shape[0])
         if m == 1:
             xt = x.reshape(-1, 1).float()
         else:  # the kernel reads x's rows in place: a slice or a transposed view is copied
