@@ -86,6 +86,44 @@ def test_cli_errors(run_dir, tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    """An MLP trained for a few steps on scikit-learn's digits (images, not text)."""
+    hp = Hparams()
+    hp.model.name, hp.dataset.name = "mlp", "digits"
+    hp.model.options = {"hidden": [32]}
+    hp.training.steps, hp.training.batch_size = 4, 16
+    return train(hp, tmp_path_factory.mktemp("oneshot_images")).run_dir
+
+
+def test_a_run_on_images_calibrates_on_its_own_training_inputs(image_run, tmp_path, capsys):
+    from sparsetorch.experiments.rundir import RunDir
+    from sparsetorch.experiments.runner import prepare_dataset
+
+    out = tmp_path / "pruned.pt"
+    args = ["oneshot", "--model", str(image_run), "--sparsity", "0.5", "--samples", "40"]
+    assert main([*args, "--batch-size", "16", "--seed", "2", "--out", str(out)]) == 0
+    assert "on 40 calibration inputs" in capsys.readouterr().out
+    model, _ = model_from_run(image_run)
+    x = prepare_dataset(RunDir(image_run).hparams().dataset).train.x
+    order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(2))[:40]
+    st.oneshot(model, "wanda", list(torch.split(x[order], 16)), sparsity=0.5)
+    state, expected = torch.load(out, weights_only=True), model.state_dict()
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[k], expected[k]) for k in state)
+    assert main([*args, "--method", "magnitude"]) == 0
+    assert "calibration" not in capsys.readouterr().out  # data-free: no calibration counted
+    cases = [
+        ([*args, "--seq-len", "8"], "--calibration and --seq-len are for text"),
+        ([*args, "--out", str(tmp_path)], "is a directory; name the file to write"),
+        ([*args, "--device", "nonsense"], "device 'nonsense' is not a torch device"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+
+
 def test_help_lists_every_flag():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices["oneshot"]

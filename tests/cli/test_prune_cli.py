@@ -102,6 +102,7 @@ def test_input_shape_and_num_classes_build_the_right_model(tmp_path, capsys):
         (["--sparsity", "1.5"], r"sparsity must be in [0, 1)"),
         (["--pattern", "unstructured"], "sparsity is required"),
         (["--sparsity", "0.5", "--exclude", "fc9"], "exclude names no module"),
+        (["--sparsity", "0.5", "--out", "."], "--out '.' is a directory; name the file"),
         (
             ["--sparsity", "0.5", "--criterion", "taylor", "--batch-size", "0"],
             "--batch-size must be >= 1",
@@ -179,6 +180,10 @@ def test_floor_and_indivisible_flags_reach_st_prune(checkpoint, tmp_path, capsys
     block = [*args, "--sparsity", "0.5", "--pattern", "block4x4", "--distribution", "uniform"]
     assert main([*block, "--indivisible", "error"]) == 2
     assert "does not tile 1 of the prunable weights" in capsys.readouterr().err
+    assert main(block) == 0  # the default skips fc3: one warning line, not Python's
+    err = capsys.readouterr().err
+    assert err.startswith("sparsetorch prune: warning: pattern 'block4x4' does not tile 1")
+    assert err.count("\n") == 1 and "UserWarning" not in err and ".py:" not in err
     assert main([*args, "--sparsity", "0.5", "--min-layer-density", "lots"]) == 2
     assert "--min-layer-density must be 'auto' or a number" in capsys.readouterr().err
 

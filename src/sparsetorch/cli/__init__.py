@@ -11,6 +11,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -64,8 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+        """A warning as the command's own line, not Python's file:line and source."""
+        print(f"sparsetorch {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        code = int(args._run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line
+            code = int(args._run(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here (`sparsetorch report FILE | head`)
         return code
     except BrokenPipeError:

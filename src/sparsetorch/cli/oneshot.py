@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="calibration text: 'text' (sparsetorch's text dataset, the Python standard "
         "library's source, or the run's own --data-dir; its training split) or a text file. "
         "A sparsetorch model gets windows of --seq-len bytes; a Hugging Face model gets "
-        "lines, tokenized with --tokenizer",
+        "lines, tokenized with --tokenizer. A run on other data (images, your own arrays) "
+        "calibrates on --samples of its own training inputs instead",
     )
     parser.add_argument(
         "--samples", type=int, default=128, help="calibration examples, drawn with --seed"
@@ -181,6 +182,23 @@ def _byte_batches(args: argparse.Namespace, context: int, data_dir: str | None) 
     return list(torch.split(rows, args.batch_size))
 
 
+def _run_batches(args: argparse.Namespace, hp: Any) -> list[Any]:
+    """A run on other data than text (images, your own arrays): ``--samples`` of its own
+    training inputs, drawn with ``--seed``."""
+    import torch
+
+    from sparsetorch.experiments.runner import prepare_dataset
+
+    if args.calibration != "text" or args.seq_len is not None:
+        raise ValueError(
+            f"--calibration and --seq-len are for text: this run trained on {hp.dataset.name!r} "
+            "and calibrates on its own training inputs"
+        )
+    x = prepare_dataset(hp.dataset).train.x
+    rows = x[_sample(args.samples, x.shape[0], args.seed, "training input")]
+    return list(torch.split(rows, args.batch_size))
+
+
 def _line_batches(args: argparse.Namespace, tokenizer: Any) -> list[Any]:
     lines = [line.strip() for line in _text(args.calibration).splitlines()]
     lines = [line for line in lines if line]
@@ -243,10 +261,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import sparsetorch as st
+    from sparsetorch.experiments.runner import check_device
     from sparsetorch.post_training import METHODS, SparseGPT
 
     for name in ("samples", "batch_size"):
         _positive(name.replace("_", "-"), getattr(args, name))
+    check_device(args.device)
     if args.seq_len is not None:
         _positive("seq-len", args.seq_len)
     if args.threads is not None:
@@ -259,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--{' --'.join(options)} only apply to --method sparsegpt")
     tokenizer = None
     hf = (args.model / "config.json").is_file()
+    if args.out is not None and args.out.is_dir() and (args.out.suffix == ".safetensors" or not hf):
+        raise ValueError(f"--out {str(args.out)!r} is a directory; name the file to write")
     if not hf and (args.tokenizer is not None or args.dtype != "float32"):
         raise ValueError("--tokenizer and --dtype only apply to Hugging Face models")
     if hf:
@@ -270,9 +292,12 @@ def run(args: argparse.Namespace) -> int:
 
         model, _ = model_from_run(args.model)
         run = RunDir(args.model)
-        context = run.run_info()["dataset"]["input_shape"][0]
-        dataset = run.hparams().dataset  # 'text' is the run's own text data when it has one
-        batches = _byte_batches(args, context, dataset.data_dir if dataset.name == "text" else None)
+        hp = run.hparams()
+        if hp.dataset.name == "text":  # 'text' is the run's own text data when it has one
+            context = run.run_info()["dataset"]["input_shape"][0]
+            batches = _byte_batches(args, context, hp.dataset.data_dir)
+        else:
+            batches = _run_batches(args, hp)
     else:
         raise FileNotFoundError(
             f"--model {str(args.model)!r} is neither a Hugging Face model directory "
@@ -294,12 +319,17 @@ def run(args: argparse.Namespace) -> int:
     masks = st.masks(model)
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())
-    tokens = sum(int(b["attention_mask"].sum()) if isinstance(b, dict) else b.numel()
-                 for b in batches)  # fmt: skip
+    if method.statistics is None:  # data-free
+        data = ""
+    elif hf or hp.dataset.name == "text":
+        tokens = sum(int(b["attention_mask"].sum()) if isinstance(b, dict) else b.numel()
+                     for b in batches)  # fmt: skip
+        data = f" on {tokens} calibration tokens"
+    else:
+        data = f" on {sum(b.shape[0] for b in batches)} calibration inputs"
     print(
         f"{method.name} pruned {len(masks)} layers to sparsity "
-        f"{1 - kept / total:.4f} ({total - kept} of {total} weights) on {tokens} calibration "
-        f"tokens in {seconds:.1f} s"
+        f"{1 - kept / total:.4f} ({total - kept} of {total} weights){data} in {seconds:.1f} s"
     )
     if args.out is not None:
         _save(model, args.out, tokenizer)

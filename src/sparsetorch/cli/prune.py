@@ -189,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --method or --criterion, not both")
     if args.drop_masks and args.checkpoint is None:
         raise ValueError("--drop-masks drops the masks of --checkpoint, and none is given")
+    if args.out is not None and args.out.is_dir():
+        raise ValueError(f"--out {str(args.out)!r} is a directory; name the file to write")
     torch.manual_seed(args.seed)
     model = build(args.model, input_shape=tuple(args.input_shape), num_classes=args.num_classes)
     start_over = ""
