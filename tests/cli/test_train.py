@@ -128,6 +128,12 @@ def test_parser_rejects_malformed_values(capsys):
         (["--lr", "-1"], "training.lr must be a finite number > 0"),
         (["--config", "missing.yaml"], "config 'missing.yaml' is not a file"),
         (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent"], "is not a directory"),
+        (
+            ["--method", "snip", "--sparsity", "0.5", "--pattern", "3:2"],
+            "N:M pattern needs integers 0 < N <= M",
+        ),
+        (["--device", "nonsense"], "device 'nonsense' is not a torch device"),
+        (["--distributed", "ddp"], "--distributed needs the environment torchrun sets"),
     ],
 )
 def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, capsys, argv, message):
@@ -226,6 +232,28 @@ def test_train_says_what_it_loads_before_training(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines()[1] == (
         f"sparsetorch train: {run_dir} is finished: reusing it (delete it to train again)"
     )
+    assert main(["train", *TINY, "--out", str(tmp_path), "--device", "nonsense"]) == 2
+    err = capsys.readouterr().err  # refused before the run dir is looked at: one line
+    assert "reusing" not in err and "device 'nonsense' is not a torch device" in err
+
+
+def test_the_run_dir_printed_for_a_data_file_is_the_one_trained_in(tmp_path, capsys):
+    g = torch.Generator().manual_seed(0)
+    arrays = {"x_train": torch.randn(64, 8, generator=g), "x_test": torch.randn(16, 8, generator=g)}
+    arrays |= {"y_train": torch.arange(64) % 3, "y_test": torch.arange(16) % 3}
+    path = tmp_path / "mine.npz"
+    import numpy as np
+
+    np.savez(path, **{k: v.numpy() for k, v in arrays.items()})
+    argv = ["--dataset", str(path), "--model", "mlp", "--steps", "4", "--out", str(tmp_path / "r")]
+    _, printed = dry_run(capsys, *argv)
+    assert main(["train", *argv, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    (run_dir,) = (tmp_path / "r").iterdir()
+    assert printed == str(run_dir) and f"in {run_dir}" in err
+    assert main(["train", *argv]) == 0  # finished: reused, the data not loaded again
+    err = capsys.readouterr().err
+    assert f"{run_dir} is finished: reusing it" in err and "loading" not in err
 
 
 def test_command_line_answers_without_importing_torch(tmp_path):

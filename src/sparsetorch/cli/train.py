@@ -101,10 +101,18 @@ def run(args: argparse.Namespace) -> int:
     say = _status(not args.dry_run and os.environ.get("RANK", "0") == "0")
     say("importing torch ...")
     start = time.perf_counter()
-    from sparsetorch.experiments.runner import check_names, prepare_dataset
+    from sparsetorch.experiments.runner import check_names, named_identity, prepare_dataset
 
     check_names(hp)  # before anything is loaded or written
-    run_dir = check_out_dir(args.out) / run_name(hp, hp.identity())
+    if options.get("distributed") is not None:
+        from sparsetorch.distributed.launch import check_launched
+
+        check_launched()
+    elif args.device is not None:
+        from sparsetorch.experiments.runner import check_device
+
+        check_device(args.device)
+    run_dir = check_out_dir(args.out) / run_name(hp, named_identity(hp))
     if args.dry_run:
         print(json.dumps(hp.to_dict(), indent=2))
         print(f"# run dir: {run_dir}")

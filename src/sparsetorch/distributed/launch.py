@@ -16,11 +16,8 @@ ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 DEFAULT_TIMEOUT_S = 600.0
 
 
-def init_from_env(device: str | torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> torch.device:
-    """Initialise the default process group (unless it is already) and return this rank's
-    device. Raises ValueError when not launched by torchrun."""
-    import torch.distributed as dist
-
+def check_launched() -> None:
+    """ValueError unless this process was launched by torchrun (its environment is set)."""
     missing = [name for name in ENVIRONMENT if name not in os.environ]
     if missing:
         raise ValueError(
@@ -28,6 +25,14 @@ def init_from_env(device: str | torch.device, timeout_s: float = DEFAULT_TIMEOUT
             "set): launch with torchrun --nproc_per_node N -m sparsetorch train ... "
             "--distributed ddp|fsdp"
         )
+
+
+def init_from_env(device: str | torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> torch.device:
+    """Initialise the default process group (unless it is already) and return this rank's
+    device. Raises ValueError when not launched by torchrun."""
+    import torch.distributed as dist
+
+    check_launched()
     if not is_real(timeout_s) or not timeout_s > 0:
         raise ValueError(f"--dist-timeout must be a number of seconds > 0, got {timeout_s!r}")
     device = torch.device(device)

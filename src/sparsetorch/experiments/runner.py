@@ -399,16 +399,15 @@ def check_names(hp: Hparams, own_data: bool = False) -> None:
             )
     hp.sparsity.config()  # the method's name and options
     from sparsetorch.distributions import DISTRIBUTIONS
-    from sparsetorch.patterns import PATTERNS
+    from sparsetorch.patterns import get as get_pattern
 
-    for registry, name in (
-        (PATTERNS, hp.sparsity.pattern),
-        (DISTRIBUTIONS, hp.sparsity.distribution),
-    ):
-        if name != AUTO and name not in registry:
-            raise ValueError(
-                f"unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}"
-            )
+    if hp.sparsity.pattern != AUTO:
+        get_pattern(hp.sparsity.pattern)  # a known name, and a valid one ("3:2" is not)
+    name = hp.sparsity.distribution
+    if name != AUTO and name not in DISTRIBUTIONS:
+        raise ValueError(
+            f"unknown {DISTRIBUTIONS.kind} {name!r}; known: {', '.join(DISTRIBUTIONS.names())}"
+        )
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -463,6 +462,13 @@ def _input_digests(
     if hooks:
         out["inputs.hooks"] = [f"{type(h).__module__}.{type(h).__qualname__}" for h in hooks]
     return out
+
+
+def named_identity(hp: Hparams) -> dict[str, Any]:
+    """The identity of a run that ``hp`` names completely (no model, state or data object
+    given to ``train``): its hparams, and the digest of a data file or folder of your own,
+    read without loading the data. What ``train`` names such a run's directory by."""
+    return {**hp.identity(), **_data_digest(hp, None)}
 
 
 def _data_digest(hp: Hparams, own: Dataset | None) -> dict[str, Any]:
