@@ -137,6 +137,19 @@ def test_missing_checkpoint_and_not_a_state_dict(tmp_path, capsys):
         main(["prune", "--checkpoint", str(bad), "--model", "lenet300", "--sparsity", "0.5"]) == 2
     )
     assert "does not hold a state_dict" in capsys.readouterr().err
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    for path, message in ((text, "torch.load refused it"), (tmp_path, "is a directory")):
+        argv = ["prune", "--checkpoint", str(path), "--model", "lenet300", "--sparsity", "0.5"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+
+
+def test_flags_are_taken_as_written_not_abbreviated(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["lottery", "--seed", "3"])  # lottery has --seeds only
+    assert "unrecognized arguments: --seed 3" in capsys.readouterr().err
 
 
 def test_help_shows_every_flag():

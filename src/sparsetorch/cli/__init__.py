@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=command.help,
             description=command.description or command.help,
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            allow_abbrev=False,  # lottery --seed is not --seeds: flags are taken as written
         )
         command.add_arguments(p)
         p.set_defaults(_run=command.run)

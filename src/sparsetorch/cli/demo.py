@@ -64,7 +64,7 @@ def run_demo(
         imp = IMP(hp, lottery, out_dir=out_dir, dataset=data, progress=progress, log=out)
         out(
             f"Lottery tickets in LeNet-300-100 on {data.name} ({len(data.train):,} training "
-            f"images): {rounds} rounds pruning {RATE:.0%} of the remaining hidden weights "
+            f"images): {rounds} round{'s' if rounds != 1 else ''} pruning {RATE:.0%} of the remaining hidden weights "
             f"({OUTPUT_RATE:.0%} of the output layer's), {epochs} epoch(s) per round, rewind "
             f"to init, random-reinit control; run dir {imp.path}\n"
         )

@@ -128,6 +128,8 @@ def _load_weights(model, path: Path) -> None:
 
     from sparsetorch.masking import apply_masks, masks_from_state_dict
 
+    if path.is_dir():
+        raise ValueError(f"checkpoint {str(path)!r} is a directory; name a weights file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     if path.suffix == ".safetensors":
@@ -138,7 +140,11 @@ def _load_weights(model, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"cannot read {str(path)!r} as a torch state_dict: {exc}") from exc
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(
+            f"cannot read {str(path)!r} as a torch state_dict: torch.load refused it "
+            f"({type(exc).__name__}: {reason}); give a file torch.save wrote or a .safetensors file"
+        ) from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{str(path)!r} does not hold a state_dict (a dict of tensors)")
     apply_masks(model, masks_from_state_dict(state))
