@@ -50,6 +50,22 @@ def test_a_refused_run_leaves_nothing(tmp_path, tiny_hp, digits, case):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_model_that_does_not_take_the_data_leaves_nothing(tmp_path, tiny_hp, digits):
+    from torch import nn
+
+    class Seven(nn.Module):  # digits come as 28x28 images: 784 inputs, not 7
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(7, 10)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1))
+
+    with pytest.raises(ValueError, match=r"does not take digits's inputs \(shape \(1, 28, 28\)"):
+        train(tiny_hp, tmp_path / "runs", dataset=digits, model=Seven())
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_explicit_empty_run_dir_is_left_as_it_was(tmp_path, tiny_hp, digits):
     run_dir = tmp_path / "mine"
     run_dir.mkdir()

@@ -147,6 +147,7 @@ def train(
 
     data = prepare_dataset(hp.dataset, dataset)
     model = prepare_model(hp, data, model, init_state, masks).to(device)
+    check_takes_inputs(model, data, device)  # before the run dir is written
     all_hooks = [*method_hooks(hp), *accelerate, *hooks]
     spe = steps_per_epoch(len(data.train), hp.training.batch_size)
     total = hp.training.steps or hp.training.epochs * spe
@@ -408,6 +409,26 @@ def check_names(hp: Hparams, own_data: bool = False) -> None:
         raise ValueError(
             f"unknown {DISTRIBUTIONS.kind} {name!r}; known: {', '.join(DISTRIBUTIONS.names())}"
         )
+
+
+def check_takes_inputs(model: nn.Module, data: Dataset, device: torch.device) -> None:
+    """One forward pass of two training inputs (eval mode, no grad, the RNG untouched), so
+    that a model that does not take the data's inputs is one clear ValueError before anything
+    is written, not a traceback from inside the first training step."""
+    x = data.train.x[:2].to(device)
+    training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            model.eval()
+            model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(
+            f"the model does not take {data.name}'s inputs (shape {tuple(x.shape[1:])}, "
+            f"{x.dtype}): {type(exc).__name__}: {reason}"
+        ) from exc
+    finally:
+        model.train(training)
 
 
 def check_device(device: str | torch.device) -> torch.device:

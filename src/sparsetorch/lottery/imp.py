@@ -128,18 +128,18 @@ class IMP:
         model = build_model(hp, data.input_shape, data.num_classes)
         pattern = get_pattern(lt.pattern)
         shapes = {full: m._parameters[n].shape for full, m, n in prunable_parameters(model)}
-        given = layer_rates(list(shapes), lt.prune_rate, lt.layer_rates)
+        if pattern.fixed_density is not None:  # one-shot N:M tickets take no layer rates
+            rates = dict.fromkeys(shapes, pattern.fixed_density)
+        else:
+            rates = layer_rates(list(shapes), lt.prune_rate, lt.layer_rates)
         for full, shape in shapes.items():
-            if given[full] == 0:
+            if rates[full] == 0:
                 continue  # kept dense: the pattern never sees it
             try:
                 pattern.check(shape)
             except ValueError as exc:
                 raise ValueError(f"pattern {lt.pattern!r} on {full}: {exc}") from None
-        if pattern.fixed_density is not None:  # one-shot N:M tickets take no layer rates
-            rates = dict.fromkeys(shapes, pattern.fixed_density)
-        else:
-            rates = given
+        if pattern.fixed_density is None:
             units = {n: pattern.num_units(s) for n, s in shapes.items()}
             if lt.scope == "global":
                 check_rounds(
