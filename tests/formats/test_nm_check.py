@@ -88,6 +88,14 @@ def test_check_nm_names_the_first_full_group():
         group_counts(torch.tensor(1.0), 4)
 
 
+@pytest.mark.parametrize("n, m", [(5, 4), (0, 4), (2, 0), (2.0, 4), (1, 300)])
+def test_every_check_refuses_what_the_format_refuses(n, m):
+    ones = torch.ones(1, 4)
+    for check in (is_nm, is_exactly_nm, check_nm):
+        with pytest.raises(ValueError, match="N:M needs ints 1 <= n <= m <= 256"):
+            check(ones, n, m)
+
+
 @pytest.mark.parametrize("shape", [(7,), (3, 8), (4, 8, 3, 3), (2, 4, 5)])
 def test_rows_view_puts_input_channels_last_and_inverts(shape):
     w = torch.arange(math.prod(shape), dtype=torch.float32).reshape(shape)

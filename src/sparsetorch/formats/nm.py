@@ -101,6 +101,7 @@ def is_nm(t: torch.Tensor, n: int, m: int, partial_n: int | None = None) -> bool
     by formats, kernels, deploy, patterns and checkpoints. A trailing partial group (when ``m``
     does not divide the row) may hold at most ``partial_n``; the default ``n`` is what
     zero-padding the row to a multiple of ``m`` makes a valid N:M row."""
+    n, m = check_nm_args(n, m)
     counts, partial = group_counts(t, m)
     if bool((counts > n).any()):
         return False
@@ -110,12 +111,14 @@ def is_nm(t: torch.Tensor, n: int, m: int, partial_n: int | None = None) -> bool
 def is_exactly_nm(t: torch.Tensor, n: int, m: int) -> bool:
     """Whether every group of ``m`` along the last dim holds exactly ``n`` nonzeros (and ``m``
     divides the row): a full N:M mask, what stores ``n`` positions per group without padding."""
+    n, m = check_nm_args(n, m)
     counts, partial = group_counts(t, m)
     return partial is None and bool((counts == n).all())
 
 
 def check_nm(t: torch.Tensor, n: int, m: int, name: str = "tensor") -> None:
     """Raise ValueError naming the first group of ``t`` holding more than ``n`` nonzeros."""
+    n, m = check_nm_args(n, m)
     counts, partial = group_counts(t, m)
     if partial is not None:
         raise ValueError(f"{name}: the last dim {t.shape[-1]} is not a multiple of m={m}")
