@@ -112,6 +112,25 @@ def test_export_leaves_the_eager_caches_clean():
         torch.testing.assert_close(attn(x), want)
 
 
+@pytest.mark.parametrize("name", ["global_tokens", "random"])
+def test_export_as_the_first_call_leaves_the_pattern_tables_real(name):
+    """The tables a global-token or random pattern keeps per device (and length) are built
+    while exporting when no eager call came first; a traced table kept there made the eager
+    call after the export return a FakeTensor."""
+    from sparsetorch.attention import global_tokens, random
+
+    pattern = global_tokens([0]) if name == "global_tokens" else random(2, seed=0)
+    torch.manual_seed(0)
+    attn = SparseAttention(32, 4, pattern, backend="dense").eval()
+    x = torch.randn(2, 40, 32)
+    torch.export.export(attn, (x,))  # no eager call before it
+    with torch.no_grad():
+        out = attn(x)
+        assert type(out) is torch.Tensor and torch.isfinite(out).all()
+        assert type(pattern.mask(40)) is torch.Tensor
+        torch.testing.assert_close(out, attn.to(torch.float64)(x.double()).float())
+
+
 def test_eager_cache_is_bypassed_while_tracing(monkeypatch):
     calls = []
 

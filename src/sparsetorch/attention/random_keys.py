@@ -45,13 +45,16 @@ class RandomKeys(AttentionPattern):
     def table(self, n: int, device=None) -> torch.Tensor:
         """(ceil(n / block), min(r, ceil(n / block))) int64: the key blocks of each query block."""
         device = torch.device(device or "cpu")
-        if (n, device) not in self._tables:
-            nb = math.ceil(n / self.block)
-            keys = sample_without_replacement(nb, nb, min(self.r, nb), self.seed)
+        found = self._tables.get((n, device))
+        if found is not None:
+            return found
+        nb = math.ceil(n / self.block)
+        keys = sample_without_replacement(nb, nb, min(self.r, nb), self.seed).to(device)
+        if not torch.compiler.is_compiling():  # a traced (fake) table must not be kept
             if len(self._tables) >= 8:  # a few lengths at a time (each table is n x r)
                 self._tables.pop(next(iter(self._tables)))
-            self._tables[(n, device)] = keys.to(device)
-        return self._tables[(n, device)]
+            self._tables[(n, device)] = keys
+        return keys
 
     def fn(self, n: int, device=None) -> MaskFn:
         table, b = self.table(n, device), self.block

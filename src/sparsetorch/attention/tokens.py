@@ -37,12 +37,15 @@ class GlobalTokens(AttentionPattern):
     def _tensors(self, device) -> tuple[torch.Tensor, torch.Tensor]:
         """(sorted indices, is-global flag per position up to the last index) on ``device``."""
         device = torch.device(device or "cpu")
-        if device not in self._tables:
-            idx = torch.tensor(self.indices, dtype=torch.int64, device=device)
-            flag = torch.zeros(self.indices[-1] + 1, dtype=torch.bool, device=device)
-            flag[idx] = True
+        found = self._tables.get(device)
+        if found is not None:
+            return found
+        idx = torch.tensor(self.indices, dtype=torch.int64, device=device)
+        flag = torch.zeros(self.indices[-1] + 1, dtype=torch.bool, device=device)
+        flag[idx] = True
+        if not torch.compiler.is_compiling():  # a traced (fake) table must not be kept
             self._tables[device] = (idx, flag)
-        return self._tables[device]
+        return idx, flag
 
     def fn(self, n: int, device=None) -> MaskFn:
         _, flag = self._tensors(device)
