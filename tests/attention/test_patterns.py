@@ -89,6 +89,9 @@ def test_nnz_closed_forms_at_lengths_no_dense_mask_could_hold():
     assert A.global_tokens([0, 5]).nnz(n) == 2 * 2 * n - 4
     assert A.random(3, seed=0).nnz(n) == 3 * n
     assert (A.causal() & A.local(w)).nnz(n) == n * (w + 1) - w * (w + 1) // 2
+    for n in (2**31 - 1, 3 * 10**9):  # n * (n + 1) itself overflows int64 here
+        assert A.causal().nnz(n) == n * (n + 1) // 2
+        assert A.band(None, None).nnz(n) == n * n
 
 
 def test_composite_nnz_and_layout_at_a_long_length_match_rowwise_counts():

@@ -13,9 +13,10 @@ from torch import Tensor
 
 
 def triangular(m: Tensor) -> Tensor:
-    """1 + 2 + ... + m for m > 0, else 0."""
+    """1 + 2 + ... + m for m > 0, else 0; halving the even factor first, so that the product
+    stays in int64 whenever the result does (m up to about 4.29e9)."""
     m = m.clamp_min(0)
-    return m * (m + 1) // 2
+    return torch.where(m % 2 == 0, (m // 2) * (m + 1), m * ((m + 1) // 2))
 
 
 def diff_at_most(qs: Tensor, qe: Tensor, ks: Tensor, ke: Tensor, t: Tensor | int) -> Tensor:
