@@ -174,6 +174,10 @@ def test_describe_states_the_textbook_cost_and_the_exact_count():
         (lambda: A.block(2, [1, 0]), "2-D"),
         (lambda: A.parse("local(2) + causal()"), "cannot parse"),
         (lambda: A.parse("sliding(2)"), "unknown attention pattern 'sliding'"),
+        (lambda: A.parse("local()"), r"local\(\.\.\.\): .*missing 1 required"),
+        (lambda: A.parse("random(2)"), r"random\(\.\.\.\): .*'seed'"),
+        (lambda: A.parse("global_tokens(3)"), r"cannot parse attention pattern 'global_tokens"),
+        (lambda: A.parse("band(-None, 3)"), "only an int can be negated"),
     ],
 )
 def test_bad_arguments_raise_one_clear_error(make, message):

@@ -63,7 +63,12 @@ def _pattern(node: ast.AST, spec: str) -> AttentionPattern:
             )
         args = [_value(a, spec) for a in node.args]
         kwargs = {k.arg: _value(k.value, spec) for k in node.keywords if k.arg}
-        return ATTENTION_PATTERNS.lookup(name)(*args, **kwargs)
+        try:
+            return ATTENTION_PATTERNS.lookup(name)(*args, **kwargs)
+        except TypeError as exc:  # missing or extra arguments, a number where a list goes
+            raise ValueError(
+                f"cannot parse attention pattern {_short(spec)}: {name}(...): {exc}"
+            ) from None
     raise ValueError(
         f"cannot parse attention pattern {spec!r}: expected calls like local(64) combined "
         f"with |, & and ~"
@@ -74,7 +79,12 @@ def _value(node: ast.AST, spec: str) -> Any:
     if isinstance(node, ast.Constant) and (node.value is None or type(node.value) is int):
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return -_value(node.operand, spec)
+        value = _value(node.operand, spec)
+        if type(value) is not int:
+            raise ValueError(
+                f"attention pattern arguments: only an int can be negated, in {spec!r}"
+            )
+        return -value
     if isinstance(node, ast.List | ast.Tuple):
         return [_value(e, spec) for e in node.elts]
     raise ValueError(f"attention pattern arguments must be ints, None or lists, in {spec!r}")
