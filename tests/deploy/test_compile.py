@@ -190,6 +190,28 @@ def test_triton_path_is_one_opaque_op_in_the_graph(monkeypatch):
 
 
 @pytest.mark.skipif(
+    not __import__("sparsetorch.kernels.cpu", fromlist=["available"]).available(),
+    reason="the compiled CPU kernels did not build on this machine",
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_cpu_kernel_path_is_one_opaque_op_in_the_graph(dtype, backend):
+    """The CPU kernels' ops have no fake kernels: traced into, they failed under compile
+    ("data is not allocated yet"); the path calls them through one custom op."""
+    lin = nn.Linear(64, 48).to(dtype)
+    with torch.no_grad():
+        lin.weight.mul_(torch.rand(48, 64) < 0.1)
+    layer = SparseLinear(lin, ["cpu_sparse"], Dispatcher(timer=_failing_timer, cache_file=None))
+    compiled, counter = _compiled(layer, backend)
+    with torch.no_grad():
+        for m in (1, 8, 13):
+            x = torch.randn(m, 64).to(dtype)
+            torch.testing.assert_close(compiled(x), layer(x), rtol=0, atol=0)
+            torch.testing.assert_close(compiled(x), lin(x), rtol=2e-2, atol=2e-2)
+    assert "sparsetorch.cpu_sparse_linear.default" in _graph_calls(counter)
+
+
+@pytest.mark.skipif(
     not nm_triton.available() or not __import__("os").environ.get("TRITON_INTERPRET"),
     reason="needs Triton; on CPU run with TRITON_INTERPRET=1 (see docs/deploy.md)",
 )

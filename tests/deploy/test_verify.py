@@ -79,6 +79,22 @@ def test_other_buckets_keep_their_choice(paths):
     assert set(model[0].chosen) == {1, 4}
 
 
+def test_tune_and_compact_follow_the_pinned_choice(paths):
+    """verify_ pins a bucket's choice; tune reports and compact_ keeps what then runs (before,
+    both read a stale record: compact_ dropped dense and the next call raised KeyError)."""
+    model = _swap(_model(), {0: "sleepy", 2: "twin", 4: "sleepy"})
+    x = torch.randn(4, 16)
+    assert model[0].tune([4]) == {4: "sleepy"}
+    verify_(model, lambda m: m(x), "eager", target_seconds=0.05, repeats=3)
+    assert model[0].tune([4]) == {4: "dense"} and model[0].chosen == {4: "dense"}
+    expected = model(x)
+    for i in (0, 2, 4):
+        model[i].compact_()
+    assert [list(model[i].paths) for i in (0, 4)] == [["dense"], ["dense"]]
+    assert list(model[2].paths) == [model[2].choices[4]]  # twin, or dense if pinned too
+    torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
+
+
 def test_nothing_sparse_chosen_measures_once(paths):
     model = _swap(_model(), {})
     result = verify_(model, lambda m: m(torch.randn(2, 16)), "eager", target_seconds=0.02)

@@ -171,6 +171,40 @@ class TorchCSRPath(_TorchCompressedPath):
         return sum(t.numel() * t.element_size() for t in parts)
 
 
+def _cpu_sparse_linear(kernels, x, rowptr, cols, vals, bias) -> torch.Tensor:
+    """(M, in) -> (M, out): ``x @ W.T + bias`` with W's nonzeros packed as CSR rows (``rowptr``
+    (out + 1,), ``cols``, ``vals``) by sparsetorch's CPU kernels (``kernels``: their ops)."""
+    m = x.shape[0]
+    if m == 0:  # the kernel divides by M: an empty batch never reaches it
+        return x.new_empty(0, rowptr.numel() - 1)
+    if m == 1:
+        xt = x.reshape(-1, 1).float()
+    else:  # the kernel reads x's rows in place: a slice or a transposed view is copied
+        xt = kernels.transpose_pad(x.contiguous(), -(-m // 8) * 8)
+    return kernels.spmm(xt, m, rowptr, cols, vals, None, bias, x.dtype)
+
+
+@torch.library.custom_op("sparsetorch::cpu_sparse_linear", mutates_args=())
+def cpu_sparse_linear(
+    x: torch.Tensor,
+    rowptr: torch.Tensor,
+    cols: torch.Tensor,
+    vals: torch.Tensor,
+    bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """The CPU kernels' product as one opaque op (with a fake kernel below), so that
+    ``torch.compile`` calls the kernels instead of tracing into them (their ops have no fake
+    kernels). Eager calls go to the kernels directly: the op's dispatch costs microseconds."""
+    from sparsetorch.kernels.cpu import ops
+
+    return _cpu_sparse_linear(ops("cpp"), x, rowptr, cols, vals, bias)
+
+
+@cpu_sparse_linear.register_fake
+def _(x, rowptr, cols, vals, bias):
+    return x.new_empty(x.shape[0], rowptr.shape[0] - 1)
+
+
 @PATHS.register("cpu_sparse")
 class CPUSparsePath(ComputePath):
     """sparsetorch's CPU kernels (kernels/cpu): the weight's nonzeros as CSR with 16-bit column
@@ -203,14 +237,10 @@ class CPUSparsePath(ComputePath):
         self.dtype = weight.dtype
 
     def __call__(self, x):  # (M, in) -> (M, out)
-        m, p = x.shape[0], self.packed
-        if m == 0:  # the kernel divides by M: an empty batch never reaches it
-            return x.new_empty(0, p.shape[0])
-        if m == 1:
-            xt = x.reshape(-1, 1).float()
-        else:  # the kernel reads x's rows in place: a slice or a transposed view is copied
-            xt = self.ops.transpose_pad(x.contiguous(), -(-m // 8) * 8)
-        return self.ops.spmm(xt, m, p.rowptr, p.cols, self.vals, None, self.bias, x.dtype)
+        p = self.packed
+        if torch.compiler.is_compiling():
+            return cpu_sparse_linear(x, p.rowptr, p.cols, self.vals, self.bias)
+        return _cpu_sparse_linear(self.ops, x, p.rowptr, p.cols, self.vals, self.bias)
 
     def nbytes(self):
         p = self.packed

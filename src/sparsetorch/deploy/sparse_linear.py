@@ -285,6 +285,14 @@ class SparseLinear(nn.Module):
         x2 = x.reshape(-1, self.in_features)  # (M, in)
         return self.paths[self.path_for(x2)](x2).reshape(*lead, self.out_features)
 
+    def set_choices(self, choices: dict[int, str]) -> None:
+        """Replace the M-bucket choices (``verify_`` pins buckets to dense and restores them);
+        ``chosen`` follows, so ``tune`` and ``compact_`` report and keep what runs."""
+        self.choices.clear()
+        self.choices.update(choices)
+        for m in self.chosen:
+            self.chosen[m] = self.choices.get(m_bucket(m), self.chosen[m])
+
     def tune(self, ms: list[int]) -> dict[int, str]:
         """Measure ahead of time for these row counts (so no timing happens while serving)."""
         with torch.no_grad():
@@ -295,7 +303,7 @@ class SparseLinear(nn.Module):
     def compact_(self) -> None:
         """Free every path never chosen so far (keeps at least one); they also leave the
         candidates, so a later load or move does not rebuild them."""
-        keep = set(self.chosen.values()) or {next(iter(self.paths))}
+        keep = set(self.choices.values()) | set(self.chosen.values()) or {next(iter(self.paths))}
         self.paths = {k: v for k, v in self.paths.items() if k in keep}
         self.candidates = [c for c in self.candidates if c in keep]
         self.layer_key = f"{self.layer_key}|kept {'+'.join(sorted(self.paths))}"

@@ -113,13 +113,11 @@ class _Choices:
         for name in names:
             layer = self.layers[name]
             if "dense" in layer.paths:
-                for b in buckets[name]:
-                    layer.choices[b] = "dense"
+                layer.set_choices({**layer.choices, **dict.fromkeys(buckets[name], "dense")})
 
     def restore(self, names=None) -> None:
         for name in names if names is not None else self.layers:
-            self.layers[name].choices.clear()
-            self.layers[name].choices.update(self.saved[name])
+            self.layers[name].set_choices(self.saved[name])
 
 
 def verify_(
