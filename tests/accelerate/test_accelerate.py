@@ -251,6 +251,14 @@ def test_filter_fn_and_linear_subclasses():
     assert type(model[2]) is nn.Linear
 
 
+def test_masked_layers_of_other_kinds_are_reported_not_silently_dense():
+    model = nn.Sequential(nn.Conv1d(2, 4, 3), nn.Flatten(), nn.Linear(8, 3), nn.Conv1d(1, 1, 1))
+    st.prune(model, 0.5, filter_fn=lambda module, fqn: fqn != "3")
+    report = st.accelerate_(model)
+    assert set(report.swapped) == {"2"} and set(report.skipped) == {"0"}  # 3 has no mask
+    assert "a masked Conv1d: the kernels take nn.Linear layers only" in report.skipped["0"]
+
+
 @pytest.mark.parametrize("value", [np.float32(0.5), np.float64(0.5), Fraction(1, 2)])
 def test_max_density_takes_any_real_number(value):
     model = _model(sparsity=0.8)  # density 0.2 in both layers

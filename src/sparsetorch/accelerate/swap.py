@@ -18,6 +18,7 @@ from torch import nn
 from sparsetorch._checks import is_real
 from sparsetorch.accelerate.linear import AcceleratedLinear
 from sparsetorch.accelerate.optim import install
+from sparsetorch.masking import SUFFIX
 
 FilterFn = Callable[[nn.Module, str], bool]
 
@@ -68,9 +69,14 @@ def accelerate_(
     report = AccelerateReport(backend=kernel_ops(backend).name)
     install()
     for fqn, module in model.named_modules():
-        if not isinstance(module, nn.Linear):
-            continue
         if filter_fn is not None and not filter_fn(module, fqn):
+            continue
+        if not isinstance(module, nn.Linear):
+            if any(n.endswith(SUFFIX) for n in module._buffers):  # masked: no kernel takes it
+                report.skipped[fqn] = (
+                    f"a masked {type(module).__name__}: the kernels take nn.Linear layers "
+                    "only; it trains dense, its masks kept enforced"
+                )
             continue
         if type(module) not in (nn.Linear, AcceleratedLinear):
             report.skipped[fqn] = f"{type(module).__name__} is not exactly nn.Linear"
