@@ -128,6 +128,7 @@ def test_parser_rejects_malformed_values(capsys):
         (["--lr", "-1"], "training.lr must be a finite number > 0"),
         (["--config", "missing.yaml"], "config 'missing.yaml' is not a file"),
         (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent"], "is not a directory"),
+        (["--dataset", "digits", "--data-dir", "/nonexistent"], "digits ships with scikit-learn"),
         (
             ["--method", "snip", "--sparsity", "0.5", "--pattern", "3:2"],
             "N:M pattern needs integers 0 < N <= M",

@@ -44,6 +44,10 @@ def _fashion_mnist(data_dir: str | Path | None = None, seed: int = 0) -> Dataset
 
 @DATASETS.register("digits")
 def _digits(data_dir: str | Path | None = None, seed: int = 0) -> Dataset:
+    if data_dir is not None:
+        raise ValueError(
+            f"digits ships with scikit-learn and reads no data dir; got data_dir {str(data_dir)!r}"
+        )
     return load_digits(seed=seed)
 
 
