@@ -238,6 +238,16 @@ def test_train_says_what_it_loads_before_training(tmp_path, capsys):
     assert "reusing" not in err and "device 'nonsense' is not a torch device" in err
 
 
+def test_a_size_larger_than_the_data_set_warns_once(tmp_path, capsys):
+    argv = ["train", "--dataset", "digits", "--train-size", "5000", "--steps", "2"]
+    assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
+    assert warned == [
+        "sparsetorch train: warning: digits train: 5000 examples asked for, it holds 1297: "
+        "all are used"
+    ]
+
+
 def test_the_run_dir_printed_for_a_data_file_is_the_one_trained_in(tmp_path, capsys):
     g = torch.Generator().manual_seed(0)
     arrays = {"x_train": torch.randn(64, 8, generator=g), "x_test": torch.randn(16, 8, generator=g)}

@@ -285,6 +285,7 @@ def prepare_dataset(hp: DatasetHparams, dataset: Dataset | None = None) -> Datas
             "train(hparams, dataset=...) takes tensors, torch Datasets and DataLoaders "
             "(sparsetorch.data.as_dataset adapts them)"
         )
+    loaded = dataset is None  # by name: warn when a size asked for is more than it holds
     if dataset is None:
         from sparsetorch.data import load
 
@@ -301,9 +302,9 @@ def prepare_dataset(hp: DatasetHparams, dataset: Dataset | None = None) -> Datas
         )
     return Dataset(
         dataset.name,
-        _head(dataset.train, hp.train_size),
-        _head(dataset.val, hp.val_size),
-        _head(dataset.test, hp.test_size),
+        _head(dataset.train, hp.train_size, f"{dataset.name} train", loaded),
+        _head(dataset.val, hp.val_size, f"{dataset.name} val", loaded),
+        _head(dataset.test, hp.test_size, f"{dataset.name} test", loaded),
         dataset.num_classes,
         dataset.input_shape,
         dataset.classes,
@@ -374,7 +375,13 @@ def kernel_hooks(hp: Hparams, device: torch.device, distributed: str | None) -> 
 
 
 # ---- helpers ------------------------------------------------------------------------------
-def _head(split: Split, n: int | None) -> Split:
+def _head(split: Split, n: int | None, what: str, warn: bool) -> Split:
+    """The first ``n`` examples; with ``warn``, one warning when fewer are there."""
+    if warn and n is not None and n > len(split):
+        warnings.warn(
+            f"{what}: {n} examples asked for, it holds {len(split)}: all are used",
+            stacklevel=3,
+        )
     return split if n is None else split.head(n)
 
 
