@@ -195,3 +195,116 @@ def test_qwen2_sliding_and_full_layers_are_calibrated_on_their_own_masks():
     hook.remove()
     real, calibrated = seen[0], seen[1]  # the statistics pass: dense inputs, sequential=False
     torch.testing.assert_close(calibrated, real, rtol=0, atol=1e-6)
+
+
+def _offload_on_the_side(monkeypatch) -> list[str]:
+    """Offloading emulated on the CPU: a module 'moved to the device' is flagged, and every
+    Linear that runs while its block is not there is listed."""
+    from sparsetorch.post_training import offload, pipeline
+
+    device = torch.device("meta")  # never really used: moves only set the flag
+
+    def move(module, to):
+        module._on_device = to == device
+
+    monkeypatch.setattr(offload, "_move_own_", move)
+    monkeypatch.setattr(
+        pipeline,
+        "_placement",
+        lambda model, blocks, _, __: offload.Placement(model, [b for _, b in blocks], device),
+    )
+    return []
+
+
+def _watch(model, off: list[str]) -> None:
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            module.register_forward_pre_hook(
+                lambda m, a, name=name: (
+                    None if getattr(m, "_on_device", False) else off.append(name)
+                )
+            )
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_offloading_puts_every_running_block_on_the_device(monkeypatch, sequential):
+    """Recording the decoder runs the encoder's blocks too: each on the device while it runs
+    (before, only the recorded stack's blocks were moved)."""
+    off = _offload_on_the_side(monkeypatch)
+    model = EncoderDecoder()
+    _watch(model, off)
+    expected = st.masks(st.oneshot(EncoderDecoder(), "wanda", batches(), sparsity=0.5,
+                                   sequential=sequential))  # fmt: skip
+    found = st.masks(st.oneshot(model, "wanda", batches(), sparsity=0.5, sequential=sequential))
+    assert off == [] and all(torch.equal(found[n], m) for n, m in expected.items())
+
+
+class Reversed(EncoderDecoder):
+    """The decoder stack runs first in the forward pass, though registered after (CLIP's
+    towers are so)."""
+
+    def forward(self, x, y):
+        g = self.inp(y)
+        for layer in self.dec:
+            g = layer(g, memory=0.0)
+        h = self.inp(x)
+        for i, layer in enumerate(self.enc):
+            h = layer(h, gate=self.gates[i % 2])
+        return self.out(g + h)
+
+
+def test_stacks_recorded_together_need_not_run_in_the_order_they_are_registered():
+    pruned = st.oneshot(Reversed(), "wanda", batches(), sparsity=0.5, sequential=False)
+    assert len(st.masks(pruned)) == 8
+
+
+class Masked(EncoderDecoder):
+    def forward(self, x, y, attention_mask=None, decoder_attention_mask=None):
+        return super().forward(x, y)
+
+
+@pytest.mark.parametrize("decoder_mask", [False, True])
+def test_the_attention_mask_counts_the_first_stack_s_tokens_only(monkeypatch, decoder_mask):
+    from sparsetorch.post_training import pipeline
+
+    tokens = {}
+    prune = pipeline._prune_layers
+
+    def spy(layers, method, target, stats):
+        tokens.update({layer.fqn: stats[layer.fqn].tokens for layer in layers})
+        return prune(layers, method, target, stats)
+
+    monkeypatch.setattr(pipeline, "_prune_layers", spy)
+    x, y = batches(1)[0]
+    batch = {"x": x, "y": y, "attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1] * 5])}
+    if decoder_mask:
+        batch["decoder_attention_mask"] = torch.tensor([[1] * 5, [1, 1, 0, 0, 0]])
+    st.oneshot(Masked(), "wanda", [batch], sparsity=0.5)
+    assert {n: t for n, t in tokens.items() if n.startswith("enc")} == dict.fromkeys(
+        ["enc.0.fc1", "enc.0.fc2", "enc.1.fc1", "enc.1.fc2"], 8
+    )
+    decoder = {t for n, t in tokens.items() if n.startswith("dec")}
+    assert decoder == {7 if decoder_mask else 10}  # its own mask, or every position
+
+
+class Twice(nn.Module):
+    """Block 0 applied twice (shared weights), then block 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.blocks = nn.ModuleList(Layer() for _ in range(2))
+
+    def forward(self, x):
+        return self.blocks[1](self.blocks[0](self.blocks[0](x, 1.0), 1.0), 1.0)
+
+
+def test_a_block_called_twice_is_on_the_device_and_the_next_gets_its_real_input(monkeypatch):
+    off = _offload_on_the_side(monkeypatch)
+    model, data = Twice(), [x for x, _ in batches()]
+    with torch.no_grad():
+        real = [model.blocks[0](model.blocks[0](x, 1.0), 1.0) for x in data]  # blocks.1's input
+    _watch(model, off)
+    found = st.masks(st.oneshot(model, "wanda", data, sparsity=0.5, sequential=False))
+    assert off == []
+    assert torch.equal(found["blocks.1.fc1.weight"], _wanda_mask(Twice().blocks[1].fc1, real))

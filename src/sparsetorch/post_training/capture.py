@@ -65,42 +65,70 @@ def _recorded(args: tuple, kwargs: dict, tokens, previous: Any) -> BlockCall:
     return call
 
 
+def _stack_of(name: str) -> str:
+    return name.rpartition(".")[0]
+
+
 def record_calls(
     model: nn.Module,
     blocks: Sequence[tuple[str, nn.Module]],
     calls: Sequence[Call],
     device: torch.device | None,
     on_device: Callable[[nn.Module], contextlib.AbstractContextManager[None]],
+    placed: Sequence[tuple[str, nn.Module]] = (),
 ) -> list[list[BlockCall]]:
-    """``[block][batch]``: the call of every block in ``blocks`` (in forward order) on every
-    calibration batch. Blocks before the last one run (dense), each inside ``on_device(block)``
-    (where it computes when the model is offloaded); the pass stops at the last block."""
+    """``[block][batch]``: the call of every block in ``blocks`` (each stack's blocks in
+    forward order) on every calibration batch. The pass stops once every block's call is
+    recorded, before the last one runs. Every block that runs, and every module of
+    ``placed`` (the other blocks of the model: an encoder runs while its decoder is
+    recorded), runs inside ``on_device(block)`` (where it computes when the model is
+    offloaded).
+
+    The batch's ``attention_mask`` marks the real tokens of the stack the forward pass reaches
+    first; a later stack (a decoder) gets its ``decoder_attention_mask``, or counts every
+    position."""
     index = {id(block): i for i, (_, block) in enumerate(blocks)}
+    stacks = [_stack_of(name) for name, _ in blocks]
+    stack_of = {id(block): _stack_of(name) for name, block in [*placed, *blocks]}
     found: list[list[BlockCall]] = [[] for _ in blocks]
     state: dict[str, Any] = {}
     moves = contextlib.ExitStack()
 
     def before(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        i = index[id(module)]
-        if len(found[i]) > state["batch"]:
-            return  # called again in this pass (a shared block): the first call counts
-        found[i].append(_recorded(args, kwargs, state["tokens"], state.get("output")))
-        if i == len(blocks) - 1:
-            raise _Stop
+        i = index.get(id(module))
+        state["stacks"].setdefault(stack_of[id(module)], len(state["stacks"]))
+        first_call = i is not None and len(found[i]) <= state["batch"]
+        if first_call:
+            stack = stacks[i]
+            tokens = state["tokens"] if state["stacks"][stack] == 0 else state["later_tokens"]
+            chained = state["output_of"] == i - 1 and i > 0 and stacks[i - 1] == stack
+            found[i].append(_recorded(args, kwargs, tokens, state["output"] if chained else None))
+            state["left"] -= 1
+            if state["left"] == 0:
+                raise _Stop
+        state["first_call"] = first_call
         moves.enter_context(on_device(module))
 
     def after(module: nn.Module, args: tuple, output: Any) -> None:
         moves.close()
-        state["output"] = first_tensor(output)
+        i = index.get(id(module))
+        # a repeated call (a shared block) or another block: the next block is not chained
+        keep = i is not None and state["first_call"]
+        state["output"], state["output_of"] = (first_tensor(output), i) if keep else (None, None)
 
     handles = []
-    for _, block in blocks:
+    for _, block in [*blocks, *placed]:
         handles.append(block.register_forward_pre_hook(before, with_kwargs=True))
         handles.append(block.register_forward_hook(after))
     try:
         for i, call in enumerate(calls):
             args, kwargs = to_device(call, device)
-            state.update(batch=i, tokens=token_mask((args, kwargs)), output=None)
+            later = kwargs.get("decoder_attention_mask")
+            later = later.bool() if isinstance(later, torch.Tensor) and later.dim() == 2 else None
+            state.update(
+                batch=i, tokens=token_mask((args, kwargs)), later_tokens=later, output=None,
+                output_of=None, stacks={}, left=len(blocks),
+            )  # fmt: skip
             try:
                 model(*args, **kwargs)
             except _Stop:

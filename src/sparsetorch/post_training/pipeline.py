@@ -260,9 +260,10 @@ def _sequential(
     # sequential: each stack recorded once the stacks before it are pruned; else all at once
     runs = work if sequential else [[block for stack in work for block in stack]]
     for k, run in enumerate(runs):
+        others = [b for b in blocks if b not in run]  # run too (an encoder before a decoder)
         with placement.outside_blocks():
-            recorded = record_calls(model, run, calls, device, placement.block)
-        if k == 0 and len(blocks) > 1:
+            recorded = record_calls(model, run, calls, device, placement.block, others)
+        if sequential and k == 0 and len(blocks) > 1:
             first = recorded[0][0]
             first.with_hidden(first.hidden())  # fails now if blocks cannot be chained
         _warn_unchained(run, recorded, sequential)
