@@ -251,6 +251,12 @@ def test_filter_fn_and_linear_subclasses():
     assert type(model[2]) is nn.Linear
 
 
+def test_filter_fn_sees_linear_and_masked_layers_only():
+    model = _model()
+    report = st.accelerate_(model, lambda module, fqn: module.out_features > 8)  # Linear only
+    assert set(report.swapped) == {"0"} and not report.skipped
+
+
 def test_masked_layers_of_other_kinds_are_reported_not_silently_dense():
     model = nn.Sequential(nn.Conv1d(2, 4, 3), nn.Flatten(), nn.Linear(8, 3), nn.Conv1d(1, 1, 1))
     st.prune(model, 0.5, filter_fn=lambda module, fqn: fqn != "3")

@@ -242,3 +242,33 @@ def test_torch_csr_path_equals_dense_and_rebuilds_its_weight(bias):
     torch.testing.assert_close(path(x), torch.nn.functional.linear(x, w, b), rtol=1e-5, atol=1e-5)
     assert torch.equal(path.dense_weight(), w)
     assert path.nbytes() == int((w != 0).sum()) * (4 + 8) + 25 * 8  # values, cols, row ptrs
+
+
+def test_a_parametrized_linear_is_swapped_with_its_computed_weight():
+    from torch.nn.utils import parametrize
+
+    class Doubled(nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    torch.manual_seed(0)
+    model = _pruned(nn.Sequential(nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 8)))
+    parametrize.register_parametrization(model[0], "weight", Doubled())
+    x = torch.randn(3, 32)
+    with torch.no_grad():
+        expected = model(x)
+        report = sparsify_(
+            model, "csr", dispatcher=Dispatcher(timer=_fixed_timer(), cache_file=None)
+        )
+        assert set(report.swapped) == {"0", "2"} and not report.skipped
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+    assert model[0].chosen == {3: "csr"}
+
+
+def test_set_choices_given_the_layer_s_own_choices_keeps_them():
+    layer = SparseLinear(_with_density(nn.Linear(8, 4), 0.5), ["dense", "csr"],
+                         Dispatcher(timer=_fixed_timer(), cache_file=None))  # fmt: skip
+    with torch.no_grad():
+        layer(torch.randn(2, 8))
+    layer.set_choices(layer.choices)
+    assert layer.choices == {2: "csr"} and layer.chosen == {2: "csr"}

@@ -5,6 +5,7 @@ Wanda that does the same; T5's decoder stack (its own config copy, with a cache)
 sliding and full attention layers."""
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -97,8 +98,21 @@ def test_both_stacks_are_found_in_order_and_small_or_nested_lists_are_not():
     model.heads = nn.ModuleList(nn.Linear(D, 2) for _ in range(3))  # repeated, small: no stack
     for layer in model.enc:
         layer.experts = nn.ModuleList(nn.Linear(D, D) for _ in range(2))  # inside a stack
-    names = [name for name, _ in find_blocks(model)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # heads and experts are not layers left dense
+        names = [name for name, _ in find_blocks(model)]
     assert names == ["enc.0", "enc.1", "dec.0", "dec.1"]
+
+
+def test_a_small_or_one_block_decoder_is_named_in_a_warning():
+    model = EncoderDecoder(depth=12)
+    del model.dec[1:]  # one block: no repeated list
+    with pytest.warns(UserWarning, match=r"\['dec'\] stay dense: \['dec'\] hold one block"):
+        assert {name.split(".")[0] for name, _ in find_blocks(model)} == {"enc"}
+    model = EncoderDecoder(depth=12)
+    model.dec = nn.ModuleList(CrossLayer(2) for _ in range(2))  # < 10% of the encoder's
+    with pytest.warns(UserWarning, match=r"\['dec'\] hold less than 10%"):
+        find_blocks(model)
 
 
 @pytest.mark.parametrize("sequential", [True, False])

@@ -69,10 +69,13 @@ def accelerate_(
     report = AccelerateReport(backend=kernel_ops(backend).name)
     install()
     for fqn, module in model.named_modules():
+        masked = any(n.endswith(SUFFIX) for n in module._buffers)
+        if not (isinstance(module, nn.Linear) or masked):
+            continue
         if filter_fn is not None and not filter_fn(module, fqn):
             continue
         if not isinstance(module, nn.Linear):
-            if any(n.endswith(SUFFIX) for n in module._buffers):  # masked: no kernel takes it
+            if masked:  # no kernel of ours takes it
                 report.skipped[fqn] = (
                     f"a masked {type(module).__name__}: the kernels take nn.Linear layers "
                     "only; it trains dense, its masks kept enforced"

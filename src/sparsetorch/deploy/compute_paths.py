@@ -178,7 +178,7 @@ def _cpu_sparse_linear(kernels, x, rowptr, cols, vals, bias) -> torch.Tensor:
     if m == 0:  # the kernel divides by M: an empty batch never reaches it
         return x.new_empty(0, rowptr.numel() - 1)
     if m == 1:
-        xt = x.reshape(-1, 1).float()
+        xt = x.reshape(-1, 1).float().contiguous()  # (in, 1): one column, unit stride
     else:  # the kernel reads x's rows in place: a slice or a transposed view is copied
         xt = kernels.transpose_pad(x.contiguous(), -(-m // 8) * 8)
     return kernels.spmm(xt, m, rowptr, cols, vals, None, bias, x.dtype)

@@ -71,8 +71,13 @@ def linear_rows(module: nn.Module) -> torch.Tensor:
 
 
 def _plain_attributes(module: nn.Module) -> dict:
-    """A module's own attributes outside nn.Module's state (a Conv1D's ``nf`` and ``nx``)."""
-    return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"}
+    """A module's own data attributes outside nn.Module's state (a Conv1D's ``nf`` and ``nx``;
+    not a ``forward`` some hook set on the instance)."""
+    return {
+        k: v
+        for k, v in vars(module).items()
+        if not k.startswith("_") and k != "training" and not callable(v)
+    }
 
 
 def _reasons(dropped: dict[str, str]) -> str:
@@ -288,6 +293,7 @@ class SparseLinear(nn.Module):
     def set_choices(self, choices: dict[int, str]) -> None:
         """Replace the M-bucket choices (``verify_`` pins buckets to dense and restores them);
         ``chosen`` follows, so ``tune`` and ``compact_`` report and keep what runs."""
+        choices = dict(choices)  # may be self.choices itself
         self.choices.clear()
         self.choices.update(choices)
         for m in self.chosen:

@@ -118,8 +118,8 @@ def _is_matrix_layer(module: nn.Module) -> bool:
     """``nn.Linear`` or transformers' ``Conv1D`` with a 2-D weight: what SparseLinear takes."""
     if not (isinstance(module, nn.Linear) or is_hf_conv1d(module)):
         return False
-    weight = module._parameters.get("weight")
-    return weight is not None and weight.dim() == 2
+    weight = getattr(module, "weight", None)  # a parametrized weight is computed here
+    return isinstance(weight, torch.Tensor) and weight.dim() == 2
 
 
 def _candidates(name: str, rows: torch.Tensor, tried: tuple[str, ...]) -> tuple[list, list]:

@@ -423,11 +423,13 @@ def check_takes_inputs(model: nn.Module, data: Dataset, device: torch.device) ->
     that a model that does not take the data's inputs is one clear ValueError before anything
     is written, not a traceback from inside the first training step."""
     x = data.train.x[:2].to(device)
-    training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             model.eval()
             model(x)
+    except torch.OutOfMemoryError:
+        raise
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(
@@ -435,7 +437,8 @@ def check_takes_inputs(model: nn.Module, data: Dataset, device: torch.device) ->
             f"{x.dtype}): {type(exc).__name__}: {reason}"
         ) from exc
     finally:
-        model.train(training)
+        for module, training in modes:
+            module.training = training
 
 
 def check_device(device: str | torch.device) -> torch.device:

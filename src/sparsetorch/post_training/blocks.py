@@ -21,6 +21,7 @@ is that very tensor).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 from torch import nn
@@ -62,7 +63,31 @@ def find_blocks(model: nn.Module) -> list[Block]:
         return [("", model)]
     largest = max(_size(m) for _, m in outer)
     stacks = [(n, m) for n, m in outer if _size(m) >= STACK_FRACTION * largest]
+    small = [n for n, m in outer if (n, m) not in stacks and _layered(m) and _size(m)]
+    single = [  # a list of one block (a one-layer decoder) is no repeated list
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.ModuleList)
+        and len(m) == 1
+        and _layered(m)
+        and not any(_inside(n, s) for s, _ in outer)
+    ]
+    if small or single:
+        warnings.warn(
+            f"oneshot: the layers {small + single} stay dense: "
+            + (f"{small} hold less than {STACK_FRACTION:.0%} of the largest stack's parameters"
+               if small else "")
+            + ("; " if small and single else "")
+            + (f"{single} hold one block each" if single else "")
+            + "; list their blocks in blocks= (with the other stacks' blocks) to prune them too",
+            stacklevel=3,
+        )  # fmt: skip
     return [block for name, container in stacks for block in _children(name, container)]
+
+
+def _layered(container: nn.Module) -> bool:
+    """Its children are layers of modules (transformer blocks), not single layers (heads)."""
+    return all(any(True for _ in child.children()) for child in container.children())
 
 
 def stacks(blocks: Sequence[Block]) -> list[list[Block]]:
