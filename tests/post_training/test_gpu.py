@@ -71,3 +71,20 @@ def test_without_offloading_the_model_moves_to_the_gpu():
     model = st.oneshot(Stack(), "wanda", _batches(16), sparsity=0.5, device="cuda",
                        offload=False)  # fmt: skip
     assert all(t.is_cuda for t in model.state_dict().values())
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_offloading_an_encoder_decoder_equals_pruning_it_on_the_cpu(sequential):
+    """Recording the decoder runs the encoder: its blocks must be on the GPU while they run."""
+    from tests.post_training.test_stacks import EncoderDecoder, batches
+
+    data = batches()
+    on_cpu = st.oneshot(EncoderDecoder().double(), "wanda", [tuple(t.double() for t in b)
+                        for b in data], sparsity=0.5, sequential=sequential)  # fmt: skip
+    offloaded = st.oneshot(EncoderDecoder().double(), "wanda", [tuple(t.double() for t in b)
+                           for b in data], sparsity=0.5, sequential=sequential,
+                           device="cuda")  # fmt: skip
+    assert all(t.device.type == "cpu" for t in offloaded.state_dict().values())
+    masks = st.masks(offloaded)
+    for name, mask in st.masks(on_cpu).items():
+        assert (masks[name] == mask).float().mean() > 0.995, name
