@@ -466,6 +466,8 @@ def compute_masks(
         _check_names(scores, targets, skipped, "scores")
         source, check = scores, "scores"
     else:
+        if batch is not None or getattr(crit, "runs_model", False):
+            refuse_sharded(params.values(), f"criterion {crit.name!r}")
         names = [t.full for t in targets]
         source = crit.scores(model, names, batch=batch, loss_fn=loss_fn, generator=generator)
         check = f"criterion {crit.name!r} scores"
@@ -636,6 +638,18 @@ def prune(
     return apply_masks(model, masks, consume=True)
 
 
+def refuse_sharded(params: Iterable[torch.Tensor], what: str) -> None:
+    """One ValueError, the same on every rank, when a scoring that runs the model on data
+    would see FSDP-sharded weights: scores from a sharded model are this rank's view, not the
+    model's, so the masks would be wrong."""
+    if any(is_dtensor(p) for p in params):
+        raise ValueError(
+            f"{what} runs the model on data to score its weights, which sparsetorch does not do "
+            "on an FSDP-sharded model (the masks would be wrong): prune before sharding "
+            "(st.prune, then fsdp), or train data-parallel with ddp"
+        )
+
+
 def warn_uncovered(uncovered: list[tuple[str, torch.Size]], stacklevel: int = 2) -> None:
     """One warning naming the weights of 2+ dims no prunable kind covers
     (``masking.uncovered_weights(model)``), which stay dense; none when there are none."""
@@ -685,6 +699,7 @@ __all__ = [
     "STREAM_ABOVE",
     "compute_masks",
     "prune",
+    "refuse_sharded",
     "warn_partial_groups",
     "warn_uncovered",
 ]

@@ -92,7 +92,15 @@ def api_prune(rank: int, world: int, distribution: str) -> dict:
     model = fsdp(mlp(), mesh=mesh(), units=None if distribution == "global" else [])
     st.prune(model, sparsity=0.9, distribution=distribution)
     second = caught(st.prune, model, sparsity=0.95, pattern="2:4")
-    return {"masks": full_masks(model), "verified": verify_masks(model), "nm": second}
+    x, y = torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.int64)
+    # scores from running a sharded model would be wrong: refused alike on every rank
+    on_data = [
+        caught(st.prune, model, sparsity=0.95, criterion="snip", batch=(x, y)),
+        caught(st.prune, model, sparsity=0.95, criterion="gradient", batch=(x, y)),
+        caught(st.synflow, model, None, 0.95, inputs=x),
+    ]
+    return {"masks": full_masks(model), "verified": verify_masks(model), "nm": second,
+            "on_data": on_data}  # fmt: skip
 
 
 # ------------------------------------------------------------------ bad input

@@ -126,6 +126,8 @@ def test_one_shot_prune_of_shards_equals_one_process(ranks, distribution):
         for name, mask in full_masks(model).items():
             assert torch.equal(got["masks"][name], mask), name
         assert got["nm"][0] == "error" and "'2:4' is not supported on FSDP" in got["nm"][2]
+        for result in got["on_data"]:
+            assert result[0] == "error" and "runs the model on data" in result[2], result
 
 
 def test_dcp_checkpoint_of_two_ranks_loads_in_one_process(ranks, session_dir):

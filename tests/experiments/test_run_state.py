@@ -91,3 +91,11 @@ def test_resume_round_trip_restores_optimizer_and_rng(tmp_path):
     ckpt.atomic_save({"step": 3}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a resume checkpoint"):
         ckpt.load_resume(tmp_path / "other.pt")
+
+
+def test_a_distributed_run_s_checkpoint_says_how_to_resume_it(tmp_path):
+    path = tmp_path / "checkpoints" / "resume.pt"
+    path.parent.mkdir()
+    ckpt.atomic_save({"format": "dcp-1"}, path)
+    with pytest.raises(ValueError, match=r"a distributed run.*torchrun --nproc_per_node 1"):
+        ckpt.load_resume(path)

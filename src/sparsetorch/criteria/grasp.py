@@ -114,6 +114,7 @@ class GraSP(Criterion):
     """``CRITERIA["grasp"]``: :func:`grasp_scores` on ``batch`` (one pair or a list of pairs)."""
 
     name = "grasp"
+    runs_model = True  # forward and backward passes of the model itself
 
     def __init__(self, temperature: float = DEFAULT_TEMPERATURE) -> None:
         self.temperature = temperature

@@ -66,6 +66,7 @@ class SNIP(Criterion):
     """``CRITERIA["snip"]``: :func:`snip_scores` on ``batch`` (one pair or a list of pairs)."""
 
     name = "snip"
+    runs_model = True  # forward and backward passes of the model itself
 
     def scores(self, model, names, *, batch=None, loss_fn=None, generator=None):
         return snip_scores(model, names, require_batch(self.name, batch), loss_fn)

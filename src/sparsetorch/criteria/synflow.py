@@ -151,6 +151,7 @@ class SynFlow(Criterion):
     example; see the module docstring)."""
 
     name = "synflow"
+    runs_model = True  # forward and backward passes of the model itself
 
     def __init__(
         self, input_shape: Sequence[int] | None = None, dtype: torch.dtype = torch.float64

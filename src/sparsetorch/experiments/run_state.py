@@ -219,6 +219,13 @@ def load_resume(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     state = safe_load(path)
     found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if isinstance(found, str) and found.startswith("dcp-"):  # a distributed run's checkpoint
+        raise ValueError(
+            f"{str(path)!r} was written by a distributed run (its model and optimizer are a "
+            "torch.distributed.checkpoint): resume it with torchrun and --distributed ddp or "
+            "fsdp, on any number of ranks, 1 included (torchrun --nproc_per_node 1 -m "
+            "sparsetorch train ... --distributed ddp)"
+        )
     if found != RESUME_FORMAT:
         run_dir = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
         raise UnreadableRunDir(

@@ -29,7 +29,12 @@ from sparsetorch.criteria.synflow import synflow_scores
 from sparsetorch.masking import apply_masks, get_masks, prunable_parameters, uncovered_weights
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import get as get_pattern
-from sparsetorch.pruning import compute_masks, warn_partial_groups, warn_uncovered
+from sparsetorch.pruning import (
+    compute_masks,
+    refuse_sharded,
+    warn_partial_groups,
+    warn_uncovered,
+)
 
 
 def exponential_densities(density: float, iterations: int, start: float = 1.0) -> list[float]:
@@ -66,6 +71,7 @@ def synflow(
     sparsity = float(sparsity)
     start = get_pattern(pattern).fixed_density or 1.0
     densities = exponential_densities(1.0 - sparsity, iterations, start=min(start, 1.0))
+    refuse_sharded(model.parameters(), "synflow")  # FSDP cannot deepcopy the model either
     work = copy.deepcopy(model)
     names = [full for full, _, _ in prunable_parameters(work, exclude, filter_fn)]
     for k, density in enumerate(densities, start=1):
