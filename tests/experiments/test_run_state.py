@@ -99,3 +99,12 @@ def test_a_distributed_run_s_checkpoint_says_how_to_resume_it(tmp_path):
     ckpt.atomic_save({"format": "dcp-1"}, path)
     with pytest.raises(ValueError, match=r"a distributed run.*torchrun --nproc_per_node 1"):
         ckpt.load_resume(path)
+
+
+def test_the_same_object_saved_twice_gives_the_same_bytes(tmp_path):
+    """Resumed runs write every mask file bitwise equal to an uninterrupted run's: the archive
+    must not carry the random temp file's name."""
+    obj = {"mask": torch.arange(12).reshape(3, 4) % 2 == 0, "step": 7}
+    a, b = ckpt.atomic_save(obj, tmp_path / "a.pt"), ckpt.atomic_save(obj, tmp_path / "b.pt")
+    assert a.read_bytes() == b.read_bytes()
+    assert torch.equal(ckpt.safe_load(a)["mask"], obj["mask"])

@@ -131,10 +131,17 @@ def resume_path(run_dir: str | Path) -> Path:
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temp file next to ``path``, fsynced, then renamed over it
-    (``sparsetorch._files.atomic_write``)."""
+    (``sparsetorch._files.atomic_write``). Saved through an open file, not a path: torch names
+    the archive's root folder after a path's file name (here the temp file's random one), so
+    the same object would give different bytes on every save."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+    return atomic_write(path, write)
 
 
 def safe_load(path: str | Path) -> Any:
