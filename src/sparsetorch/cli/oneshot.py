@@ -240,7 +240,6 @@ def _load_hf(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _save(model: Any, out: Path, tokenizer: Any | None) -> None:
-    import torch
 
     import sparsetorch as st
 
@@ -252,8 +251,9 @@ def _save(model: Any, out: Path, tokenizer: Any | None) -> None:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), out)
+        from sparsetorch.experiments.run_state import atomic_save
+
+        atomic_save(model.state_dict(), out)  # never a half-written file
     print(f"pruned model: {out}")
 
 

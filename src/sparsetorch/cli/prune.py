@@ -225,7 +225,9 @@ def run(args: argparse.Namespace) -> int:
         if args.out.suffix == ".safetensors":
             st.save(model, args.out)
         else:
-            torch.save(model.state_dict(), args.out)
+            from sparsetorch.experiments.run_state import atomic_save
+
+            atomic_save(model.state_dict(), args.out)  # never a half-written file
         print(f"pruned model: {args.out}")
     return 0
 
