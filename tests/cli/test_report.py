@@ -1,4 +1,5 @@
 import json
+import re
 import sys
 import types
 
@@ -45,6 +46,7 @@ def test_report_prints_summary_and_per_layer_sparsity(runs, capsys):
     assert f"run {sparse.run_dir}  [finished]" in out
     assert f"{result['final']['test_acc']:.4f}" in out
     assert "inputs.masks=" in out and "training.lr=0.003" in out
+    assert f"wall time: {result['wall_s']:.1f} s\n" in out  # the run's, as its summary says
     density = layer_densities(sparse.model)["fc1.weight"]["density"]
     assert density == pytest.approx(0.25, abs=0.01)
     (fc1,) = [line for line in out.splitlines() if line.startswith("fc1.weight")]
@@ -62,6 +64,7 @@ def test_report_of_an_unfinished_run(tmp_path, capsys):
     assert main(["report", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "[unfinished (3 of 6 steps)]" in out and "model at step 3" in out
+    assert re.search(r"wall time: [0-9.]+ s so far", out)
 
 
 def test_compare_prints_a_table_and_writes_a_plot(runs, tmp_path, capsys):

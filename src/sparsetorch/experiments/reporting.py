@@ -164,9 +164,12 @@ def run_summary(run_dir: str | Path) -> str:
     if identity:
         out.append("non-default: " + ", ".join(f"{k}={v}" for k, v in sorted(identity.items())))
     if metrics:
-        final = run.read_result()["final"] if run.is_complete() else metrics[-1]
+        result = run.read_result() if run.is_complete() else None
+        final = result["final"] if result else metrics[-1]
         out += ["", text_table(METRIC_HEADER, _metric_rows(final, early_stop_row(metrics)))]
-        out.append(f"wall time: {final['wall_s']:.1f} s")
+        # a finished run's whole time (its summary's), else the last evaluation's
+        wall = result.get("wall_s", final["wall_s"]) if result else final["wall_s"]
+        out.append(f"wall time: {wall:.1f} s{'' if result else ' so far'}")
     model, step = model_from_run(run.path)
     out += ["", f"per-layer sparsity (model at step {step}):", per_layer_report(model)]
     return "\n".join(out)

@@ -55,7 +55,8 @@ BEST_GROUPS = (4, 8, 16)
 def candidates(t: torch.Tensor) -> list[str]:
     """The FORMATS names that can hold the 2-D tensor ``t``: dense, csr, coo, every square BSR
     block in BEST_BLOCKSIZES dividing its shape, and for each group size m in BEST_GROUPS that
-    divides its rows, N:M with the smallest n that holds (when n < m)."""
+    divides its row length (the number of columns: groups run along rows), N:M with the
+    smallest n that holds (when n < m)."""
     rows, cols = t.shape
     names = ["dense", "csr", "coo"]
     names += [f"bsr{b}x{b}" for b in BEST_BLOCKSIZES if rows % b == 0 and cols % b == 0]
