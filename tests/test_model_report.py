@@ -118,6 +118,9 @@ def test_errors():
         report(model, (1, 0))
     with pytest.raises(ValueError, match="no prunable weights"):
         report(nn.Sequential(nn.ReLU()))
+    tokens = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))  # takes token ids, not zeros
+    with pytest.raises(ValueError, match=r"does not run on zeros of shape \(1, 3\).*example_in"):
+        report(tokens, (1, 3))
 
 
 def test_public_name_stays_callable_after_importing_the_module():

@@ -248,9 +248,20 @@ def report(
     if not weights:
         raise ValueError("the model has no prunable weights (Linear/Conv/Embedding) to report")
     flops = None
-    if input_shape is not None or example_input is not None:
-        example = example_input if example_input is not None else _zeros(model, input_shape)
-        flops = count_flops(model, example)
+    example = example_input
+    if example_input is not None:
+        flops = count_flops(model, example_input)
+    elif input_shape is not None:
+        example = _zeros(model, input_shape)
+        try:
+            flops = count_flops(model, example)
+        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(
+                f"report: the model does not run on zeros of shape {tuple(input_shape)} in its "
+                f"dtype ({type(exc).__name__}: {reason}); give example_input= (token ids, a "
+                "dict of keyword inputs) for a model that takes other inputs"
+            ) from exc
     layers = []
     for full, module, name in weights:
         w = module._parameters[name].detach()
