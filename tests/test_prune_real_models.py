@@ -242,6 +242,28 @@ def test_nm_skips_every_indivisible_layer_with_one_message():
         sparse.prune(_mobile_like(), pattern="2:4", indivisible="error")
 
 
+@pytest.mark.parametrize("indivisible", ["skip", "partial"])
+def test_nm_groups_never_cross_the_conv_groups_of_a_transposed_convolution(indivisible):
+    """ConvTranspose2d(in, out, groups=g) stores (in, out / g, k, k): output channel j of group
+    c sums over the in / g input channels of group c only, so N:M groups along ``in`` must stay
+    inside a conv group. 12 / 2 = 6 is no multiple of 4: the layer is skipped even with
+    'partial' (partial groups would still cross); 16 / 2 = 8 is, and every group fits."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ConvTranspose2d(12, 8, 1, groups=2), nn.ConvTranspose2d(8, 16, 1))
+    fits = nn.ConvTranspose2d(16, 8, 1, groups=2)
+    model.append(fits)
+    with pytest.warns(UserWarning, match=r"does not tile 1 layer.*0\.weight: each of its 2 conv"):
+        sparse.prune(model, pattern="2:4", indivisible=indivisible)
+    assert sorted(sparse.masks(model)) == ["1.weight", "2.weight"]
+    mask = sparse.masks(model)["2.weight"][:, :, 0, 0]  # (16 inputs, 4 outputs per group)
+    for group in range(2):
+        rows = mask[group * 8 : (group + 1) * 8].t()  # each output's own 8 inputs
+        assert bool((rows.reshape(4, 2, 4).sum(-1) == 2).all())
+    with pytest.raises(ValueError, match="would cross them"):
+        sparse.prune(nn.Sequential(nn.ConvTranspose2d(12, 8, 1, groups=2), nn.Linear(4, 4)),
+                     pattern="2:4", indivisible="error")  # fmt: skip
+
+
 def test_partial_keeps_the_earlier_nm_behaviour():
     model = _mobile_like()
     sparse.prune(model, pattern="2:4", indivisible="partial")

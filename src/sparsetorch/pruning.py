@@ -134,6 +134,22 @@ def _check_names(
         )
 
 
+def _crosses_conv_groups(t: _Target, pattern: _patterns.Pattern) -> str | None:
+    """Why N:M groups along a grouped transposed convolution's input channels (its weight is
+    ``(in, out / groups, ...)``, reduced along ``in``) would cross its conv groups: each output
+    channel sums over the ``in / groups`` channels of its own group only. None when they fit."""
+    groups = getattr(t.module, "groups", 1)
+    if not isinstance(pattern, _patterns.NM) or groups == 1 or t.pattern.in_dim != 0:
+        return None
+    per_group = t.param.shape[0] // groups
+    if per_group % pattern.m == 0:
+        return None
+    return (
+        f"each of its {groups} conv groups reduces over {per_group} input channels, not a "
+        f"multiple of M={pattern.m}: N:M groups along the input channels would cross them"
+    )
+
+
 def _split_indivisible(
     targets: list[_Target], policy: str, pattern: _patterns.Pattern
 ) -> tuple[list[_Target], list[_Target]]:
@@ -141,20 +157,26 @@ def _split_indivisible(
     for ``"partial"`` on a pattern without partial units) naming every such layer at once."""
     if policy not in INDIVISIBLE:
         raise ValueError(f"indivisible must be one of {', '.join(INDIVISIBLE)}, got {policy!r}")
-    bad = []
+    bad, crossing = [], []
     for t in targets:
         why = t.pattern.indivisible(t.param.shape)
         if why is not None:
             bad.append((t, why))
             continue
+        why = _crosses_conv_groups(t, pattern)
+        if why is not None:  # not even partial groups fit: skipped or refused like the rest
+            crossing.append((t, why))
+            continue
         try:
             t.pattern.check(t.param.shape)
         except ValueError as exc:
             raise ValueError(f"{t.full}: {exc}") from None
-    if not bad:
-        return targets, []
     partial = policy == "partial" and isinstance(pattern, _patterns.NM)
     if partial:
+        bad = crossing
+    else:
+        bad += crossing
+    if not bad:
         return targets, []
     reasons = "; ".join(f"{t.full}: {why}" for t, why in bad[:_SHOWN])
     more = f" (and {len(bad) - _SHOWN} more)" if len(bad) > _SHOWN else ""
@@ -162,7 +184,7 @@ def _split_indivisible(
         raise ValueError(
             f"pattern {pattern.name!r} tiles none of the prunable weights: {reasons}{more}"
         )
-    if policy != "skip":
+    if policy == "error" or (policy == "partial" and not partial):  # partial N:M: skip these
         nm = (
             ", 'partial' prunes their partial N:M groups"
             if isinstance(pattern, _patterns.NM)
