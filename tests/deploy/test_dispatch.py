@@ -198,6 +198,20 @@ def test_a_triton_upgrade_changes_the_cuda_environment_key(monkeypatch):
     assert keys[0] != keys[1]
 
 
+def test_the_cpu_environment_key_names_the_thread_count():
+    from sparsetorch.deploy.dispatch import environment_key
+
+    threads = torch.get_num_threads()
+    try:
+        keys = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            keys.append(environment_key(torch.device("cpu")))
+    finally:
+        torch.set_num_threads(threads)
+    assert ", 1 threads|" in keys[0] and keys[0] != keys[1]
+
+
 def test_a_timer_of_another_kind_keeps_its_own_decisions(tmp_path):
     """graph_timer (GPU time in a CUDA graph) and the host-inclusive default disagree for small
     M; sharing a cache file, neither may reuse the other's choice."""

@@ -99,12 +99,15 @@ def _triton_version() -> str | None:
 
 def environment_key(device: torch.device) -> str:
     """What a measured decision depends on besides the layer: the device and the library
-    versions whose kernels were timed (a Triton upgrade re-tunes our kernels, so it re-measures)."""
+    versions whose kernels were timed (a Triton upgrade re-tunes our kernels, so it re-measures);
+    on the CPU also torch's thread count (a choice timed on one thread need not hold on 16)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         cslt = getattr(torch.backends.cusparselt, "version", lambda: None)()
         return f"{name}|torch {torch.__version__}|cusparselt {cslt}|triton {_triton_version()}"
-    return f"cpu {os.cpu_count()} cores|torch {torch.__version__}"
+    return (
+        f"cpu {os.cpu_count()} cores, {torch.get_num_threads()} threads|torch {torch.__version__}"
+    )
 
 
 class Dispatcher:
