@@ -61,3 +61,10 @@ def test_bad_arguments(kwargs, message):
     args = {"embed_dim": 32, "num_heads": 4, "pattern": A.causal(), **kwargs}
     with pytest.raises(ValueError, match=message):
         A.SparseAttention(**args)
+
+
+def test_a_wrong_input_shape_is_one_clear_error():
+    block = A.SparseAttention(16, 2, A.local(2))
+    for shape in ((2, 5, 8), (5, 16), (1, 2, 5, 16)):
+        with pytest.raises(ValueError, match=r"x of shape \(batch, n, embed_dim=16\), got"):
+            block(torch.zeros(shape))

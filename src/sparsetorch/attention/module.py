@@ -43,6 +43,11 @@ class SparseAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.embed_dim:
+            raise ValueError(
+                f"SparseAttention takes x of shape (batch, n, embed_dim={self.embed_dim}), got "
+                f"{tuple(x.shape)}"
+            )
         batch, n, _ = x.shape  # (B, n, E)
         qkv = self.qkv(x).view(batch, n, 3, self.num_heads, -1)  # (B, n, 3, H, D)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, n, D)
