@@ -134,6 +134,12 @@ def _check_names(
         )
 
 
+def _targets(found: Iterable[tuple[str, nn.Module, str]], pattern: _patterns.Pattern):
+    """``prunable_parameters``' triples as targets, each with the pattern along its weight's
+    reduction axis."""
+    return [_Target(f, m, n, pattern.along(in_dim_of(m, n))) for f, m, n in found]
+
+
 def _crosses_conv_groups(t: _Target, pattern: _patterns.Pattern) -> str | None:
     """Why N:M groups along a grouped transposed convolution's input channels (its weight is
     ``(in, out / groups, ...)``, reduced along ``in``) would cross its conv groups: each output
@@ -471,8 +477,7 @@ def compute_masks(
     found = prunable_parameters(model, exclude, filter_fn)
     if not found:
         raise ValueError("the model has no prunable parameters (after exclude/filter_fn)")
-    targets = [_Target(f, m, n, pattern.along(in_dim_of(m, n))) for f, m, n in found]
-    targets, skipped = _split_indivisible(targets, indivisible, pattern)
+    targets, skipped = _split_indivisible(_targets(found, pattern), indivisible, pattern)
     params = {t.full: t.param for t in targets}
     shapes = {full: param.shape for full, param in params.items()}
     pats = {t.full: t.pattern for t in targets}
@@ -688,22 +693,16 @@ def warn_uncovered(uncovered: list[tuple[str, torch.Size]], stacklevel: int = 2)
 
 
 def warn_partial_groups(
-    model: nn.Module, names: Iterable[str], pattern: Any, method: str, stacklevel: int = 2
+    found: Iterable[tuple[str, nn.Module, str]], pattern: Any, method: str, stacklevel: int = 2
 ) -> None:
-    """One warning naming the weights among ``names`` that an N:M ``pattern`` does not tile
-    (rows along the input axis not a multiple of M: a stem conv, a depthwise conv), which
-    ``method`` prunes as its paper does, every layer, with ``indivisible="partial"``; none
-    when every weight is tiled or the pattern is not N:M."""
+    """One warning naming the weights among ``found`` (``prunable_parameters``' triples) that
+    an N:M ``pattern`` does not tile (rows along the input axis not a multiple of M: a stem
+    conv, a depthwise conv), which ``method`` prunes as its paper does, every layer, with
+    ``indivisible="partial"``; none when every weight is tiled or the pattern is not N:M."""
     pattern = _patterns.get(pattern)
     if not isinstance(pattern, _patterns.NM):
         return
-    partial = []
-    for full in names:
-        parent, _, name = full.rpartition(".")
-        module = model.get_submodule(parent)
-        param = module._parameters.get(name)
-        if param is not None and pattern.along(in_dim_of(module, name)).indivisible(param.shape):
-            partial.append(full)
+    partial = [t.full for t in _targets(found, pattern) if t.pattern.indivisible(t.param.shape)]
     if partial:
         warnings.warn(
             f"{method} prunes every layer, as its paper does: pattern {pattern.name!r} does not "

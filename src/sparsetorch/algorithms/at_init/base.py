@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from sparsetorch._checks import is_int
-from sparsetorch.masking import apply_masks, uncovered_weights
+from sparsetorch.masking import apply_masks, prunable_parameters, uncovered_weights
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.pruning import compute_masks, warn_partial_groups, warn_uncovered
 
@@ -60,7 +60,8 @@ def prune_with_scores(
     )
     check_no_collapse(masks, method, sparsity, distribution)
     warn_uncovered(uncovered_weights(model), stacklevel=4)  # the user -> snip -> here
-    warn_partial_groups(model, masks, pattern, method, stacklevel=4)
+    found = prunable_parameters(model, exclude, filter_fn)
+    warn_partial_groups(found, pattern, method, stacklevel=4)
     return apply_masks(model, masks)
 
 

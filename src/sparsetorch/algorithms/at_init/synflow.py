@@ -91,5 +91,6 @@ def synflow(
     final = {n: m for n, m in get_masks(work).items() if n in set(names)}
     check_no_collapse(final, "synflow", sparsity, distribution)
     warn_uncovered(uncovered_weights(model), stacklevel=3)
-    warn_partial_groups(model, final, pattern, "synflow", stacklevel=3)
+    found = prunable_parameters(model, exclude, filter_fn)
+    warn_partial_groups(found, pattern, "synflow", stacklevel=3)
     return apply_masks(model, final)

@@ -81,8 +81,7 @@ class DropAndGrow(DynamicSparsity):
                 min_layer_density=0,
                 indivisible="partial",
             )
-            names = [full for full, _, _ in self.targets]
-            warn_partial_groups(model, names, self.pattern, self.method, stacklevel=4)
+            warn_partial_groups(self.targets, self.pattern, self.method, stacklevel=4)
 
     def drop_fraction(self, t: int) -> float:
         """alpha_t at step t (0 when no update happens at t)."""

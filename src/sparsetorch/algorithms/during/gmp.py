@@ -90,8 +90,7 @@ class GMP(DynamicSparsity):
         )
         self.existing_masks(self.pattern)  # check any starting masks (they stay pruned)
         warn_uncovered(uncovered_weights(model), stacklevel=3)
-        names = [full for full, _, _ in self.targets]
-        warn_partial_groups(model, names, self.pattern, self.method, stacklevel=3)
+        warn_partial_groups(self.targets, self.pattern, self.method, stacklevel=3)
 
     def _magnitude_masks(self, sparsity: float, only: str | None = None) -> dict:
         """``prune``'s cumulative magnitude masks (of one layer with ``only``)."""
