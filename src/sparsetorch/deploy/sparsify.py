@@ -29,7 +29,7 @@ from sparsetorch.deploy.sparse_linear import SparseLinear, linear_rows
 from sparsetorch.deploy.verify import MODES, Verification, verify_
 from sparsetorch.formats.nm import is_nm
 from sparsetorch.masking import kind_of
-from sparsetorch.masking.kinds import is_hf_conv1d
+from sparsetorch.masking.kinds import is_matrix_layer
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _not_a_linear(module: nn.Module) -> str:
 
 def _is_matrix_layer(module: nn.Module) -> bool:
     """``nn.Linear`` or transformers' ``Conv1D`` with a 2-D weight: what SparseLinear takes."""
-    if not (isinstance(module, nn.Linear) or is_hf_conv1d(module)):
+    if not is_matrix_layer(module):
         return False
     weight = getattr(module, "weight", None)  # a parametrized weight is computed here
     return isinstance(weight, torch.Tensor) and weight.dim() == 2

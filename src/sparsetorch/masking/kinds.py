@@ -73,6 +73,12 @@ def is_hf_conv1d(module: nn.Module) -> bool:
     return any(f"{c.__module__}.{c.__qualname__}" in HF_CONV1D for c in type(module).__mro__)
 
 
+def is_matrix_layer(module: nn.Module) -> bool:
+    """A layer called on ``(..., in)`` inputs with a 2-D weight: ``nn.Linear`` (and its
+    subclasses) or transformers' ``Conv1D`` (matched by class path, never imported)."""
+    return isinstance(module, nn.Linear) or is_hf_conv1d(module)
+
+
 def register_builtin_kinds() -> None:
     register_prunable(nn.Linear, "weight", 1, linear_macs)
     for conv in _CONV:
@@ -94,4 +100,4 @@ def register_builtin_kinds() -> None:
 
 register_builtin_kinds()
 
-__all__ = ["HF_CONV1D", "is_hf_conv1d", "register_builtin_kinds"]
+__all__ = ["HF_CONV1D", "is_hf_conv1d", "is_matrix_layer", "register_builtin_kinds"]

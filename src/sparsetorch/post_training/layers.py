@@ -22,16 +22,11 @@ import torch
 from torch import nn
 
 from sparsetorch.masking import attach_mask
-from sparsetorch.masking.kinds import is_hf_conv1d
+from sparsetorch.masking.kinds import is_matrix_layer
 from sparsetorch.masking.prunable import kind_of
 
 FilterFn = Callable[[nn.Module, str], bool]  # (module, fully qualified name) -> include?
 PARAM = "weight"  # the pruned parameter of a matrix layer
-
-
-def is_matrix_layer(module: nn.Module) -> bool:
-    """``nn.Linear`` or transformers' ``Conv1D`` (by class path, without importing it)."""
-    return isinstance(module, nn.Linear) or is_hf_conv1d(module)
 
 
 def _in_dim(module: nn.Module) -> int | None:
