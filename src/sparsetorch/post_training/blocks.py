@@ -90,12 +90,16 @@ def _layered(container: nn.Module) -> bool:
     return all(any(True for _ in child.children()) for child in container.children())
 
 
+def stack_of(name: str) -> str:
+    """The stack a block belongs to: its parent module's name."""
+    return name.rpartition(".")[0]
+
+
 def stacks(blocks: Sequence[Block]) -> list[list[Block]]:
     """``blocks`` split into runs of consecutive blocks with the same parent module."""
     out: list[list[Block]] = []
     for name, block in blocks:
-        parent = name.rpartition(".")[0]
-        if out and out[-1][0][0].rpartition(".")[0] == parent:
+        if out and stack_of(out[-1][0][0]) == stack_of(name):
             out[-1].append((name, block))
         else:
             out.append([(name, block)])

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from sparsetorch.batches import to_device
+from sparsetorch.post_training.blocks import stack_of
 from sparsetorch.post_training.calibration import Call, token_mask
 
 
@@ -65,10 +66,6 @@ def _recorded(args: tuple, kwargs: dict, tokens, previous: Any) -> BlockCall:
     return call
 
 
-def _stack_of(name: str) -> str:
-    return name.rpartition(".")[0]
-
-
 def record_calls(
     model: nn.Module,
     blocks: Sequence[tuple[str, nn.Module]],
@@ -88,20 +85,20 @@ def record_calls(
     first; a later stack (a decoder) gets its ``decoder_attention_mask``, or counts every
     position."""
     index = {id(block): i for i, (_, block) in enumerate(blocks)}
-    stacks = [_stack_of(name) for name, _ in blocks]
-    stack_of = {id(block): _stack_of(name) for name, block in [*placed, *blocks]}
+    stacks = {id(block): stack_of(name) for name, block in [*placed, *blocks]}
     found: list[list[BlockCall]] = [[] for _ in blocks]
     state: dict[str, Any] = {}
     moves = contextlib.ExitStack()
 
     def before(module: nn.Module, args: tuple, kwargs: dict) -> None:
         i = index.get(id(module))
-        state["stacks"].setdefault(stack_of[id(module)], len(state["stacks"]))
+        stack = stacks[id(module)]
+        state["stacks"].setdefault(stack, len(state["stacks"]))
         first_call = i is not None and len(found[i]) <= state["batch"]
         if first_call:
-            stack = stacks[i]
             tokens = state["tokens"] if state["stacks"][stack] == 0 else state["later_tokens"]
-            chained = state["output_of"] == i - 1 and i > 0 and stacks[i - 1] == stack
+            previous = stacks[id(blocks[i - 1][1])] if i > 0 else None
+            chained = state["output_of"] == i - 1 and previous == stack
             found[i].append(_recorded(args, kwargs, tokens, state["output"] if chained else None))
             state["left"] -= 1
             if state["left"] == 0:

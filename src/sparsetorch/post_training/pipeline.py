@@ -34,7 +34,7 @@ from torch import nn
 from sparsetorch._checks import is_real
 from sparsetorch.patterns import NM, Pattern, Unstructured
 from sparsetorch.patterns import get as get_pattern
-from sparsetorch.post_training.blocks import Block, resolve_blocks, stacks
+from sparsetorch.post_training.blocks import Block, resolve_blocks, stack_of, stacks
 from sparsetorch.post_training.calibration import as_calls
 from sparsetorch.post_training.capture import BlockCall, first_tensor, record_calls
 from sparsetorch.post_training.layers import FilterFn, Layer, block_layers
@@ -273,7 +273,7 @@ def _sequential(
 def _warn_unchained(run: Sequence[Block], recorded: list[list[BlockCall]], sequential: bool):
     """Blocks after the first of a stack whose input is not the block before's output: they
     get the dense model's input, recorded, even with ``sequential``."""
-    parents = [name.rpartition(".")[0] for name, _ in run]
+    parents = [stack_of(name) for name, _ in run]
     loose = [
         name
         for i, (name, _) in enumerate(run)
