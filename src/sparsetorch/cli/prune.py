@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     masks = st.masks(model)
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())
-    zeros = sum(int(((p.detach() == 0) & m).sum()) for p, m in _masked_pairs(model))
+    zeros = sum(int(((model.get_parameter(n).detach() == 0) & m).sum()) for n, m in masks.items())
     if zeros:  # the table counts nonzeros; the masks (what is saved) keep these zeros too
         print(
             f"masks keep {kept} of {total} weights (density {kept / total:.4f}), {zeros} of "
@@ -240,14 +240,6 @@ def run(args: argparse.Namespace) -> int:
             atomic_save(model.state_dict(), args.out)  # never a half-written file
         print(f"pruned model: {args.out}")
     return 0
-
-
-def _masked_pairs(model):
-    """(weight, its mask) of every masked parameter."""
-    from sparsetorch.masking import get_mask, named_masked
-
-    for _, module, name in named_masked(model):
-        yield module._parameters[name], get_mask(module, name)
 
 
 def _prune(args: argparse.Namespace, model) -> None:
