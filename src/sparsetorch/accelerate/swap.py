@@ -18,7 +18,7 @@ from torch import nn
 from sparsetorch._checks import is_real
 from sparsetorch.accelerate.linear import AcceleratedLinear
 from sparsetorch.accelerate.optim import install
-from sparsetorch.masking import SUFFIX
+from sparsetorch.masking import masked_names
 
 FilterFn = Callable[[nn.Module, str], bool]
 
@@ -69,7 +69,7 @@ def accelerate_(
     report = AccelerateReport(backend=kernel_ops(backend).name)
     install()
     for fqn, module in model.named_modules():
-        masked = any(n.endswith(SUFFIX) for n in module._buffers)
+        masked = bool(masked_names(module))
         if not (isinstance(module, nn.Linear) or masked):
             continue
         if filter_fn is not None and not filter_fn(module, fqn):

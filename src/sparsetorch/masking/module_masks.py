@@ -36,7 +36,8 @@ LEGACY_SUFFIX = "_mask"
 OWNER_ATTR = "_sparsetorch_owner"
 
 
-def _mask_names(module: nn.Module) -> list[str]:
+def masked_names(module: nn.Module) -> list[str]:
+    """The names of ``module``'s own masked parameters (not its children's)."""
     return list(getattr(module, "_sparsetorch_masked", ()))
 
 
@@ -74,14 +75,14 @@ def _bind_hook(module: nn.Module, args: object) -> None:
     # Skipped under torch.compile, where binding already happened eagerly.
     if torch.compiler.is_compiling():
         return
-    for name in _mask_names(module):
+    for name in masked_names(module):
         _bind(module, name)
 
 
 def _rezero_after_load(module: nn.Module, incompatible_keys: object) -> None:
     # load_state_dict(assign=True) replaces parameters: bind the new ones too
     with torch.no_grad():
-        for name in _mask_names(module):
+        for name in masked_names(module):
             param = _masked_param(module, name)
             if param is not None:
                 param.masked_fill_(~module._buffers[name + SUFFIX], 0)
@@ -98,7 +99,7 @@ def _masked_param(module: nn.Module, name: str) -> nn.Parameter | None:
 def _migrate_on_load(module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
     # load_state_dict pre-hook: a state dict written with the old `<param>_mask` name loads
     # into this masked module (load_state_dict works on its own copy of the dict)
-    for name in _mask_names(module):
+    for name in masked_names(module):
         old, new = prefix + name + LEGACY_SUFFIX, prefix + name + SUFFIX
         value = state_dict.get(old)
         if new not in state_dict and isinstance(value, torch.Tensor) and value.dtype == torch.bool:
@@ -131,7 +132,7 @@ def attach_mask(module: nn.Module, name: str, mask: torch.Tensor) -> None:
     mask = shard_like(mask, param)  # FSDP2: a DTensor weight's mask is sharded like it
     mask = mask.to(device=param.device).clone()
     buffer_name = name + SUFFIX
-    if name in _mask_names(module):
+    if name in masked_names(module):
         module._buffers[buffer_name].copy_(mask)
     else:
         module.register_buffer(buffer_name, mask)
@@ -149,7 +150,7 @@ def attach_mask(module: nn.Module, name: str, mask: torch.Tensor) -> None:
 
 def detach_mask(module: nn.Module, name: str) -> None:
     """Remove the mask of ``module.<name>``; the weight keeps its zeros (pruning is permanent)."""
-    if name not in _mask_names(module):
+    if name not in masked_names(module):
         raise ValueError(f"{type(module).__name__}.{name} has no mask")
     del module._buffers[name + SUFFIX]
     module._sparsetorch_masked.remove(name)
@@ -170,7 +171,7 @@ def detach_mask(module: nn.Module, name: str) -> None:
 
 def get_mask(module: nn.Module, name: str) -> torch.Tensor | None:
     """The live mask of ``module.<name>``, or None when it has none."""
-    if name not in _mask_names(module):
+    if name not in masked_names(module):
         return None
     return module._buffers[name + SUFFIX]
 
@@ -178,7 +179,7 @@ def get_mask(module: nn.Module, name: str) -> torch.Tensor | None:
 def named_masked(model: nn.Module) -> Iterator[tuple[str, nn.Module, str]]:
     """Yield (full parameter name, owning module, parameter name) for every masked parameter."""
     for module_name, module in model.named_modules():
-        for name in _mask_names(module):
+        for name in masked_names(module):
             yield (f"{module_name}.{name}" if module_name else name), module, name
 
 
