@@ -128,13 +128,15 @@ def test_every_stack_and_block_is_calibrated_as_the_model_calls_it(sequential):
     assert not torch.equal(wrong["dec.0.fc1.weight"], expected["dec.0.fc1.weight"])
 
 
-class Rescaled(nn.Module):
-    """A parent that changes the hidden states between its blocks."""
-
+class TwoLayers(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.blocks = nn.ModuleList(Layer() for _ in range(2))
+
+
+class Rescaled(TwoLayers):
+    """A parent that changes the hidden states between its blocks."""
 
     def forward(self, x):
         for block in self.blocks:
@@ -301,13 +303,8 @@ def test_the_attention_mask_counts_the_first_stack_s_tokens_only(monkeypatch, de
     assert decoder == {7 if decoder_mask else 10}  # its own mask, or every position
 
 
-class Twice(nn.Module):
+class Twice(TwoLayers):
     """Block 0 applied twice (shared weights), then block 1."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.blocks = nn.ModuleList(Layer() for _ in range(2))
 
     def forward(self, x):
         return self.blocks[1](self.blocks[0](self.blocks[0](x, 1.0), 1.0), 1.0)
