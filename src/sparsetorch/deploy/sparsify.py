@@ -151,8 +151,9 @@ def sparsify_(
     ``config``: "2:4", "bsr" or "csr". ``paths`` overrides the candidate list (e.g.
     ``["nm_reference"]`` to force the reference twin). A weight that is not 2:4-valid under
     "2:4" raises ValueError naming the layer; a layer no engine can take stays dense and the
-    reason is logged and reported, and so are convolutions (Linear and Conv1D layers only are swapped) and
-    Linear layers whose parent reads their weight itself (``nn.MultiheadAttention.out_proj``).
+    reason is logged and reported, and so are convolutions (Linear and Conv1D layers only are
+    swapped) and Linear layers whose parent reads their weight itself
+    (``nn.MultiheadAttention.out_proj``).
     Returns the report; the model is changed in place.
 
     Never slower end to end: given ``example_inputs`` (the args tuple or kwargs dict of one
@@ -188,24 +189,20 @@ def sparsify_(
             if name in parent_reads:
                 report.skipped[name] = parent_reads[name]
             else:
-                targets.append((name, module))
+                targets.append((name, module, linear_rows(module)))  # rows: (out, in)
         elif any(module._parameters.get(p) is not None for p in kind.params):
             report.skipped[name] = _not_a_linear(module)  # Conv, MHA, Embedding
             log.info("sparsify_: %s stays dense (%s)", name, report.skipped[name])
     if config == "2:4":
-        bad = [
-            n
-            for n, m in targets
-            if linear_rows(m).shape[1] % 4 == 0 and not is_nm(linear_rows(m), 2, 4)
-        ]
+        bad = [n for n, _, rows in targets if rows.shape[1] % 4 == 0 and not is_nm(rows, 2, 4)]
         if bad:
             raise ValueError(
                 f"layer(s) {', '.join(bad)} are not 2:4 sparse; prune them with "
                 "st.prune(model, pattern='2:4') first or exclude them with filter_fn"
             )
-    for name, module in targets:
+    for name, module, rows in targets:
         tried = tuple(paths) if paths is not None else engines(config)
-        ok, reasons = _candidates(name, linear_rows(module), tried)
+        ok, reasons = _candidates(name, rows, tried)
         if not ok:
             report.skipped[name] = "; ".join(reasons)
             log.info("sparsify_: %s stays dense (%s)", name, report.skipped[name])
