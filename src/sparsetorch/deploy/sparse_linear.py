@@ -103,8 +103,8 @@ class SparseLinear(nn.Module):
         self.out_features, self.in_features = rows.shape
         # transformers' Conv1D: the parent, state_dict and unwrap_dense_ see (in, out); its
         # class and plain attributes rebuild it in unwrap_dense_
-        self.transposed = not isinstance(linear, nn.Linear)
-        self.replaced = (type(linear), _plain_attributes(linear)) if self.transposed else None
+        conv1d = not isinstance(linear, nn.Linear)
+        self.replaced = (type(linear), _plain_attributes(linear)) if conv1d else None
         self.name = name
         self.dispatcher = dispatcher
         self.candidates = list(candidates)  # as asked; every re-preparation starts from these
@@ -135,6 +135,11 @@ class SparseLinear(nn.Module):
         )
         self.chosen: dict[int, str] = {}  # M -> path name, for the report
         self.choices: dict[int, str] = {}  # M bucket -> path name, read under compile
+
+    @property
+    def transposed(self) -> bool:
+        """Whether it replaced a transformers ``Conv1D`` (weight shown ``(in, out)``)."""
+        return self.replaced is not None
 
     @property
     def weight(self) -> torch.Tensor:
@@ -309,7 +314,7 @@ class SparseLinear(nn.Module):
     def compact_(self) -> None:
         """Free every path never chosen so far (keeps at least one); they also leave the
         candidates, so a later load or move does not rebuild them."""
-        keep = set(self.choices.values()) | set(self.chosen.values()) or {next(iter(self.paths))}
+        keep = set(self.choices.values()) or {next(iter(self.paths))}  # chosen: among them
         self.paths = {k: v for k, v in self.paths.items() if k in keep}
         self.candidates = [c for c in self.candidates if c in keep]
         self.layer_key = f"{self.layer_key}|kept {'+'.join(sorted(self.paths))}"
