@@ -285,7 +285,7 @@ def prepare_dataset(hp: DatasetHparams, dataset: Dataset | None = None) -> Datas
             "train(hparams, dataset=...) takes tensors, torch Datasets and DataLoaders "
             "(sparsetorch.data.as_dataset adapts them)"
         )
-    loaded = dataset is None  # by name: warn when a size asked for is more than it holds
+    loaded = dataset is None
     if dataset is None:
         from sparsetorch.data import load
 
@@ -300,11 +300,19 @@ def prepare_dataset(hp: DatasetHparams, dataset: Dataset | None = None) -> Datas
             f"dataset {hp.name!r} was asked for but {dataset.name!r} was loaded (is "
             f"{hp.name} installed? pass --data-dir, or choose --dataset {dataset.name})"
         )
+    sizes = {"train": hp.train_size, "val": hp.val_size, "test": hp.test_size}
+    for split, n in sizes.items():  # by name: say when a size asked for is more than it holds
+        held = len(getattr(dataset, split))
+        if loaded and n is not None and n > held:
+            warnings.warn(
+                f"{dataset.name} {split}: {n} examples asked for, it holds {held}: all are used",
+                stacklevel=2,
+            )
     return Dataset(
         dataset.name,
-        _head(dataset.train, hp.train_size, f"{dataset.name} train", loaded),
-        _head(dataset.val, hp.val_size, f"{dataset.name} val", loaded),
-        _head(dataset.test, hp.test_size, f"{dataset.name} test", loaded),
+        _head(dataset.train, hp.train_size),
+        _head(dataset.val, hp.val_size),
+        _head(dataset.test, hp.test_size),
         dataset.num_classes,
         dataset.input_shape,
         dataset.classes,
@@ -375,13 +383,7 @@ def kernel_hooks(hp: Hparams, device: torch.device, distributed: str | None) -> 
 
 
 # ---- helpers ------------------------------------------------------------------------------
-def _head(split: Split, n: int | None, what: str, warn: bool) -> Split:
-    """The first ``n`` examples; with ``warn``, one warning when fewer are there."""
-    if warn and n is not None and n > len(split):
-        warnings.warn(
-            f"{what}: {n} examples asked for, it holds {len(split)}: all are used",
-            stacklevel=3,
-        )
+def _head(split: Split, n: int | None) -> Split:
     return split if n is None else split.head(n)
 
 
