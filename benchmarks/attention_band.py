@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from math import nan
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,7 @@ from sparsetorch.attention import (
     strided,
 )
 from sparsetorch.attention.backends import bands_unsupported, choose
+from sparsetorch.kernels.band_attention import band_attention
 
 DENSE = {
     "default": None,
@@ -90,7 +92,9 @@ def time_dense(q, k, v, is_causal: bool, grad=None) -> dict[str, float]:
     return out
 
 
-def sparse_fns(q, k, v, pattern, grad=None):
+def sparse_fns(q, k, v, pattern, lo_hi, grad=None, paths=None):
+    """The sparse paths timed, each a closure; ``paths`` keeps only those named. ``lo_hi``:
+    the pattern's band, for the kernel called directly with nothing contained."""
     n = q.shape[2]
     compiled = torch.compile(flex_attention, dynamic=True)  # torch's own, no containment
     theirs = create_block_mask(pattern.mask_mod(n, q.device), None, None, n, n, device=q.device)
@@ -109,27 +113,31 @@ def sparse_fns(q, k, v, pattern, grad=None):
         "library flex": wrap(lambda: sparse_attention(q, k, v, pattern, backend="flex")),
         "library band": wrap(lambda: sparse_attention(q, k, v, pattern, backend="band")),
         "library auto": wrap(lambda: sparse_attention(q, k, v, pattern, backend="auto")),
+        "band kernel alone": wrap(lambda: band_attention(q, k, v, *lo_hi)),
     }
     if n <= DENSE_BACKEND_MAX_N:  # the dense backend materialises the (n, n) mask
         fns["library dense"] = wrap(lambda: sparse_attention(q, k, v, pattern, backend="dense"))
-    return fns
+    return {name: fn for name, fn in fns.items() if paths is None or name in paths}
 
 
 def tflops(pattern, n, heads, dim, t_ms, factor=1.0) -> float:
     return 4 * pattern.nnz(n) * dim * heads * factor / (t_ms * 1e-3) / 1e12
 
 
-def check(q, k, v, pattern) -> str:
+def check(q, k, v, pattern, with_flex: bool = True) -> str:
     band = sparse_attention(q, k, v, pattern, backend="band").float()
-    flex = sparse_attention(q, k, v, pattern, backend="flex").float()
-    text = f"band vs flex max abs {float((band - flex).abs().max()):.3g}"
+    texts = [f"band all finite {bool(band.isfinite().all())}"]
+    if with_flex:
+        flex = sparse_attention(q, k, v, pattern, backend="flex").float()
+        texts.append(f"band vs flex max abs {float((band - flex).abs().max()):.3g}")
     n = q.shape[2]
     if n <= 16384:
         ref = F.scaled_dot_product_attention(
             q[:, :4].float(), k[:, :4].float(), v[:, :4].float(), attn_mask=pattern.mask(n, "cuda")
         )
-        text += f", band vs fp32 masked SDPA (4 heads) max abs {float((band[:, :4] - ref).abs().max()):.3g}"
-    return text
+        err = float((band[:, :4] - ref).abs().max())
+        texts.append(f"band vs fp32 masked SDPA (4 heads) max abs {err:.3g}")
+    return ", ".join(texts)
 
 
 def inputs(n: int, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -149,19 +157,31 @@ def run_band(args, rows, began):
             q, k, v = inputs(n, args)
             row = {"pattern": repr(pattern), "n": n, "causal": causal_form}
             row["dense"] = time_dense(q, k, v, causal_form)
-            row["sparse"] = {name: ms(fn) for name, fn in sparse_fns(q, k, v, pattern).items()}
-            row["check"] = check(q, k, v, pattern)
+            lo_hi = (0 if causal_form else -args.window, args.window)
+            fns = sparse_fns(q, k, v, pattern, lo_hi, paths=args.paths)
+            row["sparse"] = {name: ms(fn) for name, fn in fns.items()}
+            row["check"] = check(
+                q, k, v, pattern, args.paths is None or "library flex" in args.paths
+            )
             row["auto"] = choose(pattern, n, device, False, torch.bfloat16, args.dim)
-            row["tflops"] = tflops(pattern, n, args.heads, args.dim, row["sparse"]["library band"])
+            row["tflops"] = tflops(
+                pattern, n, args.heads, args.dim, row["sparse"].get("library band", nan)
+            )
             if args.backward:
                 qq, kk, vv = (t.detach().requires_grad_() for t in (q, k, v))
                 grad = torch.randn_like(q)
                 row["dense_bwd"] = time_dense(qq, kk, vv, causal_form, grad)
                 row["sparse_bwd"] = {
-                    name: ms(fn) for name, fn in sparse_fns(qq, kk, vv, pattern, grad).items()
+                    name: ms(fn)
+                    for name, fn in sparse_fns(qq, kk, vv, pattern, lo_hi, grad, args.paths).items()
                 }
                 row["tflops_bwd"] = tflops(
-                    pattern, n, args.heads, args.dim, row["sparse_bwd"]["library band"], 3.5
+                    pattern,
+                    n,
+                    args.heads,
+                    args.dim,
+                    row["sparse_bwd"].get("library band", nan),
+                    3.5,
                 )
                 del qq, kk, vv, grad
             rows.append(row)
@@ -305,6 +325,15 @@ def main() -> None:
     parser.add_argument("--no-composite", dest="composite", action="store_false")
     parser.add_argument(
         "--only-composite", action="store_true", help="the composite patterns' tables only"
+    )
+    parser.add_argument(
+        "--paths",
+        type=lambda text: [p.strip() for p in text.split(",")],
+        default=None,
+        help="the window rows' sparse paths to time, comma-separated (default all: "
+        "'flex + create_block_mask', 'library flex', 'library band', 'library auto', "
+        "'band kernel alone', 'library dense'); the flex paths compile, which take most "
+        "of a row's time",
     )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
