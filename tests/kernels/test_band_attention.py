@@ -30,13 +30,13 @@ def masked_attention(q, k, v, lo, hi, scale):
     return torch.softmax(s, -1).nan_to_num(0.0) @ v
 
 
-def _check(shape_q, heads_kv, lo, hi, dtype, device, tol):
+def _check(shape_q, heads_kv, lo, hi, dtype, device, tol, scale=None):
     b, h, n, d = shape_q
     g = torch.Generator(device=device).manual_seed(n + d + h)
     q = torch.randn(b, h, n, d, dtype=dtype, device=device, generator=g)
     k, v = (torch.randn(b, heads_kv, n, d, dtype=dtype, device=device, generator=g) for _ in "kv")
     q, k, v = (t.requires_grad_() for t in (q, k, v))
-    scale = 1 / math.sqrt(d)
+    scale = 1 / math.sqrt(d) if scale is None else scale
     out = bk.band_attention(q, k, v, lo, hi, scale)
     assert out.shape == q.shape and out.dtype == dtype
     exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
@@ -48,6 +48,9 @@ def _check(shape_q, heads_kv, lo, hi, dtype, device, tol):
     want = torch.autograd.grad(ref, exact, up.double())
     for name, got, w in zip("qkv", grads, want):
         assert got.shape == w.shape
+        if not w.any():  # dq at scale 0
+            assert not got.any(), f"d{name} should be zero"
+            continue
         e = ((got.double() - w).norm() / w.norm()).item()
         assert e < tol, f"d{name} relative error {e}"
 
@@ -142,6 +145,21 @@ def _check_log_sum_exp(device, dtype, n, d, lo, hi, scale, lse_atol, grad_tol):
 @pytest.mark.parametrize("lo, hi", [(2, 40), (-8, 8)])
 def test_interpreted_log_sum_exp_and_its_gradient(lo, hi, forward_form):
     _check_log_sum_exp("cpu", torch.float16, 70, 16, lo, hi, 0.25, 5e-3, 5e-3)
+
+
+@needs_interpreter
+@pytest.mark.parametrize("scale", [-0.25, 0.0])
+def test_interpreted_kernel_takes_negative_and_zero_scales(scale):
+    """The kernels scale each row's raw maximum, which holds for scale > 0 only;
+    ``band_attention`` folds a negative scale's sign into q and a zero scale into zero scores
+    (zero gradient for q), so every finite scale still equals float64."""
+    _check((1, 2, 70, 16), 2, -8, 8, torch.float16, "cpu", 2e-3, scale=scale)
+
+
+def test_band_forward_refuses_a_scale_that_is_not_positive():
+    q = torch.randn(1, 1, 8, 16, dtype=torch.float16)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        bk.band_forward(q, q, q, -2, 2, -0.5)
 
 
 @needs_interpreter
