@@ -150,10 +150,16 @@ def test_interpreted_log_sum_exp_and_its_gradient(lo, hi, forward_form):
 @needs_interpreter
 @pytest.mark.parametrize("scale", [-0.25, 0.0])
 def test_interpreted_kernel_takes_negative_and_zero_scales(scale):
-    """Every finite scale equals float64 (a forward that took each row's raw maximum before
-    scaling would get a negative scale wrong, and a zero scale would make NaN of the masked
-    scores)."""
+    """The kernels scale each row's raw maximum, which holds for scale > 0 only;
+    ``band_attention`` folds a negative scale's sign into q and a zero scale into zero scores
+    (zero gradient for q), so every finite scale still equals float64."""
     _check((1, 2, 70, 16), 2, -8, 8, torch.float16, "cpu", 2e-3, scale=scale)
+
+
+def test_band_forward_refuses_a_scale_that_is_not_positive():
+    q = torch.randn(1, 1, 8, 16, dtype=torch.float16)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        bk.band_forward(q, q, q, -2, 2, -0.5)
 
 
 @needs_interpreter

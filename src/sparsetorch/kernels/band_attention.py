@@ -148,15 +148,18 @@ if triton is not None:
         return tl.where(x < -126.0, 0.0, bits.to(tl.float32, bitcast=True))
 
     @triton.jit
-    def _softmax_step(qk, m_i, l_i, POLY: tl.constexpr = False):
-        """One key tile of the online softmax: scores qk (BM, BN) in log2 units against the
-        running max m_i and sum l_i -> (probabilities p, rescale alpha of the old acc and l_i,
-        new l_i, new max). POLY: every second column's exponential on the FMA units
-        (``_exp2_poly``), the others on the special-function units, which then do half the
-        work (FlashAttention-4's split, Zadouri et al. 2025)."""
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
+    def _softmax_step(qk, m_i, l_i, qk_scale, POLY: tl.constexpr = False):
+        """One key tile of the online softmax: raw scores qk (BM, BN) (q kᵀ; -inf outside the
+        band), times qk_scale (> 0) in log2 units, against the running max m_i and sum l_i
+        (log2 units) -> (probabilities p, rescale alpha of the old acc and l_i, new l_i, new
+        max). The max is taken of the raw scores and scaled per row, so that each score's
+        scaling and the max's subtraction are one fused multiply-add. POLY: every second
+        column's exponential on the FMA units (``_exp2_poly``), the others on the
+        special-function units, which then do half the work (FlashAttention-4's split,
+        Zadouri et al. 2025)."""
+        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key yet
-        x = qk - m_safe[:, None]
+        x = qk * qk_scale - m_safe[:, None]
         if POLY:  # the column pairs sit in one thread's registers: no data moves
             a, b = tl.split(tl.reshape(x, (x.shape[0], x.shape[1] // 2, 2)))
             p = tl.reshape(tl.join(tl.math.exp2(a), _exp2_poly(b)), (x.shape[0], x.shape[1]))
@@ -183,10 +186,10 @@ if triton is not None:
                 )  # (D, BN)
             else:
                 kt = tl.load(k_base + offs_n[None, :] * stride_kn + offs_d[:, None])
-            qk = tl.dot(q, kt) * qk_scale  # (BM, BN), log2 units
+            qk = tl.dot(q, kt)  # (BM, BN), unscaled
             if MASK:
                 qk = tl.where(_in_band(offs_m, offs_n, N, LO, HI), qk, float("-inf"))
-            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i, POLY)
+            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i, qk_scale, POLY)
             if MASK:
                 v = tl.load(
                     v_base + offs_n[:, None] * stride_vn + offs_d[None, :],
@@ -217,10 +220,10 @@ if triton is not None:
                 mask=offs_n[None, :] < N,
                 other=0.0,
             )  # (D, BN)
-            qk = tl.dot(q, kt) * qk_scale  # (BM, BN), log2 units
+            qk = tl.dot(q, kt)  # (BM, BN), unscaled
             if (s < full_lo) | (s >= full_hi):
                 qk = tl.where(_in_band(offs_m, offs_n, N, LO, HI), qk, float("-inf"))
-            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i, POLY)
+            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i, qk_scale, POLY)
             v = tl.load(
                 v_base + offs_n[:, None] * stride_vn + offs_d[None, :],
                 mask=offs_n[:, None] < N,
@@ -247,10 +250,10 @@ if triton is not None:
         for s in range(start, stop, BLOCK_N):
             offs_n = s + tl.arange(0, BLOCK_N)
             kb = kd.load([s, 0])  # (BN, D)
-            qk = tl.dot(q, kb.T) * qk_scale  # (BM, BN), log2 units
+            qk = tl.dot(q, kb.T)  # (BM, BN), unscaled
             if (s < full_lo) | (s >= full_hi):
                 qk = tl.where(_in_band(offs_m, offs_n, N, LO, HI), qk, float("-inf"))
-            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i, POLY)
+            p, alpha, l_i, m_new = _softmax_step(qk, m_i, l_i, qk_scale, POLY)
             v = vd.load([s, 0])  # (BN, D)
             acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
             m_i = m_new
@@ -674,7 +677,10 @@ def band_forward(
     out NaN with lse +inf, the others as if those positions were finite. The first pass
     computes every tile as usual and, once a tile's output is stored, marks the tile's own
     positions; a second pass recomputes with containment the tiles whose keys hold a marked
-    one, and the others read a few hundred bytes of marks and exit."""
+    one, and the others read a few hundred bytes of marks and exit. ``scale`` must be > 0
+    (:func:`band_attention` folds any other into q)."""
+    if not scale > 0:
+        raise ValueError(f"band_forward: scale must be > 0, got {scale}")
     b, h, n, d = q.shape
     hk = k.shape[1]
     out = torch.empty_like(q)
@@ -825,6 +831,16 @@ def _backward(ctx, dout, dlse, _dmarks):
 _band_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+def _positive_scale(q: torch.Tensor, scale: float | None) -> tuple[torch.Tensor, float]:
+    """(q, scale) with the same scores ``q kᵀ · scale`` and scale > 0, which the kernels
+    take (they scale each row's raw maximum): a negative scale's sign moves into q, and a
+    zero scale becomes zero scores (q · 0, scale 1); differentiable in q."""
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if scale > 0:
+        return q, scale
+    return (q * -1.0, -scale) if scale < 0 else (q * 0.0, 1.0)
+
+
 def band_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -850,7 +866,7 @@ def band_attention(
         raise ValueError(f"band_attention: {reason}")
     n = q.shape[2]
     lo, hi = clip_band(lo, hi, n)
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    q, scale = _positive_scale(q, scale)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     return _band_fwd_op(q, k, v, lo, hi, scale, bool(contain))[0]
 
@@ -870,7 +886,7 @@ def band_attention_lse(
     if reason is not None:
         raise ValueError(f"band_attention_lse: {reason}")
     lo, hi = clip_band(lo, hi, q.shape[2])
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    q, scale = _positive_scale(q, scale)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     out, lse, _ = _band_fwd_op(q, k, v, lo, hi, scale)
     return out, lse
