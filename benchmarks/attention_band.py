@@ -2,6 +2,8 @@
 
     PYTHONPATH=src python3 benchmarks/attention_band.py             # the docs/benchmarks.md tables
     PYTHONPATH=src python3 benchmarks/attention_band.py --n 65536 --no-backward
+    PYTHONPATH=src python3 benchmarks/attention_band.py --n 16384 65536 --no-composite \
+        --paths "library band,library auto,band kernel alone"   # no compiles: about 100 s
 
 Shapes: B=1, H=16, D=128, bfloat16, ``local(512)`` (|i - j| <= 512) and its causal form
 ``causal() & local(512)`` (= ``band(0, 512)``), n = 4k / 16k / 64k.
@@ -16,7 +18,8 @@ Sparse paths: FlexAttention with torch's ``create_block_mask`` (the plain FlexAt
 recipe, which contains nothing), and ``sparse_attention`` (which contains non-finite keys and
 values) with the flex backend (our analytic block mask), the band kernel (``backend="band"``,
 kernels/band_attention.py), ``auto``, and up to n = 16384 the dense backend (masked SDPA over
-the materialised (n, n) mask), forward and forward + backward (a training step's attention:
+the materialised (n, n) mask); and the band kernel alone (``band_attention`` without
+containment); forward and forward + backward (a training step's attention:
 ``out.backward(grad)``). Composite patterns
 (``local | global_tokens``, ``causal & (local | strided)``) run through FlexAttention
 (the band kernel takes bands only) and through ``auto``.
