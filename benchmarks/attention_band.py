@@ -21,8 +21,9 @@ kernels/band_attention.py), ``auto``, and up to n = 16384 the dense backend (mas
 the materialised (n, n) mask); and the band kernel alone (``band_attention`` without
 containment); forward and forward + backward (a training step's attention:
 ``out.backward(grad)``). Composite patterns
-(``local | global_tokens``, ``causal & (local | strided)``) run through FlexAttention
-(the band kernel takes bands only) and through ``auto``.
+(``local | global_tokens`` and its causal form, ``causal & (local | strided)``, ``local |
+strided``, ``dilated``) run through FlexAttention, through the ``bands`` backend (the band
+kernel piece by piece, global tokens as dense rows and columns) and through ``auto``.
 
 Times are medians of ``triton.testing.do_bench`` (CUDA events, L2 not flushed: q, k, v of
 64k are 256 MiB each). TFLOP/s counts the pattern's pairs only (4·nnz·D per head forward,
@@ -203,6 +204,7 @@ def run_composite(args, rows, began):
     device = torch.device("cuda")
     patterns = [
         local(args.window) | global_tokens([0]),
+        causal() & (local(args.window) | global_tokens([0])),
         causal() & (local(args.window) | strided(256)),
         local(args.window) | strided(256),
         dilated(args.window // 4, 4),

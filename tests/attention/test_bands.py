@@ -190,7 +190,7 @@ def test_non_finite_keys_reach_only_the_rows_that_may_see_them():
 
 def test_backend_names_what_it_cannot_run():
     q = torch.randn(1, 2, 16, 16)
-    reason = bands_unsupported(local(2) | global_tokens([0]), q, q)
+    reason = bands_unsupported(local(2) & global_tokens([0]), q, q)
     assert reason is not None and "global_tokens" in reason
     with pytest.raises(ValueError, match="backend 'bands'"):
         BACKENDS.build("bands")(q, q, q, causal() & strided(4), 0.25)  # CPU, float32

@@ -8,7 +8,8 @@ all agree with masked dense attention (rows without keys give zeros).
                 CUDA, float16/bfloat16, forward and backward, GQA
 ``bands``       the band kernel over unions of periodic bands (``causal() & (local(w) |
                 strided(k))``, ``dilated(w, d)``, disjoint bands): one call per piece, merged
-                by log-sum-exp (``backends/bands.py``)
+                by log-sum-exp (``backends/bands.py``); global tokens joined to them with
+                ``|`` as dense token rows and columns (``backends/tokens.py``)
 ``dense``       ``scaled_dot_product_attention`` with the n x n mask (the baseline)
 ``auto``        picks one by device, length and density (:func:`choose`), from measurements
                 (the band kernel for finite bands in half precision from ``AUTO_BAND_MIN_N``)
@@ -31,6 +32,7 @@ from sparsetorch.attention.backends.bands import bands_attention
 from sparsetorch.attention.backends.dense import dense_attention
 from sparsetorch.attention.backends.flex import flex_attention
 from sparsetorch.attention.backends.reference import BLOCK, reference_attention
+from sparsetorch.attention.backends.tokens import split_tokens
 from sparsetorch.attention.bands import Band
 from sparsetorch.attention.pattern import AttentionPattern, cached_layout
 from sparsetorch.attention.pieces import Piece, pieces
@@ -121,11 +123,13 @@ def cached_pieces(pattern: AttentionPattern, n: int) -> tuple[Piece, ...] | None
 
 def bands_unsupported(pattern: AttentionPattern, q: Tensor, k: Tensor) -> str | None:
     """None if the ``bands`` backend runs this pattern on these inputs; else why not."""
-    if cached_pieces(pattern, q.shape[2]) is None:
+    tokens = split_tokens(pattern)
+    if cached_pieces(pattern if tokens is None else tokens.base, q.shape[2]) is None:
         return (
             "runs unions of bands and periodic bands (band, local, causal, strided, dilated "
-            f"with | and &; the periods of overlapping strided parts dividing each other), got "
-            f"{pattern!r}"
+            "with | and &; the periods of overlapping strided parts dividing each other), "
+            "optionally with global_tokens joined by | (B | global_tokens(G), A & (B | "
+            f"global_tokens(G))), got {pattern!r}"
         )
     return band_kernel.unsupported(q, k)
 
@@ -140,8 +144,9 @@ class BandPieces(Backend):
         reason = bands_unsupported(pattern, q, k)
         if reason is not None:
             raise ValueError(f"backend 'bands' {reason}")
-        parts = list(cached_pieces(pattern, q.shape[2]))
-        return bands_attention(q, k, v, parts, scale, band_kernel.band_attention_lse)
+        tokens = split_tokens(pattern)
+        parts = list(cached_pieces(pattern if tokens is None else tokens.base, q.shape[2]))
+        return bands_attention(q, k, v, parts, scale, band_kernel.band_attention_lse, tokens)
 
 
 # The auto choice (docs/benchmarks.md, "Attention"). Sparse backends pay per computed block,

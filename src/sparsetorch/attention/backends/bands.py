@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from sparsetorch.attention.backends import nonfinite
+from sparsetorch.attention.backends.tokens import Tokens
 from sparsetorch.attention.pieces import Piece
 from sparsetorch.kernels.band_attention import LOG2E
 
@@ -83,11 +84,12 @@ def _piece(run: BandLse, q, k, v, piece: Piece, scale: float) -> tuple[Tensor, T
     return from_groups(outs, s, n), from_groups(lses, s, n)
 
 
-def merge(outs: list[Tensor], lses: list[Tensor]) -> Tensor:
+def merge_lse(outs: list[Tensor], lses: list[Tensor]) -> tuple[Tensor, Tensor]:
     """Softmax attention over the union of disjoint key sets from each set's normalised output
-    and log-sum-exp (log2 units, +inf: no key); rows with no key in any set give zeros."""
+    and log-sum-exp (log2 units, +inf: no key): (out, the union's lse); rows with no key in
+    any set give zeros and +inf."""
     if len(outs) == 1:  # a row without keys is zeros already
-        return outs[0]
+        return outs[0], lses[0]
     stacked = torch.stack([torch.where(torch.isinf(x), float("-inf"), x) for x in lses])
     top = stacked.amax(0)
     top = torch.where(torch.isinf(top), 0.0, top)  # rows without keys: every weight is 0
@@ -95,22 +97,41 @@ def merge(outs: list[Tensor], lses: list[Tensor]) -> Tensor:
     total = weights.sum(0)
     work = torch.promote_types(outs[0].dtype, weights.dtype)
     acc = sum(w[..., None] * o.to(work) for w, o in zip(weights, outs, strict=True))
-    return (acc / torch.where(total == 0, 1.0, total)[..., None]).to(outs[0].dtype)
+    out = (acc / torch.where(total == 0, 1.0, total)[..., None]).to(outs[0].dtype)
+    lse = torch.where(total == 0, float("inf"), top + torch.log2(total))
+    return out, lse
+
+
+def merge(outs: list[Tensor], lses: list[Tensor]) -> Tensor:
+    """:func:`merge_lse`'s output alone."""
+    return merge_lse(outs, lses)[0]
 
 
 def bands_attention(
-    q: Tensor, k: Tensor, v: Tensor, parts: list[Piece], scale: float, run: BandLse
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    parts: list[Piece],
+    scale: float,
+    run: BandLse,
+    tokens: Tokens | None = None,
 ) -> Tensor:
-    """Attention over the union of the disjoint ``parts``, each through ``run``, non-finite
-    keys and values contained (rows that may see one are NaN)."""
+    """Attention over the union of the disjoint ``parts``, each through ``run``, and of the
+    global ``tokens``' rows and columns when given (``parts`` are then its base's pieces);
+    non-finite keys and values contained (rows that may see one are NaN)."""
     k, v, bad = nonfinite.split(k, v)
     outs, lses = [], []
     for piece in parts:
         out, lse = _piece(run, q, k, v, piece, scale)
         outs.append(out)
         lses.append(lse)
-    out = merge(outs, lses)
-    return nonfinite.poison(out, _rows_seeing(bad, parts, q.shape[1]))
+    seen = _rows_seeing(bad, parts, q.shape[1])
+    if tokens is None:
+        return nonfinite.poison(merge(outs, lses), seen)
+    base, base_lse = merge_lse(outs, lses)
+    extra, extra_lse = tokens.columns(q, k, v, scale)
+    out = tokens.rows(q, k, v, merge([base, extra], [base_lse, extra_lse]), scale)
+    return nonfinite.poison(out, None if bad is None else tokens.seen(bad, seen, q.shape[1]))
 
 
 def _rows_seeing(bad: Tensor | None, parts: list[Piece], heads: int) -> Tensor | None:

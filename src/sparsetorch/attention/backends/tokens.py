@@ -1,0 +1,141 @@
+"""Global tokens beside bands (Longformer's ``local(w) | global_tokens(G)``, its causal form
+``causal() & (local(w) | global_tokens(G))``, and global tokens joined to any union of
+periodic bands) for the ``bands`` backend.
+
+Such a pattern P is its base B (P without the global tokens, which the band kernel runs piece
+by piece) plus pairs on the tokens' rows and columns only: for ``B | global_tokens(G)`` and
+``A & (B | global_tokens(G))`` (A without global tokens, base ``A & B``), every pair of P
+outside the base has its query or its key in G, and the base lies inside P. So:
+
+- every row attends, besides its base keys, the keys in G that P allows and the base does
+  not (an (n, |G|) score matrix in float32, merged with the base's output by log-sum-exp);
+- the rows in G attend every key P allows them ((|G|, n) scores, dense attention); their
+  rows replace what the merge gave.
+
+Both extra parts cost O(n·|G|·D), against the base's O(n·(w + tile)·D).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sparsetorch.attention.algebra import Complement, Intersection, Union, intersection, union
+from sparsetorch.attention.pattern import AttentionPattern
+from sparsetorch.attention.tokens import GlobalTokens
+from sparsetorch.kernels.band_attention import LOG2E
+
+ROW_CHUNK = 8192  # rows of float32 scores per step of the token columns
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """``pattern`` = ``base`` ∪ (``pattern`` on the rows and columns of ``indices``), with
+    ``base`` inside ``pattern`` and free of global tokens."""
+
+    pattern: AttentionPattern
+    base: AttentionPattern
+    indices: tuple[int, ...]
+
+    def _grid(self, n: int, device) -> tuple[Tensor, Tensor]:
+        return (
+            torch.tensor(self.indices, dtype=torch.int64, device=device),
+            torch.arange(n, device=device),
+        )
+
+    def column_mask(self, n: int, device) -> Tensor:
+        """(n, |G|): the token keys each row attends beyond its base keys."""
+        idx, rows = self._grid(n, device)
+        i, j = rows[:, None], idx[None, :]
+        extra = self.pattern.fn(n, device)(i, j) & ~self.base.fn(n, device)(i, j)
+        return torch.broadcast_to(extra, (n, idx.numel()))
+
+    def row_mask(self, n: int, device) -> Tensor:
+        """(|G|, n): every key each token row attends."""
+        idx, rows = self._grid(n, device)
+        allowed = self.pattern.fn(n, device)(idx[:, None], rows[None, :])
+        return torch.broadcast_to(allowed, (idx.numel(), n))
+
+    def columns(self, q: Tensor, k: Tensor, v: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+        """Attention of every row over its extra token keys: (out (B, H, n, D) in q's dtype,
+        lse (B, H, n) in log2 units, +inf for a row without one). Scores and lse in float32
+        (float64 for float64 inputs), ``ROW_CHUNK`` rows at a time."""
+        n, group = q.shape[2], q.shape[1] // k.shape[1]
+        mask = self.column_mask(n, q.device)  # (n, g)
+        idx = torch.tensor(self.indices, dtype=torch.int64, device=q.device)
+        work = torch.promote_types(q.dtype, torch.float32)
+        kg = k[:, :, idx].to(work).repeat_interleave(group, 1)  # (B, H, g, D)
+        vg = v[:, :, idx].to(work).repeat_interleave(group, 1)
+        outs, lses = [], []
+        for r0 in range(0, n, ROW_CHUNK):
+            s = q[:, :, r0 : r0 + ROW_CHUNK].to(work) @ kg.transpose(-1, -2) * scale  # (B,H,c,g)
+            s = s.masked_fill(~mask[r0 : r0 + ROW_CHUNK], float("-inf"))
+            top = s.amax(-1, keepdim=True)
+            top = torch.where(torch.isinf(top), 0.0, top)  # rows without a token key
+            p = torch.exp(s - top)
+            total = p.sum(-1)
+            outs.append((p @ vg) / torch.where(total == 0, 1.0, total)[..., None])
+            lse = (top[..., 0] + torch.log(total)) * LOG2E
+            lses.append(torch.where(total == 0, float("inf"), lse))
+        return torch.cat(outs, 2).to(q.dtype), torch.cat(lses, 2)
+
+    def rows(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, scale: float) -> Tensor:
+        """``out`` with the token rows replaced by their attention over every key they may
+        see (zeros for a token row without one)."""
+        n = q.shape[2]
+        idx = torch.tensor(self.indices, dtype=torch.int64, device=q.device)
+        mask = self.row_mask(n, q.device)  # (g, n)
+        empty = ~mask.any(-1)  # such a row attends everything, then is zeroed (finite grads)
+        attn = F.scaled_dot_product_attention(
+            q[:, :, idx], k, v, attn_mask=mask | empty[:, None], scale=scale,
+            enable_gqa=k.shape[1] != q.shape[1],
+        )  # fmt: skip
+        attn = torch.where(empty[:, None], 0.0, attn).to(out.dtype)  # (B, H, g, D)
+        return out.index_copy(2, idx, attn)
+
+    def seen(self, bad: Tensor, base_seen: Tensor | None, heads: int) -> Tensor:
+        """(B, heads, n): the rows that may attend a ``bad`` (B, H_kv, n) position, given the
+        rows the base lets see one."""
+        n, group = bad.shape[-1], heads // bad.shape[1]
+        idx = torch.tensor(self.indices, dtype=torch.int64, device=bad.device)
+        cols = (self.column_mask(n, bad.device) & bad[..., idx][..., None, :]).any(-1)
+        seen = cols.repeat_interleave(group, 1)  # (B, heads, n)
+        if base_seen is not None:
+            seen = seen | base_seen
+        rows = (self.row_mask(n, bad.device) & bad[..., None, :]).any(-1)  # (B, H_kv, g)
+        return seen.index_copy(2, idx, rows.repeat_interleave(group, 1))
+
+
+@functools.lru_cache(maxsize=256)
+def split_tokens(pattern: AttentionPattern) -> Tokens | None:
+    """The pattern as its base and its global tokens (:class:`Tokens`), for ``B |
+    global_tokens(G)`` and ``A & (B | global_tokens(G))`` with A and B free of global tokens;
+    None for any other pattern."""
+    if isinstance(pattern, Union):
+        tokens = [p for p in pattern.parts if isinstance(p, GlobalTokens)]
+        rest = [p for p in pattern.parts if not isinstance(p, GlobalTokens)]
+        if not tokens or not rest or any(_has_tokens(p) for p in rest):
+            return None
+        indices = sorted({i for t in tokens for i in t.indices})
+        return Tokens(pattern, functools.reduce(union, rest), tuple(indices))
+    if isinstance(pattern, Intersection):
+        inner = [(p, split_tokens(p)) for p in pattern.parts if _has_tokens(p)]
+        if len(inner) != 1 or inner[0][1] is None:
+            return None
+        part, found = inner[0]
+        others = [p for p in pattern.parts if p is not part]
+        base = functools.reduce(intersection, [*others, found.base])
+        return Tokens(pattern, base, found.indices)
+    return None
+
+
+def _has_tokens(pattern: AttentionPattern) -> bool:
+    if isinstance(pattern, GlobalTokens):
+        return True
+    if isinstance(pattern, Complement):
+        return _has_tokens(pattern.part)
+    return any(_has_tokens(p) for p in getattr(pattern, "parts", ()))
