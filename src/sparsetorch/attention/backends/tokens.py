@@ -78,10 +78,10 @@ class Tokens:
             top = torch.where(torch.isinf(top), 0.0, top)  # rows without a token key
             p = torch.exp(s - top)
             total = p.sum(-1)
-            outs.append((p @ vg) / torch.where(total == 0, 1.0, total)[..., None])
+            outs.append(((p @ vg) / torch.where(total == 0, 1.0, total)[..., None]).to(q.dtype))
             lse = (top[..., 0] + torch.log(total)) * LOG2E
             lses.append(torch.where(total == 0, float("inf"), lse))
-        return torch.cat(outs, 2).to(q.dtype), torch.cat(lses, 2)
+        return torch.cat(outs, 2), torch.cat(lses, 2)
 
     def rows(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, scale: float) -> Tensor:
         """``out`` with the token rows replaced by their attention over every key they may
