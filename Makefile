@@ -39,7 +39,8 @@ test-kernels: $(STAMP)
 		|| echo "no $(TRITON_PIN) wheel for this machine: the kernels' interpreter tests do not run"
 	@if $(BIN)/python -c "import triton" 2>/dev/null; then \
 		TRITON_INTERPRET=1 $(BIN)/python -m pytest -q -m "not gpu" \
-			tests/kernels tests/deploy tests/attention/test_bands.py; fi
+			tests/kernels tests/deploy tests/attention/test_bands.py \
+			tests/attention/test_bands_tokens.py; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
