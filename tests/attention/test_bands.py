@@ -140,6 +140,7 @@ CASES = [
     dilated(3, 2),
     local(2) | band(7, 9),
     band(3, 6) | (causal() & strided(5)),  # the first rows see no key
+    band(2, None) & band(None, 1),  # no pair at all: zeros
 ]
 
 

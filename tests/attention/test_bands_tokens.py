@@ -93,6 +93,7 @@ CASES = [
     local(2) | global_tokens([0, 7, 30]),
     causal() & (local(4) | global_tokens([0, 11])),
     band(1, None) & (local(3) | global_tokens([0, 5])),  # token row 0 sees no key
+    band(1, None) & (band(None, 0) | global_tokens([0, 4])),  # the base has no pair
     causal() & (local(2) | strided(5) | global_tokens([3])),  # a periodic piece in the base
 ]
 

@@ -120,6 +120,7 @@ def bands_attention(
     global ``tokens``' rows and columns when given (``parts`` are then its base's pieces);
     non-finite keys and values contained (rows that may see one are NaN)."""
     k, v, bad = nonfinite.split(k, v)
+    parts = parts or [Piece(1, 0, 1)]  # a pattern without pairs: one empty band (zeros)
     outs, lses = [], []
     for piece in parts:
         out, lse = _piece(run, q, k, v, piece, scale)
