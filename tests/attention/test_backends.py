@@ -161,6 +161,8 @@ def test_auto_routes_finite_bands_in_half_precision_to_the_band_kernel(monkeypat
     monkeypatch.setattr(backends, "AUTO_BAND_MIN_N", 0)
     assert A.choose(A.local(512), 65536, cuda, True, torch.float32, 128) == "flex"  # fp32
     assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 96) == "flex"  # head dim
+    assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 128, 64) == "flex"  # v's
+    assert A.choose(A.local(512), 65536, cuda, True, torch.bfloat16, 128, 128) == "band"
     assert A.choose(A.local(512) | A.global_tokens([0]), 65536, cuda, True, torch.bfloat16) == (
         "flex"
     )

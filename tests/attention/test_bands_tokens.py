@@ -212,3 +212,19 @@ def test_gpu_bands_with_tokens_equals_float64(dtype, pattern):
     want = torch.autograd.grad(ref, exact, up.double())
     for name, a, b in zip("qkv", got, want):
         assert ((a.double() - b).norm() / b.norm()).item() < 1e-2, name
+
+
+def test_indices_and_masks_are_made_once_per_length_and_bounded():
+    """The token positions and masks are kept (a list turned into a GPU tensor is a copy the
+    host waits for) and the cache stays bounded when the length changes call by call."""
+    from sparsetorch.attention.backends import tokens as module
+
+    found = split_tokens(local(1) | global_tokens([0, 2]))
+    assert found.index("cpu") is found.index("cpu")
+    assert found.column_mask(9, "cpu") is found.column_mask(9, "cpu")
+    for n in range(3, 60):
+        found.row_mask(n, "cpu")
+        assert len(found._kept) <= module.KEPT
+    torch.testing.assert_close(
+        found.row_mask(5, "cpu"), _mask(local(1) | global_tokens([0, 2]), 5)[[0, 2]]
+    )

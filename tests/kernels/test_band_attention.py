@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from sparsetorch.attention import band, causal, local, sparse_attention
+from sparsetorch.attention import band, causal, global_tokens, local, sparse_attention
 from sparsetorch.kernels import band_attention as bk
 from tests.kernels.interpreter import needs_interpreter, patch
 
@@ -160,6 +160,21 @@ def test_band_forward_refuses_a_scale_that_is_not_positive():
     q = torch.randn(1, 1, 8, 16, dtype=torch.float16)
     with pytest.raises(ValueError, match="scale must be > 0"):
         bk.band_forward(q, q, q, -2, 2, -0.5)
+
+
+@needs_interpreter
+def test_a_value_head_dim_unlike_the_keys_is_refused():
+    """The kernel runs one head dim for q, k and v: a different one for v (which the other
+    backends take) is named, not computed with v's first D columns."""
+    q = torch.randn(1, 2, 8, 16, dtype=torch.float16)
+    v = torch.randn(1, 2, 8, 32, dtype=torch.float16)
+    assert "v's head dim" in bk.unsupported(q, q, v)
+    with pytest.raises(ValueError, match="v's head dim"):
+        bk.band_attention(q, q, v, -2, 2)
+    with pytest.raises(ValueError, match="v's head dim"):
+        sparse_attention(q, q, v, local(2), backend="band")
+    with pytest.raises(ValueError, match="v's head dim"):
+        sparse_attention(q, q, v, local(2) | global_tokens([0]), backend="bands")
 
 
 @needs_interpreter

@@ -47,7 +47,7 @@ def available() -> bool:
     return triton is not None
 
 
-def unsupported(q: torch.Tensor, k: torch.Tensor) -> str | None:
+def unsupported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None = None) -> str | None:
     """None if the kernel takes these inputs (B, H, n, D); else why not."""
     if triton is None:
         return "Triton is not installed"
@@ -57,6 +57,8 @@ def unsupported(q: torch.Tensor, k: torch.Tensor) -> str | None:
         return f"needs float16/bfloat16, got {q.dtype}"
     if q.shape[-1] not in HEAD_DIMS or k.shape[-1] != q.shape[-1]:
         return f"head dim must be one of {HEAD_DIMS} for q, k and v, got {q.shape[-1]}"
+    if v is not None and v.shape[-1] != k.shape[-1]:
+        return f"needs v's head dim equal to q's and k's ({k.shape[-1]}), got {v.shape[-1]}"
     if q.shape[1] % k.shape[1]:
         return f"q heads ({q.shape[1]}) must be a multiple of k/v heads ({k.shape[1]})"
     return None
@@ -861,7 +863,7 @@ def band_attention(
     gradients. Without it a non-finite k or v entry may reach any row of its tiles (0 · NaN
     is NaN). With finite inputs it costs a read of k and v inside the kernel and a second
     launch that reads the marks (:func:`band_forward`)."""
-    reason = unsupported(q, k)
+    reason = unsupported(q, k, v)
     if reason is not None:
         raise ValueError(f"band_attention: {reason}")
     n = q.shape[2]
@@ -882,7 +884,7 @@ def band_attention_lse(
     """``band_attention`` and its rows' log-sum-exp: (out (B, H, n, D), lse (B, H, n) float32,
     log2 of the sum of exp2 of the scores in log2 units; +inf for a row with no key).
     Differentiable in both: attentions over disjoint key sets merge exactly by their lse."""
-    reason = unsupported(q, k)
+    reason = unsupported(q, k, v)
     if reason is not None:
         raise ValueError(f"band_attention_lse: {reason}")
     lo, hi = clip_band(lo, hi, q.shape[2])

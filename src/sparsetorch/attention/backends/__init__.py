@@ -93,11 +93,13 @@ class Dense(Backend):
         return dense_attention(q, *repeat_kv(q, k, v), pattern, scale)
 
 
-def band_unsupported(pattern: AttentionPattern, q: Tensor, k: Tensor) -> str | None:
+def band_unsupported(
+    pattern: AttentionPattern, q: Tensor, k: Tensor, v: Tensor | None = None
+) -> str | None:
     """None if the band kernel runs this pattern on these inputs; else why not."""
     if not _is_finite_band(pattern):
         return f"runs finite bands only (local(w), band(lo, hi)), got {pattern!r}"
-    return band_kernel.unsupported(q, k)
+    return band_kernel.unsupported(q, k, v)
 
 
 @BACKENDS.register("band")
@@ -108,7 +110,7 @@ class BandKernel(Backend):
     name = "band"
 
     def __call__(self, q, k, v, pattern, scale):
-        reason = band_unsupported(pattern, q, k)
+        reason = band_unsupported(pattern, q, k, v)
         if reason is not None:
             raise ValueError(f"backend 'band' {reason}")
         # the kernel keeps non-finite keys and values to the rows that may see them
@@ -121,7 +123,9 @@ def cached_pieces(pattern: AttentionPattern, n: int) -> tuple[Piece, ...] | None
     return None if parts is None else tuple(parts)
 
 
-def bands_unsupported(pattern: AttentionPattern, q: Tensor, k: Tensor) -> str | None:
+def bands_unsupported(
+    pattern: AttentionPattern, q: Tensor, k: Tensor, v: Tensor | None = None
+) -> str | None:
     """None if the ``bands`` backend runs this pattern on these inputs; else why not."""
     tokens = split_tokens(pattern)
     if cached_pieces(pattern if tokens is None else tokens.base, q.shape[2]) is None:
@@ -131,7 +135,7 @@ def bands_unsupported(pattern: AttentionPattern, q: Tensor, k: Tensor) -> str | 
             "optionally with global_tokens joined by | (B | global_tokens(G), A & (B | "
             f"global_tokens(G))), got {pattern!r}"
         )
-    return band_kernel.unsupported(q, k)
+    return band_kernel.unsupported(q, k, v)
 
 
 @BACKENDS.register("bands")
@@ -141,7 +145,7 @@ class BandPieces(Backend):
     name = "bands"
 
     def __call__(self, q, k, v, pattern, scale):
-        reason = bands_unsupported(pattern, q, k)
+        reason = bands_unsupported(pattern, q, k, v)
         if reason is not None:
             raise ValueError(f"backend 'bands' {reason}")
         tokens = split_tokens(pattern)
@@ -178,9 +182,10 @@ def choose(
     requires_grad: bool,
     dtype: torch.dtype = torch.float32,
     head_dim: int = 64,
+    value_dim: int | None = None,
 ) -> str:
     """The backend ``auto`` runs for this pattern, length, device, need of gradients, dtype
-    and head dimension."""
+    and head dimension (of q and k; ``value_dim``, v's, when it differs)."""
     kind = "cuda" if device.type == "cuda" else "cpu"
     sparse = "flex" if kind == "cuda" or not requires_grad else "reference"
     if n < MIN_SPARSE_N[kind]:
@@ -190,6 +195,7 @@ def choose(
         and band_kernel.available()
         and dtype in band_kernel.DTYPES
         and head_dim in band_kernel.HEAD_DIMS
+        and value_dim in (None, head_dim)
     )
     if kernel_runs and _from(AUTO_BANDS_MIN_N, n) and _has_strided_piece(pattern, n):
         return "bands"  # before the block density: a strided part needs every block
@@ -232,7 +238,7 @@ class Auto(Backend):
 
     def __call__(self, q, k, v, pattern, scale):
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-        name = choose(pattern, q.shape[2], q.device, grad, q.dtype, q.shape[-1])
+        name = choose(pattern, q.shape[2], q.device, grad, q.dtype, q.shape[-1], v.shape[-1])
         return BACKENDS.build(name)(q, k, v, pattern, scale)
 
 

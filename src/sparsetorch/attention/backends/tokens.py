@@ -18,7 +18,7 @@ Both extra parts cost O(n·|G|·D), against the base's O(n·(w + tile)·D).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -30,35 +30,57 @@ from sparsetorch.attention.tokens import GlobalTokens
 from sparsetorch.kernels.band_attention import LOG2E
 
 ROW_CHUNK = 8192  # rows of float32 scores per step of the token columns
+KEPT = 16  # index tensors and masks kept per token split (one per device, two per length)
 
 
 @dataclass(frozen=True)
 class Tokens:
     """``pattern`` = ``base`` ∪ (``pattern`` on the rows and columns of ``indices``), with
-    ``base`` inside ``pattern`` and free of global tokens."""
+    ``base`` inside ``pattern`` and free of global tokens. The token indices and the masks
+    are made once per device and length (a tensor made from a list on a GPU is a copy the
+    host waits for)."""
 
     pattern: AttentionPattern
     base: AttentionPattern
     indices: tuple[int, ...]
+    _kept: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
-    def _grid(self, n: int, device) -> tuple[Tensor, Tensor]:
-        return (
-            torch.tensor(self.indices, dtype=torch.int64, device=device),
-            torch.arange(n, device=device),
+    def _made(self, key: tuple, make):
+        found = self._kept.get(key)
+        if found is None:
+            found = make()
+            if not torch.compiler.is_compiling():  # a traced (fake) tensor must not be kept
+                if len(self._kept) >= KEPT:  # lengths that change call by call (decoding)
+                    self._kept.clear()
+                self._kept[key] = found
+        return found
+
+    def index(self, device) -> Tensor:
+        """(|G|,) int64: the token positions."""
+        device = torch.device(device)
+        return self._made(
+            ("index", device), lambda: torch.tensor(self.indices, dtype=torch.int64, device=device)
         )
 
     def column_mask(self, n: int, device) -> Tensor:
         """(n, |G|): the token keys each row attends beyond its base keys."""
-        idx, rows = self._grid(n, device)
-        i, j = rows[:, None], idx[None, :]
-        extra = self.pattern.fn(n, device)(i, j) & ~self.base.fn(n, device)(i, j)
-        return torch.broadcast_to(extra, (n, idx.numel()))
+
+        def make():
+            i, j = torch.arange(n, device=device)[:, None], self.index(device)[None, :]
+            extra = self.pattern.fn(n, device)(i, j) & ~self.base.fn(n, device)(i, j)
+            return torch.broadcast_to(extra, (n, len(self.indices))).contiguous()
+
+        return self._made(("columns", n, torch.device(device)), make)
 
     def row_mask(self, n: int, device) -> Tensor:
         """(|G|, n): every key each token row attends."""
-        idx, rows = self._grid(n, device)
-        allowed = self.pattern.fn(n, device)(idx[:, None], rows[None, :])
-        return torch.broadcast_to(allowed, (idx.numel(), n))
+
+        def make():
+            i, j = self.index(device)[:, None], torch.arange(n, device=device)[None, :]
+            allowed = self.pattern.fn(n, device)(i, j)
+            return torch.broadcast_to(allowed, (len(self.indices), n)).contiguous()
+
+        return self._made(("rows", n, torch.device(device)), make)
 
     def columns(self, q: Tensor, k: Tensor, v: Tensor, scale: float) -> tuple[Tensor, Tensor]:
         """Attention of every row over its extra token keys: (out (B, H, n, D) in q's dtype,
@@ -66,7 +88,7 @@ class Tokens:
         (float64 for float64 inputs), ``ROW_CHUNK`` rows at a time."""
         n, group = q.shape[2], q.shape[1] // k.shape[1]
         mask = self.column_mask(n, q.device)  # (n, g)
-        idx = torch.tensor(self.indices, dtype=torch.int64, device=q.device)
+        idx = self.index(q.device)
         work = torch.promote_types(q.dtype, torch.float32)
         kg = k[:, :, idx].to(work).repeat_interleave(group, 1)  # (B, H, g, D)
         vg = v[:, :, idx].to(work).repeat_interleave(group, 1)
@@ -87,7 +109,7 @@ class Tokens:
         """``out`` with the token rows replaced by their attention over every key they may
         see (zeros for a token row without one)."""
         n = q.shape[2]
-        idx = torch.tensor(self.indices, dtype=torch.int64, device=q.device)
+        idx = self.index(q.device)
         mask = self.row_mask(n, q.device)  # (g, n)
         empty = ~mask.any(-1)  # such a row attends everything, then is zeroed (finite grads)
         attn = F.scaled_dot_product_attention(
@@ -101,12 +123,13 @@ class Tokens:
         """(B, heads, n): the rows that may attend a ``bad`` (B, H_kv, n) position, given the
         rows the base lets see one."""
         n, group = bad.shape[-1], heads // bad.shape[1]
-        idx = torch.tensor(self.indices, dtype=torch.int64, device=bad.device)
-        cols = (self.column_mask(n, bad.device) & bad[..., idx][..., None, :]).any(-1)
+        idx = self.index(bad.device)
+        # counts of bad keys as float32 products (exact below 2**24 keys), no (n, |G|) per head
+        cols = bad[..., idx].float() @ self.column_mask(n, bad.device).float().T > 0  # (B,Hkv,n)
         seen = cols.repeat_interleave(group, 1)  # (B, heads, n)
         if base_seen is not None:
             seen = seen | base_seen
-        rows = (self.row_mask(n, bad.device) & bad[..., None, :]).any(-1)  # (B, H_kv, g)
+        rows = bad.float() @ self.row_mask(n, bad.device).float().T > 0  # (B, H_kv, g)
         return seen.index_copy(2, idx, rows.repeat_interleave(group, 1))
 
 
