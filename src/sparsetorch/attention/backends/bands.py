@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 
 from sparsetorch.attention.backends import nonfinite
+from sparsetorch.attention.backends.lse import masked_lse
 from sparsetorch.attention.backends.tokens import Tokens
 from sparsetorch.attention.pieces import Piece
-from sparsetorch.kernels.band_attention import LOG2E
 
 # (q, k, v, lo, hi, scale) -> (out (B, H, n, D), lse (B, H, n) float32, log2 units, +inf for a
 # row without keys): the band kernel's band_attention_lse, or a twin (tests)
@@ -161,15 +161,7 @@ def reference_band_lse(q, k, v, lo: int, hi: int, scale: float) -> tuple[Tensor,
     k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
     i = torch.arange(n, device=q.device)
     d = i[:, None] - i[None, :]
-    allowed = (d >= lo) & (d <= hi)
-    work = torch.promote_types(q.dtype, torch.float32)  # float64 stays float64
-    scores = (q.to(work) @ k.to(work).transpose(-1, -2)) * scale
-    scores = scores.masked_fill(~allowed, float("-inf"))
-    lse = torch.logsumexp(scores, -1)  # natural units; -inf for a row without keys
-    p = torch.exp(scores - torch.where(torch.isinf(lse), 0.0, lse)[..., None])
-    out = (p @ v.to(work)).to(q.dtype)
-    lse2 = torch.where(torch.isinf(lse), float("inf"), lse * LOG2E)
-    return out, lse2
+    return masked_lse(q, k, v, (d >= lo) & (d <= hi), scale)
 
 
 __all__ = ["bands_attention", "from_groups", "merge", "reference_band_lse", "to_groups"]

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sparsetorch.attention.algebra import Complement, Intersection, Union, intersection, union
+from sparsetorch.attention.backends.lse import masked_lse
 from sparsetorch.attention.pattern import AttentionPattern
 from sparsetorch.attention.tokens import GlobalTokens
-from sparsetorch.kernels.band_attention import LOG2E
 
 ROW_CHUNK = 8192  # rows of float32 scores per step of the token columns
 KEPT = 16  # index tensors and masks kept per token split (one per device, two per length)
@@ -89,20 +89,14 @@ class Tokens:
         n, group = q.shape[2], q.shape[1] // k.shape[1]
         mask = self.column_mask(n, q.device)  # (n, g)
         idx = self.index(q.device)
-        work = torch.promote_types(q.dtype, torch.float32)
-        kg = k[:, :, idx].to(work).repeat_interleave(group, 1)  # (B, H, g, D)
-        vg = v[:, :, idx].to(work).repeat_interleave(group, 1)
+        kg = k[:, :, idx].repeat_interleave(group, 1)  # (B, H, g, D)
+        vg = v[:, :, idx].repeat_interleave(group, 1)
         outs, lses = [], []
         for r0 in range(0, n, ROW_CHUNK):
-            s = q[:, :, r0 : r0 + ROW_CHUNK].to(work) @ kg.transpose(-1, -2) * scale  # (B,H,c,g)
-            s = s.masked_fill(~mask[r0 : r0 + ROW_CHUNK], float("-inf"))
-            top = s.amax(-1, keepdim=True)
-            top = torch.where(torch.isinf(top), 0.0, top)  # rows without a token key
-            p = torch.exp(s - top)
-            total = p.sum(-1)
-            outs.append(((p @ vg) / torch.where(total == 0, 1.0, total)[..., None]).to(q.dtype))
-            lse = (top[..., 0] + torch.log(total)) * LOG2E
-            lses.append(torch.where(total == 0, float("inf"), lse))
+            rows = slice(r0, r0 + ROW_CHUNK)
+            out, lse = masked_lse(q[:, :, rows], kg, vg, mask[rows], scale)  # (B, H, c, ...)
+            outs.append(out)
+            lses.append(lse)
         return torch.cat(outs, 2), torch.cat(lses, 2)
 
     def rows(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, scale: float) -> Tensor:
