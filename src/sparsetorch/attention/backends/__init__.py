@@ -32,7 +32,7 @@ from sparsetorch.attention.backends.bands import bands_attention
 from sparsetorch.attention.backends.dense import dense_attention
 from sparsetorch.attention.backends.flex import flex_attention
 from sparsetorch.attention.backends.reference import BLOCK, reference_attention
-from sparsetorch.attention.backends.tokens import split_tokens
+from sparsetorch.attention.backends.tokens import Tokens, split_tokens
 from sparsetorch.attention.bands import Band
 from sparsetorch.attention.pattern import AttentionPattern, cached_layout
 from sparsetorch.attention.pieces import Piece, pieces
@@ -123,12 +123,20 @@ def cached_pieces(pattern: AttentionPattern, n: int) -> tuple[Piece, ...] | None
     return None if parts is None else tuple(parts)
 
 
+def _bands_parts(
+    pattern: AttentionPattern, n: int
+) -> tuple[tuple[Piece, ...] | None, Tokens | None]:
+    """The ``bands`` backend's pieces for this pattern (of its base when it has global tokens,
+    None if the pieces cannot run it) and its global tokens (None without)."""
+    tokens = split_tokens(pattern)
+    return cached_pieces(pattern if tokens is None else tokens.base, n), tokens
+
+
 def bands_unsupported(
     pattern: AttentionPattern, q: Tensor, k: Tensor, v: Tensor | None = None
 ) -> str | None:
     """None if the ``bands`` backend runs this pattern on these inputs; else why not."""
-    tokens = split_tokens(pattern)
-    if cached_pieces(pattern if tokens is None else tokens.base, q.shape[2]) is None:
+    if _bands_parts(pattern, q.shape[2])[0] is None:
         return (
             "runs unions of bands and periodic bands (band, local, causal, strided, dilated "
             "with | and &; the periods of overlapping strided parts dividing each other), "
@@ -148,9 +156,8 @@ class BandPieces(Backend):
         reason = bands_unsupported(pattern, q, k, v)
         if reason is not None:
             raise ValueError(f"backend 'bands' {reason}")
-        tokens = split_tokens(pattern)
-        parts = list(cached_pieces(pattern if tokens is None else tokens.base, q.shape[2]))
-        return bands_attention(q, k, v, parts, scale, band_kernel.band_attention_lse, tokens)
+        parts, tokens = _bands_parts(pattern, q.shape[2])
+        return bands_attention(q, k, v, list(parts), scale, band_kernel.band_attention_lse, tokens)
 
 
 # The auto choice (docs/benchmarks.md, "Attention"). Sparse backends pay per computed block,
