@@ -62,6 +62,19 @@ def masked_attention(q, k, v, allowed, scale):
     return torch.softmax(s, -1).nan_to_num(0.0) @ v
 
 
+def check_float64(out, leaves, allowed, scale, generator, tol):
+    """``out``, made from the ``leaves`` q, k, v, against float64 masked attention under
+    ``allowed``: the forward and the three gradients within relative error ``tol``."""
+    exact = [t.detach().double().requires_grad_() for t in leaves]
+    ref = masked_attention(*exact, allowed, scale)
+    assert ((out.double() - ref).norm() / ref.norm()).item() < tol
+    up = torch.randn(out.shape, device=out.device, generator=generator).to(out.dtype)
+    got = torch.autograd.grad(out, leaves, up)
+    want = torch.autograd.grad(ref, exact, up.double())
+    for name, a, b in zip("qkv", got, want):
+        assert ((a.double() - b).norm() / b.norm()).item() < tol, name
+
+
 def _atoms():
     return st.one_of(
         st.builds(local, st.integers(0, 12)),
@@ -216,14 +229,7 @@ def test_interpreted_kernel_pieces_equal_float64_masked_attention(pattern):
     q = torch.randn(1, 4, n, d, generator=g).to(torch.float16).requires_grad_()
     k, v = (torch.randn(1, 2, n, d, generator=g).to(torch.float16).requires_grad_() for _ in "kv")
     out = bands_attention(q, k, v, pieces(pattern, n), d**-0.5, band_attention_lse)
-    exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref = masked_attention(*exact, _mask(pattern, n), d**-0.5)
-    assert ((out.double() - ref).norm() / ref.norm()).item() < 5e-3
-    up = torch.randn(out.shape, generator=g).to(torch.float16)
-    got = torch.autograd.grad(out, (q, k, v), up)
-    want = torch.autograd.grad(ref, exact, up.double())
-    for name, a, b in zip("qkv", got, want):
-        assert ((a.double() - b).norm() / b.norm()).item() < 5e-3, name
+    check_float64(out, (q, k, v), _mask(pattern, n), d**-0.5, g, 5e-3)
 
 
 @pytest.mark.gpu
@@ -245,11 +251,4 @@ def test_gpu_bands_backend_equals_float64_masked_attention(dtype, d, pattern):
         for _ in "kv"
     )
     out = sparse_attention(q, k, v, pattern, backend="bands")
-    exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref = masked_attention(*exact, _mask(pattern, n, "cuda"), d**-0.5)
-    assert ((out.double() - ref).norm() / ref.norm()).item() < 1e-2
-    up = torch.randn(out.shape, device="cuda", dtype=dtype, generator=g)
-    got = torch.autograd.grad(out, (q, k, v), up)
-    want = torch.autograd.grad(ref, exact, up.double())
-    for name, a, b in zip("qkv", got, want):
-        assert ((a.double() - b).norm() / b.norm()).item() < 1e-2, name
+    check_float64(out, (q, k, v), _mask(pattern, n, "cuda"), d**-0.5, g, 1e-2)

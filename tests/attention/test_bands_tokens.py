@@ -26,7 +26,7 @@ from sparsetorch.attention.backends import bands_unsupported
 from sparsetorch.attention.backends.bands import bands_attention, reference_band_lse
 from sparsetorch.attention.backends.tokens import split_tokens
 from sparsetorch.attention.pieces import pieces
-from tests.attention.test_bands import _mask, masked_attention
+from tests.attention.test_bands import _mask, check_float64, masked_attention
 from tests.kernels.interpreter import needs_interpreter
 
 
@@ -172,14 +172,7 @@ def test_interpreted_kernel_with_tokens_equals_float64(pattern):
     q, k, v = (t.to(torch.float16).requires_grad_() for t in (q, k, v))
     found = split_tokens(pattern)
     out = bands_attention(q, k, v, pieces(found.base, n), d**-0.5, band_attention_lse, found)
-    exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref = masked_attention(*exact, _mask(pattern, n), d**-0.5)
-    assert ((out.double() - ref).norm() / ref.norm()).item() < 5e-3
-    up = torch.randn(out.shape, generator=g).to(torch.float16)
-    got = torch.autograd.grad(out, (q, k, v), up)
-    want = torch.autograd.grad(ref, exact, up.double())
-    for name, a, b in zip("qkv", got, want):
-        assert ((a.double() - b).norm() / b.norm()).item() < 5e-3, name
+    check_float64(out, (q, k, v), _mask(pattern, n), d**-0.5, g, 5e-3)
 
 
 @pytest.mark.gpu
@@ -204,14 +197,7 @@ def test_gpu_bands_with_tokens_equals_float64(dtype, pattern):
         for _ in "kv"
     )
     out = sparse_attention(q, k, v, pattern, backend="bands")
-    exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref = masked_attention(*exact, _mask(pattern, n, "cuda"), d**-0.5)
-    assert ((out.double() - ref).norm() / ref.norm()).item() < 1e-2
-    up = torch.randn(out.shape, device="cuda", generator=g).to(dtype)
-    got = torch.autograd.grad(out, (q, k, v), up)
-    want = torch.autograd.grad(ref, exact, up.double())
-    for name, a, b in zip("qkv", got, want):
-        assert ((a.double() - b).norm() / b.norm()).item() < 1e-2, name
+    check_float64(out, (q, k, v), _mask(pattern, n, "cuda"), d**-0.5, g, 1e-2)
 
 
 def test_indices_and_masks_are_made_once_per_length_and_bounded():
