@@ -692,6 +692,21 @@ def warn_uncovered(uncovered: list[tuple[str, torch.Size]], stacklevel: int = 2)
     )
 
 
+def warn_left_dense(
+    model: nn.Module,
+    found: Iterable[tuple[str, nn.Module, str]],
+    pattern: Any,
+    method: str,
+    stacklevel: int = 2,
+) -> None:
+    """The two warnings of an algorithm that prunes ``found`` (``prunable_parameters``'
+    triples) of ``model`` on its own: :func:`warn_uncovered` for the model's weights no
+    prunable kind covers and :func:`warn_partial_groups` for the layers an N:M ``pattern``
+    does not tile."""
+    warn_uncovered(uncovered_weights(model), stacklevel=stacklevel + 1)
+    warn_partial_groups(found, pattern, method, stacklevel=stacklevel + 1)
+
+
 def warn_partial_groups(
     found: Iterable[tuple[str, nn.Module, str]], pattern: Any, method: str, stacklevel: int = 2
 ) -> None:
@@ -721,6 +736,7 @@ __all__ = [
     "compute_masks",
     "prune",
     "refuse_sharded",
+    "warn_left_dense",
     "warn_partial_groups",
     "warn_uncovered",
 ]

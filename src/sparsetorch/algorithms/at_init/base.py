@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from sparsetorch._checks import is_int
-from sparsetorch.masking import apply_masks, prunable_parameters, uncovered_weights
+from sparsetorch.masking import apply_masks, prunable_parameters
 from sparsetorch.masking.prunable import FilterFn
-from sparsetorch.pruning import compute_masks, warn_partial_groups, warn_uncovered
+from sparsetorch.pruning import compute_masks, warn_left_dense
 
 
 def empty_layers(masks: Mapping[str, torch.Tensor]) -> list[str]:
@@ -59,9 +59,8 @@ def prune_with_scores(
         indivisible="partial",
     )
     check_no_collapse(masks, method, sparsity, distribution)
-    warn_uncovered(uncovered_weights(model), stacklevel=4)  # the user -> snip -> here
     found = prunable_parameters(model, exclude, filter_fn)
-    warn_partial_groups(found, pattern, method, stacklevel=4)
+    warn_left_dense(model, found, pattern, method, stacklevel=4)  # the user -> snip -> here
     return apply_masks(model, masks)
 
 

@@ -26,15 +26,10 @@ from sparsetorch._checks import is_real
 from sparsetorch.algorithms.at_init.base import check_no_collapse, check_positive_int
 from sparsetorch.algorithms.config import DEFAULT_ITERATIONS
 from sparsetorch.criteria.synflow import synflow_scores
-from sparsetorch.masking import apply_masks, get_masks, prunable_parameters, uncovered_weights
+from sparsetorch.masking import apply_masks, get_masks, prunable_parameters
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import get as get_pattern
-from sparsetorch.pruning import (
-    compute_masks,
-    refuse_sharded,
-    warn_partial_groups,
-    warn_uncovered,
-)
+from sparsetorch.pruning import compute_masks, refuse_sharded, warn_left_dense
 
 
 def exponential_densities(density: float, iterations: int, start: float = 1.0) -> list[float]:
@@ -90,7 +85,6 @@ def synflow(
         apply_masks(work, masks)
     final = {n: m for n, m in get_masks(work).items() if n in set(names)}
     check_no_collapse(final, "synflow", sparsity, distribution)
-    warn_uncovered(uncovered_weights(model), stacklevel=3)
     found = prunable_parameters(model, exclude, filter_fn)
-    warn_partial_groups(found, pattern, "synflow", stacklevel=3)
+    warn_left_dense(model, found, pattern, "synflow", stacklevel=3)
     return apply_masks(model, final)

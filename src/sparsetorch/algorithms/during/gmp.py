@@ -20,10 +20,10 @@ from sparsetorch.algorithms.config import GMPConfig, build_config
 from sparsetorch.algorithms.during.base import DynamicSparsity, check_int
 from sparsetorch.algorithms.during.drop_and_grow import default_t_end
 from sparsetorch.distributions import get as get_distribution
-from sparsetorch.masking import get_mask, in_dim_of, uncovered_weights
+from sparsetorch.masking import get_mask, in_dim_of
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import get as get_pattern
-from sparsetorch.pruning import compute_masks, warn_partial_groups, warn_uncovered
+from sparsetorch.pruning import compute_masks, warn_left_dense
 from sparsetorch.schedules import sparsity_schedule
 from sparsetorch.selection import nearest_count
 from sparsetorch.sharding.dtensor import local, selector_for
@@ -89,8 +89,7 @@ class GMP(DynamicSparsity):
             frequency=self.delta_t,
         )
         self.existing_masks(self.pattern)  # check any starting masks (they stay pruned)
-        warn_uncovered(uncovered_weights(model), stacklevel=3)
-        warn_partial_groups(self.targets, self.pattern, self.method, stacklevel=3)
+        warn_left_dense(model, self.targets, self.pattern, self.method, stacklevel=3)
 
     def _magnitude_masks(self, sparsity: float, only: str | None = None) -> dict:
         """``prune``'s cumulative magnitude masks (of one layer with ``only``)."""
