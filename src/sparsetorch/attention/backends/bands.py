@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from sparsetorch.attention.backends import nonfinite
-from sparsetorch.attention.backends.lse import masked_lse
+from sparsetorch.attention.backends.lse import masked_lse, merge, merge_lse
 from sparsetorch.attention.backends.tokens import Tokens
 from sparsetorch.attention.pieces import Piece
 
@@ -82,29 +82,6 @@ def _piece(run: BandLse, q, k, v, piece: Piece, scale: float) -> tuple[Tensor, T
         outs.append(out)
         lses.append(lse)
     return from_groups(outs, s, n), from_groups(lses, s, n)
-
-
-def merge_lse(outs: list[Tensor], lses: list[Tensor]) -> tuple[Tensor, Tensor]:
-    """Softmax attention over the union of disjoint key sets from each set's normalised output
-    and log-sum-exp (log2 units, +inf: no key): (out, the union's lse); rows with no key in
-    any set give zeros and +inf."""
-    if len(outs) == 1:  # a row without keys is zeros already
-        return outs[0], lses[0]
-    stacked = torch.stack([torch.where(torch.isinf(x), float("-inf"), x) for x in lses])
-    top = stacked.amax(0)
-    top = torch.where(torch.isinf(top), 0.0, top)  # rows without keys: every weight is 0
-    weights = torch.exp2(stacked - top)  # (P, B, H, n)
-    total = weights.sum(0)
-    work = torch.promote_types(outs[0].dtype, weights.dtype)
-    acc = sum(w[..., None] * o.to(work) for w, o in zip(weights, outs, strict=True))
-    out = (acc / torch.where(total == 0, 1.0, total)[..., None]).to(outs[0].dtype)
-    lse = torch.where(total == 0, float("inf"), top + torch.log2(total))
-    return out, lse
-
-
-def merge(outs: list[Tensor], lses: list[Tensor]) -> Tensor:
-    """:func:`merge_lse`'s output alone."""
-    return merge_lse(outs, lses)[0]
 
 
 def bands_attention(

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sparsetorch.attention.algebra import Complement, Intersection, Union, intersection, union
-from sparsetorch.attention.backends.lse import masked_lse
+from sparsetorch.attention.backends.lse import chunked_lse
 from sparsetorch.attention.pattern import AttentionPattern
 from sparsetorch.attention.tokens import GlobalTokens
 
@@ -91,13 +91,7 @@ class Tokens:
         idx = self.index(q.device)
         kg = k[:, :, idx].repeat_interleave(group, 1)  # (B, H, g, D)
         vg = v[:, :, idx].repeat_interleave(group, 1)
-        outs, lses = [], []
-        for r0 in range(0, n, ROW_CHUNK):
-            rows = slice(r0, r0 + ROW_CHUNK)
-            out, lse = masked_lse(q[:, :, rows], kg, vg, mask[rows], scale)  # (B, H, c, ...)
-            outs.append(out)
-            lses.append(lse)
-        return torch.cat(outs, 2), torch.cat(lses, 2)
+        return chunked_lse(q, kg, vg, mask, scale, ROW_CHUNK)
 
     def rows(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, scale: float) -> Tensor:
         """``out`` with the token rows replaced by their attention over every key they may
