@@ -230,6 +230,9 @@ def run_composite(args, rows, began):
                 try:
                     row[name] = ms(fwd)
                     row[name + "_bwd"] = ms(step)
+                    torch.cuda.reset_peak_memory_stats()
+                    step()
+                    row[name + "_peak"] = torch.cuda.max_memory_allocated() / 2**30  # GiB
                 except Exception as exc:  # a compile failure: the row says so, the rest runs
                     print(f"  {name} {pattern!r} n={n}: {type(exc).__name__}: {str(exc)[:200]}")
                     row[name] = row[name + "_bwd"] = float("nan")
@@ -248,7 +251,9 @@ def run_composite(args, rows, began):
             print(
                 f"  {pattern!r} n={n}: " + ", ".join(
                     f"{k} {row[k]:.3f}" for k in row if k in names or k[:-4] in names or k == "auto"
-                ) + f"; dense {best(row['dense'])}, {best(row['dense_bwd'])}", flush=True
+                ) + f"; dense {best(row['dense'])}, {best(row['dense_bwd'])}; peak GiB of a "
+                "training step " + ", ".join(f"{k} {row[k]:.2f}" for k in row if k[-5:] == "_peak"),
+                flush=True,
             )  # fmt: skip
         print(f"composite n={n} done ({time.perf_counter() - began:.0f} s)", flush=True)
         del q, k, v, qq, kk, vv, grad
