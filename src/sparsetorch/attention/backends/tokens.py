@@ -100,11 +100,15 @@ class Tokens:
         idx = self.index(q.device)
         mask = self.row_mask(n, q.device)  # (g, n)
         empty = ~mask.any(-1)  # such a row attends everything, then is zeroed (finite grads)
-        attn = F.scaled_dot_product_attention(
-            q[:, :, idx], k, v, attn_mask=mask | empty[:, None], scale=scale,
-            enable_gqa=k.shape[1] != q.shape[1],
-        )  # fmt: skip
-        attn = torch.where(empty[:, None], 0.0, attn).to(out.dtype)  # (B, H, g, D)
+        # the query heads sharing a kv head become rows of one head (no copy of k and v, no
+        # enable_gqa, whose masked form a fused kernel may not take)
+        b, heads, g, d = q.shape[0], q.shape[1], len(self.indices), q.shape[-1]
+        group = heads // k.shape[1]
+        rows = q[:, :, idx].reshape(b, k.shape[1], group * g, d)  # (B, H_kv, group·g, D)
+        allowed = (mask | empty[:, None]).repeat(group, 1)  # (group·g, n)
+        attn = F.scaled_dot_product_attention(rows, k, v, attn_mask=allowed, scale=scale)
+        attn = attn.reshape(b, heads, g, v.shape[-1])
+        attn = torch.where(empty[:, None], 0.0, attn).to(out.dtype)  # (B, H, g, Dv)
         return out.index_copy(2, idx, attn)
 
     def seen(self, bad: Tensor, base_seen: Tensor | None, heads: int) -> Tensor:
