@@ -1,3 +1,5 @@
+import argparse
+
 import pytest
 import torch
 
@@ -145,6 +147,8 @@ def _hf_dir(tmp_path, kind):
         GPT2Config,
         GPT2LMHeadModel,
         PreTrainedTokenizerFast,
+        T5Config,
+        T5ForConditionalGeneration,
     )
 
     words = sorted(set(TEXT.split()))
@@ -156,6 +160,13 @@ def _hf_dir(tmp_path, kind):
     if kind == "gpt2":
         config = GPT2Config(vocab_size=len(vocab), n_positions=32, n_embd=32, n_layer=2, n_head=4)
         model = GPT2LMHeadModel(config)
+    elif kind == "t5":
+        tokenizer.pad_token = "[PAD]"
+        config = T5Config(
+            vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+            decoder_start_token_id=0, pad_token_id=0,
+        )  # fmt: skip
+        model = T5ForConditionalGeneration(config)
     else:
         tokenizer.pad_token = "[PAD]"
         config = BertConfig(
@@ -200,6 +211,41 @@ def test_a_hugging_face_bert_directory_to_a_compressed_checkpoint(tmp_path, caps
     masks = st.masks(model)
     assert len(masks) == 12 and all(m.float().mean() == 0.5 for m in masks.values())
     assert model.encoder.layer[0].attention.self.query.weight.dtype == torch.bfloat16
+
+
+@needs_transformers
+def test_an_encoder_decoder_directory_prunes_both_stacks_on_the_lines(tmp_path, capsys):
+    """T5 gets each calibration line as its decoder's target too (without it the decoder has
+    no input and the model refuses the call); the CLI's masks equal the library call's on the
+    same batches."""
+    path, cls = _hf_dir(tmp_path, "t5")
+    text = tmp_path / "lines.txt"
+    text.write_text(TEXT)
+    out = tmp_path / "t5.safetensors"
+    args = ["oneshot", "--model", str(path), "--sparsity", "0.5", "--samples", "8"]
+    assert main([*args, "--calibration", str(text), "--batch-size", "4", "--out", str(out)]) == 0
+    # 2 encoder blocks x (q, k, v, o, wi, wo) + 2 decoder blocks x (self q, k, v, o, cross q,
+    # k, v, o, wi, wo)
+    assert "wanda pruned 32 layers to sparsity 0.5000" in capsys.readouterr().out
+    model = cls.from_pretrained(path)
+    st.load(out, model)
+    got = st.masks(model)
+    assert any(name.startswith("decoder.") for name in got)
+
+    from transformers import AutoTokenizer
+
+    from sparsetorch.cli.oneshot import _line_batches
+
+    namespace = argparse.Namespace(
+        calibration=str(text), samples=8, seed=0, batch_size=4, seq_len=None
+    )
+    batches = _line_batches(namespace, AutoTokenizer.from_pretrained(path), True)
+    assert all((b["labels"] == -100).eq(b["attention_mask"] == 0).all() for b in batches)
+    reference = cls.from_pretrained(path)
+    st.oneshot(reference, "wanda", batches, sparsity=0.5)
+    want = st.masks(reference)
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k]) for k in want)
 
 
 def test_the_help_names_every_registered_method():

@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="calibration text: 'text' (sparsetorch's text dataset, the Python standard "
         "library's source, or the run's own --data-dir; its training split) or a text file. "
         "A sparsetorch model gets windows of --seq-len bytes; a Hugging Face model gets "
-        "lines, tokenized with --tokenizer. A run on other data (images, your own arrays) "
+        "lines, tokenized with --tokenizer (an encoder-decoder gets each line as its decoder's "
+        "target too). A run on other data (images, your own arrays) "
         "calibrates on --samples of its own training inputs instead",
     )
     parser.add_argument(
@@ -199,14 +200,18 @@ def _run_batches(args: argparse.Namespace, hp: Any) -> list[Any]:
     return list(torch.split(rows, args.batch_size))
 
 
-def _line_batches(args: argparse.Namespace, tokenizer: Any) -> list[Any]:
+def _line_batches(args: argparse.Namespace, tokenizer: Any, encoder_decoder: bool) -> list[Any]:
+    """Tokenised batches of calibration lines. An encoder-decoder (T5, BART) also gets each
+    line as its decoder's target (``labels``, padding as -100, which the model shifts right
+    into its decoder's inputs), so that both stacks see calibration text."""
     lines = [line.strip() for line in _text(args.calibration).splitlines()]
     lines = [line for line in lines if line]
     chosen = [lines[i] for i in _sample(args.samples, len(lines), args.seed, "non-empty line")]
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    return [
-        dict(
+    batches = []
+    for i in range(0, len(chosen), args.batch_size):
+        batch = dict(
             tokenizer(
                 chosen[i : i + args.batch_size],
                 padding=True,
@@ -215,8 +220,13 @@ def _line_batches(args: argparse.Namespace, tokenizer: Any) -> list[Any]:
                 return_tensors="pt",
             )
         )
-        for i in range(0, len(chosen), args.batch_size)
-    ]
+        if encoder_decoder:
+            ids, mask = batch["input_ids"], batch.get("attention_mask")
+            batch["labels"] = ids if mask is None else ids.masked_fill(mask == 0, -100)
+            if mask is not None:
+                batch["decoder_attention_mask"] = mask
+        batches.append(batch)
+    return batches
 
 
 def _load_hf(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -285,7 +295,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--tokenizer and --dtype only apply to Hugging Face models")
     if hf:
         model, tokenizer = _load_hf(args)
-        batches = _line_batches(args, tokenizer)
+        encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+        batches = _line_batches(args, tokenizer, encoder_decoder)
     elif (args.model / "hparams.json").is_file():
         from sparsetorch.experiments.reporting import model_from_run
         from sparsetorch.experiments.rundir import RunDir
