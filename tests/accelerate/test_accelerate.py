@@ -265,6 +265,32 @@ def test_masked_layers_of_other_kinds_are_reported_not_silently_dense():
     assert "a masked Conv1d: the kernels take nn.Linear layers only" in report.skipped["0"]
 
 
+class _TiedLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(40, 16)
+        self.body = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 40, bias=False)
+        self.head.weight = self.embed.weight  # tied, as in GPT-2 and T5
+
+    def forward(self, ids):
+        return self.head(torch.relu(self.body(self.embed(ids))))
+
+
+def test_a_head_tied_to_a_masked_embedding_is_reported_with_its_mask_s_owner():
+    torch.manual_seed(0)
+    model = _TiedLM()
+    st.prune(model, 0.75, criterion="random", distribution="uniform")
+    assert set(st.masks(model)) == {"embed.weight", "body.weight"}  # the mask lives there
+    report = st.accelerate_(model)
+    assert set(report.swapped) == {"body"}
+    assert "its weight is embed.weight, whose mask lives there" in report.skipped["head"]
+    assert type(model.head) is nn.Linear
+    ids = torch.randint(0, 40, (3, 5))
+    model(ids).sum().backward()
+    assert torch.equal(model.head.weight == 0, ~get_mask(model.embed, "weight"))
+
+
 @pytest.mark.parametrize("value", [np.float32(0.5), np.float64(0.5), Fraction(1, 2)])
 def test_max_density_takes_any_real_number(value):
     model = _model(sparsity=0.8)  # density 0.2 in both layers

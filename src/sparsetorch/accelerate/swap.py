@@ -68,6 +68,7 @@ def accelerate_(
 
     report = AccelerateReport(backend=kernel_ops(backend).name)
     install()
+    owners = _mask_owners(model)
     for fqn, module in model.named_modules():
         masked = bool(masked_names(module))
         if not (isinstance(module, nn.Linear) or masked):
@@ -84,6 +85,13 @@ def accelerate_(
         if type(module) not in (nn.Linear, AcceleratedLinear):
             report.skipped[fqn] = f"{type(module).__name__} is not exactly nn.Linear"
             continue
+        owner = owners.get(id(module._parameters.get("weight")))
+        if not masked and owner is not None:  # a tied weight (an LM head tied to embeddings)
+            report.skipped[fqn] = (
+                f"its weight is {owner}, whose mask lives there: it trains dense, and the "
+                "mask keeps the pruned entries zero"
+            )
+            continue
         module.__class__ = AcceleratedLinear
         module.max_density = max_density
         module.backend = backend
@@ -95,6 +103,17 @@ def accelerate_(
             runs = "sparse" if density <= max_density else f"dense (> max_density {max_density})"
             report.swapped[fqn] = f"density {density:.4f}: {runs}"
     return report
+
+
+def _mask_owners(model: nn.Module) -> dict[int, str]:
+    """id of each masked Parameter -> the name of it where its mask lives (``fqn.weight``)."""
+    owners = {}
+    for fqn, module in model.named_modules():
+        for name in masked_names(module):
+            param = module._parameters.get(name)
+            if param is not None:
+                owners[id(param)] = f"{fqn}.{name}" if fqn else name
+    return owners
 
 
 def restore_(model: nn.Module) -> nn.Module:
