@@ -47,6 +47,7 @@ from sparsetorch import criteria as _criteria
 from sparsetorch import distributions as _distributions
 from sparsetorch import patterns as _patterns
 from sparsetorch._checks import check_not_meta, is_real
+from sparsetorch._warnings import user_stacklevel
 from sparsetorch.masking import (
     apply_masks,
     check_not_torch_pruned,
@@ -565,7 +566,7 @@ def _tell(
             f"{len(at_floor)} layer(s); each keeps its best weights up to that floor: "
             f"{_listed(at_floor)} (min_layer_density=0 allows empty layers)",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     if min_layer_density == 0:
         return
@@ -575,7 +576,7 @@ def _tell(
             f"{len(empty)} layer(s) keep no weight: {_listed(empty)} (too few weights kept at "
             "this sparsity; min_layer_density=0 silences this)",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
 
 

@@ -6,7 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from sparsetorch.criteria.synflow import synflow_scores
+import sparsetorch
+from sparsetorch.algorithms.at_init import synflow
+from sparsetorch.criteria.synflow import flowless_layers, synflow_scores
 
 
 def test_closed_form_two_layer_with_biases():
@@ -104,3 +106,47 @@ def test_registered_criterion_shape_from_batch_or_constructor():
         assert torch.equal(from_batch[n], direct[n]) and torch.equal(given[n], direct[n])
     with pytest.raises(ValueError, match="needs the input shape"):
         CRITERIA.build("synflow").scores(model, names)
+
+
+class _Attention(nn.Module):
+    """Token embedding, one attention head (q, k, v, o) and a classifier head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(11, 8)
+        self.q, self.k, self.v, self.o = (nn.Linear(8, 8) for _ in range(4))
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, ids):
+        x = self.embed(ids)  # (B, T, 8)
+        weights = torch.softmax(self.q(x) @ self.k(x).transpose(1, 2) / 8**0.5, -1)
+        return self.head(self.o(weights @ self.v(x)).mean(1))
+
+
+def test_layers_without_flow_are_named_where_the_user_called():
+    """SynFlow's input makes every position identical, so attention is uniform whatever q
+    and k hold: their scores are rounding noise (conservation: every other layer's scores
+    sum to R), and both entry points name them at the caller's line."""
+    ids = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(1))
+    model = _Attention()
+    scores = synflow_scores(model, ["q.weight", "k.weight", "v.weight", "o.weight"], inputs=ids)
+    totals = {name: float(s.sum()) for name, s in scores.items()}
+    assert totals["q.weight"] < 1e-12 * totals["v.weight"]
+    assert flowless_layers(scores) == ["q.weight", "k.weight"]
+    with pytest.warns(
+        UserWarning, match=r"no synaptic flow reaches \['q.weight', 'k.weight'"
+    ) as rec:
+        sparsetorch.prune(
+            model, 0.5, criterion="synflow", batch=(ids, torch.zeros(2, dtype=torch.long))
+        )
+    assert {r.filename for r in rec} == {__file__}  # the floor warning of the ranking too
+    with pytest.warns(UserWarning, match="no synaptic flow reaches") as rec:
+        synflow(_Attention(), None, 0.5, inputs=ids, iterations=3, distribution="uniform")
+    assert [r.filename for r in rec if "synaptic flow" in str(r.message)] == [__file__]
+
+
+def test_a_chain_without_attention_has_flow_everywhere():
+    model = nn.Sequential(nn.Linear(6, 9), nn.ReLU(), nn.Linear(9, 9), nn.ReLU(), nn.Linear(9, 2))
+    scores = synflow_scores(model, ["0.weight", "2.weight", "4.weight"], input_shape=(6,))
+    assert flowless_layers(scores) == []

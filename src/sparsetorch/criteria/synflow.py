@@ -26,12 +26,14 @@ a tensor, a ``ModelOutput``'s ``logits``, ...).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from sparsetorch._warnings import user_stacklevel
 from sparsetorch.batches import check_inputs, logits_of, split_batch, to_device
 from sparsetorch.criteria._batches import (
     as_batches,
@@ -144,6 +146,33 @@ def synflow_scores(
     return by_name(scores, canonical)
 
 
+FLOWLESS = 1e-9  # a layer's score total below this fraction of the largest: no flow reached it
+
+
+def flowless_layers(scores: Mapping[str, torch.Tensor]) -> list[str]:
+    """The layers whose SynFlow scores sum to less than ``FLOWLESS`` of the largest layer's
+    total. Synaptic flow is conserved through a chain of layers (each layer's scores sum to
+    R), so such a layer's scores are rounding noise, not a ranking."""
+    totals = {name: float(score.sum()) for name, score in scores.items()}
+    top = max(totals.values(), default=0.0)
+    return [name for name, total in totals.items() if top > 0 and total < FLOWLESS * top]
+
+
+def warn_flowless(scores: Mapping[str, torch.Tensor]) -> None:
+    """A warning naming the :func:`flowless_layers`, if any, at the user's line."""
+    found = flowless_layers(scores)
+    if found:
+        warnings.warn(
+            f"synflow: no synaptic flow reaches {found} (their scores sum to less than "
+            f"{FLOWLESS:g} of the largest layer's): their masks would be chosen by rounding "
+            "noise. Attention's query and key projections are such layers: with every "
+            "position's input identical, attention is uniform whatever they hold. Exclude "
+            "them (exclude=[...]) or score them with data (criterion 'snip' or 'grasp')",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
 class SynFlow(Criterion):
     """``CRITERIA["synflow"]``: ONE SynFlow pass (one-shot SynFlow when used by ``st.prune``;
     the iterative method is ``sparsetorch.algorithms.at_init.synflow``). The input is all ones
@@ -161,11 +190,15 @@ class SynFlow(Criterion):
 
     def scores(self, model, names, *, batch=None, loss_fn=None, generator=None):
         if self.input_shape is not None:
-            return synflow_scores(model, names, self.input_shape, self.dtype)
+            scores = synflow_scores(model, names, self.input_shape, self.dtype)
+            warn_flowless(scores)
+            return scores
         if batch is None:
             raise ValueError(
                 "criterion 'synflow' needs the input shape: SynFlow(input_shape=...) or batch= "
                 "(a batch whose inputs show the input's form)"
             )
         inputs, _ = split_batch(as_batches(batch)[0])
-        return synflow_scores(model, names, dtype=self.dtype, inputs=inputs)
+        scores = synflow_scores(model, names, dtype=self.dtype, inputs=inputs)
+        warn_flowless(scores)
+        return scores

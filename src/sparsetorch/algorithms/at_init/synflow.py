@@ -25,7 +25,7 @@ from torch import nn
 from sparsetorch._checks import is_real
 from sparsetorch.algorithms.at_init.base import check_no_collapse, check_positive_int
 from sparsetorch.algorithms.config import DEFAULT_ITERATIONS
-from sparsetorch.criteria.synflow import synflow_scores
+from sparsetorch.criteria.synflow import synflow_scores, warn_flowless
 from sparsetorch.masking import apply_masks, get_masks, prunable_parameters
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import get as get_pattern
@@ -71,6 +71,8 @@ def synflow(
     names = [full for full, _, _ in prunable_parameters(work, exclude, filter_fn)]
     for k, density in enumerate(densities, start=1):
         scores = synflow_scores(work, names, input_shape, dtype, inputs=inputs)
+        if k == 1:  # before any pruning: a layer without flow now never gets any
+            warn_flowless(scores)
         masks = compute_masks(
             work,
             sparsity if k == len(densities) else 1.0 - density,
