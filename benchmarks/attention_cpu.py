@@ -17,7 +17,7 @@ glibc returns every large freed block to the system and a call cannot reuse memo
 times are measured without that setting (it makes every large allocation an mmap and costs the
 allocation-heavy reference backend up to ~1.7x).
 "dense scores" is the size of the n x n float32 score matrix of all heads, B·H·n²·4 bytes — the
-yardstick of the brief (the reference backend must stay under 5% of it at n = 16k, local(64)).
+yardstick of the memory goal (the reference backend must stay under 5% of it at n = 16k, local(64)).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ the fastest dense SDPA, and the cost of building the block mask against one atte
     python benchmarks/attention_gpu.py                 # the docs/benchmarks.md table (< 4 min)
     python benchmarks/attention_gpu.py --n 65536 --backward --budget 120
 
-Shapes of the issue: ``local(512)`` (|i - j| <= 512), B=1, H=16, D=128, bfloat16, n = 4k / 16k /
+The shapes measured: ``local(512)`` (|i - j| <= 512), B=1, H=16, D=128, bfloat16, n = 4k / 16k /
 64k. "best dense" is the fastest ``scaled_dot_product_attention`` over all keys (no mask) of
 this run: torch's default dispatch (cuDNN attention on an H100) or one backend forced (cuDNN,
 flash, memory-efficient); "dense flash", the flash backend forced, is an extra column (earlier
@@ -16,7 +16,7 @@ one small host-to-device copy, one fill and one copy on the device. Then FlexAtt
 (compiled once with dynamic shapes, as the library does) runs with several sparse block sizes
 and kernel options, each compiled once; configurations that fail to compile or exceed the
 time budget are reported, not hidden. The speed-up is best dense time / flex time; the goal
-of the issue is >= 45x at 64k (the FLOP bound is n / (2w + 1) = 64x).
+set for the library is >= 45x at 64k (the FLOP bound is n / (2w + 1) = 64x).
 
 Times are CUDA-event medians of ``--repeats`` calls after warm-up. Correctness is checked once
 per length: flex output against masked SDPA (max abs difference, bfloat16).
@@ -193,7 +193,7 @@ def main() -> None:
             ref = F.scaled_dot_product_attention(q, k, v, attn_mask=pattern.mask(n, device))
             row["max_abs_diff"] = float((out.float() - ref.float()).abs().max())
         del out
-        # the issue's baseline: flex with torch's create_block_mask, default kernel
+        # the plain FlexAttention baseline: torch's create_block_mask, default kernel
         tbm = create_block_mask(mask_mod, None, None, n, n, device=device)
         row["flex_theirs"] = cuda_ms(
             lambda tbm=tbm: compiled(q, k, v, block_mask=tbm), args.repeats
