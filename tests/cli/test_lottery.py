@@ -90,4 +90,9 @@ def test_bad_input_exits_with_clear_errors(tmp_path, capsys):
     assert main([*base, "--rounds", "1", "--run-dir", str(run_dir)]) == 0
     capsys.readouterr()
     assert main([*base, "--rounds", "1", "--run-dir", str(run_dir), "--lr", "0.01"]) == 2
-    assert "training.lr: None -> 0.01" in capsys.readouterr().err
+    assert "training.lr: 0.0012 (default) -> 0.01" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main([*base, "--rounds", "1", "--run-dir", str(tmp_path / "file" / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot be created: {str(tmp_path / 'file')!r} is a file, not a directory" in err
+    assert "Traceback" not in err

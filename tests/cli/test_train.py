@@ -6,11 +6,16 @@ import torch
 
 from sparsetorch.algorithms.config import CONFIGS
 from sparsetorch.cli import build_parser, main
-from sparsetorch.experiments.flags import flag_name
+from sparsetorch.experiments.flags import flag_name, hparams_from_args
 from sparsetorch.experiments.hparams import GROUPS, Hparams
 
 TINY = ["--dataset", "digits", "--train-size", "128", "--val-size", "50", "--test-size", "50",
         "--batch-size", "32", "--steps", "6", "--eval-every", "3"]  # fmt: skip
+
+
+def parsed(*argv) -> Hparams:
+    args = build_parser().parse_args(["train", *argv])
+    return hparams_from_args(args, None)
 
 
 def dry_run(capsys, *argv):
@@ -36,9 +41,10 @@ def test_help_shows_every_hparams_flag(capsys):
         assert flag in text
 
 
-def test_every_flag_sets_its_field(capsys):
-    hp, _ = dry_run(
-        capsys,
+def test_every_flag_sets_its_field():
+    """Each flag lands in its field (parsed only: a dry run would refuse /d and these options
+    for digits, as train does)."""
+    hp = parsed(
         *["--model", "conv4", "--model-option", "width=3", "--dataset", "digits"],
         *["--data-dir", "/d", "--split-seed", "2", "--train-size", "10", "--val-size", "11"],
         *["--test-size", "12", "--data-option", "context=64", "--optimizer", "momentum"],
@@ -206,6 +212,38 @@ def test_dry_run_refuses_unknown_names_and_prints_no_run_dir(
     out, err = capsys.readouterr()
     assert message in err and "known:" in err and out == ""
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model-option", "foo=1"], "model 'lenet300' rejects option(s) {'foo': 1}"),
+        (["--data-option", "foo=1"], "dataset 'digits' rejects option(s) {'foo': 1}"),
+        (["--data-dir", "/nonexistent"], "digits ships with scikit-learn and reads no data dir"),
+    ],
+)
+def test_dry_run_refuses_what_loading_and_building_refuse(tmp_path, capsys, argv, message):
+    """What train refuses only once it loads the data or builds the model, the dry run
+    refuses too, printing no run dir and writing nothing."""
+    base = ["train", "--dataset", "digits", "--steps", "5", "--out", str(tmp_path / "r")]
+    assert main([*base, "--dry-run", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert message in err and out == ""
+    assert main([*base, *argv]) == 2  # the same refusal without --dry-run
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    assert main([*base, "--dry-run"]) == 0 and "# run dir:" in capsys.readouterr().out
+
+
+def test_unknown_flags_name_the_subcommand_and_the_closest_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["lottery", "--seed", "1"])
+    err = capsys.readouterr().err
+    assert "sparsetorch lottery: error: unrecognized arguments: --seed 1" in err
+    assert "(--seed: did you mean --seeds?)" in err
+    with pytest.raises(SystemExit):
+        main(["train", "--stepz=3"])
+    assert "did you mean --steps?" in capsys.readouterr().err
 
 
 def test_model_and_dataset_help_name_the_registries():

@@ -7,6 +7,7 @@ Each subcommand lives in its own module in this package and defines ``COMMAND``,
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import pkgutil
@@ -56,13 +57,31 @@ def build_parser() -> argparse.ArgumentParser:
             allow_abbrev=False,  # lottery --seed is not --seeds: flags are taken as written
         )
         command.add_arguments(p)
-        p.set_defaults(_run=command.run)
+        p.set_defaults(_run=command.run, _parser=p)
     return parser
+
+
+def _unknown(args: argparse.Namespace, extra: list[str]) -> None:
+    """Exit with the subcommand's usage, naming the flags it does not know and the closest of
+    its own (``lottery --seed``: did you mean ``--seeds``?)."""
+    sub: argparse.ArgumentParser = args._parser
+    known = [s for a in sub._actions for s in a.option_strings if s.startswith("--")]
+    hints = []
+    for flag in (e.split("=", 1)[0] for e in extra if e.startswith("-")):
+        close = difflib.get_close_matches(flag, known, n=1, cutoff=0.75)
+        if close:
+            hints.append(f"{flag}: did you mean {close[0]}?")
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    sub.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not getattr(args, "_parser", None):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        _unknown(args, extra)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
@@ -82,7 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the interpreter's own flush at exit does not fail a second time
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a command killed by the pipe
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+    ) as exc:  # what a user gave is wrong: one line (SPARSETORCH_DEBUG=1: the traceback)
         if os.environ.get("SPARSETORCH_DEBUG"):
             raise
         print(f"sparsetorch {args.command}: error: {exc}", file=sys.stderr)

@@ -71,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the resolved hparams and the run dir, then exit without training",
+        help="check the run as train would (load the data set, build the model on the meta "
+        "device), print the resolved hparams and the run dir, then exit without training",
     )
     add_hparam_arguments(parser)
 
@@ -84,6 +85,19 @@ def _status(enabled: bool):
             print(f"sparsetorch train: {text}", file=sys.stderr, flush=True)
 
     return say
+
+
+def _check_data_and_model(hp) -> None:
+    """Load the data set and build the model on the meta device (no memory, no training,
+    nothing written): its data dir and options, and the model's options, are refused here as
+    ``train`` would refuse them."""
+    import torch
+
+    from sparsetorch.experiments.runner import build_model, prepare_dataset
+
+    data = prepare_dataset(hp.dataset)
+    with torch.device("meta"):
+        build_model(hp, data.input_shape, data.num_classes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         check_device(args.device)
     run_dir = check_out_dir(args.out) / run_name(hp, named_identity(hp))
     if args.dry_run:
+        _check_data_and_model(hp)  # what only loading and building can refuse
         print(json.dumps(hp.to_dict(), indent=2))
         print(f"# run dir: {run_dir}")
         return 0

@@ -458,6 +458,16 @@ def run_name(hparams: Hparams, identity: dict[str, Any]) -> str:
 
 
 # ---- helpers ------------------------------------------------------------------------------
+def identity_default(key: str) -> Any:
+    """The value an ``identity()`` key (``"group.field"``) has when it is left out: its
+    default or baseline, as ``identity()`` compares it. KeyError for another key."""
+    group, _, name = key.partition(".")
+    for f in dataclasses.fields(GROUPS[group]) if group in GROUPS else ():
+        if f.name == name:
+            return _jsonable(f.metadata.get("baseline", _default(f)))
+    raise KeyError(key)
+
+
 def _default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default

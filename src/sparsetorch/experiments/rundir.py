@@ -116,7 +116,13 @@ def hold_dir(path: Path, busy: str, temp_dirs: Callable[[], Iterable[Path]]) -> 
     remove the temp files of killed writers in ``temp_dirs()``. On exit, the directories this
     call created are removed again while empty."""
     created = _missing_dirs(path)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file on the way
+        blocking = next(p for p in [*reversed(path.parents), path] if p.exists() and not p.is_dir())
+        raise NotADirectoryError(
+            f"run dir {str(path)!r} cannot be created: {str(blocking)!r} is a file, not a directory"
+        ) from None
     try:
         with locked(path / LOCK_FILE, wait=False, busy=busy):
             for folder in temp_dirs():

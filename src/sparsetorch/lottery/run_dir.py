@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from sparsetorch.experiments import run_state
-from sparsetorch.experiments.hparams import Hparams, model_label, run_hash
+from sparsetorch.experiments.hparams import Hparams, identity_default, model_label, run_hash
 from sparsetorch.experiments.rundir import (
     check_out_dir,
     hold_dir,
@@ -111,7 +111,9 @@ class LotteryDir:
             old = stored.get("identity", {})
             differ = sorted(k for k in {*old, *identity} if old.get(k) != identity.get(k))
             if differ:
-                details = ", ".join(f"{k}: {old.get(k)!r} -> {identity.get(k)!r}" for k in differ)
+                details = ", ".join(
+                    f"{k}: {_shown(old, k)} -> {_shown(identity, k)}" for k in differ
+                )
                 raise ValueError(
                     f"lottery run {str(self.path)!r} was started with other hparams; refusing "
                     f"to resume it. Differing: {details}"
@@ -122,3 +124,13 @@ class LotteryDir:
             )
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config_file, {"version": LOTTERY_VERSION, "identity": identity, **config})
+
+
+def _shown(identity: dict[str, Any], key: str) -> str:
+    """An identity value as a difference shows it; a key left out is its default."""
+    if key in identity:
+        return repr(identity[key])
+    try:
+        return f"{identity_default(key)!r} (default)"
+    except KeyError:
+        return "the default"
