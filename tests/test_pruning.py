@@ -154,6 +154,50 @@ def test_cumulative_pruning_keeps_pruned_weights_pruned():
     assert_unchanged(model, before)
 
 
+@pytest.mark.parametrize(
+    ("first", "then", "sparsity"),
+    [
+        ("unstructured", "block4x4", 0.97),
+        ("unstructured", "channel", 0.95),
+        ("2:4", "block2x2", 0.9),
+    ],
+)
+def test_cumulative_pruning_with_multi_weight_units_over_other_masks_is_refused(
+    first, then, sparsity
+):
+    """Blocks or channels over a mask that is not made of them would keep partial units:
+    fewer weights than asked for (0.991 sparsity for 0.97 with 4x4 blocks over a 90%
+    unstructured mask), and not the pattern. Refused, the model unchanged."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 128), nn.Linear(128, 64))
+    sparse.prune(model, 0.9 if first == "unstructured" else None, pattern=first,
+                 distribution="uniform")  # fmt: skip
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"does not follow pattern .*remove the masks first"):
+        sparse.prune(model, sparsity, pattern=then, distribution="uniform")
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "sparsity", "kept_weights"),
+    [
+        ("unstructured", "2:4", 0.95, round(0.05 * 256 * 128) + round(0.05 * 128 * 64)),
+        ("block4x4", "block4x4", 0.97, 16 * round(0.03 * (2048 + 512))),  # total exact in units
+    ],
+)
+def test_cumulative_pruning_that_the_masks_allow_is_exact(first, then, sparsity, kept_weights):
+    """N:M's units are single weights (it picks among those left), and blocks over blocks
+    keep whole blocks: the count asked for, a valid pattern, inside the first masks."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 128), nn.Linear(128, 64))
+    sparse.prune(model, 0.9, pattern=first, distribution="uniform")
+    old = {n: m.clone() for n, m in sparse.masks(model).items()}
+    sparse.prune(model, sparsity, pattern=then, distribution="uniform")
+    new = sparse.masks(model)
+    assert sum(int(m.sum()) for m in new.values()) == kept_weights
+    assert all(get_pattern(then).is_valid(m) and bool((m <= old[n]).all()) for n, m in new.items())
+
+
 def test_cumulative_erk_after_global_redistributes_instead_of_regrowing():
     model = mlp(2, sizes=(32, 16, 4))
     sparse.prune(model, 0.7)

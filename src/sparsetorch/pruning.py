@@ -505,6 +505,7 @@ def compute_masks(
     existing = {
         t.full: local(mask) for t in targets if (mask := get_mask(t.module, t.name)) is not None
     }
+    _check_existing_follow(targets, existing)
     # sharded weights: this rank's rows only; `select` counts and ranks over all ranks
     select = selector_for(*params.values(), pattern=pattern)
     if any(is_dtensor(p) for p in params.values()) and any(
@@ -549,6 +550,24 @@ def compute_masks(
         masks[t.full] = like(mask, params[t.full])
     _tell(masks, at_floor, floor, min_layer_density, select)
     return masks
+
+
+def _check_existing_follow(targets: list, existing: dict[str, torch.Tensor]) -> None:
+    """Pruned weights stay pruned, so pruning again with a pattern of multi-weight units
+    (block, channel) keeps whole units only where the earlier masks are made of them: over an
+    unstructured mask it would keep blocks with holes, fewer weights than asked for and not
+    the pattern. (N:M's units are single weights: it picks among the weights left.)"""
+    for t in targets:
+        mask = existing.get(t.full)
+        if mask is None or t.pattern.unit_size(mask.shape) == 1:
+            continue
+        if not t.pattern.is_valid(mask.to(torch.bool)):
+            raise ValueError(
+                f"{t.full}: its mask does not follow pattern {t.pattern!r} (it was pruned "
+                "with another one), and pruned weights stay pruned: pruning it again with "
+                f"{t.pattern!r} would keep partial units, fewer weights than asked for; remove "
+                "the masks first (st.remove_masks; CLI: --drop-masks) to start over"
+            )
 
 
 def _tell(

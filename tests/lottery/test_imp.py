@@ -205,7 +205,9 @@ def test_resume_with_changed_hparams_is_refused(finished, data):
     imp, _ = finished
     hp = tiny_hparams()
     hp.training.lr = 0.01
-    with pytest.raises(ValueError, match=r"other hparams.*training\.lr: None -> 0\.01"):
+    with pytest.raises(
+        ValueError, match=r"other hparams.*training\.lr: 0\.0012 \(default\) -> 0\.01"
+    ):
         IMP(hp, tiny_lottery(prune_rate=0.4), run_dir=imp.path, dataset=data).run()
     # more rounds, seeds or controls extend the run instead
     extended = IMP(tiny_hparams(), tiny_lottery(rounds=1), run_dir=imp.path, dataset=data)
