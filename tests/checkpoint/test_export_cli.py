@@ -23,7 +23,7 @@ def _run_dir(tmp_path):
 
 def test_export_writes_the_newest_model_state(tmp_path, capsys):
     run_dir, models = _run_dir(tmp_path)
-    out = tmp_path / "model.safetensors"
+    out = tmp_path / "new" / "dir" / "model.safetensors"  # its directory is made, as prune's
     assert main(["export", str(run_dir), "--out", str(out)]) == 0
     assert_bitwise(load(out), models[20].state_dict())
     printed = capsys.readouterr().out

@@ -1,5 +1,6 @@
 import json
 import re
+import shutil
 import sys
 import types
 
@@ -81,6 +82,20 @@ def test_compare_prints_a_table_and_writes_a_plot(runs, tmp_path, capsys):
     assert f"lr 0.0012: {dense.run_dir.name}" in out
     assert f"comparison plot: {plot}" in out
     assert_png_with_content(plot)
+
+
+def test_compare_shows_a_finished_run_s_whole_wall_time(runs, tmp_path, capsys):
+    """The run's wall time from its result (what `report RUN` says), not its last
+    evaluation's: a copy whose result says 123.4 s shows 123.4."""
+    dense, _ = runs
+    copy = tmp_path / dense.run_dir.name
+    shutil.copytree(dense.run_dir, copy)
+    result = json.loads((copy / "result.json").read_text())
+    result["wall_s"] = 123.4
+    (copy / "result.json").write_text(json.dumps(result))
+    assert main(["report", "--compare", str(copy), "--plot", str(tmp_path / "p.png")]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("lenet300 ")]
+    assert row.rstrip().endswith("123.4")
 
 
 def test_compare_writes_next_to_the_runs_not_into_the_working_dir(runs, tmp_path, capsys,

@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.run_dir.is_dir():
         raise FileNotFoundError(f"run dir {str(args.run_dir)!r} does not exist")
     step, state = latest_model_state(args.run_dir)
+    if args.out is not None:  # as prune --out and oneshot --out: its directory is made
+        args.out.parent.mkdir(parents=True, exist_ok=True)
     out = save(state, args.out or args.run_dir / DEFAULT_NAME)
     dense = plain_model_bytes(state)
     size = out.stat().st_size

@@ -46,6 +46,7 @@ class Run:
     identity: dict[str, Any]
     metrics: list[dict[str, Any]]
     complete: bool
+    wall_s: float = 0.0  # a finished run's whole time (its result's), else its last evaluation's
 
     @classmethod
     def read(cls, path: str | Path) -> Run:
@@ -57,7 +58,11 @@ class Run:
             raise ValueError(f"run dir {str(run.path)!r} has no metrics yet")
         hp = run.hparams()
         identity = run.run_info()["identity"] if run.run_file.is_file() else hp.identity()
-        return cls(run.path, hp, identity, metrics, run.is_complete())
+        complete = run.is_complete()
+        wall = metrics[-1]["wall_s"]
+        if complete:  # as `sparsetorch report RUN` says it
+            wall = run.read_result().get("wall_s", wall)
+        return cls(run.path, hp, identity, metrics, complete, wall)
 
 
 @dataclass
@@ -205,7 +210,7 @@ def table_rows(groups: Sequence[Group]) -> list[list[str]]:
             pm(g.values(lambda r: early_stop_row(r.metrics)["step"]), digits=0),
             pm(g.values(lambda r: early_stop_row(r.metrics)["test_acc"])),
             pm(g.values(lambda r: max(m["val_acc"] for m in r.metrics))),
-            pm(g.values(lambda r: r.metrics[-1]["wall_s"]), digits=1),
+            pm(g.values(lambda r: r.wall_s), digits=1),
         ])  # fmt: skip
     return rows
 
