@@ -14,6 +14,20 @@ def bits(t: torch.Tensor) -> torch.Tensor:
     return t.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
 
 
+PAYLOAD_NAN = {2: 0x7FC1, 4: 0x7FC00001, 8: 0x7FF8000000000001}  # quiet NaNs with a payload
+
+
+def with_payload_nan(t: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """``t`` with one nonzero entry (if any) replaced by a NaN carrying a payload, set through
+    its bits (a float conversion would not keep the payload: torch 2.13 turns a float32 NaN
+    into bfloat16 0xFFFF)."""
+    nonzero = (t != 0).view(-1).nonzero().view(-1)
+    if nonzero.numel():
+        flat = int(nonzero[int(torch.randint(nonzero.numel(), (1,), generator=g))])
+        bits(t).view(-1)[flat] = PAYLOAD_NAN[t.element_size()]
+    return t
+
+
 def canonical(t: torch.Tensor) -> torch.Tensor:
     """``t`` with -0.0 turned into +0.0: what a format that stores no zeros gives back."""
     return torch.where(t == 0, torch.zeros_like(t), t)
@@ -32,7 +46,8 @@ def matrices(draw, dtype=None, row_multiple=1, col_multiple=1, max_blocks=8, spe
     if specials and t.numel():
         for value in draw(st.lists(st.sampled_from(SPECIALS), max_size=4)):
             t.view(-1)[int(torch.randint(t.numel(), (1,), generator=g))] = value
-    return t.to(dtype)
+    t = t.to(dtype)
+    return with_payload_nan(t, g) if specials and draw(st.booleans()) else t
 
 
 @st.composite
@@ -52,4 +67,5 @@ def nm_matrices(draw, n, m, dtype=None, batch=False, specials=True):
             flat = int(torch.randint(t.numel(), (1,), generator=g))
             if value == 0 or keep.view(-1)[flat]:  # never break the N:M constraint
                 t.view(-1)[flat] = value
-    return t.to(dtype)
+    t = t.to(dtype)
+    return with_payload_nan(t, g) if specials and draw(st.booleans()) else t

@@ -160,6 +160,18 @@ def unpack(meta: torch.Tensor, bits: int, slots: int) -> torch.Tensor:
     return fields.reshape(*meta.shape[:-1], meta.shape[-1] * per)[..., :slots].long()
 
 
+_BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def as_bits(t: torch.Tensor) -> torch.Tensor:
+    """``t`` viewed as integers of its size when it is floating and needs no gradient: gather
+    and scatter move those bit for bit (on the CPU, torch 2.13's bfloat16 gather and scatter
+    turn every NaN into 0xFFFF, payload lost)."""
+    if t.is_floating_point() and not t.requires_grad:
+        return t.view(_BITS[t.element_size()])
+    return t
+
+
 def dense_from_meta(values: torch.Tensor, meta: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """The dense (..., rows, cols) tensor of kept ``values`` (..., rows, cols/m*n) and their
     packed positions ``meta``, unchecked: plain tensor ops, so kernels' reference twins run it
@@ -168,7 +180,11 @@ def dense_from_meta(values: torch.Tensor, meta: torch.Tensor, n: int, m: int) ->
     groups = slots // n
     out = values.new_zeros(*lead, groups, m)  # (..., rows, cols/m, m)
     index = unpack(meta, meta_bits(m), slots).reshape(*lead, groups, n)
-    out.scatter_(-1, index, values.reshape(*lead, groups, n))
+    kept = values.reshape(*lead, groups, n)
+    if kept.requires_grad:  # autograd through the values (no bit view)
+        out = out.scatter(-1, index, kept)
+    else:
+        as_bits(out).scatter_(-1, index, as_bits(kept))
     return out.reshape(*lead, groups * m)
 
 
@@ -238,7 +254,7 @@ class NM(SparseFormat):
         position = torch.arange(m, device=t.device)
         rank = torch.where(groups != 0, position, position + m)
         kept = rank.argsort(dim=-1)[..., :n].sort(dim=-1).values  # (..., rows, cols/m, n)
-        values = groups.gather(-1, kept)
+        values = as_bits(groups).gather(-1, kept).view(t.dtype)
         slots = (*t.shape[:-1], t.shape[-1] // m * n)
         return cls(values.reshape(slots), kept.reshape(slots), tuple(t.shape), n, m)
 
