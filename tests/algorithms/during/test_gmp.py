@@ -132,6 +132,31 @@ def test_nm_pattern_starts_at_its_density_and_stays_valid():
     assert kept == math.floor(0.25 * total + 0.5)
 
 
+def test_global_ranking_keeps_every_layer_with_the_prune_floor():
+    """One threshold over all layers at 95% empties layers of small weights (a constant
+    output); GMP keeps st.prune's floor per layer and says so."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4)
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    algo = st.GMP(model, optimizer, sparsity=0.95, total_steps=40, delta_t=5, distribution="global")
+    x, y = torch.randn(64, 20), torch.randint(0, 4, (64,))
+    with pytest.warns(UserWarning, match="kept fewer than min_layer_density"):
+        for _ in range(40):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            algo.step()
+    kept = {n: int(m.sum()) for n, m in algo.masks().items()}
+    assert all(k > 0 for k in kept.values()), kept
+    total = sum(m.numel() for m in algo.masks().values())
+    assert sum(kept.values()) == round(0.05 * total)  # the total stays exact
+    assert bool((model(torch.randn(5, 20)).std(0) > 0).any())  # the output depends on x
+
+
 def test_history_logs_target_and_overlap():
     algo = gmp(sparsity=0.9)
     train(algo, 40)

@@ -172,11 +172,17 @@ class DynamicSparsity:
             self.skipped_steps += 1
             scaler.step(self.optimizer)
             scaler.update()
+            if not self.needs_gradients:  # a schedule step on the weights alone: not lost
+                self.after_optimizer_step(t)
             return
         if not self.before_optimizer_step(t):
             scaler.step(self.optimizer)
         scaler.update()  # (after an update that replaced the step: unscale_ recorded the check)
         self.after_optimizer_step(t)
+
+    # False for an algorithm whose updates read only the weights (GMP): its update still runs
+    # after an iteration whose optimizer step the scaler skipped (no step ever comes back)
+    needs_gradients = True
 
     def before_optimizer_step(self, t: int) -> bool:
         """Between backward and the optimizer step of iteration ``t`` (``param.grad`` is the

@@ -6,7 +6,9 @@ compression", 2017 (arXiv:1710.01878), gradual magnitude pruning:
 At every update step the smallest-magnitude weights are pruned until the layer (or the model,
 with the "global" distribution) reaches s_t; pruned weights stay pruned. The schedule is
 ``sparsetorch.schedules.Gradual``; the pruning is ``sparsetorch.pruning`` (cumulative, any
-pattern and distribution). The update follows the optimizer step of iteration t.
+pattern and distribution). The update follows the optimizer step of iteration t, and runs
+also when a GradScaler skipped that step (pruning reads only the weights; a schedule step
+lost there would never come back).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class GMP(DynamicSparsity):
 
     method = "gmp"
     Config = GMPConfig
+    needs_gradients = False  # magnitudes only: a skipped (overflowed) iteration still prunes
 
     def __init__(
         self,
@@ -92,7 +95,10 @@ class GMP(DynamicSparsity):
         warn_left_dense(model, self.targets, self.pattern, self.method, stacklevel=3)
 
     def _magnitude_masks(self, sparsity: float, only: str | None = None) -> dict:
-        """``prune``'s cumulative magnitude masks (of one layer with ``only``)."""
+        """``prune``'s cumulative magnitude masks (of one layer with ``only``). The global
+        ranking keeps ``st.prune``'s floor per layer (``min_layer_density="auto"``, with its
+        warning): one threshold can otherwise empty a layer of small weights and make the
+        network's output constant."""
         return compute_masks(
             self.model,
             sparsity=sparsity,
@@ -101,7 +107,7 @@ class GMP(DynamicSparsity):
             distribution="uniform" if only else self.distribution,
             exclude=[n for n, _, _ in self.targets if n != only] if only else self.exclude,
             filter_fn=None if only else self.filter_fn,
-            min_layer_density=0,
+            min_layer_density=0 if only else "auto",
             indivisible="partial",
         )
 
