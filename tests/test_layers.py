@@ -17,7 +17,7 @@ ROOT = pathlib.Path(sparsetorch.__file__).parent
 
 # lowest first; an area may import its own modules and any area of a lower layer
 LAYERS: list[set[str]] = [
-    {"_registry", "_checks", "_files", "_lazy", "_eager_cache"},
+    {"_registry", "_checks", "_files", "_lazy", "_eager_cache", "_warnings"},
     {"formats", "batches"},
     {"kernels", "selection"},
     {"sharding"},
