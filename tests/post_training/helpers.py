@@ -42,7 +42,8 @@ def naive_sparsegpt(
     Removing weight i of a row from the remaining set F changes the row by
     -w_i / [H_F^-1]_ii * H_F^-1[i, :]; after column i it leaves F whether pruned or kept.
     Mask selection as SparseGPT: unstructured, the lowest w_j^2 / [H_Fj^-1]_jj in each block
-    of ``blocksize`` columns (rows x block together, at the block's start); N:M, the lowest
+    of ``blocksize`` columns (rows x block together, at the block's start; the blocks' counts
+    add up to the layer's count rounded once); N:M, the lowest
     in each group of M columns of a row, at the group's start.
     """
     w = weight.detach().to(torch.float64).clone()
@@ -58,11 +59,15 @@ def naive_sparsegpt(
     def inv_diag(j: int) -> float:  # [H_F^-1]_jj with F = {j, ..., cols-1}
         return float(torch.linalg.inv(h[j:, j:])[0, 0])
 
+    kept_so_far = 0
     for i in range(cols):
         if nm is None and i % blocksize == 0:
             stop = min(i + blocksize, cols)
             sal = torch.stack([w[:, j] ** 2 / inv_diag(j) for j in range(i, stop)], dim=1)
-            k = nearest_count(sparsity, sal.numel())
+            # the layer's kept count rounded once (halves kept), spread over the blocks
+            kept = nearest_count(1.0 - sparsity, rows * stop) - kept_so_far
+            kept_so_far += kept
+            k = sal.numel() - kept
             flat = torch.argsort(sal.flatten())[:k]
             block = torch.zeros(sal.numel(), dtype=torch.bool)
             block[flat] = True

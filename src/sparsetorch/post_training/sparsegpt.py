@@ -72,6 +72,7 @@ def sparsegpt(
     w[:, dead] = 0
     rows, cols = w.shape
     pruned = torch.zeros(rows, cols, dtype=torch.bool, device=w.device)
+    kept_so_far = 0
     for i1 in range(0, cols, blocksize):
         i2 = min(i1 + blocksize, cols)
         w1 = w[:, i1:i2].clone()  # (rows, B)
@@ -80,8 +81,11 @@ def sparsegpt(
         p1 = pruned[:, i1:i2]  # (rows, B) view
         err = torch.zeros_like(w1)  # (rows, B)
         if nm is None:  # adaptive mask selection for the block
-            k = nearest_count(1.0 - target.density, w1.numel())
-            p1.copy_(topk_mask(_saliency(w1, d).neg(), k))
+            # the blocks' counts add up to the layer's whole count (rounded once, as
+            # magnitude rounds it: halves kept), not one rounding per block
+            kept = nearest_count(target.density, rows * i2) - kept_so_far
+            kept_so_far += kept
+            p1.copy_(topk_mask(_saliency(w1, d).neg(), w1.numel() - kept))
         for i in range(i2 - i1):
             if nm is not None and (i1 + i) % nm.m == 0:
                 g = min(nm.m, cols - i1 - i)  # the group (partial at the end of a row)

@@ -7,6 +7,7 @@ weight), in the order the batches come, so that the same data gives the same bit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,18 +48,26 @@ class SquaredNorms(InputStatistics):
 
 
 class Hessian(InputStatistics):
-    """``H = 2 X^T X / tokens``, the Hessian of the layer-wise squared error (SparseGPT)."""
+    """``H = 2 X^T X / tokens``, the Hessian of the layer-wise squared error (SparseGPT), kept
+    as a running mean (scaled by ``seen / tokens`` before each batch, whose inputs enter
+    scaled by ``sqrt(2 / tokens)``): the raw sum X^T X overflows float32 once max x² times
+    the token count passes 3.4e38, long before H itself would."""
 
     def __init__(self, features: int, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(features, device, dtype)
-        self.xtx = torch.zeros(features, features, device=device, dtype=dtype)  # (in, in)
+        self.h = torch.zeros(features, features, device=device, dtype=dtype)  # (in, in)
 
     def add(self, x: torch.Tensor) -> None:
+        seen = self.tokens
         super().add(x)
-        self.xtx.addmm_(x.t(), x)
+        if self.tokens == 0:
+            return
+        self.h.mul_(seen / self.tokens)
+        x = x * math.sqrt(2.0 / self.tokens)
+        self.h.addmm_(x.t(), x)
 
     def hessian(self) -> torch.Tensor:
-        return self.xtx * (2.0 / max(self.tokens, 1))  # (in, in)
+        return self.h  # (in, in)
 
 
 StatsFactory = Callable[[int, torch.device, torch.dtype], InputStatistics]
