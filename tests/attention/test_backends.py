@@ -101,12 +101,26 @@ def test_auto_picks_dense_for_short_sequences_and_patterns_needing_most_blocks()
     assert A.choose(local, 512, cuda, requires_grad=True) == "dense"
     assert A.choose(local, 8192, cpu, requires_grad=True) == "reference"
     assert A.choose(local, 8192, cpu, requires_grad=False) == "flex"
+    # Inductor's CPU FlexAttention takes no float64: the reference, exact in it
+    assert A.choose(local, 8192, cpu, requires_grad=False, dtype=torch.float64) == "reference"
     assert A.choose(A.causal(), 8192, cpu, requires_grad=False) == "dense"
     # 1/64 of the pairs, but some pair in every block: block-sparse kernels gain nothing
     strided = A.strided(64)
     assert strided.density(8192) < 0.02
     assert strided.block_layout(8192, 64).block_density == 1.0
     assert A.choose(strided, 8192, cpu, requires_grad=True) == "dense"
+
+
+def test_float64_on_the_cpu_runs_auto_exactly_and_flex_says_why_not():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 2048, 8, dtype=torch.float64, generator=g) for _ in "qkv")
+    pattern = A.local(16)
+    with torch.no_grad():
+        out = A.sparse_attention(q, k, v, pattern, backend="auto")
+        want = A.sparse_attention(q, k, v, pattern, backend="dense")
+        torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
+        with pytest.raises(TypeError, match=r"FlexAttention on the CPU takes .* got torch.float64"):
+            A.sparse_attention(q, k, v, pattern, backend="flex")
 
 
 def test_auto_equals_masked_dense_attention():

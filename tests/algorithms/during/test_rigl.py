@@ -4,6 +4,7 @@ zero with zero optimizer moments, the cosine schedule, determinism, resume, N:M,
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -214,11 +215,22 @@ def test_erk_is_the_default_distribution():
 
 
 def test_existing_masks_are_the_starting_topology():
+    """Kept as they are, and named in a warning (at the caller's line) when they are not at
+    the sparsity asked for: drop-and-grow keeps their counts."""
     model = tiny_mlp()
     st.prune(model, sparsity=0.5, distribution="uniform")
     start = {n: m.clone() for n, m in st.masks(model).items()}
-    algo = st.RigL(model, make_optimizer("momentum", model), sparsity=0.9, total_steps=10)
+    with pytest.warns(
+        UserWarning, match="masks are at sparsity 0.5000, not the sparsity 0.9"
+    ) as rec:
+        algo = st.RigL(model, make_optimizer("momentum", model), sparsity=0.9, total_steps=10)
+    assert [r.filename for r in rec] == [__file__]
     assert all(torch.equal(start[n], m) for n, m in algo.masks().items())
+    model = tiny_mlp()
+    st.prune(model, sparsity=0.9, distribution="erk")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # at the sparsity asked for: nothing to say
+        st.RigL(model, make_optimizer("momentum", model), sparsity=0.9, total_steps=10)
 
 
 def test_bad_input():

@@ -6,19 +6,22 @@ from ``T_end`` on. The two methods differ only in the grow score
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
+from sparsetorch._warnings import user_stacklevel
 from sparsetorch.algorithms.config import DropAndGrowConfig, build_config
 from sparsetorch.algorithms.during.base import DynamicSparsity, make_generator
 from sparsetorch.algorithms.during.topology import update_mask
-from sparsetorch.masking import SUFFIX, in_dim_of
+from sparsetorch.masking import SUFFIX, get_mask, in_dim_of
 from sparsetorch.masking.prunable import FilterFn
 from sparsetorch.patterns import get as get_pattern
 from sparsetorch.pruning import prune, warn_partial_groups
 from sparsetorch.schedules import fraction_schedule
+from sparsetorch.sharding.dtensor import local, selector_for
 
 
 def default_t_end(total_steps: int) -> int:
@@ -82,6 +85,27 @@ class DropAndGrow(DynamicSparsity):
                 indivisible="partial",
             )
             warn_partial_groups(self.targets, self.pattern, self.method, stacklevel=4)
+        else:
+            self._warn_other_sparsity()
+
+    def _warn_other_sparsity(self) -> None:
+        """Masks already there are the starting topology, and drop-and-grow keeps their
+        counts: say so when they are not at the ``sparsity`` asked for (beyond rounding)."""
+        kept = total = 0
+        for _, module, name in self.targets:
+            mask = get_mask(module, name)
+            kept += int(selector_for(mask).count(local(mask)))
+            total += mask.numel()
+        have = 1.0 - kept / max(total, 1)
+        if abs(have - self.sparsity) > max(0.01, len(self.targets) / max(total, 1)):
+            warnings.warn(
+                f"{self.method}: the model's masks are at sparsity {have:.4f}, not the "
+                f"sparsity {self.sparsity} asked for; {self.method} keeps their counts (they "
+                "are its starting topology): prune to that sparsity first, or remove the "
+                "masks (st.remove_masks) to start from its own random topology",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
 
     def drop_fraction(self, t: int) -> float:
         """alpha_t at step t (0 when no update happens at t)."""

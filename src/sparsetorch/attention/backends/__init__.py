@@ -194,7 +194,8 @@ def choose(
     """The backend ``auto`` runs for this pattern, length, device, need of gradients, dtype
     and head dimension (of q and k; ``value_dim``, v's, when it differs)."""
     kind = "cuda" if device.type == "cuda" else "cpu"
-    sparse = "flex" if kind == "cuda" or not requires_grad else "reference"
+    cpu_flex = not requires_grad and dtype in flex.CPU_DTYPES  # float64: the reference
+    sparse = "flex" if kind == "cuda" or cpu_flex else "reference"
     if n < MIN_SPARSE_N[kind]:
         return "dense"
     kernel_runs = (

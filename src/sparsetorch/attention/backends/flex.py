@@ -157,6 +157,9 @@ class _FlexForwardReferenceBackward(torch.autograd.Function):
         return (*grads, None, None, None, None)
 
 
+CPU_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # Inductor's CPU FlexAttention
+
+
 def flex_attention(
     q: Tensor,
     k: Tensor,
@@ -170,6 +173,11 @@ def flex_attention(
     ``kernel_options`` go to FlexAttention's kernel (tile sizes, stages, warps) as is."""
     if q.device.type != "cpu":  # the compiled calls contain non-finite entries themselves
         return _flex_attention(q, k, v, pattern, scale, block, kernel_options)
+    if q.dtype not in CPU_DTYPES:
+        raise TypeError(
+            f"FlexAttention on the CPU takes {', '.join(map(str, CPU_DTYPES))}, got {q.dtype}; "
+            "use backend='reference' (exact in float64) or 'dense'"
+        )
     return _cpu_flex_attention(q, k, v, pattern, scale, block, kernel_options)
 
 
