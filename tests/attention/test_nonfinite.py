@@ -109,6 +109,28 @@ def test_gradients_of_the_unaffected_rows_are_those_of_the_clean_run(backend, na
         torch.testing.assert_close(bad, clean, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("backend", ["dense", "reference", "flex"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_query_in_a_row_without_keys_changes_no_gradient(backend, value):
+    """Such a row outputs zeros and passes no gradient: a NaN or inf in its query (rows 0
+    and 1 of band(2, None) see no key) gives every gradient of the clean run, finite (it
+    had reached every key's gradient through a zero times NaN)."""
+    pattern, n = A.band(2, None), 40
+    q, k, v = _inputs(n, seed=3)
+    grads = []
+    for fill in (value, 0.25):
+        bad_q = q.clone()
+        bad_q[0, 1, 1, 0] = fill
+        leaves = [t.clone().requires_grad_() for t in (bad_q, k, v)]
+        out = sparse_attention(*leaves, pattern, backend=backend)
+        assert bool(out.isfinite().all()) and not bool(out[:, :, :2].any())
+        out.square().sum().backward()
+        grads.append([t.grad for t in leaves])
+    for bad, clean in zip(*grads):
+        assert bool(bad.isfinite().all())
+        torch.testing.assert_close(bad, clean, atol=1e-6, rtol=0)
+
+
 def test_auto_agrees_at_every_length():
     """auto runs dense below its switch length and a sparse backend above it."""
     pattern = A.local(16)

@@ -149,6 +149,9 @@ def test_parse_reads_back_every_repr():
     assert A.parse(repr(pattern)) == pattern
     assert torch.equal(A.parse(repr(pattern)).mask(8), pattern.mask(8))
     assert A.local(3) | A.global_tokens([0]) == A.global_tokens([0]) | A.local(3)
+    empty = A.band(1, None) & ~A.causal()  # band(1, -1): no pair, and no local(-1) either
+    assert repr(empty) == "band(1, -1)" and A.parse(repr(empty)) == empty
+    assert A.parse(repr(A.band(3, -3))) == A.band(3, -3)
 
 
 def test_describe_states_the_textbook_cost_and_the_exact_count():
@@ -164,7 +167,9 @@ def test_describe_states_the_textbook_cost_and_the_exact_count():
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: A.local(-1), "w must be an int >= 0"),
+        (lambda: A.local(-1), r"w must be an int in \[0, 2\*\*62\], got -1"),
+        (lambda: A.local(2**63), r"w must be an int in \[0, 2\*\*62\]"),  # int64 overflow
+        (lambda: A.band(0, -(2**63)), r"hi must be within ±2\*\*62"),
         (lambda: A.strided(0), "stride k must be an int >= 1"),
         (lambda: A.dilated(2, 0), "dilation d must be an int >= 1"),
         (lambda: A.random(0, seed=1), "r must be an int >= 1"),

@@ -17,11 +17,17 @@ from sparsetorch.attention.counting import in_band
 from sparsetorch.attention.layout import FlexBlocks, blocks
 from sparsetorch.attention.pattern import AttentionPattern, Bounds, Grid, MaskFn
 
+LIMIT = 2**62  # offsets are compared as int64: beyond this they overflow
+
 
 def _int_or_none(name: str, value: object) -> int | None:
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+    if value is None:
         return value
-    raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if abs(value) > LIMIT:
+        raise ValueError(f"{name} must be within ±2**62 (None: no limit), got {value}")
+    return value
 
 
 class Band(AttentionPattern):
@@ -85,8 +91,8 @@ class Band(AttentionPattern):
     def __repr__(self) -> str:
         if self.lo == 0 and self.hi is None:
             return "causal()"
-        if self.lo is not None and self.hi is not None and self.lo == -self.hi:
-            return f"local({self.hi})"
+        if self.lo is not None and self.hi is not None and self.lo == -self.hi and self.hi >= 0:
+            return f"local({self.hi})"  # (band(1, -1), empty, is no window)
         return f"band({self.lo}, {self.hi})"
 
 
@@ -134,8 +140,8 @@ def causal() -> Band:
 
 def local(w: int) -> Band:
     """Sliding window ``|i - j| <= w`` (2w + 1 keys per query away from the edges). O(nw)."""
-    if not isinstance(w, int) or isinstance(w, bool) or w < 0:
-        raise ValueError(f"local: window w must be an int >= 0, got {w!r}")
+    if not isinstance(w, int) or isinstance(w, bool) or not 0 <= w <= LIMIT:
+        raise ValueError(f"local: window w must be an int in [0, 2**62], got {w!r}")
     return Band(-w, w)
 
 

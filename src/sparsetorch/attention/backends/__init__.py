@@ -68,7 +68,8 @@ class Reference(Backend):
     @torch.compiler.disable(
         reason="the reference attention backend runs eagerly (Python loops over a "
         "data-dependent block schedule); under torch.compile(fullgraph=True) use "
-        "backend='auto', 'dense' or 'flex'"
+        "backend='dense' on the CPU ('auto' picks this backend for training from n=2048 "
+        "there), or 'auto' or 'flex' on CUDA"
     )
     def __call__(self, q, k, v, pattern, scale):
         k, v = repeat_kv(q, k, v)

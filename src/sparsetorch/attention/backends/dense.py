@@ -28,6 +28,9 @@ def dense_mask(pattern: AttentionPattern, n: int, device: torch.device) -> tuple
 def dense_attention(q: Tensor, k: Tensor, v: Tensor, pattern: AttentionPattern, scale: float):
     mask, empty = dense_mask(pattern, q.shape[2], q.device)
     k, v, bad = nonfinite.split(k, v)  # non-finite entries reach only the rows allowed them
+    # an opened-up row runs with a zero query: a NaN or inf there would reach every key's
+    # gradient (its output is zeroed, but SDPA's backward multiplies by the query)
+    q = q.masked_fill(empty, 0.0)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     out = nonfinite.poison(out, nonfinite.rows_seeing(mask, bad))
     return out.masked_fill(empty, 0.0)

@@ -139,6 +139,8 @@ def forward_pass(
 def backward_pass(q, k, v, out, lse, dout, layout: BlockLayout, fn: MaskFn, scale: float):
     """Gradients (dq, dk, dv) of ``sum(dout * out)``, recomputing probabilities per chunk."""
     batch, heads, n = q.shape[:3]
+    q = q.masked_fill((lse == float("-inf"))[..., None], 0.0)  # an empty row's query reaches
+    # no dk (0 * NaN would): (B, H, n, D)
     lse = _padded(lse, layout)
     lse = lse.masked_fill(lse == float("-inf"), float("inf"))  # empty rows: p = exp(-inf) = 0
     dout = _padded(dout, layout)  # (B, H, nqb, bq, Dv)
