@@ -31,12 +31,14 @@ when a position was bad, the reference backend's tiles mark the rows.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+from sparsetorch._warnings import user_stacklevel
 from sparsetorch.attention.backends import nonfinite, reference
 from sparsetorch.attention.backends.flex_band import compiled_band_attention
 from sparsetorch.attention.bands import Band
@@ -189,7 +191,14 @@ def flex_attention(
 )
 def _cpu_flex_attention(q, k, v, pattern: AttentionPattern, scale: float, block, kernel_options):
     """:func:`flex_attention` on the CPU: a graph break inside an outer ``torch.compile``,
-    whose tracing of these data-dependent steps failed in Inductor (torch 2.13)."""
+    whose tracing of these data-dependent steps failed in Inductor (torch 2.13). Compiled
+    statically, once per input shape, pattern and grad mode, up to Dynamo's recompile limit;
+    past it the reference backend runs instead (exact, memory proportional to the pattern),
+    where Dynamo would run torch's unfused FlexAttention (an n x n score matrix)."""
+    if not _cpu_compiles(q, k, v, pattern, block, kernel_options):
+        n = q.shape[2]
+        layout = cached_layout(pattern, n, reference.BLOCK, q.device)
+        return reference.reference_attention(q, k, v, layout, pattern.fn(n, q.device), scale)
     k, v, bad = nonfinite.split(k, v)
     out = _flex_attention(q, k, v, pattern, scale, block, kernel_options)
     if bad is not None:  # some position was bad (known on the CPU without a synchronisation)
@@ -197,6 +206,33 @@ def _cpu_flex_attention(q, k, v, pattern: AttentionPattern, scale: float, block,
         layout = cached_layout(pattern, n, reference.BLOCK, q.device)
         out = nonfinite.poison(out, reference.rows_seeing(layout, pattern.fn(n, q.device), bad))
     return out
+
+
+_CPU_COMPILED: set = set()  # what the CPU's static compiles were made for
+
+
+def _cpu_compiles(q, k, v, pattern, block, kernel_options) -> bool:
+    """Whether this CPU call may run the compiled FlexAttention: its key (shapes, dtype,
+    pattern, block, options, grad mode; an over-count of Dynamo's recompiles) was compiled,
+    or a compile is left under ``torch._dynamo.config.recompile_limit`` (a warning, once,
+    when none is)."""
+    key = (
+        tuple(q.shape), tuple(k.shape), tuple(v.shape), q.dtype, pattern, block,
+        repr(kernel_options), torch.is_grad_enabled(),
+    )  # fmt: skip
+    if key in _CPU_COMPILED:
+        return True
+    if len(_CPU_COMPILED) < torch._dynamo.config.recompile_limit:
+        _CPU_COMPILED.add(key)
+        return True
+    warnings.warn(
+        f"the flex backend on the CPU has compiled for {len(_CPU_COMPILED)} input shapes, "
+        "patterns or grad modes (torch's recompile limit; it compiles statically there): "
+        "new ones run on the reference backend (exact, memory proportional to the pattern)",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
+    return False
 
 
 def _flex_attention(q, k, v, pattern: AttentionPattern, scale: float, block, kernel_options):
