@@ -18,7 +18,7 @@ from torch import nn
 from sparsetorch._checks import is_real
 from sparsetorch.accelerate.linear import AcceleratedLinear
 from sparsetorch.accelerate.optim import install
-from sparsetorch.masking import masked_names
+from sparsetorch.masking import masked_names, named_masked
 
 FilterFn = Callable[[nn.Module, str], bool]
 
@@ -68,7 +68,8 @@ def accelerate_(
 
     report = AccelerateReport(backend=kernel_ops(backend).name)
     install()
-    owners = _mask_owners(model)
+    # id of each masked Parameter -> its name where the mask lives (a tied weight's owner)
+    owners = {id(m._parameters.get(name)): full for full, m, name in named_masked(model)}
     for fqn, module in model.named_modules():
         masked = bool(masked_names(module))
         if not (isinstance(module, nn.Linear) or masked):
@@ -103,17 +104,6 @@ def accelerate_(
             runs = "sparse" if density <= max_density else f"dense (> max_density {max_density})"
             report.swapped[fqn] = f"density {density:.4f}: {runs}"
     return report
-
-
-def _mask_owners(model: nn.Module) -> dict[int, str]:
-    """id of each masked Parameter -> the name of it where its mask lives (``fqn.weight``)."""
-    owners = {}
-    for fqn, module in model.named_modules():
-        for name in masked_names(module):
-            param = module._parameters.get(name)
-            if param is not None:
-                owners[id(param)] = f"{fqn}.{name}" if fqn else name
-    return owners
 
 
 def restore_(model: nn.Module) -> nn.Module:
