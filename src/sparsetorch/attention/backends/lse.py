@@ -29,27 +29,29 @@ def _work(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)  # float64 stays float64
 
 
+def _scores(q: Tensor, k: Tensor, scale: float) -> Tensor:
+    """q kᵀ · scale in the working dtype (float32, float64 for float64 inputs)."""
+    work = _work(q.dtype)
+    return (q.to(work) @ k.to(work).transpose(-1, -2)) * scale
+
+
 def masked_lse(
     q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, scale: float
 ) -> tuple[Tensor, Tensor]:
     """softmax(q kᵀ · scale) v over the ``allowed`` keys (a mask broadcast to (B, H, m, nk); k and
     v with H heads): (out (B, H, m, D) in q's dtype, lse (B, H, m) in log2 units, +inf for a
     row without keys, whose out is zeros); float32 work, float64 for float64 inputs."""
-    work = _work(q.dtype)
-    scores = (q.to(work) @ k.to(work).transpose(-1, -2)) * scale
-    scores = scores.masked_fill(~allowed, float("-inf"))
+    scores = _scores(q, k, scale).masked_fill(~allowed, float("-inf"))
     lse = torch.logsumexp(scores, -1)  # natural units; -inf for a row without keys
     p = torch.exp(scores - torch.where(torch.isinf(lse), 0.0, lse)[..., None])
-    out = (p @ v.to(work)).to(q.dtype)
+    out = (p @ v.to(p.dtype)).to(q.dtype)
     return out, torch.where(torch.isinf(lse), float("inf"), lse * LOG2E)
 
 
 def _probs(q: Tensor, k: Tensor, allowed: Tensor, lse: Tensor, scale: float) -> Tensor:
     """exp(s - L) from the saved lse (log2 units): zeros where not allowed or without keys."""
-    work = _work(q.dtype)
-    scores = (q.to(work) @ k.to(work).transpose(-1, -2)) * scale
     natural = torch.where(torch.isinf(lse), 0.0, lse / LOG2E)[..., None]
-    return torch.exp(scores - natural).masked_fill(~allowed, 0.0)
+    return torch.exp(_scores(q, k, scale) - natural).masked_fill(~allowed, 0.0)
 
 
 class _Chunked(torch.autograd.Function):
@@ -100,9 +102,10 @@ class _Merge(torch.autograd.Function):
     @staticmethod
     def forward(ctx, lses, *outs):
         work = _work(outs[0].dtype)
-        top = torch.where(torch.isinf(lses), float("-inf"), lses).amax(0)
+        finite = torch.where(torch.isinf(lses), float("-inf"), lses)  # +inf (no key): -inf
+        top = finite.amax(0)
         top = torch.where(torch.isinf(top), 0.0, top)  # rows without keys: every weight is 0
-        weights = torch.exp2(torch.where(torch.isinf(lses), float("-inf"), lses) - top)
+        weights = torch.exp2(finite - top)
         total = weights.sum(0)  # (B, H, n)
         acc = sum(w[..., None] * o.to(work) for w, o in zip(weights, outs, strict=True))
         out = (acc / torch.where(total == 0, 1.0, total)[..., None]).to(outs[0].dtype)
