@@ -191,15 +191,21 @@ def test_non_finite_keys_reach_only_the_rows_that_may_see_them():
     k[0, 1, 7, 0] = float("nan")
     v[0, 0, 12, 3] = float("inf")
     out = bands_attention(q, k, v, pieces(pattern, n), 0.5, reference_band_lse)
-    allowed = _mask(pattern, n)
     for h, j in ((1, 7), (0, 12)):
-        rows = allowed[:, j]
-        assert bool(out[0, h, rows].isnan().all())
-        clean_k, clean_v = k[:, h : h + 1].clone(), v[:, h : h + 1].clone()
-        clean_k[~torch.isfinite(clean_k)] = 0
-        clean_v[~torch.isfinite(clean_v)] = 0
-        ref = masked_attention(q[:, h : h + 1], clean_k, clean_v, allowed, 0.5)
-        torch.testing.assert_close(out[0, h, ~rows], ref[0, 0, ~rows], atol=1e-12, rtol=0)
+        check_contained(out, q, k, v, _mask(pattern, n), h, j, 0.5)
+
+
+def check_contained(out, q, k, v, allowed, head, pos, scale):
+    """In batch entry 0 and ``head`` (k and v with q's heads), the rows ``allowed`` to see the
+    bad position ``pos`` are NaN and the others equal float64 masked attention of the inputs
+    with their non-finite entries zeroed."""
+    rows = allowed[:, pos]
+    assert bool(out[0, head, rows].isnan().all())
+    clean_k, clean_v = k[:, head : head + 1].clone(), v[:, head : head + 1].clone()
+    clean_k[~torch.isfinite(clean_k)] = 0
+    clean_v[~torch.isfinite(clean_v)] = 0
+    ref = masked_attention(q[:, head : head + 1], clean_k, clean_v, allowed, scale)
+    torch.testing.assert_close(out[0, head, ~rows], ref[0, 0, ~rows], atol=1e-12, rtol=0)
 
 
 def test_backend_names_what_it_cannot_run():
